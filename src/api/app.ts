@@ -1,0 +1,41 @@
+import { randomUUID } from 'node:crypto';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import { registerAuth } from './auth.js';
+import { registerBullBoard } from './bull-board.js';
+import type { ApiDeps } from './deps.js';
+import { registerDocs } from './docs.js';
+import { registerErrorHandling } from './errors.js';
+import { registerHealthRoutes } from './routes/health.js';
+import { registerJobRoutes } from './routes/jobs.js';
+import { registerProductRoutes } from './routes/products.js';
+
+const requestIdPattern = /^[A-Za-z0-9._-]{1,128}$/;
+
+/** The Fastify app of the web process: auth, validation, problem errors, routes, docs, Bull Board. */
+export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: deps.log as FastifyBaseLogger,
+    bodyLimit: deps.config.BODY_LIMIT_BYTES,
+    // Keep a caller's X-Request-Id when it is sane, so one id follows a request into its job's logs.
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && requestIdPattern.test(given) ? given : randomUUID();
+    },
+    return503OnClosing: true,
+  });
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  app.addHook('onSend', async (request, reply) => {
+    reply.header('X-Request-Id', request.id);
+  });
+
+  registerErrorHandling(app);
+  registerAuth(app, deps.keys);
+  await registerDocs(app);
+  registerHealthRoutes(app, deps);
+  registerJobRoutes(app, deps);
+  registerProductRoutes(app, deps);
+  await registerBullBoard(app, deps.queues);
+  return app;
+}

@@ -1,0 +1,57 @@
+import type { Redis } from 'ioredis';
+import type { Config } from '../config.js';
+import { openPostgres, openRedis, warnUnlessNoEviction } from '../connections.js';
+import type { Db } from '../db/knex.js';
+import type { Logger } from '../log.js';
+import { type FinishedListener, listenForFinished } from '../queues/finished-signal.js';
+import { closeQueues, createQueues, type Queues } from '../queues/queues.js';
+import { apiKeysChangedChannel, createKeyVerifier, type KeyVerifier } from './auth.js';
+
+export interface ApiDeps {
+  config: Config;
+  log: Logger;
+  db: Db;
+  /** Producer-role connection: fails fast so requests never hang on a Redis outage. */
+  redis: Redis;
+  queues: Queues;
+  finished: FinishedListener;
+  keys: KeyVerifier;
+}
+
+/** Opens what the web process needs; `close()` releases it all (after the server has closed). */
+export async function openApiDeps(
+  config: Config,
+  log: Logger,
+): Promise<ApiDeps & { close(): Promise<void> }> {
+  const db = await openPostgres(config);
+  const redis = await openRedis(config, 'producer').catch(async (error: unknown) => {
+    await db.destroy();
+    throw error;
+  });
+  const subscriber = await openRedis(config, 'subscriber');
+  await warnUnlessNoEviction(redis, log);
+  const queues = createQueues(redis, config);
+  const finished = await listenForFinished(subscriber, config.QUEUE_PREFIX);
+  const keys = createKeyVerifier(db, config.API_KEY_CACHE_SECONDS * 1000, log);
+  const keysChannel = apiKeysChangedChannel(config.QUEUE_PREFIX);
+  subscriber.on('message', (channel) => {
+    if (channel === keysChannel) keys.flush();
+  });
+  await subscriber.subscribe(keysChannel);
+  return {
+    config,
+    log,
+    db,
+    redis,
+    queues,
+    finished,
+    keys,
+    async close() {
+      await finished.close();
+      subscriber.disconnect();
+      await closeQueues(queues);
+      await redis.quit().catch(() => undefined);
+      await db.destroy();
+    },
+  };
+}

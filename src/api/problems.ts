@@ -1,0 +1,94 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { DomainErrorCode, JobFailure } from '../errors.js';
+
+/** RFC 9457 problem details, with our stable `code` beside the standard members. */
+export interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  code: string;
+  instance?: string;
+  requestId?: string;
+  errors?: FieldError[];
+  details?: Record<string, unknown>;
+  [extension: string]: unknown;
+}
+
+export interface FieldError {
+  path: string;
+  message: string;
+  /** Where the field is: body, querystring, params or headers. */
+  in?: string;
+}
+
+/** An error a route throws to answer with a problem document. */
+export class HttpProblem extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    detail: string,
+    readonly extra: Partial<Problem> = {},
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(detail);
+    this.name = 'HttpProblem';
+  }
+}
+
+/** How each domain error a job can end with reaches the PMS. One table: add a code, add its status. */
+const domainStatus: Record<DomainErrorCode, number> = {
+  invalid_payload: 422,
+  not_found: 404,
+  sku_taken: 409,
+  version_conflict: 409,
+  publish_rules_failed: 422,
+  invalid_transition: 409,
+};
+
+export function statusForCode(code: string): number {
+  return (domainStatus as Record<string, number>)[code] ?? 500;
+}
+
+const titles: Record<string, string> = {
+  validation_failed: 'Request validation failed',
+  malformed_json: 'Malformed JSON body',
+  payload_too_large: 'Request body too large',
+  unsupported_media_type: 'Unsupported media type',
+  unauthorized: 'Authentication required',
+  forbidden: 'Not allowed for this API key',
+  not_found: 'Not found',
+  method_not_allowed: 'Method not allowed',
+  idempotency_key_reused: 'Idempotency-Key reused with a different request',
+  precondition_required: 'A version precondition is required',
+  sku_taken: 'SKU already taken',
+  version_conflict: 'Version conflict',
+  publish_rules_failed: 'Publish rules failed',
+  invalid_transition: 'Transition not allowed',
+  invalid_payload: 'Job payload invalid',
+  job_failed: 'Job failed',
+  service_unavailable: 'Service unavailable',
+  internal_error: 'Internal server error',
+};
+
+export function problem(status: number, code: string, detail: string, extra: Partial<Problem> = {}): Problem {
+  return {
+    type: `urn:stockflow:problem:${code}`,
+    title: titles[code] ?? code,
+    status,
+    detail,
+    code,
+    ...extra,
+  };
+}
+
+export function problemFromFailure(failure: JobFailure): Problem {
+  return problem(statusForCode(failure.code), failure.code, failure.message, { details: failure.details });
+}
+
+export function sendProblem(reply: FastifyReply, request: FastifyRequest, body: Problem): FastifyReply {
+  return reply
+    .code(body.status)
+    .type('application/problem+json')
+    .send({ ...body, instance: body.instance ?? request.url, requestId: request.id });
+}

@@ -1,0 +1,48 @@
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { getJobStatus } from '../../queues/job-status.js';
+import type { ApiDeps } from '../deps.js';
+import { problem, sendProblem } from '../problems.js';
+
+const jobStatusSchema = z.object({
+  id: z.string(),
+  queue: z.string(),
+  name: z.string(),
+  state: z.enum(['waiting', 'delayed', 'active', 'completed', 'failed']),
+  attemptsMade: z.number().int(),
+  progress: z.unknown(),
+  result: z.unknown(),
+  error: z
+    .object({ code: z.string(), message: z.string(), details: z.record(z.string(), z.unknown()) })
+    .nullable(),
+  createdAt: z.string(),
+  processedAt: z.string().nullable(),
+  finishedAt: z.string().nullable(),
+});
+
+export function registerJobRoutes(root: FastifyInstance, deps: ApiDeps): void {
+  const app = root.withTypeProvider<ZodTypeProvider>();
+  app.get(
+    '/api/jobs/:id',
+    {
+      schema: {
+        tags: ['jobs'],
+        summary: 'State of a job: attempts, progress, result or error (kept 7 days after it finishes)',
+        params: z.object({ id: z.string().min(1).max(200) }),
+        response: { 200: jobStatusSchema },
+      },
+    },
+    async (request, reply) => {
+      const status = await getJobStatus(deps.queues, request.params.id);
+      if (!status) {
+        return sendProblem(
+          reply,
+          request,
+          problem(404, 'not_found', `Job ${request.params.id} does not exist`),
+        );
+      }
+      return status;
+    },
+  );
+}

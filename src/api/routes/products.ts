@@ -1,0 +1,181 @@
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { getProduct, listProducts } from '../../domain/products.js';
+import {
+  createProductPayload,
+  moneySchema,
+  productJobs,
+  type productRefPayload,
+  skuSchema,
+  updateProductPayload,
+  versionSchema,
+} from '../../queues/products.js';
+import type { ApiDeps } from '../deps.js';
+import { HttpProblem, problem, sendProblem } from '../problems.js';
+import { jobHandleSchema, submitJob } from '../submit-job.js';
+
+const productSchema = z.object({
+  sku: z.string(),
+  name: z.string(),
+  description: z.string().nullable(),
+  price: moneySchema,
+  status: z.enum(['draft', 'published', 'archived']),
+  attributes: z.record(z.string(), z.unknown()),
+  version: z.number().int(),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+  publishedAt: z.string().nullable(),
+});
+
+const skuParams = z.object({ sku: skuSchema });
+const ifMatchHeaders = z.object({
+  'if-match': z
+    .string()
+    .regex(/^(W\/)?"?\d+"?$/, 'must be the product version, e.g. "3"')
+    .optional(),
+});
+const accepted = { 202: jobHandleSchema };
+
+/** `If-Match: "3"` (the ETag we send), `W/"3"` or `3` → 3. */
+function versionFromIfMatch(header: string | undefined): number | undefined {
+  const digits = header?.match(/\d+/)?.[0];
+  return digits === undefined ? undefined : Number(digits);
+}
+
+function expectedVersion(header: string | undefined, body: number | undefined): number | undefined {
+  const fromHeader = versionFromIfMatch(header);
+  if (fromHeader !== undefined && body !== undefined && fromHeader !== body) {
+    throw new HttpProblem(400, 'validation_failed', 'If-Match and expectedVersion disagree', {
+      errors: [
+        { in: 'headers', path: 'if-match', message: `is ${fromHeader} but expectedVersion is ${body}` },
+      ],
+    });
+  }
+  return fromHeader ?? body;
+}
+
+export function registerProductRoutes(root: FastifyInstance, deps: ApiDeps): void {
+  const app = root.withTypeProvider<ZodTypeProvider>();
+  const tags = ['products'];
+
+  app.post(
+    '/api/pms/products',
+    {
+      schema: {
+        tags,
+        summary: 'Create a product (job product.create; duplicate sku fails with sku_taken)',
+        body: createProductPayload,
+        response: { ...accepted, 201: productSchema },
+      },
+    },
+    (request, reply) =>
+      submitJob(deps, request, reply, productJobs.create, request.body, { successStatus: 201 }),
+  );
+
+  app.put(
+    '/api/pms/products/:sku',
+    {
+      schema: {
+        tags,
+        summary: 'Replace a product (job product.update); needs If-Match or expectedVersion',
+        params: skuParams,
+        headers: ifMatchHeaders,
+        body: updateProductPayload.omit({ sku: true }).extend({ expectedVersion: versionSchema.optional() }),
+        response: { ...accepted, 200: productSchema },
+      },
+    },
+    (request, reply) => {
+      const version = expectedVersion(request.headers['if-match'], request.body.expectedVersion);
+      if (version === undefined) {
+        throw new HttpProblem(
+          428,
+          'precondition_required',
+          'Send If-Match: "<version>" or expectedVersion in the body',
+        );
+      }
+      return submitJob(deps, request, reply, productJobs.update, {
+        ...request.body,
+        sku: request.params.sku,
+        expectedVersion: version,
+      });
+    },
+  );
+
+  app.delete(
+    '/api/pms/products/:sku',
+    {
+      schema: {
+        tags,
+        summary: 'Archive a product (job product.archive); the row stays with status archived',
+        params: skuParams,
+        headers: ifMatchHeaders,
+        response: { ...accepted, 200: productSchema },
+      },
+    },
+    (request, reply) =>
+      submitJob(deps, request, reply, productJobs.archive, {
+        sku: request.params.sku,
+        expectedVersion: versionFromIfMatch(request.headers['if-match']),
+      }),
+  );
+
+  app.post(
+    '/api/pms/products/:sku/publish',
+    {
+      schema: {
+        tags,
+        summary: 'Publish a product (job product.publish); failing rules end in publish_rules_failed',
+        params: skuParams,
+        headers: ifMatchHeaders,
+        response: { ...accepted, 200: productSchema },
+      },
+    },
+    (request, reply) =>
+      submitJob(deps, request, reply, productJobs.publish, {
+        sku: request.params.sku,
+        expectedVersion: versionFromIfMatch(request.headers['if-match']),
+      } satisfies z.input<typeof productRefPayload>),
+  );
+
+  app.get(
+    '/api/pms/products',
+    {
+      schema: {
+        tags,
+        summary: 'List products in sku order (keyset pagination)',
+        querystring: z.object({
+          status: z.enum(['draft', 'published', 'archived']).optional(),
+          q: z.string().min(1).max(200).optional(),
+          limit: z.coerce.number().int().min(1).max(200).default(50),
+          cursor: z.string().max(200).optional(),
+        }),
+        response: { 200: z.object({ items: z.array(productSchema), nextCursor: z.string().nullable() }) },
+      },
+    },
+    (request) => listProducts(deps.db, request.query),
+  );
+
+  app.get(
+    '/api/pms/products/:sku',
+    {
+      schema: {
+        tags,
+        summary: 'Read a product; its ETag is its version',
+        params: skuParams,
+        response: { 200: productSchema },
+      },
+    },
+    async (request, reply) => {
+      const product = await getProduct(deps.db, request.params.sku);
+      if (!product) {
+        return sendProblem(
+          reply,
+          request,
+          problem(404, 'not_found', `Product ${request.params.sku} does not exist`),
+        );
+      }
+      return reply.header('ETag', `"${product.version}"`).send(product);
+    },
+  );
+}

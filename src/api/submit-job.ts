@@ -1,0 +1,116 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import { type EnqueueMeta, enqueue, IdempotencyKeyReusedError } from '../queues/enqueue.js';
+import type { AnyJob, PayloadInput } from '../queues/job.js';
+import { getJobStatus, type JobStatus } from '../queues/job-status.js';
+import type { ApiDeps } from './deps.js';
+import { HttpProblem, problemFromFailure, sendProblem } from './problems.js';
+
+/** Body of every 202: a handle to poll at `Location`. */
+export const jobHandleSchema = z.object({
+  id: z.string(),
+  queue: z.string(),
+  name: z.string(),
+  state: z.string(),
+});
+
+const idempotencyKeySchema = z.string().min(1).max(255);
+const maxWaitSeconds = 30;
+
+/** `Prefer: wait=N` (RFC 7240), clamped to 1-30 s; other preferences are ignored. */
+export function preferredWaitSeconds(prefer: string | undefined): number | undefined {
+  const match = prefer?.match(/(?:^|[,;\s])wait\s*=\s*"?(\d+)"?/i);
+  if (!match) return undefined;
+  return Math.min(Math.max(Number(match[1]), 1), maxWaitSeconds);
+}
+
+/**
+ * Waits until the job finishes or `ms` pass. It watches for the finished signal *before* reading
+ * the state (so no signal slips in between), re-reads the state after every signal, and polls
+ * with backoff in case a signal was lost: it can neither hang nor miss a completion.
+ */
+async function waitForJob(deps: ApiDeps, id: string, ms: number): Promise<JobStatus | undefined> {
+  const deadline = Date.now() + ms;
+  const watch = deps.finished.watch(id);
+  try {
+    let pollMs = 50;
+    for (;;) {
+      const status = await getJobStatus(deps.queues, id);
+      const remaining = deadline - Date.now();
+      if (!status || status.state === 'completed' || status.state === 'failed' || remaining <= 0)
+        return status;
+      await watch.next(Math.min(pollMs, remaining));
+      pollMs = Math.min(pollMs * 2, 1000);
+    }
+  } finally {
+    watch.stop();
+  }
+}
+
+/**
+ * The one way a route turns a mutation into a job: honours Idempotency-Key and Prefer: wait, and
+ * answers 202 with the job handle, or (waiting) the job's result or its error as a problem.
+ */
+export async function submitJob<J extends AnyJob>(
+  deps: ApiDeps,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  job: J,
+  payload: PayloadInput<J>,
+  options: { successStatus?: 200 | 201 } = {},
+): Promise<void> {
+  const idempotencyHeader = request.headers['idempotency-key'];
+  let idempotency: EnqueueMeta['idempotency'];
+  if (idempotencyHeader !== undefined) {
+    const key = idempotencyKeySchema.safeParse(idempotencyHeader);
+    if (!key.success) {
+      throw new HttpProblem(400, 'validation_failed', 'The headers have 1 invalid field(s)', {
+        errors: [
+          { in: 'headers', path: 'idempotency-key', message: 'must be a single value of 1-255 characters' },
+        ],
+      });
+    }
+    idempotency = { key: key.data, target: `${request.method} ${request.routeOptions.url ?? request.url}` };
+  }
+  const principal = request.principal!;
+  let enqueued: Awaited<ReturnType<typeof enqueue>>;
+  try {
+    enqueued = await enqueue(
+      {
+        queues: deps.queues,
+        redis: deps.redis,
+        prefix: deps.config.QUEUE_PREFIX,
+        idempotencyTtlSeconds: deps.config.IDEMPOTENCY_TTL_SECONDS,
+      },
+      job,
+      payload,
+      { actor: principal.name, actorId: principal.id, requestId: request.id, idempotency },
+    );
+  } catch (error) {
+    if (error instanceof IdempotencyKeyReusedError) {
+      throw new HttpProblem(422, 'idempotency_key_reused', error.message, { jobId: error.jobId });
+    }
+    throw error;
+  }
+
+  const location = `/api/jobs/${enqueued.id}`;
+  reply.header('Location', location);
+  const prefer = request.headers.prefer;
+  const waitSeconds = preferredWaitSeconds(Array.isArray(prefer) ? prefer.join(', ') : prefer);
+  if (waitSeconds !== undefined) {
+    const status = await waitForJob(deps, enqueued.id, waitSeconds * 1000);
+    if (status?.state === 'completed' || status?.state === 'failed') {
+      reply.header('Preference-Applied', `wait=${waitSeconds}`);
+      if (status.state === 'completed') {
+        reply.code(options.successStatus ?? 200).send(status.result);
+      } else {
+        sendProblem(reply, request, { ...problemFromFailure(status.error!), jobId: status.id });
+      }
+      return;
+    }
+    if (status) enqueued.state = status.state;
+  }
+  reply
+    .code(202)
+    .send({ id: enqueued.id, queue: enqueued.queue, name: enqueued.name, state: enqueued.state });
+}

@@ -1,0 +1,32 @@
+import knex, { type Knex } from 'knex';
+import pg from 'pg';
+import type { Config } from '../config.js';
+
+// int8 (bigint) columns such as events.seq and money amounts fit a JS number for any realistic
+// value (< 2^53); returning them as numbers keeps the API from emitting numeric strings.
+pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number.parseInt(value, 10));
+
+export type Db = Knex;
+
+export function createDb(config: Pick<Config, 'DATABASE_URL' | 'DATABASE_POOL_MAX'>): Db {
+  return knex({
+    client: 'pg',
+    connection: { connectionString: config.DATABASE_URL, connectionTimeoutMillis: 5000 },
+    pool: { min: 0, max: config.DATABASE_POOL_MAX },
+    acquireConnectionTimeout: 10_000,
+  });
+}
+
+/** Postgres SQLSTATE codes the domain reacts to. */
+export const pgErrorCodes = {
+  uniqueViolation: '23505',
+  checkViolation: '23514',
+  foreignKeyViolation: '23503',
+  raiseException: 'P0001',
+} as const;
+
+export function isPgError(error: unknown, code: string, constraint?: string): boolean {
+  if (typeof error !== 'object' || error === null) return false;
+  const e = error as { code?: unknown; constraint?: unknown };
+  return e.code === code && (constraint === undefined || e.constraint === constraint);
+}

@@ -1,0 +1,48 @@
+import { ConfigError } from './config.js';
+import { ServiceUnreachableError } from './connections.js';
+
+/**
+ * Runs an entry point. Startup problems a person can fix (bad config, a service that is down)
+ * are printed as one clear message without a stack trace, and the process exits 1.
+ */
+export function runEntry(main: () => Promise<void>): void {
+  main().catch((error: unknown) => {
+    if (error instanceof ConfigError || error instanceof ServiceUnreachableError) {
+      process.stderr.write(`stockflow: ${error.message}\n`);
+    } else {
+      process.stderr.write(
+        `stockflow: failed to start: ${error instanceof Error ? error.stack : String(error)}\n`,
+      );
+    }
+    process.exit(1);
+  });
+}
+
+/** Calls `stop` once on the first SIGTERM or SIGINT, then exits with its code. */
+export function onShutdownSignal(stop: (signal: string) => Promise<number>): void {
+  let stopping = false;
+  const handle = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
+    stop(signal).then(
+      (code) => process.exit(code),
+      (error: unknown) => {
+        process.stderr.write(`stockflow: shutdown failed: ${String(error)}\n`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', handle);
+  process.on('SIGINT', handle);
+}
+
+/** Resolves true when `closing` settles within `ms`, false when the bound runs out first. */
+export async function closeWithin(closing: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  const done = await Promise.race([closing.then(() => true), timedOut]);
+  clearTimeout(timer);
+  return done;
+}

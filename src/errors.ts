@@ -1,0 +1,35 @@
+import { UnrecoverableError } from 'bullmq';
+
+/**
+ * Stable codes of the business rules a job can break. The API maps each to an HTTP status in
+ * `src/api/problems.ts`; the PMS reads `code`, never the message.
+ */
+export type DomainErrorCode =
+  | 'invalid_payload'
+  | 'not_found'
+  | 'sku_taken'
+  | 'version_conflict'
+  | 'publish_rules_failed'
+  | 'invalid_transition';
+
+/**
+ * A broken business rule. It extends UnrecoverableError because BullMQ checks `instanceof` and
+ * then fails the job at once: retrying cannot change the outcome.
+ */
+export class DomainError extends UnrecoverableError {
+  constructor(
+    readonly code: DomainErrorCode,
+    message: string,
+    readonly details: Record<string, unknown> = {},
+  ) {
+    super(message);
+    this.name = 'DomainError';
+  }
+}
+
+/** The shape a job's failure takes in its data and in the job status API. */
+export interface JobFailure {
+  code: string;
+  message: string;
+  details: Record<string, unknown>;
+}

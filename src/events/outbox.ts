@@ -1,0 +1,25 @@
+import type { Knex } from 'knex';
+
+export interface NewEvent {
+  /** `aggregate.verb`, past tense: `product.created`, `product.published`. */
+  type: string;
+  aggregate: { type: string; id: string };
+  data: Record<string, unknown>;
+}
+
+/**
+ * Writes a domain event into the log/outbox, inside the caller's transaction, so the event exists
+ * if and only if the change does. Actor and job id come from the transaction-local settings the
+ * worker sets when it opens the transaction.
+ */
+export async function appendEvent(db: Knex, event: NewEvent): Promise<{ seq: number; id: string }> {
+  const { rows } = await db.raw<{ rows: { seq: number; id: string }[] }>(
+    `insert into events (type, aggregate_type, aggregate_id, data, job_id, actor)
+     values (?, ?, ?, ?::jsonb,
+             nullif(current_setting('stockflow.job_id', true), ''),
+             nullif(current_setting('stockflow.actor', true), ''))
+     returning seq, id`,
+    [event.type, event.aggregate.type, event.aggregate.id, JSON.stringify(event.data)],
+  );
+  return rows[0]!;
+}

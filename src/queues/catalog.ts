@@ -1,0 +1,20 @@
+import type { AnyJob, QueueName } from './job.js';
+import { maintenanceJobs } from './maintenance.js';
+import { productJobs } from './products.js';
+
+/** Every job the platform knows, by name. Add a queue's jobs here once; the worker map must then cover them. */
+export const jobCatalog = Object.fromEntries(
+  [...Object.values(productJobs), ...Object.values(maintenanceJobs)].map((job) => [job.name, job]),
+) as { [J in CatalogJob as J['name']]: J };
+
+type CatalogJob =
+  | (typeof productJobs)[keyof typeof productJobs]
+  | (typeof maintenanceJobs)[keyof typeof maintenanceJobs];
+
+export type JobName = CatalogJob['name'];
+export type JobNamed<N extends JobName> = Extract<CatalogJob, { name: N }>;
+export type JobNamesOf<Q extends QueueName> = Extract<CatalogJob, { queue: Q }>['name'];
+
+export function findJob(name: string): AnyJob | undefined {
+  return (jobCatalog as Record<string, AnyJob>)[name];
+}

@@ -1,0 +1,60 @@
+import type { JobsOptions } from 'bullmq';
+import type { z } from 'zod';
+import type { JobFailure } from '../errors.js';
+
+export const queueNames = ['products', 'maintenance'] as const;
+export type QueueName = (typeof queueNames)[number];
+
+/**
+ * One job, declared once and used by both sides: the API enqueues it, the worker parses the same
+ * payload schema again before running it (the job may have been queued by older code).
+ * `Result` exists only in the type.
+ */
+export interface JobDefinition<
+  Name extends string = string,
+  Queue extends QueueName = QueueName,
+  Payload extends z.ZodType = z.ZodType,
+  Result = unknown,
+> {
+  readonly name: Name;
+  readonly queue: Queue;
+  readonly payload: Payload;
+  /** Overrides of the queue's default options (attempts, backoff, retention). */
+  readonly options?: JobsOptions;
+  /** Phantom field: carries the result type for inference; never set. */
+  readonly resultType?: Result;
+}
+
+/** `defineJob<Result>()({ name, queue, payload })`: curried so the result type is explicit while the rest is inferred. */
+export function defineJob<Result>() {
+  return <const Name extends string, Queue extends QueueName, Payload extends z.ZodType>(definition: {
+    name: Name;
+    queue: Queue;
+    payload: Payload;
+    options?: JobsOptions;
+  }): JobDefinition<Name, Queue, Payload, Result> => definition;
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: the widest job type, for constraints only
+export type AnyJob = JobDefinition<string, QueueName, z.ZodType, any>;
+export type PayloadOf<J extends AnyJob> = z.output<J['payload']>;
+export type PayloadInput<J extends AnyJob> = z.input<J['payload']>;
+export type ResultOf<J extends AnyJob> =
+  J extends JobDefinition<string, QueueName, z.ZodType, infer R> ? R : never;
+
+/** Who asked for a job and how; travels with the job into the worker's log lines and the database. */
+export interface JobMeta {
+  /** API key name of the caller, or `system` for scheduled work. */
+  actor: string;
+  requestId?: string;
+  /** Hash of the canonical payload, kept to answer a reused Idempotency-Key. */
+  requestHash?: string;
+}
+
+/** What a job holds in Redis. */
+export interface JobData<Payload = unknown> {
+  payload: Payload;
+  meta: JobMeta;
+  /** Written by the worker when a domain rule fails the job, so the status API can show the code. */
+  failure?: JobFailure;
+}

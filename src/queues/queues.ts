@@ -1,0 +1,42 @@
+import { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Config } from '../config.js';
+import { type QueueName, queueNames } from './job.js';
+
+export type Queues = Record<QueueName, Queue>;
+
+type QueueSettings = Pick<
+  Config,
+  'QUEUE_PREFIX' | 'JOB_ATTEMPTS' | 'JOB_BACKOFF_MS' | 'JOB_RETENTION_SECONDS'
+>;
+
+/**
+ * One BullMQ Queue per queue name, sharing one producer connection. Finished jobs are kept by
+ * age so their status stays answerable for the retention period.
+ */
+export function createQueues(connection: Redis, config: QueueSettings): Queues {
+  const entries = queueNames.map((name) => [
+    name,
+    new Queue(name, {
+      connection,
+      prefix: config.QUEUE_PREFIX,
+      defaultJobOptions: {
+        attempts: config.JOB_ATTEMPTS,
+        backoff: { type: 'exponential', delay: config.JOB_BACKOFF_MS },
+        removeOnComplete: { age: config.JOB_RETENTION_SECONDS },
+        removeOnFail: { age: config.JOB_RETENTION_SECONDS },
+      },
+    }),
+  ]);
+  return Object.fromEntries(entries) as Queues;
+}
+
+export async function closeQueues(queues: Queues): Promise<void> {
+  await Promise.all(Object.values(queues).map((queue) => queue.close()));
+}
+
+/** Job ids carry their queue (`products-…`) so a status lookup needs no search across queues. */
+export function queueOfJobId(id: string): QueueName | undefined {
+  const name = id.slice(0, id.indexOf('-'));
+  return (queueNames as readonly string[]).includes(name) ? (name as QueueName) : undefined;
+}

@@ -1,0 +1,30 @@
+import type { Config } from '../config.js';
+import { pruneAppliedJobs } from '../db/applied-jobs.js';
+import { maintenanceJobs } from '../queues/maintenance.js';
+import type { Queues } from '../queues/queues.js';
+import type { QueueHandlers } from './processor.js';
+
+export const maintenanceHandlers = {
+  'maintenance.prune-applied-jobs': async ({ deps }, payload) => ({
+    deleted: await pruneAppliedJobs(deps.db, payload.olderThanSeconds),
+  }),
+} satisfies QueueHandlers<'maintenance'>;
+
+/**
+ * Repeatable work, declared in this one place and upserted by the processes that run the
+ * maintenance queue. Upserting is idempotent: restarts and several such processes keep one
+ * scheduler per id.
+ */
+export async function registerSchedulers(queues: Queues, config: Config): Promise<void> {
+  const prune = maintenanceJobs.pruneAppliedJobs;
+  await queues.maintenance.upsertJobScheduler(
+    'prune-applied-jobs',
+    { every: 60 * 60 * 1000 },
+    {
+      name: prune.name,
+      // Twice the job retention: by then no retry of those jobs can still arrive.
+      data: { payload: { olderThanSeconds: 2 * config.JOB_RETENTION_SECONDS }, meta: { actor: 'system' } },
+      opts: prune.options,
+    },
+  );
+}

@@ -1,0 +1,67 @@
+import { Worker } from 'bullmq';
+import { publishFinished } from '../queues/finished-signal.js';
+import { type QueueName, queueNames } from '../queues/job.js';
+import { maintenanceHandlers, registerSchedulers } from './maintenance.js';
+import { createProcessor, type QueueHandlers, type WorkerDeps } from './processor.js';
+import { productHandlers } from './products.js';
+
+const handlersByQueue: { [Q in QueueName]: QueueHandlers<Q> } = {
+  products: productHandlers,
+  maintenance: maintenanceHandlers,
+};
+
+export function parseQueueList(list: string | undefined): QueueName[] {
+  if (!list || list === 'all') return [...queueNames];
+  const names = list
+    .split(',')
+    .map((n) => n.trim())
+    .filter(Boolean);
+  const unknown = names.filter((n) => !(queueNames as readonly string[]).includes(n));
+  if (unknown.length > 0) {
+    throw new Error(`Unknown queue(s): ${unknown.join(', ')}. Known queues: ${queueNames.join(', ')}`);
+  }
+  return names as QueueName[];
+}
+
+/** Starts one BullMQ Worker per queue, each with its configured concurrency. */
+export async function startWorkers(deps: WorkerDeps, queues: QueueName[]): Promise<Worker[]> {
+  const { config, log } = deps;
+  if (queues.includes('maintenance')) await registerSchedulers(deps.queues, config);
+  return queues.map((queue) => {
+    const worker = new Worker(
+      queue,
+      createProcessor(deps, queue, handlersByQueue[queue] as QueueHandlers<typeof queue>),
+      {
+        connection: deps.redis,
+        prefix: config.QUEUE_PREFIX,
+        concurrency: config.concurrency[queue],
+      },
+    );
+    // The finished signal only wakes `Prefer: wait` requests early; losing one costs latency, not correctness.
+    const signal = (jobId: string | undefined) => {
+      if (jobId) publishFinished(deps.redis, config.QUEUE_PREFIX, jobId).catch(() => undefined);
+    };
+    worker.on('completed', (job) => signal(job.id));
+    worker.on('failed', (job) => signal(job?.id));
+    worker.on('error', (err) => log.error({ err, queue }, 'worker error'));
+    log.info({ queue, concurrency: config.concurrency[queue] }, 'worker started');
+    return worker;
+  });
+}
+
+/**
+ * Stops taking jobs and lets active ones finish, for at most `timeoutMs`; then closes by force
+ * (those jobs are picked up again by another worker once their lock expires). Resolves true
+ * when every active job finished in time.
+ */
+export async function stopWorkers(workers: Worker[], timeoutMs: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const graceful = Promise.all(workers.map((w) => w.close())).then(() => true);
+  const timedOut = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), timeoutMs);
+  });
+  const finished = await Promise.race([graceful, timedOut]);
+  clearTimeout(timer);
+  if (!finished) await Promise.all(workers.map((w) => w.close(true)));
+  return finished;
+}

@@ -1,0 +1,85 @@
+import type { Job, Processor } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Config } from '../config.js';
+import type { Db } from '../db/knex.js';
+import { DomainError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { findJob, type JobNamed, type JobNamesOf } from '../queues/catalog.js';
+import type { AnyJob, JobData, JobMeta, PayloadOf, QueueName, ResultOf } from '../queues/job.js';
+import type { Queues } from '../queues/queues.js';
+
+export interface WorkerDeps {
+  config: Config;
+  log: Logger;
+  db: Db;
+  /** Worker-role connection (retries forever). */
+  redis: Redis;
+  /** For follow-up jobs and schedulers. */
+  queues: Queues;
+}
+
+export interface JobContext {
+  deps: WorkerDeps;
+  job: Job<JobData>;
+  meta: JobMeta;
+  log: Logger;
+}
+
+export type Handler<J extends AnyJob> = (ctx: JobContext, payload: PayloadOf<J>) => Promise<ResultOf<J>>;
+
+/** Every job of a queue mapped to its handler: a job without a handler is a compile error. */
+export type QueueHandlers<Q extends QueueName> = { [N in JobNamesOf<Q>]: Handler<JobNamed<N>> };
+
+/**
+ * Wraps a queue's handlers into a BullMQ processor: re-parses the payload (it may have been queued
+ * by older code), logs with the request id carried from the API, and records a domain error's
+ * code on the job before BullMQ fails it without retry. Any other error is rethrown for retry.
+ */
+export function createProcessor<Q extends QueueName>(
+  deps: WorkerDeps,
+  queue: Q,
+  handlers: QueueHandlers<Q>,
+): Processor<JobData> {
+  const byName = handlers as unknown as Record<string, Handler<AnyJob>>;
+  return async (job) => {
+    const meta: JobMeta = job.data.meta ?? { actor: 'unknown' };
+    const log = deps.log.child({
+      queue,
+      job: job.name,
+      jobId: job.id,
+      attempt: job.attemptsMade + 1,
+      requestId: meta.requestId,
+    });
+    const started = performance.now();
+    try {
+      const definition = findJob(job.name);
+      const handler = byName[job.name];
+      if (!definition || definition.queue !== queue || !handler) {
+        throw new DomainError('invalid_payload', `No handler for job ${job.name} on queue ${queue}`);
+      }
+      const parsed = definition.payload.safeParse(job.data.payload);
+      if (!parsed.success) {
+        throw new DomainError('invalid_payload', `Payload of ${job.name} does not match its schema`, {
+          issues: parsed.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })),
+        });
+      }
+      const result = await handler({ deps, job, meta, log }, parsed.data);
+      log.info({ ms: Math.round(performance.now() - started) }, 'job completed');
+      return result;
+    } catch (error) {
+      if (error instanceof DomainError) {
+        await job.updateData({
+          ...job.data,
+          failure: { code: error.code, message: error.message, details: error.details },
+        });
+        log.info(
+          { code: error.code, ms: Math.round(performance.now() - started) },
+          'job failed a domain rule',
+        );
+      } else {
+        log.warn({ err: error }, 'job attempt failed; it is retried while attempts remain');
+      }
+      throw error;
+    }
+  };
+}

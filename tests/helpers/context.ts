@@ -1,0 +1,206 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Worker } from 'bullmq';
+import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
+import type { Redis } from 'ioredis';
+import { inject } from 'vitest';
+import { buildApp } from '../../src/api/app.js';
+import { type ApiDeps, openApiDeps } from '../../src/api/deps.js';
+import { type Config, parseConfig } from '../../src/config.js';
+import { openRedis } from '../../src/connections.js';
+import { createApiKey } from '../../src/db/api-keys.js';
+import { createLogger } from '../../src/log.js';
+import type { QueueName } from '../../src/queues/job.js';
+import { getJobStatus, type JobStatus } from '../../src/queues/job-status.js';
+import { parseQueueList, startWorkers, stopWorkers } from '../../src/workers/pool.js';
+import { cloneTemplate, dropDatabase, openConnections, testDatabaseUrl } from './databases.js';
+
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+/** Contexts opened by the current test file and not closed yet: the leak check fails the file on any. */
+export const openContexts = new Set<TestContext>();
+
+export interface TestContext {
+  config: Config;
+  /** The environment the context's config came from; spawned processes get the same. */
+  env: Record<string, string>;
+  database: string;
+  api: ApiDeps;
+  app: FastifyInstance;
+  adminKey: string;
+  pmsKey: string;
+  /** `app.inject` with `Authorization: Bearer` (the pms key unless `key` says otherwise; null for none). */
+  request(
+    options: InjectOptions & { key?: string | null },
+  ): Promise<LightMyRequestResponse & { body: string }>;
+  /** Starts in-process workers for these queues (default: all). */
+  startWorkers(queues?: QueueName[]): Promise<Worker[]>;
+  /** Polls the job until it completes or fails. */
+  waitForJob(id: string, timeoutMs?: number): Promise<JobStatus>;
+  /** Starts `src/workers/main.ts` as a separate process on this context's database and queues. */
+  spawnWorker(args?: string[], env?: Record<string, string>): ChildProcess;
+  close(): Promise<void>;
+}
+
+export interface ContextOptions {
+  /** Environment overrides on top of the test defaults. */
+  env?: Record<string, string>;
+  /** In-process workers to start at once: true for all queues. */
+  workers?: boolean | QueueName[];
+}
+
+export async function createTestContext(options: ContextOptions = {}): Promise<TestContext> {
+  const id = randomBytes(5).toString('hex');
+  const database = `stockflow_test_${id}`;
+  await cloneTemplate(inject('templateDatabase'), database);
+  const env: Record<string, string> = {
+    NODE_ENV: 'test',
+    DATABASE_URL: testDatabaseUrl(database),
+    DATABASE_POOL_MAX: '10',
+    REDIS_URL: process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379',
+    QUEUE_PREFIX: `sft-${id}`,
+    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
+    JOB_BACKOFF_MS: '20',
+    SHUTDOWN_TIMEOUT_MS: '10000',
+    ...options.env,
+  };
+  const config = parseConfig(env);
+  const log = createLogger(config, 'stockflow-test');
+  const api = await openApiDeps(config, log);
+  const app = await buildApp(api);
+  await app.ready();
+  const admin = await createApiKey(api.db, { name: 'test-admin', scopes: ['admin'] });
+  const pms = await createApiKey(api.db, { name: 'test-pms', scopes: ['pms'] });
+
+  const workers: Worker[] = [];
+  const workerConnections: Redis[] = [];
+  const children = new Set<ChildProcess>();
+
+  const ctx: TestContext = {
+    config,
+    env,
+    database,
+    api,
+    app,
+    adminKey: admin.key,
+    pmsKey: pms.key,
+    async request({ key, headers, ...rest }) {
+      const token = key === undefined ? pms.key : key;
+      return app.inject({
+        ...rest,
+        headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...headers },
+      }) as Promise<LightMyRequestResponse & { body: string }>;
+    },
+    async startWorkers(queues) {
+      const redis = await openRedis(config, 'worker');
+      workerConnections.push(redis);
+      const started = await startWorkers(
+        { config, log, db: api.db, redis, queues: api.queues },
+        queues ?? parseQueueList('all'),
+      );
+      workers.push(...started);
+      return started;
+    },
+    async waitForJob(jobId, timeoutMs = 15_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const status = await getJobStatus(api.queues, jobId);
+        if (status && (status.state === 'completed' || status.state === 'failed')) return status;
+        if (Date.now() > deadline) {
+          throw new Error(`job ${jobId} did not finish within ${timeoutMs} ms (state ${status?.state})`);
+        }
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    },
+    spawnWorker(args = [], extraEnv = {}) {
+      const child = spawn(process.execPath, ['--import', 'tsx', 'src/workers/main.ts', ...args], {
+        cwd: repoRoot,
+        env: { ...process.env, ...env, LOG_LEVEL: 'info', ...extraEnv },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      // Always drain the pipes: a full pipe would block the child's logger and so the child.
+      child.stdout.on('data', () => undefined);
+      child.stderr.on('data', () => undefined);
+      children.add(child);
+      child.once('exit', () => children.delete(child));
+      return child;
+    },
+    async close() {
+      const leaks: string[] = [];
+      if (children.size > 0) {
+        leaks.push(`${children.size} worker process(es) still running`);
+        for (const child of children) child.kill('SIGKILL');
+      }
+      await stopWorkers(workers, 10_000);
+      await Promise.all(workerConnections.map((r) => r.quit()));
+      await app.close();
+      await api.close();
+      await deleteKeys(config);
+      const connections = await openConnections(database);
+      if (connections > 0) leaks.push(`${connections} Postgres connection(s) still open`);
+      await dropDatabase(database);
+      openContexts.delete(ctx);
+      if (leaks.length > 0) throw new Error(`test context leaked: ${leaks.join('; ')}`);
+    },
+  };
+  openContexts.add(ctx);
+  if (options.workers) await ctx.startWorkers(options.workers === true ? undefined : options.workers);
+  return ctx;
+}
+
+/** Removes every Redis key under the context's prefix. */
+async function deleteKeys(config: Config): Promise<void> {
+  const redis = await openRedis(config, 'worker');
+  try {
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${config.QUEUE_PREFIX}:*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length > 0) await redis.unlink(...keys);
+    } while (cursor !== '0');
+  } finally {
+    await redis.quit();
+  }
+}
+
+/** Resolves with the first line of a child's output matching `pattern`. */
+export function waitForOutput(child: ChildProcess, pattern: RegExp, timeoutMs = 20_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let seen = '';
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(new Error(`no output matching ${pattern} within ${timeoutMs} ms; saw:\n${seen.slice(-2000)}`));
+    }, timeoutMs);
+    const onData = (chunk: Buffer) => {
+      seen += chunk.toString();
+      const line = seen.split('\n').find((l) => pattern.test(l));
+      if (line) {
+        cleanup();
+        resolve(line);
+      }
+    };
+    const onExit = (code: number | null) => {
+      cleanup();
+      reject(new Error(`process exited (${code}) before printing ${pattern}; saw:\n${seen.slice(-2000)}`));
+    };
+    function cleanup() {
+      clearTimeout(timer);
+      child.stdout?.off('data', onData);
+      child.stderr?.off('data', onData);
+      child.off('exit', onExit);
+    }
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onData);
+    child.once('exit', onExit);
+  });
+}
+
+/** Resolves with the exit code once the child has exited. */
+export function exitOf(child: ChildProcess): Promise<number | null> {
+  if (child.exitCode !== null) return Promise.resolve(child.exitCode);
+  return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+}
+
+export const json = (response: { body: string }) => JSON.parse(response.body);

@@ -1,0 +1,46 @@
+import pg from 'pg';
+
+/** Tests run against the local server unless TEST_DATABASE_URL points elsewhere (its path is ignored). */
+const baseUrl = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+
+export function testDatabaseUrl(database: string): string {
+  const url = new URL(baseUrl);
+  url.pathname = `/${database}`;
+  return url.toString();
+}
+
+export async function adminQuery(sql: string, params: unknown[] = []): Promise<pg.QueryResult> {
+  const client = new pg.Client({ connectionString: testDatabaseUrl('postgres') });
+  await client.connect();
+  try {
+    return await client.query(sql, params);
+  } finally {
+    await client.end();
+  }
+}
+
+/** Clones the run's template into a fresh database for one test file. */
+export async function cloneTemplate(template: string, name: string): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await adminQuery(`create database ${name} template ${template}`);
+      return;
+    } catch (error) {
+      // 55006: another clone of the same template is in progress; try again shortly.
+      if ((error as { code?: string }).code !== '55006' || attempt >= 20) throw error;
+      await new Promise((r) => setTimeout(r, 100 * attempt));
+    }
+  }
+}
+
+/** Connections still open to a test database: anything left at teardown is a leak. */
+export async function openConnections(database: string): Promise<number> {
+  const { rows } = await adminQuery('select count(*)::int as n from pg_stat_activity where datname = $1', [
+    database,
+  ]);
+  return rows[0].n as number;
+}
+
+export async function dropDatabase(name: string): Promise<void> {
+  await adminQuery(`drop database if exists ${name} with (force)`);
+}
