@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Worker } from 'bullmq';
@@ -151,7 +152,7 @@ export async function createTestContext(options: ContextOptions = {}): Promise<T
 }
 
 /** Removes every Redis key under the context's prefix. */
-async function deleteKeys(config: Config): Promise<void> {
+export async function deleteKeys(config: Config): Promise<void> {
   const redis = await openRedis(config, 'worker');
   try {
     let cursor = '0';
@@ -204,3 +205,12 @@ export function exitOf(child: ChildProcess): Promise<number | null> {
 }
 
 export const json = (response: { body: string }) => JSON.parse(response.body);
+
+/** A TCP port that was free a moment ago. */
+export async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
