@@ -48,9 +48,17 @@ function failureOf(job: Job<JobData>): JobFailure {
 export async function getJobStatus(queues: Queues, id: string): Promise<JobStatus | undefined> {
   const queueName = queueOfJobId(id);
   if (!queueName) return undefined;
-  const job = (await queues[queueName].getJob(id)) as Job<JobData> | undefined;
+  const queue = queues[queueName];
+  let job = (await queue.getJob(id)) as Job<JobData> | undefined;
   if (!job) return undefined;
-  const state = publicState(await job.getState());
+  let state = publicState(await job.getState());
+  // The job hash and its state are two reads: a job that finished in between has a final state
+  // but no result yet in the copy we hold, so read it again.
+  for (let i = 0; i < 3 && (state === 'completed' || state === 'failed') && !job.finishedOn; i++) {
+    job = (await queue.getJob(id)) as Job<JobData> | undefined;
+    if (!job) return undefined;
+    state = publicState(await job.getState());
+  }
   return {
     id,
     queue: queueName,
