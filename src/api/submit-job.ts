@@ -90,7 +90,16 @@ export async function submitJob<J extends AnyJob>(
     if (error instanceof IdempotencyKeyReusedError) {
       throw new HttpProblem(422, 'idempotency_key_reused', error.message, { jobId: error.jobId });
     }
-    throw error;
+    // The producer connection fails fast while Redis is away: tell the caller to retry (safe with
+    // an Idempotency-Key) instead of holding the request open.
+    request.log.error({ err: error }, 'could not enqueue the job');
+    throw new HttpProblem(
+      503,
+      'service_unavailable',
+      'The job queue is unavailable; nothing was accepted. Retry later (with the same Idempotency-Key)',
+      {},
+      { 'Retry-After': '5' },
+    );
   }
 
   const location = `/api/jobs/${enqueued.id}`;

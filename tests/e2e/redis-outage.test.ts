@@ -1,0 +1,75 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import {
+  createTestContext,
+  exitOf,
+  freePort,
+  json,
+  type TestContext,
+  waitForOutput,
+} from '../helpers/context.js';
+
+// This file stops Redis, so it runs its own redis-server on a spare port.
+let redis: ChildProcess;
+let port: number;
+let ctx: TestContext;
+
+function startRedis(): ChildProcess {
+  const child = spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  child.stdout.on('data', () => undefined);
+  return child;
+}
+
+beforeAll(async () => {
+  port = await freePort();
+  redis = startRedis();
+  await waitForOutput(redis, /Ready to accept connections/);
+  ctx = await createTestContext({ env: { REDIS_URL: `redis://127.0.0.1:${port}` } });
+});
+afterAll(async () => {
+  if (redis.exitCode !== null) {
+    redis = startRedis();
+    await waitForOutput(redis, /Ready to accept connections/);
+  }
+  await ctx.close();
+  redis.kill('SIGTERM');
+  await exitOf(redis);
+});
+
+it('answers fast and clearly while Redis is down, and recovers when it is back', async () => {
+  const product = { sku: 'O-1', name: 'Desk', price: { amount: 25000, currency: 'EUR' } };
+  expect((await ctx.request({ method: 'GET', url: '/readyz', key: null })).statusCode).toBe(200);
+
+  redis.kill('SIGKILL');
+  await exitOf(redis);
+
+  const ready = await ctx.request({ method: 'GET', url: '/readyz', key: null });
+  expect(ready.statusCode).toBe(503);
+  expect(json(ready)).toMatchObject({ code: 'service_unavailable', unavailable: ['Redis'] });
+
+  const started = Date.now();
+  const refused = await ctx.request({ method: 'POST', url: '/api/pms/products', payload: product });
+  expect(Date.now() - started).toBeLessThan(2000); // fails fast, never hangs
+  expect(refused.statusCode).toBe(503);
+  expect(refused.headers['retry-after']).toBe('5');
+  expect(json(refused).code).toBe('service_unavailable');
+  expect(refused.body).not.toMatch(/ECONNREFUSED|writeable|ioredis/i);
+
+  // Reads do not need Redis.
+  expect((await ctx.request({ method: 'GET', url: '/api/pms/products' })).statusCode).toBe(200);
+
+  redis = startRedis();
+  await waitForOutput(redis, /Ready to accept connections/);
+  let status = 0;
+  for (let i = 0; i < 100 && status !== 202; i++) {
+    status = (await ctx.request({ method: 'POST', url: '/api/pms/products', payload: product })).statusCode;
+    if (status !== 202) await new Promise((r) => setTimeout(r, 100));
+  }
+  expect(status).toBe(202);
+});
