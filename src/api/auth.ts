@@ -57,7 +57,8 @@ export function createKeyVerifier(db: Knex, ttlMs: number, log: Logger): KeyVeri
 
 /** The scope a path needs: `pms` for the PMS surface, `admin` for the rest; undefined when public. */
 export function requiredScope(path: string): Scope | undefined {
-  if (path.startsWith('/api/pms/') || path === '/api/pms' || path.startsWith('/api/jobs')) return 'pms';
+  const under = (prefix: string) => path === prefix || path.startsWith(`${prefix}/`);
+  if (under('/api/pms') || under('/api/jobs')) return 'pms';
   if (path.startsWith('/api/') || path.startsWith('/admin') || path === '/metrics') return 'admin';
   return undefined;
 }
