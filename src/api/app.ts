@@ -6,6 +6,7 @@ import { registerBullBoard } from './bull-board.js';
 import type { ApiDeps } from './deps.js';
 import { registerDocs } from './docs.js';
 import { registerErrorHandling } from './errors.js';
+import { registerMetrics } from './metrics.js';
 import { registerHealthRoutes } from './routes/health.js';
 import { registerJobRoutes } from './routes/jobs.js';
 import { registerProductRoutes } from './routes/products.js';
@@ -33,6 +34,7 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
   registerErrorHandling(app);
   registerAuth(app, deps.keys);
   await registerDocs(app);
+  registerMetrics(app, deps.queues);
   registerHealthRoutes(app, deps);
   registerJobRoutes(app, deps);
   registerProductRoutes(app, deps);

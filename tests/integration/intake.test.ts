@@ -266,3 +266,18 @@ describe('health, docs and request ids', () => {
     expect(job?.data.meta).toMatchObject({ requestId: 'req-trace-42', actor: 'test-pms' });
   });
 });
+
+describe('metrics', () => {
+  it('serves Prometheus metrics to admin keys only, with request durations and queue counts', async () => {
+    expect((await ctx.request({ method: 'GET', url: '/metrics', key: null })).statusCode).toBe(401);
+    expect((await ctx.request({ method: 'GET', url: '/metrics', key: ctx.pmsKey })).statusCode).toBe(403);
+    const res = await ctx.request({ method: 'GET', url: '/metrics', key: ctx.adminKey });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['content-type']).toMatch(/^text\/plain/);
+    expect(res.body).toMatch(
+      /stockflow_http_request_duration_seconds_count\{method="POST",route="\/api\/pms\/products",status="202"\} \d+/,
+    );
+    expect(res.body).toMatch(/stockflow_queue_jobs\{queue="products",state="completed"\} [1-9]\d*/);
+    expect(res.body).toContain('stockflow_process_cpu_seconds_total');
+  });
+});
