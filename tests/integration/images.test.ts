@@ -47,7 +47,7 @@ async function upload(bytes: Buffer, options: Parameters<typeof imageUpload>[1] 
 }
 
 /** Uploads and waits for the job; returns the job's final status. */
-async function process(bytes: Buffer, options: Parameters<typeof imageUpload>[1] = {}, url = imagesUrl) {
+async function processUpload(bytes: Buffer, options: Parameters<typeof imageUpload>[1] = {}, url = imagesUrl) {
   const res = await upload(bytes, options, url);
   expect(res.statusCode).toBe(202);
   return ctx.waitForJob(json(res).id, 30_000);
@@ -66,7 +66,7 @@ async function eventsOf(imageId: string) {
 
 describe('image upload and processing (local storage)', () => {
   it('auto-orients an EXIF-rotated JPEG, strips its metadata and serves every variant at its URL', async () => {
-    const status = await process(await exifRotatedJpeg(), { fields: { role: 'main', alt: 'Lamp, lit' } });
+    const status = await processUpload(await exifRotatedJpeg(), { fields: { role: 'main', alt: 'Lamp, lit' } });
     expect(status).toMatchObject({ state: 'completed', attemptsMade: 1 });
     expect(status.progress).toEqual({ stage: 'stored', percent: 100 });
     const { image, deduplicated } = status.result as { image: any; deduplicated: boolean };
@@ -107,7 +107,7 @@ describe('image upload and processing (local storage)', () => {
   });
 
   it('keeps the alpha of a PNG in WebP and flattens it in JPEG', async () => {
-    const status = await process(await alphaPng(), { filename: 'alpha.png', contentType: 'image/png' });
+    const status = await processUpload(await alphaPng(), { filename: 'alpha.png', contentType: 'image/png' });
     const { image } = status.result as { image: any };
     expect(image.current).toMatchObject({ format: 'png', width: 400, height: 300, hasAlpha: true });
     const webp = await sharp((await fetchMedia(image.current.variants.medium.urls.webp)).rawPayload).metadata();
@@ -117,7 +117,7 @@ describe('image upload and processing (local storage)', () => {
   });
 
   it('converts a 16-bit TIFF to 8-bit sRGB variants', async () => {
-    const status = await process(await tiff16(), { filename: 'scan.tif', contentType: 'image/tiff' });
+    const status = await processUpload(await tiff16(), { filename: 'scan.tif', contentType: 'image/tiff' });
     expect(status.state).toBe('completed');
     const { image } = status.result as { image: any };
     expect(image.current).toMatchObject({ format: 'tiff', width: 240, height: 160 });
@@ -235,7 +235,7 @@ describe('versions, dedupe, rollback, delete and the publishing rule', () => {
     imageId = json(created).image.id;
     expect(json(created).image).toMatchObject({ currentVersion: 1, role: 'main', position: 0 });
 
-    const v2 = await process(await noiseJpeg(1000, 500, 2), { fields: { alt: 'Side view' } }, `${base}/${imageId}/versions`);
+    const v2 = await processUpload(await noiseJpeg(1000, 500, 2), { fields: { alt: 'Side view' } }, `${base}/${imageId}/versions`);
     expect(v2.state).toBe('completed');
     expect((v2.result as any).image).toMatchObject({ id: imageId, currentVersion: 2, alt: 'Side view' });
 
@@ -293,7 +293,7 @@ describe('versions, dedupe, rollback, delete and the publishing rule', () => {
   });
 
   it('demotes the old main image when a new one is processed, lists by position, and deletes with its files', async () => {
-    const second = await process(await noiseJpeg(300, 300, 3), { fields: { role: 'main', position: '5' } }, base);
+    const second = await processUpload(await noiseJpeg(300, 300, 3), { fields: { role: 'main', position: '5' } }, base);
     const newMain = (second.result as any).image.id;
     const listed = json(await ctx.request({ method: 'GET', url: base })).items;
     expect(listed.map((i: any) => [i.id, i.role, i.position])).toEqual([
