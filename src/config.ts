@@ -49,7 +49,10 @@ const envSchema = z.object({
   /** `name:longEdge` pairs; variants are never enlarged beyond the original. */
   IMAGE_VARIANTS: z
     .string()
-    .regex(/^[a-z][a-z0-9_]{0,19}:\d{1,5}(,[a-z][a-z0-9_]{0,19}:\d{1,5})*$/, 'e.g. thumb:200,medium:800,large:1600')
+    .regex(
+      /^[a-z][a-z0-9_]{0,19}:\d{1,5}(,[a-z][a-z0-9_]{0,19}:\d{1,5})*$/,
+      'e.g. thumb:200,medium:800,large:1600',
+    )
     .default('thumb:200,medium:800,large:1600'),
   /** Also write AVIF variants (several times the CPU of WebP + JPEG: see docs/images.md). */
   IMAGE_AVIF: booleanFlag.default(false),
@@ -128,7 +131,10 @@ function imageSettings(c: z.infer<typeof envSchema>) {
       cloudName: url.hostname,
       apiKey: decodeURIComponent(url.username),
       apiSecret: decodeURIComponent(url.password),
-      uploadPrefix: (url.searchParams.get('upload_prefix') ?? 'https://api.cloudinary.com').replace(/\/+$/, ''),
+      uploadPrefix: (url.searchParams.get('upload_prefix') ?? 'https://api.cloudinary.com').replace(
+        /\/+$/,
+        '',
+      ),
     };
   }
   return {

@@ -1,12 +1,17 @@
 import type { FastifyRequest } from 'fastify';
-import { z } from 'zod';
+import type { z } from 'zod';
 import { declaredImageFormat, sniffImageFormat, sniffLength } from '../images/sniff.js';
 import { imageFieldsSchema, sourceUrlSchema } from '../queues/images.js';
 import { HttpProblem } from './problems.js';
 
 /** What a POST of image bytes or of a source URL carries, after intake checks. */
 export type ImageIntake =
-  | { kind: 'upload'; bytes: Buffer; declaredType: string | undefined; fields: z.output<typeof imageFieldsSchema> }
+  | {
+      kind: 'upload';
+      bytes: Buffer;
+      declaredType: string | undefined;
+      fields: z.output<typeof imageFieldsSchema>;
+    }
   | { kind: 'url'; url: string; fields: z.output<typeof imageFieldsSchema> };
 
 const urlBodySchema = imageFieldsSchema.extend({ sourceUrl: sourceUrlSchema }).strict();
@@ -21,7 +26,9 @@ function validationProblem(where: string, issues: { path: string; message: strin
 
 const unsupported = (detail: string) =>
   new HttpProblem(415, 'unsupported_media_type', detail, {
-    details: { supported: ['image/jpeg', 'image/png', 'image/webp', 'image/avif', 'image/gif', 'image/tiff'] },
+    details: {
+      supported: ['image/jpeg', 'image/png', 'image/webp', 'image/avif', 'image/gif', 'image/tiff'],
+    },
   });
 
 const tooLarge = (maxBytes: number) =>
@@ -63,7 +70,9 @@ export async function readImageIntake(request: FastifyRequest, maxBytes: number)
       }
       if (part.fieldname !== 'file') {
         part.file.resume();
-        throw validationProblem('body', [{ path: part.fieldname, message: 'the image goes in a part named file' }]);
+        throw validationProblem('body', [
+          { path: part.fieldname, message: 'the image goes in a part named file' },
+        ]);
       }
       const chunks: Buffer[] = [];
       let total = 0;
@@ -73,7 +82,8 @@ export async function readImageIntake(request: FastifyRequest, maxBytes: number)
         total += chunk.length;
         if (!sniffed && total >= sniffLength) {
           sniffed = true;
-          if (!sniffImageFormat(Buffer.concat(chunks))) throw unsupported('The file is not a supported image');
+          if (!sniffImageFormat(Buffer.concat(chunks)))
+            throw unsupported('The file is not a supported image');
         }
       }
       if (part.file.truncated) throw tooLarge(maxBytes);
@@ -88,7 +98,11 @@ export async function readImageIntake(request: FastifyRequest, maxBytes: number)
     const code = (error as { code?: string }).code;
     if (code === 'FST_REQ_FILE_TOO_LARGE') throw tooLarge(maxBytes);
     if (code === 'FST_PARTS_LIMIT' || code === 'FST_FILES_LIMIT' || code === 'FST_FIELDS_LIMIT') {
-      throw new HttpProblem(413, 'payload_too_large', 'Send one file part named file and at most alt, position, role');
+      throw new HttpProblem(
+        413,
+        'payload_too_large',
+        'Send one file part named file and at most alt, position, role',
+      );
     }
     throw error;
   }

@@ -104,7 +104,8 @@ export interface NewImageVersion {
 function toVersion(row: VersionRow, currentVersion: number, urls: UrlBuilder): ImageVersion {
   const variants: Record<string, ImageVariant> = {};
   for (const r of row.renditions) {
-    const variant = (variants[r.variant] ??= { width: r.width, height: r.height, urls: {}, bytes: {} });
+    const variant = variants[r.variant] ?? { width: r.width, height: r.height, urls: {}, bytes: {} };
+    variants[r.variant] = variant;
     variant.urls[r.format] = urls(row.storage, r);
     variant.bytes[r.format] = r.bytes;
   }
@@ -161,7 +162,11 @@ async function readImage(db: Knex, row: ImageRow, urls: UrlBuilder): Promise<Ima
 }
 
 async function lockImage(db: Knex, sku: string, imageId: string): Promise<ImageRow> {
-  const row = await db<ImageRow>('images').where({ id: imageId, sku }).whereNull('deleted_at').forUpdate().first();
+  const row = await db<ImageRow>('images')
+    .where({ id: imageId, sku })
+    .whereNull('deleted_at')
+    .forUpdate()
+    .first();
   if (!row) throw notFound(sku, imageId);
   return row;
 }
@@ -223,9 +228,11 @@ export async function recordImageVersion(
     const position =
       fields.position ??
       Number(
-        ((await db('images').where({ sku }).whereNull('deleted_at').max('position as max').first()) as {
-          max: number | null;
-        }).max ?? -1,
+        (
+          (await db('images').where({ sku }).whereNull('deleted_at').max('position as max').first()) as {
+            max: number | null;
+          }
+        ).max ?? -1,
       ) + 1;
     await db('images').insert({
       id: imageId,
@@ -273,7 +280,9 @@ export async function rollbackImage(
 ): Promise<Image> {
   const row = await lockImage(db, input.sku, input.imageId);
   if (row.current_version === input.version) return readImage(db, row, urls);
-  const target = await db('image_versions').where({ image_id: input.imageId, version: input.version }).first('version');
+  const target = await db('image_versions')
+    .where({ image_id: input.imageId, version: input.version })
+    .first('version');
   if (!target) {
     throw new DomainError('not_found', `Image ${input.imageId} has no version ${input.version}`, {
       sku: input.sku,
@@ -316,7 +325,11 @@ export async function deleteImage(db: Knex, input: { sku: string; imageId: strin
     .update({ deleted_at: db.fn.now() } as never)
     .returning('*');
   const result = { id: input.imageId, sku: input.sku, deletedAt: deleted!.deleted_at!.toISOString() };
-  await appendEvent(db, { type: 'image.deleted', aggregate: { type: 'image', id: input.imageId }, data: result });
+  await appendEvent(db, {
+    type: 'image.deleted',
+    aggregate: { type: 'image', id: input.imageId },
+    data: result,
+  });
   return result;
 }
 
@@ -343,7 +356,12 @@ export async function listImages(db: Knex, sku: string, urls: UrlBuilder): Promi
   return rows.map((row) => toImage(row, byImage.get(row.id)!, urls));
 }
 
-export async function getImage(db: Knex, sku: string, imageId: string, urls: UrlBuilder): Promise<Image | undefined> {
+export async function getImage(
+  db: Knex,
+  sku: string,
+  imageId: string,
+  urls: UrlBuilder,
+): Promise<Image | undefined> {
   const row = await findImage(db, sku, imageId);
   return row && readImage(db, row, urls);
 }
@@ -356,7 +374,9 @@ export async function listImageVersions(
 ): Promise<ImageVersion[] | undefined> {
   const row = await findImage(db, sku, imageId);
   if (!row) return undefined;
-  const versions = await db<VersionRow>('image_versions').where({ image_id: imageId }).orderBy('version', 'desc');
+  const versions = await db<VersionRow>('image_versions')
+    .where({ image_id: imageId })
+    .orderBy('version', 'desc');
   return versions.map((v) => toVersion(v, row.current_version, urls));
 }
 

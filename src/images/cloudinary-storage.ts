@@ -57,7 +57,10 @@ export function createCloudinaryStorage(settings: CloudinarySettings, folder: st
             invalidate: true,
           } as never);
           if (result?.result !== 'ok' && result?.result !== 'not found') {
-            throw new StorageError(`Cloudinary destroy of ${key} answered ${JSON.stringify(result)}`, undefined);
+            throw new StorageError(
+              `Cloudinary destroy of ${key} answered ${JSON.stringify(result)}`,
+              undefined,
+            );
           }
         } catch (error) {
           if (error instanceof StorageError) throw error;
@@ -68,13 +71,21 @@ export function createCloudinaryStorage(settings: CloudinarySettings, folder: st
   };
 }
 
-function storageError(action: string, key: string, error: UploadApiErrorResponse | { error?: Error } | undefined) {
+function storageError(
+  action: string,
+  key: string,
+  error: UploadApiErrorResponse | { error?: Error } | undefined,
+) {
   const status = (error as UploadApiErrorResponse | undefined)?.http_code;
   const message =
     (error as UploadApiErrorResponse | undefined)?.message ??
     (error as { error?: Error } | undefined)?.error?.message ??
     'no answer';
-  return new StorageError(`Cloudinary ${action} of ${key} failed (${status ?? 'network'}): ${message}`, status, {
-    cause: error,
-  });
+  return new StorageError(
+    `Cloudinary ${action} of ${key} failed (${status ?? 'network'}): ${message}`,
+    status,
+    {
+      cause: error,
+    },
+  );
 }

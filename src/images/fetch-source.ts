@@ -94,7 +94,11 @@ function forbidden(url: URL, address: string): DomainError {
 }
 
 /** A DNS lookup that refuses forbidden addresses: node calls it when the socket connects. */
-function guardedLookup(url: URL, allowPrivate: boolean, refused: (error: DomainError) => void): LookupFunction {
+function guardedLookup(
+  url: URL,
+  allowPrivate: boolean,
+  refused: (error: DomainError) => void,
+): LookupFunction {
   return (hostname, options, callback) => {
     dnsLookup(hostname, { ...options, all: true }, (error, addresses: LookupAddress[]) => {
       if (error) return callback(error, '', 0);
@@ -122,9 +126,13 @@ export async function fetchSource(source: string, options: FetchSourceOptions): 
     if (redirectStatuses.has(response.status)) {
       response.body.destroy();
       if (!response.location) {
-        throw new DomainError('source_unavailable', `The source answered ${response.status} without Location`, {
-          url: url.toString(),
-        });
+        throw new DomainError(
+          'source_unavailable',
+          `The source answered ${response.status} without Location`,
+          {
+            url: url.toString(),
+          },
+        );
       }
       if (hop >= maxRedirects) {
         throw new DomainError('source_unavailable', `The source redirected more than ${maxRedirects} times`, {
@@ -184,7 +192,9 @@ function requestOnce(url: URL, options: FetchSourceOptions, deadline: AbortSigna
       headers: { accept: 'image/*', 'user-agent': 'stockflow-images/1' },
     });
     const connectTimer = setTimeout(() => {
-      request.destroy(new SourceTransientError(`No connection to ${url.host} within ${options.connectTimeoutMs} ms`));
+      request.destroy(
+        new SourceTransientError(`No connection to ${url.host} within ${options.connectTimeoutMs} ms`),
+      );
     }, options.connectTimeoutMs);
     request.on('socket', (socket) => {
       if (!socket.connecting) clearTimeout(connectTimer);
@@ -242,7 +252,9 @@ async function readCapped(
     }
   } catch (error) {
     if (error instanceof DomainError) throw error;
-    throw new SourceTransientError(`The download was interrupted: ${(error as Error).message}`, { cause: error });
+    throw new SourceTransientError(`The download was interrupted: ${(error as Error).message}`, {
+      cause: error,
+    });
   }
   return Buffer.concat(chunks, total);
 }

@@ -49,7 +49,10 @@ let configured = false;
  * stay within the cores.
  */
 export function configureSharp(threadsPerImage: number, concurrentJobs: number): number {
-  const threads = threadsPerImage > 0 ? threadsPerImage : Math.max(1, Math.floor(os.availableParallelism() / concurrentJobs));
+  const threads =
+    threadsPerImage > 0
+      ? threadsPerImage
+      : Math.max(1, Math.floor(os.availableParallelism() / concurrentJobs));
   if (!configured) {
     sharp.cache(false);
     sharp.concurrency(threads);
@@ -92,9 +95,13 @@ export async function validateImage(
 ): Promise<ValidatedImage> {
   const format = sniffImageFormat(bytes);
   if (!format) {
-    throw new DomainError('unsupported_media_type', 'The file is not a JPEG, PNG, WebP, AVIF, GIF or TIFF image', {
-      supported: ['jpeg', 'png', 'webp', 'avif', 'gif', 'tiff'],
-    });
+    throw new DomainError(
+      'unsupported_media_type',
+      'The file is not a JPEG, PNG, WebP, AVIF, GIF or TIFF image',
+      {
+        supported: ['jpeg', 'png', 'webp', 'avif', 'gif', 'tiff'],
+      },
+    );
   }
   const claimed = declaredImageFormat(declared);
   if (claimed !== undefined && claimed !== format) {
@@ -110,9 +117,13 @@ export async function validateImage(
     throw new DomainError('image_corrupt', 'The image header cannot be read', { reason: messageOf(error) });
   }
   if (header.format !== sharpFormat[format]) {
-    throw new DomainError('unsupported_media_type', `The file starts like ${format} but decodes as ${header.format}`, {
-      actual: header.format,
-    });
+    throw new DomainError(
+      'unsupported_media_type',
+      `The file starts like ${format} but decodes as ${header.format}`,
+      {
+        actual: header.format,
+      },
+    );
   }
   const pixels = header.width * header.height;
   if (pixels > maxPixels) {
@@ -125,9 +136,13 @@ export async function validateImage(
   }
   const frames = header.pages ?? 1;
   if (frames > 1) {
-    throw new DomainError('image_too_large', `The image has ${frames} frames; only still images are accepted`, {
-      frames,
-    });
+    throw new DomainError(
+      'image_too_large',
+      `The image has ${frames} frames; only still images are accepted`,
+      {
+        frames,
+      },
+    );
   }
   return {
     format,
@@ -164,12 +179,19 @@ export async function renderImage(
   } as const;
   const fromMaster = () => sharp(master.data, raw).timeout(timeout);
 
-  const [stats, tiny, preview] = await sharpStep(() =>
+  const [tiny, preview] = await sharpStep(() =>
     Promise.all([
-      fromMaster().stats(),
-      fromMaster().resize(100, 100, { fit: 'inside' }).ensureAlpha().raw().toBuffer({ resolveWithObject: true }),
+      fromMaster()
+        .resize(100, 100, { fit: 'inside' })
+        .ensureAlpha()
+        .raw()
+        .toBuffer({ resolveWithObject: true }),
       fromMaster().resize(16, 16, { fit: 'inside' }).webp({ quality: 40 }).toBuffer(),
     ]),
+  );
+  // The dominant colour of a 100 px thumbnail is the image's, at a fraction of the cost.
+  const stats = await sharpStep(() =>
+    sharp(tiny.data, { raw: { width: tiny.info.width, height: tiny.info.height, channels: 4 } }).stats(),
   );
   const hex = (n: number) => n.toString(16).padStart(2, '0');
   const original: OriginalMetadata = {
@@ -209,7 +231,8 @@ function encode(image: Sharp, format: ImageOutputFormat): Sharp {
       // JPEG has no alpha: transparent areas become white.
       return image.flatten({ background: '#ffffff' }).jpeg({ quality: 82, progressive: true });
     case 'avif':
-      return image.avif({ quality: 50, effort: 4 });
+      // Effort 2: sharp's default (4) takes about 13x as long for a few percent smaller files.
+      return image.avif({ quality: 50, effort: 2 });
   }
 }
 
@@ -223,13 +246,17 @@ async function sharpStep<T>(run: () => Promise<T>): Promise<T> {
     if (error instanceof DomainError) throw error;
     const message = messageOf(error);
     if (/timeout/i.test(message)) {
-      throw new DomainError('image_timeout', 'Processing the image took longer than allowed', { reason: message });
+      throw new DomainError('image_timeout', 'Processing the image took longer than allowed', {
+        reason: message,
+      });
     }
     if (/pixel limit/i.test(message)) {
       throw new DomainError('image_too_large', 'The image has too many pixels', { reason: message });
     }
     if (/unsupported image format/i.test(message)) {
-      throw new DomainError('unsupported_media_type', 'The image format is not supported', { reason: message });
+      throw new DomainError('unsupported_media_type', 'The image format is not supported', {
+        reason: message,
+      });
     }
     throw new DomainError('image_corrupt', 'The image is truncated or corrupt', { reason: message });
   }

@@ -33,7 +33,7 @@ export function sniffImageFormat(bytes: Uint8Array): ImageFormat | undefined {
   if (bytes.length >= 12 && ascii(bytes, 4, 8) === 'ftyp') {
     // ISO-BMFF: major brand at 8..12, compatible brands after the minor version, to the box's end.
     const boxSize = (bytes[0]! << 24) | (bytes[1]! << 16) | (bytes[2]! << 8) | bytes[3]!;
-    const end = Math.min(boxSize >= 16 ? boxSize : 16, bytes.length);
+    const end = Math.min(Math.max(boxSize, 16), bytes.length);
     const brands = [ascii(bytes, 8, 12)];
     for (let at = 16; at + 4 <= end; at += 4) brands.push(ascii(bytes, at, at + 4));
     if (brands.some((b) => b === 'avif' || b === 'avis')) return 'avif';

@@ -5,7 +5,9 @@ import { productJobs } from './products.js';
 
 /** Every job the platform knows, by name. Add a queue's jobs here once; the worker map must then cover them. */
 export const jobCatalog = Object.fromEntries(
-  [...Object.values(productJobs), ...Object.values(maintenanceJobs), ...Object.values(imageJobs)].map((job) => [job.name, job]),
+  [...Object.values(productJobs), ...Object.values(maintenanceJobs), ...Object.values(imageJobs)].map(
+    (job) => [job.name, job],
+  ),
 ) as { [J in CatalogJob as J['name']]: J };
 
 type CatalogJob =

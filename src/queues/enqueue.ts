@@ -100,7 +100,8 @@ export async function enqueue<J extends AnyJob>(
 }
 
 function dedupedJobId(queue: QueueName, key: string): string {
-  if (!/^[A-Za-z0-9_.-]{1,200}$/.test(key)) throw new Error(`dedupeKey must be 1-200 of [A-Za-z0-9_.-], got ${key}`);
+  if (!/^[A-Za-z0-9_.-]{1,200}$/.test(key))
+    throw new Error(`dedupeKey must be 1-200 of [A-Za-z0-9_.-], got ${key}`);
   return `${queue}-${key}`;
 }
 

@@ -25,7 +25,11 @@ export const processImagePayload = z.object({
   create: z.boolean(),
   source: z.discriminatedUnion('kind', [
     /** Bytes staged in `image_uploads` under (imageId, sha256) by the web process. */
-    z.object({ kind: z.literal('upload'), sha256: sha256Schema, declaredType: z.string().max(200).optional() }),
+    z.object({
+      kind: z.literal('upload'),
+      sha256: sha256Schema,
+      declaredType: z.string().max(200).optional(),
+    }),
     /** Downloaded by the worker through the SSRF guard. */
     z.object({ kind: z.literal('url'), url: sourceUrlSchema }),
   ]),
@@ -43,7 +47,11 @@ export interface ProcessedImage {
 }
 
 export const imageJobs = {
-  process: defineJob<ProcessedImage>()({ name: 'image.process', queue: 'images', payload: processImagePayload }),
+  process: defineJob<ProcessedImage>()({
+    name: 'image.process',
+    queue: 'images',
+    payload: processImagePayload,
+  }),
   rollback: defineJob<Image>()({ name: 'image.rollback', queue: 'images', payload: rollbackImagePayload }),
   delete: defineJob<DeletedImage>()({ name: 'image.delete', queue: 'images', payload: imageRefPayload }),
 };

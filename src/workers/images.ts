@@ -13,17 +13,28 @@ import {
 import { DomainError } from '../errors.js';
 import { appendEvent } from '../events/outbox.js';
 import { fetchSource } from '../images/fetch-source.js';
-import { configureSharp, type PipelineStage, renderImage, sha256Hex, validateImage } from '../images/pipeline.js';
+import {
+  configureSharp,
+  type PipelineStage,
+  renderImage,
+  sha256Hex,
+  validateImage,
+} from '../images/pipeline.js';
 import { type ImageStorage, openImageStorage } from '../images/storage.js';
 import { deliveryUrl, type StoredRendition } from '../images/urls.js';
-import type { PayloadOf } from '../queues/job.js';
 import type { imageJobs, ProcessedImage } from '../queues/images.js';
+import type { PayloadOf } from '../queues/job.js';
 import { applyOnce } from './apply-once.js';
 import type { JobContext, QueueHandlers } from './processor.js';
 
 type ProcessPayload = PayloadOf<typeof imageJobs.process>;
 
-const stagePercent: Record<PipelineStage, number> = { validated: 25, metadata: 50, variants: 75, stored: 100 };
+const stagePercent: Record<PipelineStage, number> = {
+  validated: 25,
+  metadata: 50,
+  variants: 75,
+  stored: 100,
+};
 
 // One storage driver per configuration (tests run several configurations in one process).
 const storages = new WeakMap<Config, Promise<ImageStorage>>();
@@ -58,7 +69,10 @@ export const imageHandlers = {
     const storage = await storageFor(deps.config);
     for (const version of await listRenditions(deps.db, payload.imageId)) {
       if (version.storage !== storage.driver) {
-        log.warn({ storage: version.storage, imageId: payload.imageId }, 'renditions left on a storage no longer configured');
+        log.warn(
+          { storage: version.storage, imageId: payload.imageId },
+          'renditions left on a storage no longer configured',
+        );
         continue;
       }
       await storage.remove(version.renditions);
@@ -132,7 +146,12 @@ async function processImage(ctx: JobContext, payload: ProcessPayload): Promise<P
   const base = `${payload.sku}/${payload.imageId}/${original.sha256.slice(0, 16)}`;
   const stored: StoredRendition[] = await Promise.all(
     renditions.map(async (r) => {
-      const put = await storage.put({ key: `${base}/${r.variant}`, format: r.format, body: r.body, invalidate });
+      const put = await storage.put({
+        key: `${base}/${r.variant}`,
+        format: r.format,
+        body: r.body,
+        invalidate,
+      });
       return {
         variant: r.variant,
         format: r.format,
@@ -180,10 +199,14 @@ function deduplicated(
     await deleteStagedUpload(trx, payload.imageId, sha256);
     const image = await getImage(trx, payload.sku, payload.imageId, urls);
     if (!image) {
-      throw new DomainError('not_found', `Image ${payload.imageId} of product ${payload.sku} does not exist`, {
-        sku: payload.sku,
-        imageId: payload.imageId,
-      });
+      throw new DomainError(
+        'not_found',
+        `Image ${payload.imageId} of product ${payload.sku} does not exist`,
+        {
+          sku: payload.sku,
+          imageId: payload.imageId,
+        },
+      );
     }
     return { image, deduplicated: true };
   });
@@ -202,13 +225,17 @@ async function recordFailure({ deps, job, meta, log }: JobContext, payload: Proc
   const failure =
     error instanceof DomainError
       ? { code: error.code, message: error.message, details: error.details }
-      : { code: 'job_failed', message: `Processing failed after ${job.attemptsMade + 1} attempt(s)`, details: {} };
+      : {
+          code: 'job_failed',
+          message: `Processing failed after ${job.attemptsMade + 1} attempt(s)`,
+          details: {},
+        };
   try {
     await deps.db.transaction(async (trx) => {
-      await trx.raw(`select set_config('stockflow.actor', ?, true), set_config('stockflow.job_id', ?, true)`, [
-        meta.actor,
-        job.id!,
-      ]);
+      await trx.raw(
+        `select set_config('stockflow.actor', ?, true), set_config('stockflow.job_id', ?, true)`,
+        [meta.actor, job.id!],
+      );
       await appendEvent(trx, {
         type: 'image.failed',
         aggregate: { type: 'image', id: payload.imageId },
@@ -221,7 +248,8 @@ async function recordFailure({ deps, job, meta, log }: JobContext, payload: Proc
           error: failure,
         },
       });
-      if (payload.source.kind === 'upload') await deleteStagedUpload(trx, payload.imageId, payload.source.sha256);
+      if (payload.source.kind === 'upload')
+        await deleteStagedUpload(trx, payload.imageId, payload.source.sha256);
     });
   } catch (writeError) {
     log.error({ err: writeError }, 'could not record image.failed');

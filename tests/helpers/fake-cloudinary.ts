@@ -13,7 +13,13 @@ import sharp from 'sharp';
 export interface FakeCloudinary {
   origin: string;
   /** Every request, in order, with whether its signature was valid. */
-  requests: { action: string; publicId: string | undefined; params: Record<string, string>; signatureOk: boolean; status: number }[];
+  requests: {
+    action: string;
+    publicId: string | undefined;
+    params: Record<string, string>;
+    signatureOk: boolean;
+    status: number;
+  }[];
   /** Stored assets by public_id. */
   assets: Map<string, { bytes: Buffer; version: number; uploads: number }>;
   /** Answers the next `count` uploads with `status` (and Cloudinary's error body). */
@@ -22,18 +28,34 @@ export interface FakeCloudinary {
 }
 
 /** Parameters Cloudinary leaves out of the signature. */
-const unsigned = new Set(['file', 'api_key', 'signature', 'resource_type', 'cloud_name', 'signature_algorithm']);
+const unsigned = new Set([
+  'file',
+  'api_key',
+  'signature',
+  'resource_type',
+  'cloud_name',
+  'signature_algorithm',
+]);
 
-export function expectedSignature(params: Record<string, string>, apiSecret: string, algorithm: 'sha1' | 'sha256'): string {
+export function expectedSignature(
+  params: Record<string, string>,
+  apiSecret: string,
+  algorithm: 'sha1' | 'sha256',
+): string {
   const toSign = Object.entries(params)
     .filter(([key, value]) => !unsigned.has(key) && value !== '')
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
     .map(([key, value]) => `${key}=${value}`.replace(/&/g, '%26'))
     .join('&');
-  return createHash(algorithm).update(toSign + apiSecret).digest('hex');
+  return createHash(algorithm)
+    .update(toSign + apiSecret)
+    .digest('hex');
 }
 
-function parseMultipart(body: Buffer, contentType: string): { fields: Record<string, string>; file?: Buffer } {
+function parseMultipart(
+  body: Buffer,
+  contentType: string,
+): { fields: Record<string, string>; file?: Buffer } {
   const boundary = contentType.match(/boundary=(?:"([^"]+)"|([^;]+))/i);
   if (!boundary) throw new Error('no multipart boundary');
   const delimiter = Buffer.from(`--${boundary[1] ?? boundary[2]}`);
@@ -91,7 +113,9 @@ export async function startFakeCloudinary(account: {
       answer(status, body);
     };
     if (!signatureOk) {
-      return reply(401, { error: { message: `Invalid Signature ${fields.signature}. String to sign - '...'.` } });
+      return reply(401, {
+        error: { message: `Invalid Signature ${fields.signature}. String to sign - '...'.` },
+      });
     }
     if (action === 'destroy') {
       const existed = fields.public_id !== undefined && assets.delete(fields.public_id);

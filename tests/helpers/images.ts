@@ -4,14 +4,19 @@ import sharp from 'sharp';
 
 /** A multipart/form-data body as app.inject (or fetch) sends it. */
 export function multipart(
-  parts: ({ name: string; value: string } | { name: string; filename: string; contentType: string; data: Buffer })[],
+  parts: (
+    | { name: string; value: string }
+    | { name: string; filename: string; contentType: string; data: Buffer }
+  )[],
 ): { payload: Buffer; headers: Record<string, string> } {
   const boundary = `----stockflow${randomBytes(8).toString('hex')}`;
   const chunks: Buffer[] = [];
   for (const part of parts) {
     if ('value' in part) {
       chunks.push(
-        Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="${part.name}"\r\n\r\n${part.value}\r\n`),
+        Buffer.from(
+          `--${boundary}\r\nContent-Disposition: form-data; name="${part.name}"\r\n\r\n${part.value}\r\n`,
+        ),
       );
     } else {
       chunks.push(
@@ -25,7 +30,10 @@ export function multipart(
     }
   }
   chunks.push(Buffer.from(`--${boundary}--\r\n`));
-  return { payload: Buffer.concat(chunks), headers: { 'content-type': `multipart/form-data; boundary=${boundary}` } };
+  return {
+    payload: Buffer.concat(chunks),
+    headers: { 'content-type': `multipart/form-data; boundary=${boundary}` },
+  };
 }
 
 /** Shorthand: one `file` part plus optional fields. */
@@ -91,7 +99,11 @@ export async function truncatedJpeg(): Promise<Buffer> {
 
 /** A real small JPEG whose frame header (SOF0) is patched to claim 30,000 x 30,000 pixels. */
 export async function hugeHeaderJpeg(): Promise<Buffer> {
-  const jpeg = Buffer.from(await sharp({ create: { width: 8, height: 8, channels: 3, background: '#888' } }).jpeg().toBuffer());
+  const jpeg = Buffer.from(
+    await sharp({ create: { width: 8, height: 8, channels: 3, background: '#888' } })
+      .jpeg()
+      .toBuffer(),
+  );
   for (let i = 2; i < jpeg.length - 9; ) {
     if (jpeg[i] !== 0xff) throw new Error('unexpected JPEG layout');
     const marker = jpeg[i + 1]!;
@@ -109,10 +121,14 @@ export async function hugeHeaderJpeg(): Promise<Buffer> {
 export async function animatedGif(): Promise<Buffer> {
   const frames = await Promise.all(
     ['#ff0000', '#00ff00', '#0000ff'].map((background) =>
-      sharp({ create: { width: 40, height: 40, channels: 3, background } }).png().toBuffer(),
+      sharp({ create: { width: 40, height: 40, channels: 3, background } })
+        .png()
+        .toBuffer(),
     ),
   );
-  return sharp(frames, { join: { animated: true } }).gif().toBuffer();
+  return sharp(frames, { join: { animated: true } })
+    .gif()
+    .toBuffer();
 }
 
 /**

@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ProcessedImage } from '../../src/queues/images.js';
 import { createTestContext, json, type TestContext } from '../helpers/context.js';
 import { type FakeCloudinary, startFakeCloudinary } from '../helpers/fake-cloudinary.js';
 import { imageUpload, noiseJpeg } from '../helpers/images.js';
@@ -57,7 +58,7 @@ describe('Cloudinary storage through the real SDK against a fake upload API', ()
     const bytes = await noiseJpeg(1200, 900, 11);
     const status = await processUpload(bytes);
     expect(status).toMatchObject({ state: 'completed', attemptsMade: 1 });
-    const image = (status.result as any).image;
+    const image = (status.result as ProcessedImage).image;
     imageId = image.id;
     expect(image.current.storage).toBe('cloudinary');
 
@@ -70,9 +71,9 @@ describe('Cloudinary storage through the real SDK against a fake upload API', ()
       ['large', 'medium', 'thumb'].flatMap((v) => [`${prefix}/${v}_jpeg`, `${prefix}/${v}_webp`]),
     );
 
-    const large = image.current.variants.large;
+    const large = image.current.variants.large!;
     const asset = fake.assets.get(`${prefix}/large_webp`)!;
-    expect(large.urls.webp).toBe(
+    expect(large.urls.webp!).toBe(
       `https://res.cloudinary.com/demo-cloud/image/upload/f_auto,q_auto/v${asset.version}/${prefix}/large_webp.webp`,
     );
     // The stored bytes are the variant: 1600 px long edge, never enlarged, so 1200 x 900.
@@ -85,7 +86,7 @@ describe('Cloudinary storage through the real SDK against a fake upload API', ()
     fake.failNextUploads(1, 500);
     const status = await processUpload(await noiseJpeg(900, 600, 12));
     expect(status).toMatchObject({ state: 'completed', attemptsMade: 2 });
-    const id = (status.result as any).image.id;
+    const id = (status.result as ProcessedImage).image.id;
     const uploads = uploadsOf(id);
     expect(uploads.filter((u) => u.status === 500)).toHaveLength(1);
     const publicIds = new Set(uploads.map((u) => u.publicId));
@@ -101,8 +102,8 @@ describe('Cloudinary storage through the real SDK against a fake upload API', ()
   it('sends invalidate: true for a new version that replaces the current one', async () => {
     const status = await processUpload(await noiseJpeg(800, 800, 13), `${base}/${imageId}/versions`);
     expect(status.state).toBe('completed');
-    expect((status.result as any).image.currentVersion).toBe(2);
-    const sha = (status.result as any).image.current.sha256.slice(0, 16);
+    expect((status.result as ProcessedImage).image.currentVersion).toBe(2);
+    const sha = (status.result as ProcessedImage).image.current.sha256.slice(0, 16);
     const v2 = uploadsOf(imageId).filter((u) => u.publicId?.includes(`/${sha}/`));
     expect(v2).toHaveLength(6);
     expect(v2.every((u) => u.params.invalidate === '1' && u.signatureOk)).toBe(true);
@@ -111,11 +112,23 @@ describe('Cloudinary storage through the real SDK against a fake upload API', ()
   it('fails the upload when the signature does not verify (wrong secret): a retried storage error, not a domain error', async () => {
     const { createCloudinaryStorage } = await import('../../src/images/cloudinary-storage.js');
     const wrong = createCloudinaryStorage(
-      { cloudName: account.cloudName, apiKey: account.apiKey, apiSecret: 'not-the-secret', uploadPrefix: fake.origin },
+      {
+        cloudName: account.cloudName,
+        apiKey: account.apiKey,
+        apiSecret: 'not-the-secret',
+        uploadPrefix: fake.origin,
+      },
       'stockflow',
     );
     const error = await wrong
-      .put({ key: 'probe/one', format: 'webp', body: await sharp({ create: { width: 4, height: 4, channels: 3, background: '#fff' } }).webp().toBuffer(), invalidate: false })
+      .put({
+        key: 'probe/one',
+        format: 'webp',
+        body: await sharp({ create: { width: 4, height: 4, channels: 3, background: '#fff' } })
+          .webp()
+          .toBuffer(),
+        invalidate: false,
+      })
       .catch((e: unknown) => e);
     expect(error).toMatchObject({ name: 'StorageError', status: 401 });
     expect(fake.requests.at(-1)).toMatchObject({ signatureOk: false, status: 401 });
@@ -123,9 +136,15 @@ describe('Cloudinary storage through the real SDK against a fake upload API', ()
   });
 
   it('deletes an image’s assets of every version through the signed destroy API', async () => {
-    const res = await ctx.request({ method: 'DELETE', url: `${base}/${imageId}`, headers: { prefer: 'wait=10' } });
+    const res = await ctx.request({
+      method: 'DELETE',
+      url: `${base}/${imageId}`,
+      headers: { prefer: 'wait=10' },
+    });
     expect(res.statusCode).toBe(200);
-    const destroyed = fake.requests.filter((r) => r.action === 'destroy' && r.publicId?.includes(`/${imageId}/`));
+    const destroyed = fake.requests.filter(
+      (r) => r.action === 'destroy' && r.publicId?.includes(`/${imageId}/`),
+    );
     expect(destroyed).toHaveLength(12);
     // The SDK sends destroy's invalidate as "true" (upload's as "1"); both are signed as sent.
     expect(destroyed.every((r) => r.signatureOk && r.params.invalidate === 'true')).toBe(true);

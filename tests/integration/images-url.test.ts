@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ProcessedImage } from '../../src/queues/images.js';
 import { createTestContext, json, type TestContext } from '../helpers/context.js';
 import { noiseJpeg } from '../helpers/images.js';
 
@@ -54,8 +55,14 @@ beforeAll(async () => {
 
   mediaDir = await mkdtemp(path.join(os.tmpdir(), 'stockflow-media-'));
   const env = { MEDIA_DIR: mediaDir, IMAGE_MAX_UPLOAD_BYTES: '1048576', IMAGE_FETCH_TIMEOUT_MS: '5000' };
-  allowed = await createTestContext({ workers: ['images', 'products'], env: { ...env, IMAGE_ALLOW_PRIVATE_SOURCES: 'true' } });
-  guarded = await createTestContext({ workers: ['images', 'products'], env: { ...env, IMAGE_ALLOW_PRIVATE_SOURCES: 'false' } });
+  allowed = await createTestContext({
+    workers: ['images', 'products'],
+    env: { ...env, IMAGE_ALLOW_PRIVATE_SOURCES: 'true' },
+  });
+  guarded = await createTestContext({
+    workers: ['images', 'products'],
+    env: { ...env, IMAGE_ALLOW_PRIVATE_SOURCES: 'false' },
+  });
   for (const ctx of [allowed, guarded]) {
     await ctx.request({
       method: 'POST',
@@ -74,7 +81,11 @@ afterAll(async () => {
 });
 
 async function ingest(ctx: TestContext, sourceUrl: string) {
-  const res = await ctx.request({ method: 'POST', url: `/api/pms/products/${sku}/images`, payload: { sourceUrl } });
+  const res = await ctx.request({
+    method: 'POST',
+    url: `/api/pms/products/${sku}/images`,
+    payload: { sourceUrl },
+  });
   expect(res.statusCode).toBe(202);
   return ctx.waitForJob(json(res).id, 20_000);
 }
@@ -83,7 +94,7 @@ describe('image ingestion from a source URL', () => {
   it('downloads, processes and records the source (private sources allowed for this test server)', async () => {
     const status = await ingest(allowed, `${origin}/photo.jpg`);
     expect(status.state).toBe('completed');
-    expect((status.result as any).image.current).toMatchObject({
+    expect((status.result as ProcessedImage).image.current).toMatchObject({
       source: `${origin}/photo.jpg`,
       width: 500,
       height: 400,
@@ -109,7 +120,11 @@ describe('image ingestion from a source URL', () => {
     const flaky = await ingest(allowed, `${origin}/flaky.jpg`);
     expect(flaky).toMatchObject({ state: 'completed', attemptsMade: 2 });
     const missing = await ingest(allowed, `${origin}/missing.jpg`);
-    expect(missing).toMatchObject({ state: 'failed', attemptsMade: 1, error: { code: 'source_unavailable' } });
+    expect(missing).toMatchObject({
+      state: 'failed',
+      attemptsMade: 1,
+      error: { code: 'source_unavailable' },
+    });
     const text = await ingest(allowed, `${origin}/notes.txt`);
     expect(text).toMatchObject({ state: 'failed', error: { code: 'unsupported_media_type' } });
   });
@@ -117,7 +132,11 @@ describe('image ingestion from a source URL', () => {
   it('refuses loopback sources when private sources are not allowed, by address and by name, without a request', async () => {
     const before = hits.length;
     const byAddress = await ingest(guarded, `${origin}/photo.jpg`);
-    expect(byAddress).toMatchObject({ state: 'failed', attemptsMade: 1, error: { code: 'source_forbidden' } });
+    expect(byAddress).toMatchObject({
+      state: 'failed',
+      attemptsMade: 1,
+      error: { code: 'source_forbidden' },
+    });
     expect(byAddress.error?.details).toMatchObject({ address: '127.0.0.1' });
 
     // A host name is checked on the address it resolves to, when the socket connects.

@@ -121,18 +121,31 @@ export async function registerImageRoutes(root: FastifyInstance, deps: ApiDeps):
       // Bytes this image already has need no staging: the job answers with the existing version.
       const staged =
         !(await findVersionBySha(deps.db, target.imageId, sha256)) &&
-        (await stageUpload(deps.db, { imageId: target.imageId, sha256, bytes: intake.bytes, declaredType: intake.declaredType }));
+        (await stageUpload(deps.db, {
+          imageId: target.imageId,
+          sha256,
+          bytes: intake.bytes,
+          declaredType: intake.declaredType,
+        }));
       try {
         await submitJob(
           deps,
           request,
           reply,
           imageJobs.process,
-          { ...target, source: { kind: 'upload', sha256, declaredType: intake.declaredType }, ...intake.fields },
-          { successStatus: target.create ? 201 : 200, dedupeKey: `${target.imageId.replaceAll('-', '')}-${sha256}` },
+          {
+            ...target,
+            source: { kind: 'upload', sha256, declaredType: intake.declaredType },
+            ...intake.fields,
+          },
+          {
+            successStatus: target.create ? 201 : 200,
+            dedupeKey: `${target.imageId.replaceAll('-', '')}-${sha256}`,
+          },
         );
       } catch (error) {
-        if (staged && !reply.sent) await deleteStagedUpload(deps.db, target.imageId, sha256).catch(() => undefined);
+        if (staged && !reply.sent)
+          await deleteStagedUpload(deps.db, target.imageId, sha256).catch(() => undefined);
         throw error;
       }
     };
@@ -176,7 +189,8 @@ export async function registerImageRoutes(root: FastifyInstance, deps: ApiDeps):
       {
         schema: {
           tags,
-          summary: 'Upload a new version of an image (job image.process); the same bytes again return the existing version',
+          summary:
+            'Upload a new version of an image (job image.process); the same bytes again return the existing version',
           description: uploadDescription,
           consumes: ['multipart/form-data', 'application/json'],
           params: imageParams,
@@ -203,7 +217,10 @@ export async function registerImageRoutes(root: FastifyInstance, deps: ApiDeps):
         },
       },
       (request, reply) =>
-        submitJob(deps, request, reply, imageJobs.rollback, { ...request.params, version: request.body.version }),
+        submitJob(deps, request, reply, imageJobs.rollback, {
+          ...request.params,
+          version: request.body.version,
+        }),
     );
 
     app.delete(
@@ -211,7 +228,8 @@ export async function registerImageRoutes(root: FastifyInstance, deps: ApiDeps):
       {
         schema: {
           tags,
-          summary: 'Delete an image and its stored files (job image.delete); a published product keeps its main image',
+          summary:
+            'Delete an image and its stored files (job image.delete); a published product keeps its main image',
           params: imageParams,
           response: {
             202: jobHandleSchema,
@@ -240,11 +258,22 @@ export async function registerImageRoutes(root: FastifyInstance, deps: ApiDeps):
 
     app.get(
       '/api/pms/products/:sku/images/:imageId',
-      { schema: { tags, summary: 'One image with its current version', params: imageParams, response: { 200: imageSchema } } },
+      {
+        schema: {
+          tags,
+          summary: 'One image with its current version',
+          params: imageParams,
+          response: { 200: imageSchema },
+        },
+      },
       async (request) => {
         const image = await getImage(deps.db, request.params.sku, request.params.imageId, urls);
         if (!image) {
-          throw new HttpProblem(404, 'not_found', `Image ${request.params.imageId} of product ${request.params.sku} does not exist`);
+          throw new HttpProblem(
+            404,
+            'not_found',
+            `Image ${request.params.imageId} of product ${request.params.sku} does not exist`,
+          );
         }
         return image;
       },
@@ -263,7 +292,11 @@ export async function registerImageRoutes(root: FastifyInstance, deps: ApiDeps):
       async (request) => {
         const versions = await listImageVersions(deps.db, request.params.sku, request.params.imageId, urls);
         if (!versions) {
-          throw new HttpProblem(404, 'not_found', `Image ${request.params.imageId} of product ${request.params.sku} does not exist`);
+          throw new HttpProblem(
+            404,
+            'not_found',
+            `Image ${request.params.imageId} of product ${request.params.sku} does not exist`,
+          );
         }
         return { items: versions };
       },
