@@ -208,19 +208,34 @@ export async function renderImage(
   };
   await onStage('metadata');
 
-  const jobs = settings.variants.flatMap((variant) => {
+  const tasks = settings.variants.flatMap((variant) => {
     const resized = fromMaster().resize(variant.longEdge, variant.longEdge, {
       fit: 'inside',
       withoutEnlargement: true,
     });
-    return settings.formats.map(async (format): Promise<Rendition> => {
+    return settings.formats.map((format) => async (): Promise<Rendition> => {
       const { data, info } = await encode(resized.clone(), format).toBuffer({ resolveWithObject: true });
       return { variant: variant.name, format, width: info.width, height: info.height, body: data };
     });
   });
-  const renditions = await sharpStep(() => Promise.all(jobs));
+  // Encoders are mostly single-threaded: run as many at once as this job's share of the cores.
+  const renditions = await sharpStep(() => runLimited(tasks, sharp.concurrency()));
   await onStage('variants');
   return { original, renditions };
+}
+
+async function runLimited<T>(tasks: (() => Promise<T>)[], limit: number): Promise<T[]> {
+  const results: T[] = new Array(tasks.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.max(1, Math.min(limit, tasks.length)) }, async () => {
+      while (next < tasks.length) {
+        const index = next++;
+        results[index] = await tasks[index]!();
+      }
+    }),
+  );
+  return results;
 }
 
 function encode(image: Sharp, format: ImageOutputFormat): Sharp {
