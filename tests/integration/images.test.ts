@@ -215,6 +215,46 @@ describe('image upload and processing (local storage)', () => {
     expect(bigJson.statusCode).toBe(413);
   });
 
+  it('gives a replayed create with the same Idempotency-Key the same job and the same image', async () => {
+    const bytes = await noiseJpeg(120, 90, 42);
+    const send = () => {
+      const { payload, headers } = imageUpload(bytes);
+      return ctx.request({
+        method: 'POST',
+        url: imagesUrl,
+        payload,
+        headers: { ...headers, 'idempotency-key': 'img-42' },
+      });
+    };
+    const first = await send();
+    const second = await send();
+    expect(json(second).id).toBe(json(first).id);
+    const status = await ctx.waitForJob(json(first).id);
+    const { image } = status.result as ProcessedImage;
+    expect(await ctx.api.db('images').where({ id: image.id }).count('* as n').first()).toEqual({ n: 1 });
+    const other = await ctx.request({
+      method: 'POST',
+      url: imagesUrl,
+      ...(() => {
+        const { payload, headers } = imageUpload(Buffer.concat([bytes, Buffer.from([0])]));
+        return { payload, headers: { ...headers, 'idempotency-key': 'img-42' } };
+      })(),
+    });
+    expect(other.statusCode).toBe(422);
+    expect(json(other).code).toBe('idempotency_key_reused');
+  });
+
+  it('documents the image routes in the OpenAPI document', async () => {
+    const doc = json(await ctx.request({ method: 'GET', url: '/docs/json', key: null }));
+    expect(Object.keys(doc.paths)).toEqual(
+      expect.arrayContaining([
+        '/api/pms/products/{sku}/images',
+        '/api/pms/products/{sku}/images/{imageId}/versions',
+        '/api/pms/products/{sku}/images/{imageId}/rollback',
+      ]),
+    );
+  });
+
   it('answers 404 at intake for an unknown product or image, and 400 for bad fields', async () => {
     const unknown = await upload(await noiseJpeg(32, 32), {}, '/api/pms/products/NOPE/images');
     expect(unknown.statusCode).toBe(404);
