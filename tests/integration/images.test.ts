@@ -168,6 +168,21 @@ describe('image upload and processing (local storage)', () => {
     },
   );
 
+  it('runs a failed upload again when the same bytes are sent again (the failed job is replaced)', async () => {
+    const created = await processUpload(await noiseJpeg(64, 64, 21));
+    const versions = `${imagesUrl}/${(created.result as ProcessedImage).image.id}/versions`;
+    const bytes = await truncatedJpeg();
+    const first = await upload(bytes, { filename: 'again.jpg' }, versions);
+    await ctx.waitForJob(json(first).id);
+    const second = await upload(bytes, { filename: 'again.jpg' }, versions);
+    expect(json(second).id).toBe(json(first).id);
+    expect(json(second).state).not.toBe('failed');
+    const status = await ctx.waitForJob(json(second).id);
+    expect(status).toMatchObject({ state: 'failed', attemptsMade: 1, error: { code: 'image_corrupt' } });
+    const failures = await ctx.api.db('events').where({ type: 'image.failed', job_id: json(first).id });
+    expect(failures).toHaveLength(2);
+  });
+
   it('refuses the 30,000 x 30,000 header from its header, before decoding', async () => {
     const res = await upload(await hugeHeaderJpeg(), {}, imagesUrl);
     const status = await ctx.waitForJob(json(res).id);
