@@ -29,6 +29,8 @@ const envSchema = z.object({
   LOG_PRETTY: booleanFlag.default(false),
   WORKER_CONCURRENCY_PRODUCTS: integer(1, 500).default(10),
   WORKER_CONCURRENCY_MAINTENANCE: integer(1, 50).default(1),
+  /** Image jobs are CPU-bound: keep this x IMAGE_SHARP_CONCURRENCY within the cores of the worker. */
+  WORKER_CONCURRENCY_IMAGES: integer(1, 64).default(1),
   /** Attempts for a job whose failure is not a domain error (deadlock, lost connection, timeout). */
   JOB_ATTEMPTS: integer(1, 50).default(5),
   JOB_BACKOFF_MS: integer(1, 3_600_000).default(1000),
@@ -40,6 +42,45 @@ const envSchema = z.object({
   /** Bound on graceful shutdown: active jobs and in-flight requests get this long to finish. */
   SHUTDOWN_TIMEOUT_MS: integer(100, 600_000).default(30_000),
   BODY_LIMIT_BYTES: integer(1024, 100 * 1024 * 1024).default(1024 * 1024),
+  /** Largest image upload (multipart) or download (sourceUrl) accepted. */
+  IMAGE_MAX_UPLOAD_BYTES: integer(1024, 200 * 1024 * 1024).default(20 * 1024 * 1024),
+  /** Images with more pixels (width x height) are refused from their header, before decoding. */
+  IMAGE_MAX_PIXELS: integer(1, 500_000_000).default(50_000_000),
+  /** `name:longEdge` pairs; variants are never enlarged beyond the original. */
+  IMAGE_VARIANTS: z
+    .string()
+    .regex(
+      /^[a-z][a-z0-9_]{0,19}:\d{1,5}(,[a-z][a-z0-9_]{0,19}:\d{1,5})*$/,
+      'e.g. thumb:200,medium:800,large:1600',
+    )
+    .default('thumb:200,medium:800,large:1600'),
+  /** Also write AVIF variants (several times the CPU of WebP + JPEG: see docs/images.md). */
+  IMAGE_AVIF: booleanFlag.default(false),
+  /** Per-image bound on sharp's work (libvips timeout) for each pipeline. */
+  IMAGE_TIMEOUT_SECONDS: integer(1, 3600).default(60),
+  /** libvips threads per image; 0 = cores / WORKER_CONCURRENCY_IMAGES (at least 1). */
+  IMAGE_SHARP_CONCURRENCY: integer(0, 64).default(0),
+  /** Allow sourceUrl downloads from loopback, private, link-local and metadata addresses (local testing only). */
+  IMAGE_ALLOW_PRIVATE_SOURCES: booleanFlag.default(false),
+  IMAGE_FETCH_CONNECT_TIMEOUT_MS: integer(100, 120_000).default(5000),
+  IMAGE_FETCH_TIMEOUT_MS: integer(100, 600_000).default(30_000),
+  /** Local storage driver: where processed images are written; the web process serves them at /media. */
+  MEDIA_DIR: z.string().min(1).default('media'),
+  /** Put in front of /media/... URLs of the local driver, e.g. https://cdn.example.com (no trailing slash). */
+  CDN_BASE_URL: z
+    .url({ protocol: /^https?$/ })
+    .transform((url) => url.replace(/\/+$/, ''))
+    .optional(),
+  /** cloudinary://<api_key>:<api_secret>@<cloud_name>[?upload_prefix=...]: switches storage to Cloudinary. */
+  CLOUDINARY_URL: z
+    .string()
+    .regex(/^cloudinary:\/\/[^:@\s]+:[^@\s]+@[^\s?/]+/, 'cloudinary://<api_key>:<api_secret>@<cloud_name>')
+    .optional(),
+  /** Folder (public_id prefix) for Cloudinary uploads. */
+  CLOUDINARY_FOLDER: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,64}$/)
+    .default('stockflow'),
 });
 
 export type Config = ReturnType<typeof parseConfig>;
@@ -65,6 +106,41 @@ export function parseConfig(env: Record<string, string | undefined> = process.en
     concurrency: {
       products: c.WORKER_CONCURRENCY_PRODUCTS,
       maintenance: c.WORKER_CONCURRENCY_MAINTENANCE,
+      images: c.WORKER_CONCURRENCY_IMAGES,
     },
+    images: imageSettings(c),
+  };
+}
+
+export type ImageOutputFormat = 'webp' | 'jpeg' | 'avif';
+
+/** The image pipeline's settings, parsed once: variants as a list, the storage driver chosen. */
+function imageSettings(c: z.infer<typeof envSchema>) {
+  const variants = c.IMAGE_VARIANTS.split(',').map((pair) => {
+    const [name, edge] = pair.split(':') as [string, string];
+    return { name, longEdge: Number(edge) };
+  });
+  const names = new Set(variants.map((v) => v.name));
+  if (names.size !== variants.length || variants.some((v) => v.longEdge < 1)) {
+    throw new ConfigError(['IMAGE_VARIANTS: variant names must be unique and sizes at least 1']);
+  }
+  let cloudinary: { cloudName: string; apiKey: string; apiSecret: string; uploadPrefix: string } | undefined;
+  if (c.CLOUDINARY_URL) {
+    const url = new URL(c.CLOUDINARY_URL);
+    cloudinary = {
+      cloudName: url.hostname,
+      apiKey: decodeURIComponent(url.username),
+      apiSecret: decodeURIComponent(url.password),
+      uploadPrefix: (url.searchParams.get('upload_prefix') ?? 'https://api.cloudinary.com').replace(
+        /\/+$/,
+        '',
+      ),
+    };
+  }
+  return {
+    variants,
+    formats: (c.IMAGE_AVIF ? ['webp', 'jpeg', 'avif'] : ['webp', 'jpeg']) as ImageOutputFormat[],
+    storage: cloudinary ? ('cloudinary' as const) : ('local' as const),
+    cloudinary,
   };
 }

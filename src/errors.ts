@@ -10,7 +10,13 @@ export type DomainErrorCode =
   | 'sku_taken'
   | 'version_conflict'
   | 'publish_rules_failed'
-  | 'invalid_transition';
+  | 'invalid_transition'
+  | 'unsupported_media_type'
+  | 'image_too_large'
+  | 'image_corrupt'
+  | 'image_timeout'
+  | 'source_forbidden'
+  | 'source_unavailable';
 
 /**
  * A broken business rule. It extends UnrecoverableError because BullMQ checks `instanceof` and

@@ -8,6 +8,7 @@ import { registerDocs } from './docs.js';
 import { registerErrorHandling } from './errors.js';
 import { registerMetrics } from './metrics.js';
 import { registerHealthRoutes } from './routes/health.js';
+import { registerImageRoutes } from './routes/images.js';
 import { registerJobRoutes } from './routes/jobs.js';
 import { registerProductRoutes } from './routes/products.js';
 
@@ -38,6 +39,7 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
   registerHealthRoutes(app, deps);
   registerJobRoutes(app, deps);
   registerProductRoutes(app, deps);
+  await registerImageRoutes(app, deps);
   await registerBullBoard(app, deps.queues);
   return app;
 }

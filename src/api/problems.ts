@@ -44,6 +44,12 @@ const domainStatus: Record<DomainErrorCode, number> = {
   version_conflict: 409,
   publish_rules_failed: 422,
   invalid_transition: 409,
+  unsupported_media_type: 415,
+  image_too_large: 413,
+  image_corrupt: 422,
+  image_timeout: 422,
+  source_forbidden: 422,
+  source_unavailable: 422,
 };
 
 export function statusForCode(code: string): number {
@@ -66,6 +72,11 @@ const titles: Record<string, string> = {
   publish_rules_failed: 'Publish rules failed',
   invalid_transition: 'Transition not allowed',
   invalid_payload: 'Job payload invalid',
+  image_too_large: 'Image too large',
+  image_corrupt: 'Image corrupt or truncated',
+  image_timeout: 'Image processing timed out',
+  source_forbidden: 'Image source address not allowed',
+  source_unavailable: 'Image source could not be downloaded',
   job_failed: 'Job failed',
   service_unavailable: 'Service unavailable',
   internal_error: 'Internal server error',

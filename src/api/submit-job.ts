@@ -57,7 +57,7 @@ export async function submitJob<J extends AnyJob>(
   reply: FastifyReply,
   job: J,
   payload: PayloadInput<J>,
-  options: { successStatus?: 200 | 201 } = {},
+  options: { successStatus?: 200 | 201; dedupeKey?: string } = {},
 ): Promise<void> {
   const idempotencyHeader = request.headers['idempotency-key'];
   let idempotency: EnqueueMeta['idempotency'];
@@ -84,7 +84,13 @@ export async function submitJob<J extends AnyJob>(
       },
       job,
       payload,
-      { actor: principal.name, actorId: principal.id, requestId: request.id, idempotency },
+      {
+        actor: principal.name,
+        actorId: principal.id,
+        requestId: request.id,
+        idempotency,
+        dedupeKey: options.dedupeKey,
+      },
     );
   } catch (error) {
     if (error instanceof IdempotencyKeyReusedError) {

@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { hasMainImage } from './images.js';
 import type { Product } from './products.js';
 
 export interface RuleFailure {
@@ -20,6 +21,10 @@ const publishRules: PublishRule[] = [
     isoCurrencies.has(p.price.currency)
       ? null
       : { rule: 'currency_known', message: `price.currency ${p.price.currency} is not an ISO 4217 code` },
+  async (db, p) =>
+    (await hasMainImage(db, p.sku))
+      ? null
+      : { rule: 'main_image_present', message: 'a processed main image is required (role main)' },
 ];
 
 /** Runs every rule and returns all failures, so the PMS can fix them in one go. */

@@ -1,4 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
+import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { stringify } from 'safe-stable-stringify';
 import type { AnyJob, JobData, PayloadInput, QueueName } from './job.js';
@@ -19,6 +20,12 @@ export interface EnqueueMeta {
   requestId?: string;
   /** With the caller's key: what the request addressed (method and path), so one key never spans routes. */
   idempotency?: { key: string; target: string };
+  /**
+   * Content-derived job id suffix (`[A-Za-z0-9_.-]`): the same key gives the same job, whoever asks
+   * (e.g. an image upload's image id and content hash). A failed job under the key is replaced,
+   * so sending the same content again retries it.
+   */
+  dedupeKey?: string;
 }
 
 export interface Enqueued {
@@ -55,26 +62,29 @@ export async function enqueue<J extends AnyJob>(
   const queue = ctx.queues[job.queue];
   const data: JobData = { payload: parsed, meta: { actor: meta.actor, requestId: meta.requestId } };
 
+  const keyedId = meta.dedupeKey === undefined ? undefined : dedupedJobId(job.queue, meta.dedupeKey);
   if (!meta.idempotency) {
-    const id = `${job.queue}-${randomUUID().replaceAll('-', '')}`;
+    const id = keyedId ?? `${job.queue}-${randomUUID().replaceAll('-', '')}`;
+    if (keyedId) await removeIfFailed(queue, keyedId);
     const added = await queue.add(job.name, data, { ...job.options, jobId: id });
     return {
       id,
       queue: job.queue,
       name: job.name,
-      state: added.opts.delay ? 'delayed' : 'waiting',
+      state: keyedId ? await added.getState() : added.opts.delay ? 'delayed' : 'waiting',
       replayed: false,
     };
   }
 
   const { key, target } = meta.idempotency;
-  const id = `${job.queue}-${sha256(`${meta.actorId}\n${target}\n${key}`).slice(0, 32)}`;
+  const claimId = `${job.queue}-${sha256(`${meta.actorId}\n${target}\n${key}`).slice(0, 32)}`;
+  const id = keyedId ?? claimId;
   const requestHash = sha256(`${job.name}\n${stringify(parsed)}`);
   data.meta.requestHash = requestHash;
   // SET NX GET: claims the key for this request hash, or tells us which request claimed it first.
   const previous = (await ctx.redis.call(
     'SET',
-    `${ctx.prefix}:idempotency:${id}`,
+    `${ctx.prefix}:idempotency:${claimId}`,
     requestHash,
     'EX',
     String(ctx.idempotencyTtlSeconds),
@@ -82,8 +92,21 @@ export async function enqueue<J extends AnyJob>(
     'GET',
   )) as string | null;
   if (previous !== null && previous !== requestHash) throw new IdempotencyKeyReusedError(id);
+  if (keyedId && previous === null) await removeIfFailed(queue, keyedId);
   // Adding is idempotent by job id: if the first request's job exists, BullMQ keeps it untouched.
   const added = await queue.add(job.name, data, { ...job.options, jobId: id });
-  const state = previous === null ? 'waiting' : await added.getState();
+  const state = previous === null && !keyedId ? 'waiting' : await added.getState();
   return { id, queue: job.queue, name: job.name, state, replayed: previous !== null };
+}
+
+function dedupedJobId(queue: QueueName, key: string): string {
+  if (!/^[A-Za-z0-9_.-]{1,200}$/.test(key))
+    throw new Error(`dedupeKey must be 1-200 of [A-Za-z0-9_.-], got ${key}`);
+  return `${queue}-${key}`;
+}
+
+/** A failed job would keep its id (and so its content) blocked until retention removes it. */
+async function removeIfFailed(queue: Queue, id: string): Promise<void> {
+  const existing = await queue.getJob(id);
+  if (existing && (await existing.isFailed())) await existing.remove();
 }

@@ -1,6 +1,7 @@
 import { Worker } from 'bullmq';
 import { publishFinished } from '../queues/finished-signal.js';
 import { type QueueName, queueNames } from '../queues/job.js';
+import { imageHandlers } from './images.js';
 import { maintenanceHandlers, registerSchedulers } from './maintenance.js';
 import { createProcessor, type QueueHandlers, type WorkerDeps } from './processor.js';
 import { productHandlers } from './products.js';
@@ -8,6 +9,7 @@ import { productHandlers } from './products.js';
 const handlersByQueue: { [Q in QueueName]: QueueHandlers<Q> } = {
   products: productHandlers,
   maintenance: maintenanceHandlers,
+  images: imageHandlers,
 };
 
 export function parseQueueList(list: string | undefined): QueueName[] {

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestContext, json, type TestContext } from '../helpers/context.js';
+import { givenMainImage } from '../helpers/images.js';
 
 let ctx: TestContext;
 beforeAll(async () => {
@@ -121,6 +122,7 @@ describe('products through the queue', () => {
       headers: wait,
       payload: shirt('P-free', { price: { amount: 0, currency: 'EUR' } }),
     });
+    await givenMainImage(ctx.api.db, 'P-free');
     const refused = await ctx.request({
       method: 'POST',
       url: '/api/pms/products/P-free/publish',
@@ -134,6 +136,7 @@ describe('products through the queue', () => {
     expect((await ctx.api.db('products').where({ sku: 'P-free' }).first()).status).toBe('draft');
 
     await ctx.request({ method: 'POST', url: '/api/pms/products', headers: wait, payload: shirt('P-pub') });
+    await givenMainImage(ctx.api.db, 'P-pub');
     const published = await ctx.request({
       method: 'POST',
       url: '/api/pms/products/P-pub/publish',
@@ -156,7 +159,11 @@ describe('products through the queue', () => {
       }),
     });
     expect(res.statusCode).toBe(422);
-    expect(json(res).details.failures.map((f: { rule: string }) => f.rule)).toEqual(['price_positive']);
+    // A product created as published cannot have a main image yet (see the images feature).
+    expect(json(res).details.failures.map((f: { rule: string }) => f.rule)).toEqual([
+      'price_positive',
+      'main_image_present',
+    ]);
     expect(await ctx.api.db('products').where({ sku: 'P-bad-pub' }).first()).toBeUndefined();
     expect(await ctx.api.db('events').where({ aggregate_id: 'P-bad-pub' })).toEqual([]);
   });

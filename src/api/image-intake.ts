@@ -1,0 +1,118 @@
+import type { FastifyRequest } from 'fastify';
+import type { z } from 'zod';
+import { declaredImageFormat, sniffImageFormat, sniffLength } from '../images/sniff.js';
+import { imageFieldsSchema, sourceUrlSchema } from '../queues/images.js';
+import { HttpProblem } from './problems.js';
+
+/** What a POST of image bytes or of a source URL carries, after intake checks. */
+export type ImageIntake =
+  | {
+      kind: 'upload';
+      bytes: Buffer;
+      declaredType: string | undefined;
+      fields: z.output<typeof imageFieldsSchema>;
+    }
+  | { kind: 'url'; url: string; fields: z.output<typeof imageFieldsSchema> };
+
+const urlBodySchema = imageFieldsSchema.extend({ sourceUrl: sourceUrlSchema }).strict();
+
+const multipartFieldNames = new Set(['alt', 'position', 'role']);
+
+function validationProblem(where: string, issues: { path: string; message: string }[]): HttpProblem {
+  return new HttpProblem(400, 'validation_failed', `The ${where} has ${issues.length} invalid field(s)`, {
+    errors: issues.map((i) => ({ in: where, ...i })),
+  });
+}
+
+const unsupported = (detail: string) =>
+  new HttpProblem(415, 'unsupported_media_type', detail, {
+    details: {
+      supported: ['image/jpeg', 'image/png', 'image/webp', 'image/avif', 'image/gif', 'image/tiff'],
+    },
+  });
+
+const tooLarge = (maxBytes: number) =>
+  new HttpProblem(413, 'payload_too_large', `The image is larger than ${maxBytes} bytes`, {
+    details: { maxBytes },
+  });
+
+/**
+ * Reads either body form of the image routes: `multipart/form-data` (a `file` part and optional
+ * `alt`, `position`, `role` fields) or JSON `{ sourceUrl, alt?, position?, role? }`. Answers 415
+ * as soon as the file's first bytes are not a supported image and 413 once it passes the limit;
+ * deeper checks are the job's.
+ */
+export async function readImageIntake(request: FastifyRequest, maxBytes: number): Promise<ImageIntake> {
+  if (!request.isMultipart()) {
+    const parsed = urlBodySchema.safeParse(request.body ?? {});
+    if (!parsed.success) {
+      throw validationProblem(
+        'body',
+        parsed.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })),
+      );
+    }
+    const { sourceUrl, ...fields } = parsed.data;
+    return { kind: 'url', url: sourceUrl, fields };
+  }
+
+  const rawFields: Record<string, string> = {};
+  let file: { bytes: Buffer; declaredType: string | undefined } | undefined;
+  try {
+    for await (const part of request.parts({
+      limits: { fileSize: maxBytes, files: 1, fields: 10, fieldSize: 1024, parts: 12 },
+    })) {
+      if (part.type === 'field') {
+        if (!multipartFieldNames.has(part.fieldname)) {
+          throw validationProblem('body', [{ path: part.fieldname, message: 'unknown field' }]);
+        }
+        rawFields[part.fieldname] = String(part.value);
+        continue;
+      }
+      if (part.fieldname !== 'file') {
+        part.file.resume();
+        throw validationProblem('body', [
+          { path: part.fieldname, message: 'the image goes in a part named file' },
+        ]);
+      }
+      const chunks: Buffer[] = [];
+      let total = 0;
+      let sniffed = false;
+      for await (const chunk of part.file as AsyncIterable<Buffer>) {
+        chunks.push(chunk);
+        total += chunk.length;
+        if (!sniffed && total >= sniffLength) {
+          sniffed = true;
+          if (!sniffImageFormat(Buffer.concat(chunks)))
+            throw unsupported('The file is not a supported image');
+        }
+      }
+      if (part.file.truncated) throw tooLarge(maxBytes);
+      const bytes = Buffer.concat(chunks, total);
+      if (!sniffed && !sniffImageFormat(bytes)) throw unsupported('The file is not a supported image');
+      // A generic Content-Type says nothing: fall back to what the file name claims.
+      const mime = declaredImageFormat(part.mimetype) === undefined ? undefined : part.mimetype;
+      file = { bytes, declaredType: mime ?? (part.filename || undefined) };
+    }
+  } catch (error) {
+    if (error instanceof HttpProblem) throw error;
+    const code = (error as { code?: string }).code;
+    if (code === 'FST_REQ_FILE_TOO_LARGE') throw tooLarge(maxBytes);
+    if (code === 'FST_PARTS_LIMIT' || code === 'FST_FILES_LIMIT' || code === 'FST_FIELDS_LIMIT') {
+      throw new HttpProblem(
+        413,
+        'payload_too_large',
+        'Send one file part named file and at most alt, position, role',
+      );
+    }
+    throw error;
+  }
+  if (!file) throw validationProblem('body', [{ path: 'file', message: 'a file part is required' }]);
+  const fields = imageFieldsSchema.safeParse(rawFields);
+  if (!fields.success) {
+    throw validationProblem(
+      'body',
+      fields.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })),
+    );
+  }
+  return { kind: 'upload', bytes: file.bytes, declaredType: file.declaredType, fields: fields.data };
+}

@@ -1,0 +1,57 @@
+import { z } from 'zod';
+import type { DeletedImage, Image } from '../domain/images.js';
+import { defineJob } from './job.js';
+import { skuSchema } from './products.js';
+
+export const imageRoleSchema = z.enum(['main', 'gallery']);
+
+/** What the PMS may set on an image alongside its bytes. */
+export const imageFieldsSchema = z.object({
+  alt: z.string().max(500).optional(),
+  position: z.coerce.number().int().min(0).max(10_000).optional(),
+  role: imageRoleSchema.optional(),
+});
+
+export const sourceUrlSchema = z.url({ protocol: /^https?$/ }).max(2048);
+
+export const sha256Schema = z.string().regex(/^[0-9a-f]{64}$/, 'sha-256 in lowercase hex');
+
+// Compatibility: payloads only gain optional fields; a worker must accept jobs queued by the
+// previous release, so never make a field required or narrow a type without a migration note.
+export const processImagePayload = z.object({
+  sku: skuSchema,
+  imageId: z.uuid(),
+  /** true: the job creates the image (version 1); false: it adds a version to an existing image. */
+  create: z.boolean(),
+  source: z.discriminatedUnion('kind', [
+    /** Bytes staged in `image_uploads` under (imageId, sha256) by the web process. */
+    z.object({
+      kind: z.literal('upload'),
+      sha256: sha256Schema,
+      declaredType: z.string().max(200).optional(),
+    }),
+    /** Downloaded by the worker through the SSRF guard. */
+    z.object({ kind: z.literal('url'), url: sourceUrlSchema }),
+  ]),
+  ...imageFieldsSchema.shape,
+});
+
+export const imageRefPayload = z.object({ sku: skuSchema, imageId: z.uuid() });
+
+export const rollbackImagePayload = imageRefPayload.extend({ version: z.number().int().min(1) });
+
+export interface ProcessedImage {
+  image: Image;
+  /** True when these bytes were already a version of this image: nothing new was stored. */
+  deduplicated: boolean;
+}
+
+export const imageJobs = {
+  process: defineJob<ProcessedImage>()({
+    name: 'image.process',
+    queue: 'images',
+    payload: processImagePayload,
+  }),
+  rollback: defineJob<Image>()({ name: 'image.rollback', queue: 'images', payload: rollbackImagePayload }),
+  delete: defineJob<DeletedImage>()({ name: 'image.delete', queue: 'images', payload: imageRefPayload }),
+};
