@@ -6,9 +6,11 @@ import { registerBullBoard } from './bull-board.js';
 import type { ApiDeps } from './deps.js';
 import { registerDocs } from './docs.js';
 import { registerErrorHandling } from './errors.js';
+import { registerEventRoutes } from './routes/events.js';
 import { registerHealthRoutes } from './routes/health.js';
 import { registerJobRoutes } from './routes/jobs.js';
 import { registerProductRoutes } from './routes/products.js';
+import { registerWebhookRoutes } from './routes/webhooks.js';
 
 const requestIdPattern = /^[A-Za-z0-9._-]{1,128}$/;
 
@@ -36,6 +38,8 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
   registerHealthRoutes(app, deps);
   registerJobRoutes(app, deps);
   registerProductRoutes(app, deps);
+  await registerEventRoutes(app, deps);
+  registerWebhookRoutes(app, deps);
   await registerBullBoard(app, deps.queues);
   return app;
 }
