@@ -5,7 +5,7 @@ export async function up(db: Knex): Promise<void> {
   await db.raw(`
     create table webhook_endpoints (
       id uuid primary key default gen_random_uuid(),
-      url text not null constraint webhook_endpoints_url_http check (url ~ '^https?://' and char_length(url) <= 2000),
+      url text not null constraint webhook_endpoints_url_http check (url ~ '^(http|https)://' and char_length(url) <= 2000),
       description text constraint webhook_endpoints_description_length check (char_length(description) <= 1000),
       event_types text[] not null constraint webhook_endpoints_event_types_present check (cardinality(event_types) between 1 and 100),
       rate_limit_per_second integer constraint webhook_endpoints_rate_limit_positive check (rate_limit_per_second > 0),

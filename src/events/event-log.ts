@@ -126,9 +126,10 @@ export async function pruneEvents(
 ): Promise<{ deleted: number; prunedThroughSeq: number }> {
   const batchSize = input.batchSize ?? 5000;
   const { rows } = await db.raw<{ rows: { limit_seq: number | null }[] }>(
+    // least() ignores nulls: an empty side must count as "nothing to prune", not "no limit".
     `select least(
-       (select max(seq) from events where occurred_at < now() - make_interval(days => ?)),
-       (select min(position) from outbox_cursors)
+       coalesce((select max(seq) from events where occurred_at < now() - make_interval(days => ?)), 0),
+       coalesce((select min(position) from outbox_cursors), 0)
      ) as limit_seq`,
     [input.olderThanDays],
   );

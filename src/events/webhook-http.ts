@@ -40,6 +40,7 @@ export function postWebhook(input: {
   const elapsed = () => Math.round(performance.now() - started);
   return new Promise((resolve) => {
     let settled = false;
+    let timer: NodeJS.Timeout | undefined;
     const finish = (result: Omit<SendResult, 'durationMs'>) => {
       if (settled) return;
       settled = true;
@@ -71,7 +72,7 @@ export function postWebhook(input: {
         ...input.headers,
       },
     });
-    const timer = setTimeout(() => {
+    timer = setTimeout(() => {
       request.destroy(new Error(`no complete answer within ${input.timeoutMs} ms`));
     }, input.timeoutMs);
 

@@ -164,6 +164,9 @@ describe('event feed', () => {
   });
 
   it('answers 410 with the oldest retained seq once older events are pruned', async () => {
+    await ctx.api.db('outbox_cursors').update({ position: 1_000_000 });
+    const fresh = await pruneEvents(ctx.api.db, { olderThanDays: 30 });
+    expect(fresh).toEqual({ deleted: 0, prunedThroughSeq: 0 });
     await ctx.api.db('events').update({ occurred_at: ctx.api.db.raw(`now() - interval '40 days'`) });
     await ctx.api.db('outbox_cursors').update({ position: 1_000_000 });
     const result = await pruneEvents(ctx.api.db, { olderThanDays: 30 });
