@@ -1,14 +1,11 @@
 import type { Knex } from 'knex';
 
 /**
- * The event log as a feed: the transaction id of each event's writer (so readers can tell which
- * positions are final), named consumer positions, the retention watermark, and relay cursors.
+ * The event log as a feed: named consumer positions, the retention watermark, relay cursors, and
+ * what readers need to prove which positions are final (src/events/horizon.ts).
  */
 export async function up(db: Knex): Promise<void> {
   await db.raw(`
-    -- Who wrote the event. appendEvent assigns the transaction id before it draws a seq, which is
-    -- what lets a reader prove that no smaller seq can still commit (see src/events/horizon.ts).
-    alter table events add column xid xid8 not null default pg_current_xact_id();
     -- The horizon proof reads the sequence's last value: with a cache above 1 a backend could
     -- later commit a seq it had drawn in advance, below a horizon already served.
     alter table events alter column seq set cache 1;
@@ -43,6 +40,5 @@ export async function down(db: Knex): Promise<void> {
   await db.raw(`
     drop table if exists outbox_cursors, event_consumers, event_log_state;
     drop index if exists events_occurred_at;
-    alter table events drop column if exists xid;
   `);
 }

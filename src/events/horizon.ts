@@ -9,37 +9,43 @@ import type { Knex } from 'knex';
  * Why: a seq is drawn at insert but becomes visible at commit, so seq 10 can commit before seq 9.
  * A reader that served 10 and moved its cursor past it would never see 9.
  *
- * The proof: read the sequence's last value L, then take a fresh snapshot S. Every transaction that
- * drew a seq <= L had its transaction id before L was read (appendEvent takes the id first), so
- * that id is below S's xmax. Once the oldest running transaction of a later snapshot is at or past
- * S's xmax, every one of those writers has ended: all seqs <= L are final.
- *
- * Cost: a long write transaction anywhere on the server holds the horizon back (never loses an
- * event) until it ends.
+ * The proof: read the sequence's last value L, then the transactions that hold a write lock on
+ * `events` in this database. A transaction takes that lock before its insert draws a seq and keeps
+ * it until it ends, so every writer that drew a seq <= L and has not ended is in that set. Once
+ * all of them have ended, every seq <= L is final. It is the oldest in-flight transaction rule
+ * (pg_snapshot_xmin), narrowed to the transactions that write events: long transactions elsewhere
+ * on the server (other tables, other databases) do not hold the feed back; a long transaction
+ * that wrote an event does, until it ends, and nothing is ever skipped.
  */
 export async function proveHorizon(db: Knex, maxWaitMs: number, known = 0): Promise<number | undefined> {
   const last = await lastDrawnSeq(db);
   // Nothing drawn since the known horizon: it still holds.
   if (last <= known) return known;
-  // A second statement: its snapshot is taken after `last` was read.
-  const { rows: snapshotRows } = await db.raw<{ rows: { xmin: string; xmax: string }[] }>(
-    `select pg_snapshot_xmin(s)::text as xmin, pg_snapshot_xmax(s)::text as xmax from pg_current_snapshot() as s`,
+  // A second statement: the lock holders are read after `last`.
+  const { rows } = await db.raw<{ rows: { writers: string[] }[] }>(
+    `select coalesce(array_agg(distinct virtualtransaction), '{}') as writers ${eventWriters}`,
   );
-  const { xmin, xmax } = snapshotRows[0]!;
-  if (BigInt(xmin) >= BigInt(xmax)) return last;
+  const writers = rows[0]!.writers;
   const deadline = Date.now() + maxWaitMs;
   let pauseMs = 1;
-  for (;;) {
-    const { rows } = await db.raw<{ rows: { done: boolean }[] }>(
-      `select pg_snapshot_xmin(pg_current_snapshot()) >= ?::xid8 as done`,
-      [xmax],
+  while (writers.length > 0) {
+    const { rows: left } = await db.raw<{ rows: { running: number }[] }>(
+      `select count(*)::int as running ${eventWriters} and virtualtransaction = any(?)`,
+      [writers],
     );
-    if (rows[0]!.done) return last;
+    if (left[0]!.running === 0) break;
     if (Date.now() >= deadline) return undefined;
     await sleep(pauseMs);
     pauseMs = Math.min(pauseMs * 2, 20);
   }
+  return last;
 }
+
+/** Transactions of this database holding the lock every insert into `events` takes. */
+const eventWriters = `from pg_locks
+  where locktype = 'relation' and mode = 'RowExclusiveLock' and granted
+    and relation = 'events'::regclass
+    and database = (select oid from pg_database where datname = current_database())`;
 
 /** The last seq drawn from the sequence (committed or not); 0 before the first event. */
 export async function lastDrawnSeq(db: Knex): Promise<number> {

@@ -11,18 +11,13 @@ export interface NewEvent {
  * Writes a domain event into the log/outbox, inside the caller's transaction, so the event exists
  * if and only if the change does. Actor and job id come from the transaction-local settings the
  * worker sets when it opens the transaction.
- *
- * The materialized CTE makes the transaction take its id *before* the row draws its seq: readers
- * rely on that to prove no smaller seq can still commit (src/events/horizon.ts).
  */
 export async function appendEvent(db: Knex, event: NewEvent): Promise<{ seq: number; id: string }> {
   const { rows } = await db.raw<{ rows: { seq: number; id: string }[] }>(
-    `with tx as materialized (select pg_current_xact_id() as xid)
-     insert into events (xid, type, aggregate_type, aggregate_id, data, job_id, actor)
-     select tx.xid, ?, ?, ?, ?::jsonb,
-            nullif(current_setting('stockflow.job_id', true), ''),
-            nullif(current_setting('stockflow.actor', true), '')
-     from tx
+    `insert into events (type, aggregate_type, aggregate_id, data, job_id, actor)
+     values (?, ?, ?, ?::jsonb,
+             nullif(current_setting('stockflow.job_id', true), ''),
+             nullif(current_setting('stockflow.actor', true), ''))
      returning seq, id`,
     [event.type, event.aggregate.type, event.aggregate.id, JSON.stringify(event.data)],
   );
