@@ -160,7 +160,9 @@ export function createLiveHub(deps: {
       }
       if (!closed && subscriptions.size > 0) await waitForWake(deps.pollMs);
     }
+    // Idle: the next first subscriber starts from the horizon of its time, not from here.
     loop = undefined;
+    dispatched = undefined;
   }
 
   function ensureRunning() {
