@@ -163,6 +163,21 @@ describe('event feed', () => {
     expect(again.consumers[0]).toMatchObject({ ackedSeq: all[1]!.seq, lag: all.length - 2 });
   });
 
+  it('documents the event, sync and webhook routes in the OpenAPI document', async () => {
+    const res = await ctx.request({ method: 'GET', url: '/docs/json', key: null });
+    expect(res.statusCode).toBe(200);
+    const paths = Object.keys(json(res).paths);
+    for (const path of [
+      '/api/pms/events',
+      '/api/pms/events/stream',
+      '/api/pms/sync/status',
+      '/api/webhooks/endpoints/{id}/replay',
+      '/api/webhooks/deliveries/{id}/retry',
+    ]) {
+      expect(paths).toContain(path);
+    }
+  });
+
   it('answers 410 with the oldest retained seq once older events are pruned', async () => {
     await ctx.api.db('outbox_cursors').update({ position: 1_000_000 });
     const fresh = await pruneEvents(ctx.api.db, { olderThanDays: 30 });
