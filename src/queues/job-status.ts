@@ -48,12 +48,9 @@ function failureOf(job: Job<JobData>): JobFailure {
 export async function getJobStatus(queues: Queues, id: string): Promise<JobStatus | undefined> {
   const queueName = queueOfJobId(id);
   if (!queueName) return undefined;
-  // State first: read the other way round, a job finishing in between would read as completed
-  // with the result it did not have yet.
-  const rawState = await queues[queueName].getJobState(id);
   const job = (await queues[queueName].getJob(id)) as Job<JobData> | undefined;
   if (!job) return undefined;
-  const state = publicState(rawState);
+  const state = publicState(await job.getState());
   return {
     id,
     queue: queueName,
