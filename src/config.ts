@@ -11,6 +11,33 @@ const booleanFlag = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
   .transform((value) => value === 'true' || value === '1' || value === 'yes');
 
+const durationUnits: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** `500ms`, `5s`, `30m`, `2h`, `5d` → milliseconds. */
+export function parseDuration(text: string): number | undefined {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(text.trim());
+  if (!match) return undefined;
+  return Math.round(Number(match[1]) * durationUnits[match[2]!]!);
+}
+
+const duration = z.string().transform((text, ctx) => {
+  const ms = parseDuration(text);
+  if (ms === undefined || ms <= 0) {
+    ctx.addIssue({ code: 'custom', message: 'must be a duration such as 500ms, 5s, 30m, 2h or 5d' });
+    return z.NEVER;
+  }
+  return ms;
+});
+
+const durationList = z.string().transform((text, ctx) => {
+  const parts = text.split(',').map((part) => parseDuration(part));
+  if (parts.length === 0 || parts.length > 50 || parts.some((ms) => ms === undefined || ms <= 0)) {
+    ctx.addIssue({ code: 'custom', message: 'must be comma-separated durations such as 5s,5m,30m,2h' });
+    return z.NEVER;
+  }
+  return parts as number[];
+});
+
 const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'test', 'production']).default('development'),
   HOST: z.string().min(1).default('0.0.0.0'),
@@ -81,6 +108,30 @@ const envSchema = z.object({
     .string()
     .regex(/^[A-Za-z0-9_-]{1,64}$/)
     .default('stockflow'),
+  /** A worker's lock on an active job; a job whose worker died is taken over after about this long. */
+  WORKER_LOCK_DURATION_MS: integer(1000, 600_000).default(30_000),
+  WORKER_CONCURRENCY_WEBHOOKS: integer(1, 500).default(20),
+  /** Events older than this are pruned; a reader asking for older positions gets 410. */
+  EVENT_RETENTION_DAYS: integer(1, 3650).default(30),
+  /** SSE comment / WebSocket ping interval on open event streams. */
+  EVENT_STREAM_HEARTBEAT_MS: integer(100, 300_000).default(15_000),
+  /** Live streams look for new events at least this often (job completions wake them sooner). */
+  EVENT_STREAM_POLL_MS: integer(20, 60_000).default(1000),
+  /** How often the outbox relay turns new events into webhook delivery jobs. */
+  WEBHOOK_RELAY_INTERVAL_MS: integer(50, 60_000).default(500),
+  /** Delays between delivery attempts, e.g. `5s,5m,30m`; attempts = entries + 1. */
+  WEBHOOK_RETRY_SCHEDULE: durationList.default([
+    5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000,
+  ]),
+  /** Each retry delay is spread by up to ± this fraction. */
+  WEBHOOK_RETRY_JITTER: z.coerce.number().min(0).max(0.9).default(0.2),
+  WEBHOOK_TIMEOUT_MS: integer(100, 120_000).default(15_000),
+  /** Off by default: webhook URLs that resolve to loopback, private, link-local or metadata addresses are refused. */
+  WEBHOOK_ALLOW_PRIVATE_TARGETS: booleanFlag.default(false),
+  /** The circuit breaker disables an endpoint after this many consecutive failed (exhausted) deliveries… */
+  WEBHOOK_BREAKER_FAILED_DELIVERIES: integer(1, 100_000).default(50),
+  /** …or when every attempt has failed for this long. */
+  WEBHOOK_BREAKER_SPAN: duration.default(5 * 86_400_000),
 });
 
 export type Config = ReturnType<typeof parseConfig>;
@@ -107,6 +158,7 @@ export function parseConfig(env: Record<string, string | undefined> = process.en
       products: c.WORKER_CONCURRENCY_PRODUCTS,
       maintenance: c.WORKER_CONCURRENCY_MAINTENANCE,
       images: c.WORKER_CONCURRENCY_IMAGES,
+      webhooks: c.WORKER_CONCURRENCY_WEBHOOKS,
     },
     images: imageSettings(c),
   };

@@ -7,10 +7,12 @@ import type { ApiDeps } from './deps.js';
 import { registerDocs } from './docs.js';
 import { registerErrorHandling } from './errors.js';
 import { registerMetrics } from './metrics.js';
+import { registerEventRoutes } from './routes/events.js';
 import { registerHealthRoutes } from './routes/health.js';
 import { registerImageRoutes } from './routes/images.js';
 import { registerJobRoutes } from './routes/jobs.js';
 import { registerProductRoutes } from './routes/products.js';
+import { registerWebhookRoutes } from './routes/webhooks.js';
 
 const requestIdPattern = /^[A-Za-z0-9._-]{1,128}$/;
 
@@ -40,6 +42,8 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
   registerJobRoutes(app, deps);
   registerProductRoutes(app, deps);
   await registerImageRoutes(app, deps);
+  await registerEventRoutes(app, deps);
+  registerWebhookRoutes(app, deps);
   await registerBullBoard(app, deps.queues);
   return app;
 }

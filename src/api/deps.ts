@@ -2,8 +2,10 @@ import type { Redis } from 'ioredis';
 import type { Config } from '../config.js';
 import { openPostgres, openRedis, warnUnlessNoEviction } from '../connections.js';
 import type { Db } from '../db/knex.js';
+import { createHorizonTracker, type HorizonTracker } from '../events/horizon.js';
+import { createLiveHub, type LiveHub } from '../events/live-hub.js';
 import type { Logger } from '../log.js';
-import { type FinishedListener, listenForFinished } from '../queues/finished-signal.js';
+import { type FinishedListener, finishedChannel, listenForFinished } from '../queues/finished-signal.js';
 import { closeQueues, createQueues, type Queues } from '../queues/queues.js';
 import { apiKeysChangedChannel, createKeyVerifier, type KeyVerifier } from './auth.js';
 
@@ -16,6 +18,10 @@ export interface ApiDeps {
   queues: Queues;
   finished: FinishedListener;
   keys: KeyVerifier;
+  /** The stable horizon of the event log, as proven by this process. */
+  horizon: HorizonTracker;
+  /** Live fan-out of the event log to this process's SSE and WebSocket clients. */
+  events: LiveHub;
 }
 
 /** Opens what the web process needs; `close()` releases it all (after the server has closed). */
@@ -38,6 +44,13 @@ export async function openApiDeps(
     if (channel === keysChannel) keys.flush();
   });
   await subscriber.subscribe(keysChannel);
+  const horizon = createHorizonTracker(db);
+  const events = createLiveHub({ db, horizon, log, pollMs: config.EVENT_STREAM_POLL_MS });
+  // A finished job may have written events: wake the live streams instead of waiting for their poll.
+  const finishedJobs = finishedChannel(config.QUEUE_PREFIX);
+  subscriber.on('message', (channel) => {
+    if (channel === finishedJobs) events.wake();
+  });
   return {
     config,
     log,
@@ -46,7 +59,10 @@ export async function openApiDeps(
     queues,
     finished,
     keys,
+    horizon,
+    events,
     async close() {
+      await events.close();
       await finished.close();
       subscriber.disconnect();
       await closeQueues(queues);

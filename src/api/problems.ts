@@ -79,6 +79,9 @@ const titles: Record<string, string> = {
   source_unavailable: 'Image source could not be downloaded',
   job_failed: 'Job failed',
   service_unavailable: 'Service unavailable',
+  events_pruned: 'Events no longer retained',
+  invalid_position: 'Position beyond the event log',
+  unsafe_webhook_url: 'Webhook URL not allowed',
   internal_error: 'Internal server error',
 };
 

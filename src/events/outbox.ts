@@ -23,3 +23,11 @@ export async function appendEvent(db: Knex, event: NewEvent): Promise<{ seq: num
   );
   return rows[0]!;
 }
+
+/** Sets the actor (and job id) that appendEvent and audit triggers record, for this transaction only. */
+export async function setTransactionActor(db: Knex, actor: string, jobId?: string): Promise<void> {
+  await db.raw(`select set_config('stockflow.actor', ?, true), set_config('stockflow.job_id', ?, true)`, [
+    actor,
+    jobId ?? '',
+  ]);
+}

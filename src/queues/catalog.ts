@@ -2,18 +2,23 @@ import { imageJobs } from './images.js';
 import type { AnyJob, QueueName } from './job.js';
 import { maintenanceJobs } from './maintenance.js';
 import { productJobs } from './products.js';
+import { webhookJobs } from './webhooks.js';
 
 /** Every job the platform knows, by name. Add a queue's jobs here once; the worker map must then cover them. */
 export const jobCatalog = Object.fromEntries(
-  [...Object.values(productJobs), ...Object.values(maintenanceJobs), ...Object.values(imageJobs)].map(
-    (job) => [job.name, job],
-  ),
+  [
+    ...Object.values(productJobs),
+    ...Object.values(maintenanceJobs),
+    ...Object.values(imageJobs),
+    ...Object.values(webhookJobs),
+  ].map((job) => [job.name, job]),
 ) as { [J in CatalogJob as J['name']]: J };
 
 type CatalogJob =
   | (typeof productJobs)[keyof typeof productJobs]
   | (typeof maintenanceJobs)[keyof typeof maintenanceJobs]
-  | (typeof imageJobs)[keyof typeof imageJobs];
+  | (typeof imageJobs)[keyof typeof imageJobs]
+  | (typeof webhookJobs)[keyof typeof webhookJobs];
 
 export type JobName = CatalogJob['name'];
 export type JobNamed<N extends JobName> = Extract<CatalogJob, { name: N }>;

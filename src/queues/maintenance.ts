@@ -11,4 +11,20 @@ export const maintenanceJobs = {
     }),
     options: { attempts: 3 },
   }),
+  relayOutbox: defineJob<{ events: number; deliveries: number; resumed: number }>()({
+    name: 'maintenance.relay-outbox',
+    queue: 'maintenance',
+    payload: z.object({
+      /** One run relays batches until caught up or this time is spent; the next run goes on. */
+      budgetMs: z.number().int().min(100).max(60_000).default(2000),
+    }),
+    // Runs every few hundred ms: keep no trail of them in Redis.
+    options: { attempts: 1, removeOnComplete: true, removeOnFail: { count: 100 } },
+  }),
+  pruneEvents: defineJob<{ deleted: number; prunedThroughSeq: number }>()({
+    name: 'maintenance.prune-events',
+    queue: 'maintenance',
+    payload: z.object({ olderThanDays: z.number().int().min(1) }),
+    options: { attempts: 3 },
+  }),
 };

@@ -1,13 +1,17 @@
 import type { Config } from '../config.js';
 import { pruneAppliedJobs } from '../db/applied-jobs.js';
+import { pruneEvents } from '../events/event-log.js';
 import { maintenanceJobs } from '../queues/maintenance.js';
 import type { Queues } from '../queues/queues.js';
+import { relayOutbox } from './outbox-relay.js';
 import type { QueueHandlers } from './processor.js';
 
 export const maintenanceHandlers = {
   'maintenance.prune-applied-jobs': async ({ deps }, payload) => ({
     deleted: await pruneAppliedJobs(deps.db, payload.olderThanSeconds),
   }),
+  'maintenance.relay-outbox': ({ deps }, payload) => relayOutbox(deps, payload.budgetMs),
+  'maintenance.prune-events': ({ deps }, payload) => pruneEvents(deps.db, payload),
 } satisfies QueueHandlers<'maintenance'>;
 
 /**
@@ -25,6 +29,26 @@ export async function registerSchedulers(queues: Queues, config: Config): Promis
       // Twice the job retention: by then no retry of those jobs can still arrive.
       data: { payload: { olderThanSeconds: 2 * config.JOB_RETENTION_SECONDS }, meta: { actor: 'system' } },
       opts: prune.options,
+    },
+  );
+  const relay = maintenanceJobs.relayOutbox;
+  await queues.maintenance.upsertJobScheduler(
+    'relay-outbox',
+    { every: config.WEBHOOK_RELAY_INTERVAL_MS },
+    {
+      name: relay.name,
+      data: { payload: { budgetMs: 2000 }, meta: { actor: 'system' } },
+      opts: relay.options,
+    },
+  );
+  const pruneLog = maintenanceJobs.pruneEvents;
+  await queues.maintenance.upsertJobScheduler(
+    'prune-events',
+    { every: 60 * 60 * 1000 },
+    {
+      name: pruneLog.name,
+      data: { payload: { olderThanDays: config.EVENT_RETENTION_DAYS }, meta: { actor: 'system' } },
+      opts: pruneLog.options,
     },
   );
 }

@@ -1,15 +1,23 @@
-import { Worker } from 'bullmq';
+import { type AdvancedOptions, Worker } from 'bullmq';
+import type { Config } from '../config.js';
 import { publishFinished } from '../queues/finished-signal.js';
 import { type QueueName, queueNames } from '../queues/job.js';
 import { imageHandlers } from './images.js';
 import { maintenanceHandlers, registerSchedulers } from './maintenance.js';
 import { createProcessor, type QueueHandlers, type WorkerDeps } from './processor.js';
 import { productHandlers } from './products.js';
+import { webhookHandlers, webhookWorkerSettings } from './webhooks.js';
 
 const handlersByQueue: { [Q in QueueName]: QueueHandlers<Q> } = {
   products: productHandlers,
   maintenance: maintenanceHandlers,
   images: imageHandlers,
+  webhooks: webhookHandlers,
+};
+
+/** Queue-specific worker settings (custom backoff strategies). */
+const settingsByQueue: { [Q in QueueName]?: (config: Config) => AdvancedOptions } = {
+  webhooks: webhookWorkerSettings,
 };
 
 export function parseQueueList(list: string | undefined): QueueName[] {
@@ -37,6 +45,9 @@ export async function startWorkers(deps: WorkerDeps, queues: QueueName[]): Promi
         connection: deps.redis,
         prefix: config.QUEUE_PREFIX,
         concurrency: config.concurrency[queue],
+        lockDuration: config.WORKER_LOCK_DURATION_MS,
+        stalledInterval: config.WORKER_LOCK_DURATION_MS,
+        settings: settingsByQueue[queue]?.(config),
       },
     );
     // The finished signal only wakes `Prefer: wait` requests early; losing one costs latency, not correctness.

@@ -1,4 +1,4 @@
-import type { Job, Processor } from 'bullmq';
+import { DelayedError, type Job, type Processor } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config } from '../config.js';
 import type { Db } from '../db/knex.js';
@@ -76,7 +76,8 @@ export function createProcessor<Q extends QueueName>(
           { code: error.code, ms: Math.round(performance.now() - started) },
           'job failed a domain rule',
         );
-      } else {
+      } else if (!(error instanceof DelayedError)) {
+        // DelayedError is no failure: the handler moved its job to a later time (a rate limit).
         log.warn({ err: error }, 'job attempt failed; it is retried while attempts remain');
       }
       throw error;

@@ -42,6 +42,8 @@ export interface TestContext {
   waitForJob(id: string, timeoutMs?: number): Promise<JobStatus>;
   /** Starts `src/workers/main.ts` as a separate process on this context's database and queues. */
   spawnWorker(args?: string[], env?: Record<string, string>): ChildProcess;
+  /** Starts `src/api/server.ts` as a separate web process on a free port; resolves once it listens. */
+  spawnWeb(env?: Record<string, string>): Promise<{ child: ChildProcess; url: string }>;
   close(): Promise<void>;
 }
 
@@ -128,10 +130,24 @@ export async function createTestContext(options: ContextOptions = {}): Promise<T
       child.once('exit', () => children.delete(child));
       return child;
     },
+    async spawnWeb(extraEnv = {}) {
+      const child = spawn(process.execPath, ['--import', 'tsx', 'src/api/server.ts'], {
+        cwd: repoRoot,
+        env: { ...process.env, ...env, LOG_LEVEL: 'info', HOST: '127.0.0.1', PORT: '0', ...extraEnv },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      child.stdout.on('data', () => undefined);
+      child.stderr.on('data', () => undefined);
+      children.add(child);
+      child.once('exit', () => children.delete(child));
+      const line = await waitForOutput(child, /Server listening at http:\/\/127\.0\.0\.1:\d+/);
+      const url = /http:\/\/127\.0\.0\.1:\d+/.exec(line)![0];
+      return { child, url };
+    },
     async close() {
       const leaks: string[] = [];
       if (children.size > 0) {
-        leaks.push(`${children.size} worker process(es) still running`);
+        leaks.push(`${children.size} child process(es) still running`);
         for (const child of children) child.kill('SIGKILL');
       }
       await stopWorkers(workers, 10_000);

@@ -1,0 +1,183 @@
+import websocket from '@fastify/websocket';
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { ackConsumer, consumerStatuses } from '../../events/consumers.js';
+import {
+  assertRetained,
+  EventsPrunedError,
+  prunedThroughSeq,
+  readEventPage,
+} from '../../events/event-log.js';
+import { lastDrawnSeq } from '../../events/horizon.js';
+import { typeListQuerySchema } from '../../events/type-patterns.js';
+import type { ApiDeps } from '../deps.js';
+import { consumerNameSchema, registerStreams } from '../event-stream.js';
+import { HttpProblem } from '../problems.js';
+
+/** How long a read waits for in-flight writers before answering with the last proven horizon. */
+const proofWaitMs = 1000;
+
+export const logEventSchema = z.object({
+  seq: z.number().int(),
+  id: z.string(),
+  type: z.string(),
+  aggregate: z.object({ type: z.string(), id: z.string() }),
+  data: z.record(z.string(), z.unknown()),
+  jobId: z.string().nullable(),
+  actor: z.string().nullable(),
+  occurredAt: z.string(),
+});
+
+const seq = z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+const prunedProblem = (error: EventsPrunedError) =>
+  new HttpProblem(410, 'events_pruned', error.message, { oldestSeq: error.oldestSeq });
+
+async function retained(deps: ApiDeps, after: number): Promise<void> {
+  try {
+    await assertRetained(deps.db, after);
+  } catch (error) {
+    throw error instanceof EventsPrunedError ? prunedProblem(error) : error;
+  }
+}
+
+export async function registerEventRoutes(root: FastifyInstance, deps: ApiDeps): Promise<void> {
+  await root.register(websocket, {
+    options: { maxPayload: 64 * 1024 },
+    // The stream registry closes its sockets itself (with a bounded handshake) before this runs.
+    preClose(done) {
+      this.websocketServer.close(() => undefined);
+      done();
+    },
+  });
+  const app = root.withTypeProvider<ZodTypeProvider>();
+  const streams = registerStreams(root, deps);
+  const tags = ['events'];
+
+  app.get(
+    '/api/pms/events',
+    {
+      schema: {
+        tags,
+        summary: 'The event log in seq order after `after` (the feed); never skips an event',
+        querystring: z.object({
+          after: seq.default(0),
+          limit: z.coerce.number().int().min(1).max(1000).default(100),
+          types: typeListQuerySchema.optional(),
+        }),
+        response: {
+          200: z.object({
+            items: z.array(logEventSchema),
+            nextAfter: z.number().int(),
+            headSeq: z.number().int(),
+          }),
+        },
+      },
+    },
+    async (request) => {
+      const { after, limit, types } = request.query;
+      await retained(deps, after);
+      const horizon = await deps.horizon.refresh(proofWaitMs);
+      const page = await readEventPage(deps.db, { after, limit, types, horizon });
+      return { ...page, headSeq: horizon };
+    },
+  );
+
+  app.get(
+    '/api/pms/events/stream',
+    {
+      schema: {
+        tags,
+        summary: 'Live events as Server-Sent Events (`id:` is the seq; resume with Last-Event-ID or ?after=)',
+        querystring: z.object({ after: seq.optional(), types: typeListQuerySchema.optional() }),
+        headers: z.object({
+          'last-event-id': z
+            .string()
+            .regex(/^\d{1,16}$/, 'must be an event seq')
+            .optional(),
+        }),
+      },
+    },
+    async (request, reply) => {
+      // A reconnecting EventSource sends Last-Event-ID with the original URL: the header wins.
+      const header = request.headers['last-event-id'];
+      const after = header !== undefined ? Number(header) : request.query.after;
+      if (after !== undefined) await retained(deps, after);
+      return streams.sse(reply, { after, types: request.query.types });
+    },
+  );
+
+  app.get(
+    '/api/pms/events/ws',
+    {
+      websocket: true,
+      schema: {
+        tags,
+        summary:
+          'Live events over WebSocket: send { subscribe: { after, types, consumer } }, then { ack: seq }',
+      },
+    },
+    (socket) => streams.websocket(socket),
+  );
+
+  app.post(
+    '/api/pms/sync/ack',
+    {
+      schema: {
+        tags: ['sync'],
+        summary:
+          "Record a consumer's position: every event up to seq is processed (positions only move forward)",
+        body: z.object({
+          consumer: consumerNameSchema,
+          seq: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+        }),
+        response: {
+          200: z.object({ consumer: z.string(), ackedSeq: z.number().int(), lastAckAt: z.string() }),
+        },
+      },
+    },
+    async (request) => {
+      if (request.body.seq > (await lastDrawnSeq(deps.db))) {
+        throw new HttpProblem(
+          422,
+          'invalid_position',
+          `seq ${request.body.seq} is beyond the end of the event log`,
+        );
+      }
+      return ackConsumer(deps.db, request.body);
+    },
+  );
+
+  app.get(
+    '/api/pms/sync/status',
+    {
+      schema: {
+        tags: ['sync'],
+        summary: 'Each consumer against the head of the log: ackedSeq, headSeq, lag, lastAckAt',
+        response: {
+          200: z.object({
+            headSeq: z.number().int(),
+            oldestSeq: z.number().int(),
+            consumers: z.array(
+              z.object({
+                consumer: z.string(),
+                ackedSeq: z.number().int(),
+                headSeq: z.number().int(),
+                lag: z.number().int(),
+                lastAckAt: z.string().nullable(),
+              }),
+            ),
+          }),
+        },
+      },
+    },
+    async () => {
+      const headSeq = await deps.horizon.refresh(proofWaitMs);
+      const [consumers, pruned] = await Promise.all([
+        consumerStatuses(deps.db, headSeq),
+        prunedThroughSeq(deps.db),
+      ]);
+      return { headSeq, oldestSeq: pruned + 1, consumers };
+    },
+  );
+}

@@ -1,0 +1,317 @@
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import type { Knex } from 'knex';
+import { z } from 'zod';
+import { setTransactionActor } from '../../events/outbox.js';
+import { attemptsFor } from '../../events/retry-schedule.js';
+import { refuseUrl } from '../../events/ssrf.js';
+import { typePatternSchema } from '../../events/type-patterns.js';
+import { getDelivery, listDeliveries, requeueDelivery } from '../../events/webhook-deliveries.js';
+import {
+  createEndpoint,
+  deleteEndpoint,
+  type EndpointFields,
+  enableEndpoint,
+  getEndpointRow,
+  listEndpoints,
+  rotateSecret,
+  toEndpoint,
+  updateEndpoint,
+} from '../../events/webhook-endpoints.js';
+import { deliveryJob, replayRange, webhookJobs } from '../../queues/webhooks.js';
+import type { ApiDeps } from '../deps.js';
+import { HttpProblem } from '../problems.js';
+import { jobHandleSchema, submitJob } from '../submit-job.js';
+
+/** The previous secret keeps signing this long after a rotation. */
+const rotationOverlapMs = 24 * 3_600_000;
+
+const endpointSchema = z.object({
+  id: z.string(),
+  url: z.string(),
+  description: z.string().nullable(),
+  eventTypes: z.array(z.string()),
+  rateLimitPerSecond: z.number().int().nullable(),
+  status: z.enum(['enabled', 'disabled']),
+  disabledReason: z.string().nullable(),
+  disabledAt: z.string().nullable(),
+  consecutiveFailures: z.number().int(),
+  failingSince: z.string().nullable(),
+  lastSuccessAt: z.string().nullable(),
+  previousSecretExpiresAt: z.string().nullable(),
+  version: z.number().int(),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+});
+
+const endpointBody = z.object({
+  url: z.string().max(2000),
+  eventTypes: z.array(typePatternSchema).min(1).max(100),
+  description: z.string().max(1000).nullish(),
+  rateLimitPerSecond: z.number().int().min(1).max(10_000).nullish(),
+});
+
+const deliverySchema = z.object({
+  id: z.string(),
+  endpointId: z.string(),
+  eventId: z.string(),
+  eventSeq: z.number().int(),
+  eventType: z.string(),
+  status: z.enum(['pending', 'delivered', 'failed', 'held']),
+  attempts: z.number().int(),
+  lastAttemptAt: z.string().nullable(),
+  lastStatusCode: z.number().int().nullable(),
+  lastError: z.string().nullable(),
+  deliveredAt: z.string().nullable(),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+});
+
+const attemptSchema = z.object({
+  attempt: z.number().int(),
+  startedAt: z.string(),
+  durationMs: z.number().int(),
+  statusCode: z.number().int().nullable(),
+  responseBody: z.string().nullable(),
+  error: z.string().nullable(),
+  outcome: z.enum(['delivered', 'failed', 'gone', 'refused']),
+  jobId: z.string().nullable(),
+  worker: z.string().nullable(),
+});
+
+const idParams = z.object({ id: z.uuid() });
+const notFound = (id: string) => new HttpProblem(404, 'not_found', `Webhook endpoint ${id} does not exist`);
+
+export function registerWebhookRoutes(root: FastifyInstance, deps: ApiDeps): void {
+  const app = root.withTypeProvider<ZodTypeProvider>();
+  const tags = ['webhooks'];
+
+  /** Endpoint settings are written here, in one transaction that also records the change as an event. */
+  const write = async <T>(actor: string, work: (trx: Knex.Transaction) => Promise<T>): Promise<T> => {
+    const result = await deps.db.transaction(async (trx) => {
+      await setTransactionActor(trx, actor);
+      return work(trx);
+    });
+    deps.events.wake();
+    return result;
+  };
+
+  const checkUrl = (fields: EndpointFields) => {
+    const reason = refuseUrl(fields.url, deps.config.WEBHOOK_ALLOW_PRIVATE_TARGETS);
+    if (reason) {
+      throw new HttpProblem(422, 'unsafe_webhook_url', `The url ${reason}`, {
+        errors: [{ in: 'body', path: 'url', message: reason }],
+      });
+    }
+  };
+
+  app.post(
+    '/api/webhooks/endpoints',
+    {
+      schema: {
+        tags,
+        summary: 'Register an endpoint; the answer carries its signing secret, shown only this once',
+        body: endpointBody,
+        response: { 201: endpointSchema.extend({ secret: z.string() }) },
+      },
+    },
+    async (request, reply) => {
+      checkUrl(request.body);
+      const { endpoint, secret } = await write(request.principal!.name, (trx) =>
+        createEndpoint(trx, request.body),
+      );
+      return reply
+        .code(201)
+        .header('Location', `/api/webhooks/endpoints/${endpoint.id}`)
+        .send({ ...endpoint, secret });
+    },
+  );
+
+  app.get(
+    '/api/webhooks/endpoints',
+    {
+      schema: {
+        tags,
+        summary: 'Every endpoint',
+        response: { 200: z.object({ items: z.array(endpointSchema) }) },
+      },
+    },
+    async () => ({ items: await listEndpoints(deps.db) }),
+  );
+
+  app.get(
+    '/api/webhooks/endpoints/:id',
+    {
+      schema: {
+        tags,
+        summary: 'One endpoint (never its secret)',
+        params: idParams,
+        response: { 200: endpointSchema },
+      },
+    },
+    async (request) => {
+      const row = await getEndpointRow(deps.db, request.params.id);
+      if (!row) throw notFound(request.params.id);
+      return toEndpoint(row);
+    },
+  );
+
+  app.put(
+    '/api/webhooks/endpoints/:id',
+    {
+      schema: {
+        tags,
+        summary: 'Replace url, event types, description and rate limit',
+        params: idParams,
+        body: endpointBody,
+        response: { 200: endpointSchema },
+      },
+    },
+    async (request) => {
+      checkUrl(request.body);
+      const endpoint = await write(request.principal!.name, (trx) =>
+        updateEndpoint(trx, request.params.id, request.body),
+      );
+      if (!endpoint) throw notFound(request.params.id);
+      return endpoint;
+    },
+  );
+
+  app.delete(
+    '/api/webhooks/endpoints/:id',
+    { schema: { tags, summary: 'Delete an endpoint and its delivery history', params: idParams } },
+    async (request, reply) => {
+      const deleted = await write(request.principal!.name, (trx) => deleteEndpoint(trx, request.params.id));
+      if (!deleted) throw notFound(request.params.id);
+      return reply.code(204).send();
+    },
+  );
+
+  app.post(
+    '/api/webhooks/endpoints/:id/rotate-secret',
+    {
+      schema: {
+        tags,
+        summary: 'New signing secret (shown once); the old one keeps signing alongside it for 24 h',
+        params: idParams,
+        response: { 200: endpointSchema.extend({ secret: z.string() }) },
+      },
+    },
+    async (request) => {
+      const rotated = await write(request.principal!.name, (trx) =>
+        rotateSecret(trx, request.params.id, rotationOverlapMs),
+      );
+      if (!rotated) throw notFound(request.params.id);
+      return { ...rotated.endpoint, secret: rotated.secret };
+    },
+  );
+
+  app.post(
+    '/api/webhooks/endpoints/:id/enable',
+    {
+      schema: {
+        tags,
+        summary: 'Enable a disabled endpoint; the deliveries held meanwhile are sent again, oldest first',
+        params: idParams,
+        response: { 200: endpointSchema },
+      },
+    },
+    async (request) => {
+      const endpoint = await write(request.principal!.name, (trx) => enableEndpoint(trx, request.params.id));
+      if (!endpoint) throw notFound(request.params.id);
+      return endpoint;
+    },
+  );
+
+  app.get(
+    '/api/webhooks/endpoints/:id/deliveries',
+    {
+      schema: {
+        tags,
+        summary: "An endpoint's deliveries, newest event first (pass nextBefore as before for the next page)",
+        params: idParams,
+        querystring: z.object({
+          status: z.enum(['pending', 'delivered', 'failed', 'held']).optional(),
+          limit: z.coerce.number().int().min(1).max(500).default(50),
+          before: z.coerce.number().int().min(1).optional(),
+        }),
+        response: {
+          200: z.object({ items: z.array(deliverySchema), nextBefore: z.number().int().nullable() }),
+        },
+      },
+    },
+    async (request) => {
+      if (!(await getEndpointRow(deps.db, request.params.id))) throw notFound(request.params.id);
+      return listDeliveries(deps.db, { endpointId: request.params.id, ...request.query });
+    },
+  );
+
+  app.get(
+    '/api/webhooks/deliveries/:id',
+    {
+      schema: {
+        tags,
+        summary: 'One delivery with every attempt (time, status, duration, response excerpt or error)',
+        params: idParams,
+        response: { 200: deliverySchema.extend({ attemptLog: z.array(attemptSchema) }) },
+      },
+    },
+    async (request) => {
+      const delivery = await getDelivery(deps.db, request.params.id);
+      if (!delivery) throw new HttpProblem(404, 'not_found', `Delivery ${request.params.id} does not exist`);
+      return delivery;
+    },
+  );
+
+  app.post(
+    '/api/webhooks/deliveries/:id/retry',
+    {
+      schema: {
+        tags,
+        summary: 'Send a delivery again now, with a fresh retry schedule (202 + job handle)',
+        params: idParams,
+        response: { 202: jobHandleSchema },
+      },
+    },
+    async (request, reply) => {
+      const requeued = await requeueDelivery(deps.db, request.params.id);
+      if (!requeued) throw new HttpProblem(404, 'not_found', `Delivery ${request.params.id} does not exist`);
+      const attempts = attemptsFor({ schedule: deps.config.WEBHOOK_RETRY_SCHEDULE, jitter: 0 });
+      const entry = deliveryJob(
+        { ...requeued, cause: 'retry', discriminator: String(requeued.enqueueCount) },
+        attempts,
+        request.principal!.name,
+      );
+      const job = await deps.queues.webhooks.add(
+        entry.name,
+        { ...entry.data, meta: { ...entry.data.meta, requestId: request.id } },
+        entry.opts,
+      );
+      const id = job.id!;
+      return reply
+        .code(202)
+        .header('Location', `/api/jobs/${id}`)
+        .send({ id, queue: 'webhooks', name: entry.name, state: 'waiting' });
+    },
+  );
+
+  app.post(
+    '/api/webhooks/endpoints/:id/replay',
+    {
+      schema: {
+        tags,
+        summary: 'Send the endpoint every matching event of a time range again (job webhook.replay)',
+        params: idParams,
+        body: replayRange,
+        response: { 202: jobHandleSchema, 200: z.object({ events: z.number().int() }) },
+      },
+    },
+    async (request, reply) => {
+      if (!(await getEndpointRow(deps.db, request.params.id))) throw notFound(request.params.id);
+      return submitJob(deps, request, reply, webhookJobs.replay, {
+        ...request.body,
+        endpointId: request.params.id,
+      });
+    },
+  );
+}

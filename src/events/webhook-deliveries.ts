@@ -1,0 +1,244 @@
+import type { Knex } from 'knex';
+import type { LogEvent } from './event-log.js';
+import type { EndpointRow } from './webhook-endpoints.js';
+
+/** One event for one endpoint, and where its delivery stands. */
+export interface WebhookDelivery {
+  id: string;
+  endpointId: string;
+  eventId: string;
+  eventSeq: number;
+  eventType: string;
+  status: DeliveryStatus;
+  attempts: number;
+  lastAttemptAt: string | null;
+  lastStatusCode: number | null;
+  lastError: string | null;
+  deliveredAt: string | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
+/** pending: queued or between retries; held: its endpoint is disabled (resumed on enable). */
+export type DeliveryStatus = 'pending' | 'delivered' | 'failed' | 'held';
+
+export interface WebhookAttempt {
+  attempt: number;
+  startedAt: string;
+  durationMs: number;
+  statusCode: number | null;
+  responseBody: string | null;
+  error: string | null;
+  outcome: AttemptOutcome;
+  jobId: string | null;
+  worker: string | null;
+}
+
+/** refused: the SSRF guard stopped it before any connection; gone: the receiver answered 410. */
+export type AttemptOutcome = 'delivered' | 'failed' | 'gone' | 'refused';
+
+export interface DeliveryRow {
+  id: string;
+  endpoint_id: string;
+  event_id: string;
+  event_seq: number;
+  event_type: string;
+  status: DeliveryStatus;
+  attempts: number;
+  enqueue_count: number;
+  last_attempt_at: Date | null;
+  last_status_code: number | null;
+  last_error: string | null;
+  delivered_at: Date | null;
+  created_at: Date;
+  updated_at: Date;
+}
+
+const iso = (d: Date | null) => d?.toISOString() ?? null;
+
+export function toDelivery(row: DeliveryRow): WebhookDelivery {
+  return {
+    id: row.id,
+    endpointId: row.endpoint_id,
+    eventId: row.event_id,
+    eventSeq: row.event_seq,
+    eventType: row.event_type,
+    status: row.status,
+    attempts: row.attempts,
+    lastAttemptAt: iso(row.last_attempt_at),
+    lastStatusCode: row.last_status_code,
+    lastError: row.last_error,
+    deliveredAt: iso(row.delivered_at),
+    createdAt: row.created_at.toISOString(),
+    updatedAt: row.updated_at.toISOString(),
+  };
+}
+
+/**
+ * Makes sure the delivery row of (endpoint, event) exists. A delivery job may run before the relay
+ * that queued it has committed: the insert then waits on the relay's row and finds it.
+ */
+export async function ensureDelivery(db: Knex, endpointId: string, eventId: string): Promise<void> {
+  await db.raw(
+    `insert into webhook_deliveries (endpoint_id, event_id, event_seq, event_type)
+     select w.id, e.id, e.seq, e.type from webhook_endpoints w, events e where w.id = ? and e.id = ?
+     on conflict (endpoint_id, event_id) do nothing`,
+    [endpointId, eventId],
+  );
+}
+
+/** A delivery with its endpoint and event, as the worker needs them for one attempt. */
+export interface DeliveryContext {
+  delivery: DeliveryRow;
+  endpoint: EndpointRow;
+  event: LogEvent;
+}
+
+export async function loadDeliveryContext(
+  db: Knex,
+  endpointId: string,
+  eventId: string,
+): Promise<DeliveryContext | undefined> {
+  const { rows } = await db.raw<{ rows: { d: DeliveryRow; w: EndpointRow; e: Record<string, unknown> }[] }>(
+    `select to_jsonb(d) as d, to_jsonb(w) as w,
+            jsonb_build_object('seq', e.seq, 'id', e.id, 'type', e.type, 'aggregate_type', e.aggregate_type,
+              'aggregate_id', e.aggregate_id, 'data', e.data, 'job_id', e.job_id, 'actor', e.actor,
+              'occurred_at', e.occurred_at) as e
+     from webhook_deliveries d
+     join webhook_endpoints w on w.id = d.endpoint_id
+     join events e on e.id = d.event_id
+     where d.endpoint_id = ? and d.event_id = ?`,
+    [endpointId, eventId],
+  );
+  const row = rows[0];
+  if (!row) return undefined;
+  const dates = <T extends Record<string, unknown>>(o: T, keys: string[]) => {
+    for (const key of keys)
+      if (typeof o[key] === 'string') (o as Record<string, unknown>)[key] = new Date(o[key] as string);
+    return o;
+  };
+  const delivery = dates(row.d as unknown as Record<string, unknown>, [
+    'last_attempt_at',
+    'delivered_at',
+    'created_at',
+    'updated_at',
+  ]) as unknown as DeliveryRow;
+  const endpoint = dates(row.w as unknown as Record<string, unknown>, [
+    'previous_secret_expires_at',
+    'disabled_at',
+    'failing_since',
+    'last_success_at',
+    'created_at',
+    'updated_at',
+  ]) as unknown as EndpointRow;
+  const e = row.e;
+  const event: LogEvent = {
+    seq: Number(e.seq),
+    id: e.id as string,
+    type: e.type as string,
+    aggregate: { type: e.aggregate_type as string, id: e.aggregate_id as string },
+    data: e.data as Record<string, unknown>,
+    jobId: (e.job_id as string | null) ?? null,
+    actor: (e.actor as string | null) ?? null,
+    occurredAt: new Date(e.occurred_at as string).toISOString(),
+  };
+  return { delivery, endpoint, event };
+}
+
+export async function setDeliveryStatus(db: Knex, id: string, status: DeliveryStatus): Promise<void> {
+  await db('webhook_deliveries').where({ id }).update({ status, updated_at: db.fn.now() });
+}
+
+/** Records one attempt and moves the delivery to `status`. */
+export async function recordAttempt(
+  db: Knex,
+  input: {
+    delivery: DeliveryRow;
+    status: DeliveryStatus;
+    attempt: Omit<WebhookAttempt, 'attempt'> & { startedAt: string };
+  },
+): Promise<DeliveryRow> {
+  const { delivery, attempt } = input;
+  const [row] = await db<DeliveryRow>('webhook_deliveries')
+    .where({ id: delivery.id })
+    .update({
+      status: input.status,
+      attempts: db.raw('attempts + 1'),
+      last_attempt_at: attempt.startedAt,
+      last_status_code: attempt.statusCode,
+      last_error: attempt.error,
+      delivered_at: input.status === 'delivered' ? db.fn.now() : db.raw('delivered_at'),
+      updated_at: db.fn.now(),
+    } as never)
+    .returning('*');
+  await db('webhook_attempts').insert({
+    delivery_id: delivery.id,
+    attempt: row!.attempts,
+    job_id: attempt.jobId,
+    worker: attempt.worker,
+    started_at: attempt.startedAt,
+    duration_ms: attempt.durationMs,
+    status_code: attempt.statusCode,
+    response_body: attempt.responseBody,
+    error: attempt.error,
+    outcome: attempt.outcome,
+  });
+  return row!;
+}
+
+export async function getDelivery(
+  db: Knex,
+  id: string,
+): Promise<(WebhookDelivery & { attemptLog: WebhookAttempt[] }) | undefined> {
+  const row = (await db<DeliveryRow>('webhook_deliveries').where({ id }).first()) as DeliveryRow | undefined;
+  if (!row) return undefined;
+  const attempts = await db('webhook_attempts').where({ delivery_id: id }).orderBy('id');
+  return {
+    ...toDelivery(row),
+    attemptLog: attempts.map((a) => ({
+      attempt: a.attempt,
+      startedAt: a.started_at.toISOString(),
+      durationMs: a.duration_ms,
+      statusCode: a.status_code,
+      responseBody: a.response_body,
+      error: a.error,
+      outcome: a.outcome,
+      jobId: a.job_id,
+      worker: a.worker,
+    })),
+  };
+}
+
+/** An endpoint's deliveries, newest event first, keyset-paginated by event seq. */
+export async function listDeliveries(
+  db: Knex,
+  query: { endpointId: string; status?: DeliveryStatus; limit: number; before?: number },
+): Promise<{ items: WebhookDelivery[]; nextBefore: number | null }> {
+  const builder = db<DeliveryRow>('webhook_deliveries')
+    .where({ endpoint_id: query.endpointId })
+    .orderBy('event_seq', 'desc')
+    .limit(query.limit + 1);
+  if (query.status) builder.andWhere({ status: query.status });
+  if (query.before !== undefined) builder.andWhere('event_seq', '<', query.before);
+  const rows = (await builder) as DeliveryRow[];
+  const items = rows.slice(0, query.limit).map(toDelivery);
+  const more = rows.length > query.limit;
+  return { items, nextBefore: more ? items[items.length - 1]!.eventSeq : null };
+}
+
+/** Puts a delivery back in line for another try; returns what its job id is made of. */
+export async function requeueDelivery(
+  db: Knex,
+  id: string,
+): Promise<{ id: string; endpointId: string; eventId: string; enqueueCount: number } | undefined> {
+  const [row] = await db<DeliveryRow>('webhook_deliveries')
+    .where({ id })
+    .update({
+      status: 'pending',
+      enqueue_count: db.raw('enqueue_count + 1'),
+      updated_at: db.fn.now(),
+    } as never)
+    .returning(['id', 'endpoint_id', 'event_id', 'enqueue_count']);
+  if (!row) return undefined;
+  return { id: row.id, endpointId: row.endpoint_id, eventId: row.event_id, enqueueCount: row.enqueue_count };
+}

@@ -1,0 +1,112 @@
+import http from 'node:http';
+import https from 'node:https';
+import { isIP } from 'node:net';
+import { guardedLookup, hostOf, isNonPublicAddress, TargetRefusedError } from './ssrf.js';
+
+/** What one POST to an endpoint came to. Never throws: every failure is a result to record. */
+export interface SendResult {
+  /** HTTP status, or undefined when no response came (refused, network error, timeout). */
+  statusCode?: number;
+  /** The first 1 KiB of the response body (of at most 64 KiB read). */
+  body?: string;
+  retryAfter?: string;
+  error?: string;
+  /** The SSRF guard refused the target: no connection was made. */
+  refused?: boolean;
+  durationMs: number;
+}
+
+const maxBodyBytes = 64 * 1024;
+const keptBodyBytes = 1024;
+
+// Keep-alive pools: a busy endpoint reuses connections (each was checked when it was opened).
+const agents = {
+  'http:': new http.Agent({ keepAlive: true, maxSockets: 64, timeout: 60_000 }),
+  'https:': new https.Agent({ keepAlive: true, maxSockets: 64, timeout: 60_000 }),
+};
+
+/**
+ * POSTs a signed webhook. Redirects are not followed (a 3xx is a failed attempt), the whole
+ * exchange is bounded by `timeoutMs`, and at most 64 KiB of the answer is read.
+ */
+export function postWebhook(input: {
+  url: string;
+  body: string;
+  headers: Record<string, string>;
+  timeoutMs: number;
+  allowPrivate: boolean;
+}): Promise<SendResult> {
+  const started = performance.now();
+  const elapsed = () => Math.round(performance.now() - started);
+  return new Promise((resolve) => {
+    let settled = false;
+    let timer: NodeJS.Timeout | undefined;
+    const finish = (result: Omit<SendResult, 'durationMs'>) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      resolve({ ...result, durationMs: elapsed() });
+    };
+
+    let url: URL;
+    try {
+      url = new URL(input.url);
+    } catch {
+      finish({ error: 'invalid URL' });
+      return;
+    }
+    const host = hostOf(url);
+    if (!input.allowPrivate && isIP(host) && isNonPublicAddress(host)) {
+      finish({ error: new TargetRefusedError(host, host).message, refused: true });
+      return;
+    }
+    const transport = url.protocol === 'https:' ? https : http;
+    const request = transport.request(url, {
+      method: 'POST',
+      agent: agents[url.protocol as 'http:' | 'https:'],
+      lookup: input.allowPrivate ? undefined : guardedLookup,
+      headers: {
+        'content-type': 'application/json',
+        'user-agent': 'Stockflow-Webhooks/1',
+        'content-length': String(Buffer.byteLength(input.body)),
+        ...input.headers,
+      },
+    });
+    timer = setTimeout(() => {
+      request.destroy(new Error(`no complete answer within ${input.timeoutMs} ms`));
+    }, input.timeoutMs);
+
+    request.on('error', (error) => {
+      const refused = error instanceof TargetRefusedError;
+      finish({ error: refused ? error.message : describeError(error), refused });
+    });
+    request.on('response', (response) => {
+      const chunks: Buffer[] = [];
+      let received = 0;
+      const done = () => {
+        const text = Buffer.concat(chunks).subarray(0, keptBodyBytes).toString('utf8');
+        const retryAfter = response.headers['retry-after'];
+        finish({ statusCode: response.statusCode, body: text, retryAfter });
+      };
+      response.on('data', (chunk: Buffer) => {
+        if (received < keptBodyBytes) chunks.push(chunk);
+        received += chunk.length;
+        if (received >= maxBodyBytes) {
+          // Enough read: the rest of a large answer is not worth the time or the memory.
+          done();
+          response.destroy();
+        }
+      });
+      response.on('end', done);
+      response.on('error', (error) => {
+        if (!settled) finish({ statusCode: response.statusCode, error: describeError(error) });
+      });
+    });
+    request.end(input.body);
+  });
+}
+
+function describeError(error: Error): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  return code && !error.message.includes(code) ? `${code}: ${error.message}` : error.message;
+}

@@ -1,0 +1,162 @@
+import { Webhook } from 'standardwebhooks';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, parseConfig, parseDuration } from '../../src/config.js';
+import { attemptsFor, parseRetryAfter, retryDelayMs } from '../../src/events/retry-schedule.js';
+import { generateSecret, signatureHeaders } from '../../src/events/signing.js';
+import { isNonPublicAddress, refuseUrl } from '../../src/events/ssrf.js';
+import { matchesType, typeListQuerySchema } from '../../src/events/type-patterns.js';
+import { deliveryJobId } from '../../src/queues/webhooks.js';
+import { routes } from '../../src/workers/outbox-relay.js';
+import { DeliveryAttemptError, webhookWorkerSettings } from '../../src/workers/webhooks.js';
+
+describe('durations and the retry schedule', () => {
+  it('parses durations and the default schedule', () => {
+    expect(parseDuration('500ms')).toBe(500);
+    expect(parseDuration('5s')).toBe(5000);
+    expect(parseDuration('1.5m')).toBe(90_000);
+    expect(parseDuration('2h')).toBe(7_200_000);
+    expect(parseDuration('5d')).toBe(432_000_000);
+    expect(parseDuration('5 minutes')).toBeUndefined();
+    const config = parseConfig({});
+    expect(config.WEBHOOK_RETRY_SCHEDULE).toEqual([5e3, 3e5, 18e5, 72e5, 18e6, 36e6, 36e6]);
+    expect(config.WEBHOOK_BREAKER_SPAN).toBe(5 * 86_400_000);
+    expect(parseConfig({ WEBHOOK_RETRY_SCHEDULE: '5s,5m,30m,2h' }).WEBHOOK_RETRY_SCHEDULE).toEqual([
+      5e3, 3e5, 18e5, 72e5,
+    ]);
+  });
+
+  it('names the variable when the schedule is malformed', () => {
+    expect(() => parseConfig({ WEBHOOK_RETRY_SCHEDULE: '5s,soon' })).toThrow(ConfigError);
+    expect(() => parseConfig({ WEBHOOK_RETRY_SCHEDULE: '5s,soon' })).toThrow(/WEBHOOK_RETRY_SCHEDULE/);
+  });
+
+  it('spreads each delay by the jitter and repeats the last step', () => {
+    const policy = { schedule: [1000, 60_000], jitter: 0.2 };
+    expect(attemptsFor(policy)).toBe(3);
+    expect(retryDelayMs(policy, 1, () => 0)).toBe(800);
+    expect(retryDelayMs(policy, 1, () => 0.5)).toBe(1000);
+    expect(retryDelayMs(policy, 1, () => 0.999999)).toBe(1200);
+    expect(retryDelayMs(policy, 2, () => 0.5)).toBe(60_000);
+    expect(retryDelayMs(policy, 9, () => 0.5)).toBe(60_000);
+    for (let i = 0; i < 200; i++) {
+      const delay = retryDelayMs(policy, 2);
+      expect(delay).toBeGreaterThanOrEqual(48_000);
+      expect(delay).toBeLessThanOrEqual(72_000);
+    }
+  });
+
+  it('reads Retry-After as seconds or an HTTP date, bounded to a day', () => {
+    const now = Date.parse('2026-01-01T00:00:00Z');
+    expect(parseRetryAfter('7', now)).toBe(7000);
+    expect(parseRetryAfter('Thu, 01 Jan 2026 00:00:30 GMT', now)).toBe(30_000);
+    expect(parseRetryAfter('Wed, 31 Dec 2025 23:00:00 GMT', now)).toBe(0);
+    expect(parseRetryAfter('999999', now)).toBe(24 * 3_600_000);
+    expect(parseRetryAfter('soon', now)).toBeUndefined();
+    expect(parseRetryAfter(undefined, now)).toBeUndefined();
+  });
+
+  it('is the backoff strategy of the webhooks worker, and Retry-After overrides it', async () => {
+    const strategy = webhookWorkerSettings(
+      parseConfig({ WEBHOOK_RETRY_SCHEDULE: '1s,2s', WEBHOOK_RETRY_JITTER: '0' }),
+    ).backoffStrategy!;
+    expect(await strategy(1, 'webhook-schedule', new Error('500'))).toBe(1000);
+    expect(await strategy(2, 'webhook-schedule', new Error('500'))).toBe(2000);
+    expect(await strategy(1, 'webhook-schedule', new DeliveryAttemptError('429', 9000))).toBe(9000);
+    expect(() => strategy(1, 'exponential')).toThrow(/Unknown backoff type/);
+  });
+});
+
+describe('event type patterns', () => {
+  it('matches exact types, prefix wildcards and *', () => {
+    expect(matchesType(['inventory.*'], 'inventory.adjusted')).toBe(true);
+    expect(matchesType(['inventory.*'], 'inventory.level.changed')).toBe(true);
+    expect(matchesType(['inventory.*'], 'inventoryx.adjusted')).toBe(false);
+    expect(matchesType(['order.created'], 'order.created')).toBe(true);
+    expect(matchesType(['order.created'], 'order.cancelled')).toBe(false);
+    expect(matchesType(['*'], 'anything.at_all')).toBe(true);
+    expect(typeListQuerySchema.parse('inventory.*, order.created')).toEqual(['inventory.*', 'order.created']);
+    expect(typeListQuerySchema.safeParse('inventory.*.x').success).toBe(false);
+    expect(typeListQuerySchema.safeParse("x'; drop").success).toBe(false);
+  });
+
+  it('routes an event to an endpoint once it exists, never the events about the endpoint itself', () => {
+    const endpoint = {
+      id: 'e1',
+      event_types: ['webhook.*', 'product.*'],
+      status: 'enabled' as const,
+      created_seq: 10,
+    };
+    const event = (seq: number, type: string, aggregateId = 'x') => ({
+      seq,
+      id: `id-${seq}`,
+      type,
+      aggregate_type: type.startsWith('webhook.') ? 'webhook_endpoint' : 'product',
+      aggregate_id: aggregateId,
+    });
+    expect(routes(endpoint, event(11, 'product.created'))).toBe(true);
+    expect(routes(endpoint, event(10, 'product.created'))).toBe(false);
+    expect(routes(endpoint, event(12, 'webhook.delivery_exhausted', 'e1'))).toBe(false);
+    expect(routes(endpoint, event(12, 'webhook.delivery_exhausted', 'e2'))).toBe(true);
+    expect(routes(endpoint, event(13, 'order.created'))).toBe(false);
+  });
+
+  it('derives delivery job ids from event, endpoint and cause', () => {
+    const a = deliveryJobId('ev', 'ep', 'new');
+    expect(a).toMatch(/^webhooks-[0-9a-f]{40}$/);
+    expect(deliveryJobId('ev', 'ep', 'new')).toBe(a);
+    expect(deliveryJobId('ev', 'ep', 'retry', '1')).not.toBe(a);
+    expect(deliveryJobId('ev', 'ep2', 'new')).not.toBe(a);
+  });
+});
+
+describe('SSRF guard', () => {
+  it('classifies loopback, private, link-local, metadata and mapped addresses', () => {
+    for (const address of [
+      '127.0.0.1',
+      '10.0.0.8',
+      '172.20.1.1',
+      '192.168.1.1',
+      '169.254.169.254',
+      '100.64.0.1',
+      '0.0.0.0',
+      '::1',
+      '::',
+      'fe80::1',
+      'fd00:ec2::254',
+      '::ffff:127.0.0.1',
+      '::ffff:7f00:1',
+      '64:ff9b::a9fe:a9fe',
+      'not an ip',
+    ]) {
+      expect(isNonPublicAddress(address), address).toBe(true);
+    }
+    for (const address of ['93.184.216.34', '8.8.8.8', '2606:4700:4700::1111', '::ffff:8.8.8.8']) {
+      expect(isNonPublicAddress(address), address).toBe(false);
+    }
+  });
+
+  it('checks URLs before any connection', () => {
+    expect(refuseUrl('https://hooks.example.com/pms', false)).toBeUndefined();
+    expect(refuseUrl('http://127.0.0.1:8080/x', false)).toMatch(/loopback/);
+    expect(refuseUrl('http://[::ffff:10.0.0.1]/x', false)).toMatch(/private/);
+    expect(refuseUrl('http://localhost/x', false)).toMatch(/localhost/);
+    expect(refuseUrl('ftp://example.com/x', false)).toMatch(/http or https/);
+    expect(refuseUrl('https://user:pw@example.com/x', false)).toMatch(/credentials/);
+    expect(refuseUrl('http://127.0.0.1:8080/x', true)).toBeUndefined();
+    expect(refuseUrl('not a url', true)).toMatch(/valid URL/);
+  });
+});
+
+describe('signing', () => {
+  it('signs per Standard Webhooks; during a rotation both secrets verify on their own', () => {
+    const [oldSecret, newSecret] = [generateSecret(), generateSecret()];
+    const body = JSON.stringify({ id: 'evt', type: 'product.created', data: {} });
+    const headers = signatureHeaders({ eventId: 'evt', body, secrets: [newSecret, oldSecret] });
+    expect(headers['webhook-id']).toBe('evt');
+    expect(headers['webhook-signature'].split(' ')).toHaveLength(2);
+    expect(new Webhook(newSecret).verify(body, headers)).toMatchObject({ id: 'evt' });
+    expect(new Webhook(oldSecret).verify(body, headers)).toMatchObject({ id: 'evt' });
+    expect(() => new Webhook(generateSecret()).verify(body, headers)).toThrow();
+    expect(() => new Webhook(newSecret).verify(`${body} `, headers)).toThrow();
+  });
+});
