@@ -19,10 +19,10 @@ import { prepareDatabase } from '../src/db/migrate.js';
  * queue.add. Stockflow is measured three ways: alone; with a worker process draining the queue
  * at a lower CPU priority (as when workers run on their own machines, which they do in
  * production); and with that worker at the same priority, sharing this machine's cores.
- * Options (env): BENCH_SECONDS (default 10), BENCH_CONNECTIONS (default 50).
+ * Options (env): BENCH_SECONDS (default 10), BENCH_CONNECTIONS (default 10).
  */
 const seconds = Number(process.env.BENCH_SECONDS ?? 10);
-const connections = Number(process.env.BENCH_CONNECTIONS ?? 50);
+const connections = Number(process.env.BENCH_CONNECTIONS ?? 10);
 const distDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 const id = randomBytes(4).toString('hex');
@@ -241,7 +241,11 @@ try {
   await admin.query(`drop database if exists ${pg.escapeIdentifier(`stockflow_bench_${id}`)} with (force)`);
   await admin.end();
   const redis = new Redis(config.REDIS_URL);
-  const keys = await redis.keys(`${config.QUEUE_PREFIX}:*`);
-  if (keys.length) await redis.unlink(...keys);
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${config.QUEUE_PREFIX}:*`, 'COUNT', 1000);
+    cursor = next;
+    if (keys.length > 0) await redis.unlink(...keys);
+  } while (cursor !== '0');
   redis.disconnect();
 }
