@@ -84,19 +84,26 @@ interface VersionRow {
   created_at: Date;
 }
 
-/** What the pipeline produced for one new version. */
-export interface NewImageVersion {
+/** What is recorded about an original (dimensions after EXIF orientation); the pipeline measures it. */
+export interface OriginalMetadata {
   sha256: string;
-  source: string;
   format: string;
   width: number;
   height: number;
   bytes: number;
   hasAlpha: boolean;
   orientation: number | null;
+  /** `#rrggbb`, from sharp's 4096-bin histogram. */
   dominantColor: string;
+  /** ThumbHash (base64) of the image: a ~25-byte blurred placeholder. */
   thumbhash: string;
+  /** A tiny WebP (at most 16 px) as a data URI, for clients without a ThumbHash decoder. */
   preview: string;
+}
+
+/** What the pipeline produced for one new version. */
+export interface NewImageVersion extends OriginalMetadata {
+  source: string;
   storage: StorageDriver;
   renditions: StoredRendition[];
 }

@@ -3,6 +3,7 @@ import os from 'node:os';
 import sharp, { type Metadata, type Sharp } from 'sharp';
 import { rgbaToThumbHash } from 'thumbhash';
 import type { ImageOutputFormat } from '../config.js';
+import type { OriginalMetadata as RecordedMetadata } from '../domain/images.js';
 import { DomainError } from '../errors.js';
 import { declaredImageFormat, type ImageFormat, sniffImageFormat } from './sniff.js';
 
@@ -16,21 +17,9 @@ export interface PipelineSettings {
   timeoutSeconds: number;
 }
 
-/** What is recorded about the original (dimensions after EXIF orientation). */
-export interface OriginalMetadata {
-  sha256: string;
+/** The original's metadata, with its sniffed format. */
+export interface OriginalMetadata extends RecordedMetadata {
   format: ImageFormat;
-  width: number;
-  height: number;
-  bytes: number;
-  hasAlpha: boolean;
-  orientation: number | null;
-  /** `#rrggbb`, from sharp's 4096-bin histogram. */
-  dominantColor: string;
-  /** ThumbHash (base64) of the image: a ~25-byte blurred placeholder. */
-  thumbhash: string;
-  /** A tiny WebP (at most 16 px) as a data URI, for clients without a ThumbHash decoder. */
-  preview: string;
 }
 
 export interface Rendition {
