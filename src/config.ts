@@ -29,6 +29,12 @@ const envSchema = z.object({
   LOG_PRETTY: booleanFlag.default(false),
   WORKER_CONCURRENCY_PRODUCTS: integer(1, 500).default(10),
   WORKER_CONCURRENCY_MAINTENANCE: integer(1, 50).default(1),
+  WORKER_CONCURRENCY_INVENTORY: integer(1, 500).default(16),
+  /** How long a worker holds a job before another worker may take it over (a crashed worker's jobs restart after this). */
+  WORKER_LOCK_DURATION_MS: integer(1000, 600_000).default(30_000),
+  /** How often the reservation expiry job runs, and how many reservations one run expires at most. */
+  RESERVATION_EXPIRY_INTERVAL_MS: integer(500, 3_600_000).default(5000),
+  RESERVATION_EXPIRY_BATCH: integer(1, 10_000).default(500),
   /** Attempts for a job whose failure is not a domain error (deadlock, lost connection, timeout). */
   JOB_ATTEMPTS: integer(1, 50).default(5),
   JOB_BACKOFF_MS: integer(1, 3_600_000).default(1000),
@@ -65,6 +71,7 @@ export function parseConfig(env: Record<string, string | undefined> = process.en
     concurrency: {
       products: c.WORKER_CONCURRENCY_PRODUCTS,
       maintenance: c.WORKER_CONCURRENCY_MAINTENANCE,
+      inventory: c.WORKER_CONCURRENCY_INVENTORY,
     },
   };
 }

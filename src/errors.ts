@@ -10,7 +10,10 @@ export type DomainErrorCode =
   | 'sku_taken'
   | 'version_conflict'
   | 'publish_rules_failed'
-  | 'invalid_transition';
+  | 'invalid_transition'
+  | 'insufficient_stock'
+  | 'stale_quantity'
+  | 'location_taken';
 
 /**
  * A broken business rule. It extends UnrecoverableError because BullMQ checks `instanceof` and

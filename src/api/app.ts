@@ -7,7 +7,9 @@ import type { ApiDeps } from './deps.js';
 import { registerDocs } from './docs.js';
 import { registerErrorHandling } from './errors.js';
 import { registerHealthRoutes } from './routes/health.js';
+import { registerInventoryRoutes } from './routes/inventory.js';
 import { registerJobRoutes } from './routes/jobs.js';
+import { registerLocationRoutes } from './routes/locations.js';
 import { registerProductRoutes } from './routes/products.js';
 
 const requestIdPattern = /^[A-Za-z0-9._-]{1,128}$/;
@@ -36,6 +38,8 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
   registerHealthRoutes(app, deps);
   registerJobRoutes(app, deps);
   registerProductRoutes(app, deps);
+  registerLocationRoutes(app, deps);
+  registerInventoryRoutes(app, deps);
   await registerBullBoard(app, deps.queues);
   return app;
 }

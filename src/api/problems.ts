@@ -44,6 +44,9 @@ const domainStatus: Record<DomainErrorCode, number> = {
   version_conflict: 409,
   publish_rules_failed: 422,
   invalid_transition: 409,
+  insufficient_stock: 409,
+  stale_quantity: 409,
+  location_taken: 409,
 };
 
 export function statusForCode(code: string): number {
@@ -65,6 +68,9 @@ const titles: Record<string, string> = {
   version_conflict: 'Version conflict',
   publish_rules_failed: 'Publish rules failed',
   invalid_transition: 'Transition not allowed',
+  insufficient_stock: 'Insufficient stock',
+  stale_quantity: 'Stored quantity differs from the expected one',
+  location_taken: 'Location code already taken',
   invalid_payload: 'Job payload invalid',
   job_failed: 'Job failed',
   service_unavailable: 'Service unavailable',

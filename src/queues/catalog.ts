@@ -1,15 +1,19 @@
+import { inventoryJobs } from './inventory.js';
 import type { AnyJob, QueueName } from './job.js';
 import { maintenanceJobs } from './maintenance.js';
 import { productJobs } from './products.js';
 
 /** Every job the platform knows, by name. Add a queue's jobs here once; the worker map must then cover them. */
 export const jobCatalog = Object.fromEntries(
-  [...Object.values(productJobs), ...Object.values(maintenanceJobs)].map((job) => [job.name, job]),
+  [...Object.values(productJobs), ...Object.values(maintenanceJobs), ...Object.values(inventoryJobs)].map(
+    (job) => [job.name, job],
+  ),
 ) as { [J in CatalogJob as J['name']]: J };
 
 type CatalogJob =
   | (typeof productJobs)[keyof typeof productJobs]
-  | (typeof maintenanceJobs)[keyof typeof maintenanceJobs];
+  | (typeof maintenanceJobs)[keyof typeof maintenanceJobs]
+  | (typeof inventoryJobs)[keyof typeof inventoryJobs];
 
 export type JobName = CatalogJob['name'];
 export type JobNamed<N extends JobName> = Extract<CatalogJob, { name: N }>;

@@ -2,7 +2,7 @@ import type { JobsOptions } from 'bullmq';
 import type { z } from 'zod';
 import type { JobFailure } from '../errors.js';
 
-export const queueNames = ['products', 'maintenance'] as const;
+export const queueNames = ['products', 'maintenance', 'inventory'] as const;
 export type QueueName = (typeof queueNames)[number];
 
 /**

@@ -1,5 +1,6 @@
 import type { Config } from '../config.js';
 import { pruneAppliedJobs } from '../db/applied-jobs.js';
+import { inventoryJobs } from '../queues/inventory.js';
 import { maintenanceJobs } from '../queues/maintenance.js';
 import type { Queues } from '../queues/queues.js';
 import type { QueueHandlers } from './processor.js';
@@ -25,6 +26,20 @@ export async function registerSchedulers(queues: Queues, config: Config): Promis
       // Twice the job retention: by then no retry of those jobs can still arrive.
       data: { payload: { olderThanSeconds: 2 * config.JOB_RETENTION_SECONDS }, meta: { actor: 'system' } },
       opts: prune.options,
+    },
+  );
+}
+
+/** Reservation expiry, upserted by every process that runs the inventory queue (idempotent, as above). */
+export async function registerInventorySchedulers(queues: Queues, config: Config): Promise<void> {
+  const expire = inventoryJobs.expireReservations;
+  await queues.inventory.upsertJobScheduler(
+    'expire-reservations',
+    { every: config.RESERVATION_EXPIRY_INTERVAL_MS },
+    {
+      name: expire.name,
+      data: { payload: { limit: config.RESERVATION_EXPIRY_BATCH }, meta: { actor: 'system' } },
+      opts: { ...expire.options, removeOnComplete: { count: 100 }, removeOnFail: { count: 1000 } },
     },
   );
 }

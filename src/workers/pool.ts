@@ -1,13 +1,15 @@
 import { Worker } from 'bullmq';
 import { publishFinished } from '../queues/finished-signal.js';
 import { type QueueName, queueNames } from '../queues/job.js';
-import { maintenanceHandlers, registerSchedulers } from './maintenance.js';
+import { inventoryHandlers } from './inventory.js';
+import { maintenanceHandlers, registerInventorySchedulers, registerSchedulers } from './maintenance.js';
 import { createProcessor, type QueueHandlers, type WorkerDeps } from './processor.js';
 import { productHandlers } from './products.js';
 
 const handlersByQueue: { [Q in QueueName]: QueueHandlers<Q> } = {
   products: productHandlers,
   maintenance: maintenanceHandlers,
+  inventory: inventoryHandlers,
 };
 
 export function parseQueueList(list: string | undefined): QueueName[] {
@@ -27,6 +29,7 @@ export function parseQueueList(list: string | undefined): QueueName[] {
 export async function startWorkers(deps: WorkerDeps, queues: QueueName[]): Promise<Worker[]> {
   const { config, log } = deps;
   if (queues.includes('maintenance')) await registerSchedulers(deps.queues, config);
+  if (queues.includes('inventory')) await registerInventorySchedulers(deps.queues, config);
   return queues.map((queue) => {
     const worker = new Worker(
       queue,
@@ -35,6 +38,9 @@ export async function startWorkers(deps: WorkerDeps, queues: QueueName[]): Promi
         connection: deps.redis,
         prefix: config.QUEUE_PREFIX,
         concurrency: config.concurrency[queue],
+        // A crashed worker's jobs are taken over once their lock lapses, checked as often.
+        lockDuration: config.WORKER_LOCK_DURATION_MS,
+        stalledInterval: config.WORKER_LOCK_DURATION_MS,
       },
     );
     // The finished signal only wakes `Prefer: wait` requests early; losing one costs latency, not correctness.
