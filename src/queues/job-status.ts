@@ -48,9 +48,14 @@ function failureOf(job: Job<JobData>): JobFailure {
 export async function getJobStatus(queues: Queues, id: string): Promise<JobStatus | undefined> {
   const queueName = queueOfJobId(id);
   if (!queueName) return undefined;
+  // State first, then the job: a job seen finished is then read with its final data (attempts,
+  // recorded failure). Read the other way round, a job finishing in between looks failed with
+  // the data it had while active.
+  const rawState = await queues[queueName].getJobState(id);
+  if (rawState === 'unknown') return undefined;
   const job = (await queues[queueName].getJob(id)) as Job<JobData> | undefined;
   if (!job) return undefined;
-  const state = publicState(await job.getState());
+  const state = publicState(rawState);
   return {
     id,
     queue: queueName,

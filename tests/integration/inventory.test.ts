@@ -8,16 +8,21 @@ beforeAll(async () => {
     env: { RESERVATION_EXPIRY_INTERVAL_MS: '500' },
   });
   for (const sku of ['A', 'B', 'C', 'D', 'E']) {
-    const res = await post('/api/pms/products', { sku, name: `Item ${sku}`, price: { amount: 100, currency: 'EUR' } });
+    const res = await post('/api/pms/products', {
+      sku,
+      name: `Item ${sku}`,
+      price: { amount: 100, currency: 'EUR' },
+    });
     expect(res.statusCode).toBe(201);
   }
 });
 afterAll(() => ctx.close());
 
 const wait = { prefer: 'wait=10' };
-const post = (url: string, payload?: unknown) =>
+type Body = Record<string, unknown>;
+const post = (url: string, payload?: Body) =>
   ctx.request({ method: 'POST', url, headers: wait, ...(payload === undefined ? {} : { payload }) });
-const put = (url: string, payload: unknown) => ctx.request({ method: 'PUT', url, headers: wait, payload });
+const put = (url: string, payload: Body) => ctx.request({ method: 'PUT', url, headers: wait, payload });
 const get = async (url: string) => {
   const res = await ctx.request({ method: 'GET', url });
   expect(res.statusCode, res.body).toBe(200);
@@ -29,7 +34,9 @@ const adjust = (movements: Record<string, unknown>[]) => post('/api/pms/inventor
 
 describe('stock movements', () => {
   it('adjusts stock through a job: movement, level and event in one transaction', async () => {
-    const res = await adjust([{ sku: 'A', location: 'default', delta: 50, reason: 'received', reference: 'po-1' }]);
+    const res = await adjust([
+      { sku: 'A', location: 'default', delta: 50, reason: 'received', reference: 'po-1' },
+    ]);
     expect(res.statusCode, res.body).toBe(200);
     const [movement] = json(res).movements;
     expect(movement).toMatchObject({
@@ -93,22 +100,36 @@ describe('stock movements', () => {
   });
 
   it('compares and sets with expectedOnHand (stale_quantity names the current value)', async () => {
-    const stale = await adjust([{ sku: 'A', location: 'default', delta: 1, reason: 'found', expectedOnHand: 49 }]);
+    const stale = await adjust([
+      { sku: 'A', location: 'default', delta: 1, reason: 'found', expectedOnHand: 49 },
+    ]);
     expect(stale.statusCode).toBe(409);
     expect(json(stale)).toMatchObject({
       code: 'stale_quantity',
       details: { lines: [{ index: 0, sku: 'A', expectedOnHand: 49, onHand: 50 }] },
     });
-    const ok = await adjust([{ sku: 'A', location: 'default', delta: 1, reason: 'found', expectedOnHand: 50 }]);
+    const ok = await adjust([
+      { sku: 'A', location: 'default', delta: 1, reason: 'found', expectedOnHand: 50 },
+    ]);
     expect(ok.statusCode).toBe(200);
     expect(await level('A')).toMatchObject({ on_hand: 51 });
   });
 
   it('records a stock count as a count movement with the difference', async () => {
-    const res = await post('/api/pms/inventory/set', { sku: 'A', location: 'default', onHand: 45, reason: 'count' });
+    const res = await post('/api/pms/inventory/set', {
+      sku: 'A',
+      location: 'default',
+      onHand: 45,
+      reason: 'count',
+    });
     expect(res.statusCode, res.body).toBe(200);
     expect(json(res).movement).toMatchObject({ kind: 'count', delta: -6, onHandAfter: 45, reason: 'count' });
-    const stale = await post('/api/pms/inventory/set', { sku: 'A', location: 'default', onHand: 40, expectedOnHand: 3 });
+    const stale = await post('/api/pms/inventory/set', {
+      sku: 'A',
+      location: 'default',
+      onHand: 40,
+      expectedOnHand: 3,
+    });
     expect(json(stale)).toMatchObject({ code: 'stale_quantity', details: { lines: [{ onHand: 45 }] } });
   });
 
@@ -122,7 +143,13 @@ describe('stock movements', () => {
     await post('/api/pms/locations', { code: 'south', name: 'South', priority: 20 });
     await post('/api/pms/locations', { code: 'west', name: 'West', priority: 30, active: false });
     const updated = await put('/api/pms/locations/west', { name: 'West wing', priority: 5, active: true });
-    expect(json(updated)).toMatchObject({ code: 'west', name: 'West wing', priority: 5, active: true, version: 2 });
+    expect(json(updated)).toMatchObject({
+      code: 'west',
+      name: 'West wing',
+      priority: 5,
+      active: true,
+      version: 2,
+    });
     expect(await level('B', 'west')).toMatchObject({ on_hand: 0 });
     const missing = await put('/api/pms/locations/east', { name: 'East' });
     expect(missing.statusCode).toBe(404);
@@ -131,13 +158,23 @@ describe('stock movements', () => {
   });
 
   it('transfers unreserved stock, both legs in one job', async () => {
-    const res = await post('/api/pms/inventory/transfer', { sku: 'A', from: 'default', to: 'north', quantity: 15 });
+    const res = await post('/api/pms/inventory/transfer', {
+      sku: 'A',
+      from: 'default',
+      to: 'north',
+      quantity: 15,
+    });
     expect(res.statusCode, res.body).toBe(200);
     expect(json(res).movements).toMatchObject([
       { kind: 'transfer_out', location: 'default', delta: -15, onHandAfter: 30 },
       { kind: 'transfer_in', location: 'north', delta: 15, onHandAfter: 15 },
     ]);
-    const short = await post('/api/pms/inventory/transfer', { sku: 'A', from: 'north', to: 'south', quantity: 16 });
+    const short = await post('/api/pms/inventory/transfer', {
+      sku: 'A',
+      from: 'north',
+      to: 'south',
+      quantity: 16,
+    });
     expect(json(short)).toMatchObject({
       code: 'insufficient_stock',
       details: { lines: [{ location: 'north', quantity: 16, onHand: 15 }] },
@@ -223,7 +260,11 @@ describe('reservations', () => {
       { index: 0, sku: 'B', location: null, requested: 3, requestedTotal: 6, available: 4 },
       { index: 1, sku: 'B', location: null, requested: 3, requestedTotal: 6, available: 4 },
     ]);
-    const safety = await post('/api/pms/inventory/safety-stock', { sku: 'B', location: 'default', safetyStock: 2 });
+    const safety = await post('/api/pms/inventory/safety-stock', {
+      sku: 'B',
+      location: 'default',
+      safetyStock: 2,
+    });
     expect(json(safety)).toMatchObject({ onHand: 5, reserved: 1, safetyStock: 2, available: 2 });
     const explicit = await post('/api/pms/inventory/reservations', {
       reference: 'explicit',
@@ -237,19 +278,27 @@ describe('reservations', () => {
       reference: 'explicit',
       lines: [{ sku: 'B', quantity: 2, location: 'default' }],
     });
-    expect(json(ok).lines).toEqual([{ line: 0, sku: 'B', location: 'default', quantity: 2, rule: 'explicit' }]);
+    expect(json(ok).lines).toEqual([
+      { line: 0, sku: 'B', location: 'default', quantity: 2, rule: 'explicit' },
+    ]);
   });
 
   it('commits (on_hand and reserved fall), then refuses to release a committed reservation', async () => {
     await adjust([{ sku: 'E', location: 'default', delta: 10, reason: 'received' }]);
     const created = json(
-      await post('/api/pms/inventory/reservations', { reference: 'order-9', lines: [{ sku: 'E', quantity: 4, location: 'default' }] }),
+      await post('/api/pms/inventory/reservations', {
+        reference: 'order-9',
+        lines: [{ sku: 'E', quantity: 4, location: 'default' }],
+      }),
     );
     const committed = await post(`/api/pms/inventory/reservations/${created.id}/commit`);
     expect(committed.statusCode, committed.body).toBe(200);
     expect(json(committed)).toMatchObject({ status: 'committed', closedAt: expect.any(String) });
     expect(await level('E')).toMatchObject({ on_hand: 6, reserved: 0 });
-    const sale = await ctx.api.db('stock_movements').where({ reservation_id: created.id, kind: 'commit' }).first();
+    const sale = await ctx.api
+      .db('stock_movements')
+      .where({ reservation_id: created.id, kind: 'commit' })
+      .first();
     expect(sale).toMatchObject({ delta: -4, on_hand_after: 6, reserved_after: 0, reason: 'sale' });
 
     const release = await post(`/api/pms/inventory/reservations/${created.id}/release`);
@@ -258,7 +307,9 @@ describe('reservations', () => {
       code: 'invalid_transition',
       details: { reservationId: created.id, currentState: 'committed', transition: 'release' },
     });
-    const unknown = await post('/api/pms/inventory/reservations/00000000-0000-4000-8000-000000000000/release');
+    const unknown = await post(
+      '/api/pms/inventory/reservations/00000000-0000-4000-8000-000000000000/release',
+    );
     expect(unknown.statusCode).toBe(404);
     const events = await ctx.api.db('events').where({ aggregate_id: created.id }).orderBy('seq');
     expect(events.map((e) => e.type)).toEqual(['reservation.created', 'reservation.committed']);
@@ -279,7 +330,11 @@ describe('reservations', () => {
       }),
     );
     const c = json(
-      await post('/api/pms/inventory/reservations', { reference: 'r-c', lines: [{ sku: 'E', quantity: 1 }], ttlSeconds: 1 }),
+      await post('/api/pms/inventory/reservations', {
+        reference: 'r-c',
+        lines: [{ sku: 'E', quantity: 1 }],
+        ttlSeconds: 1,
+      }),
     );
     const extended = await post(`/api/pms/inventory/reservations/${c.id}/extend`, { ttlSeconds: 600 });
     expect(extended.statusCode, extended.body).toBe(200);
@@ -288,20 +343,32 @@ describe('reservations', () => {
 
     // The scheduler (every 500 ms here) expires b.
     const deadline = Date.now() + 10_000;
-    while ((await get(`/api/pms/inventory/reservations/${b.id}`)).status === 'active' && Date.now() < deadline) {
+    while (
+      (await get(`/api/pms/inventory/reservations/${b.id}`)).status === 'active' &&
+      Date.now() < deadline
+    ) {
       await new Promise((r) => setTimeout(r, 100));
     }
     expect(await get(`/api/pms/inventory/reservations/${b.id}`)).toMatchObject({ status: 'expired' });
     expect(await level('E')).toMatchObject({ on_hand: 6, reserved: 1 });
-    const expiredEvent = await ctx.api.db('events').where({ aggregate_id: b.id, type: 'reservation.expired' }).first();
+    const expiredEvent = await ctx.api
+      .db('events')
+      .where({ aggregate_id: b.id, type: 'reservation.expired' })
+      .first();
     expect(expiredEvent.actor).toBe('system');
-    const release = await ctx.api.db('stock_movements').where({ reservation_id: b.id, kind: 'release' }).first();
+    const release = await ctx.api
+      .db('stock_movements')
+      .where({ reservation_id: b.id, kind: 'release' })
+      .first();
     expect(release).toMatchObject({ delta: -2, reason: 'expired' });
 
     const commit = await post(`/api/pms/inventory/reservations/${b.id}/commit`);
     expect(json(commit)).toMatchObject({ code: 'invalid_transition', details: { currentState: 'expired' } });
     const extendExpired = await post(`/api/pms/inventory/reservations/${b.id}/extend`, { ttlSeconds: 60 });
-    expect(json(extendExpired)).toMatchObject({ code: 'invalid_transition', details: { currentState: 'expired' } });
+    expect(json(extendExpired)).toMatchObject({
+      code: 'invalid_transition',
+      details: { currentState: 'expired' },
+    });
   });
 });
 
@@ -312,10 +379,18 @@ describe('reads', () => {
     expect(status.items.map((i: { sku: string }) => i.sku)).toEqual(['A', 'B']);
     const a = status.items[0];
     expect(a.totals).toMatchObject({ onHand: 45, reserved: 4, available: 41 });
-    expect(a.locations.map((l: { location: string }) => l.location)).toEqual(['west', 'north', 'south', 'default']);
+    expect(a.locations.map((l: { location: string }) => l.location)).toEqual([
+      'west',
+      'north',
+      'south',
+      'default',
+    ]);
     const one = await get('/api/pms/inventory/status?sku=A&location=north');
     expect(one.items[0].locations).toEqual([expect.objectContaining({ location: 'north', onHand: 15 })]);
-    const bad = await ctx.request({ method: 'GET', url: `/api/pms/inventory/status?sku=${Array(101).fill('x').join(',')}` });
+    const bad = await ctx.request({
+      method: 'GET',
+      url: `/api/pms/inventory/status?sku=${Array(101).fill('x').join(',')}`,
+    });
     expect(bad.statusCode).toBe(400);
   });
 
@@ -342,7 +417,9 @@ describe('reads', () => {
     const at = new Date(first.created_at.getTime() + 1).toISOString();
     const asOf = await get(`/api/pms/inventory/as-of?sku=A&at=${encodeURIComponent(at)}`);
     expect(asOf.items[0].totals).toMatchObject({ onHand: 50, reserved: 0 });
-    const now = await get(`/api/pms/inventory/as-of?sku=A&at=${encodeURIComponent(new Date().toISOString())}`);
+    const now = await get(
+      `/api/pms/inventory/as-of?sku=A&at=${encodeURIComponent(new Date().toISOString())}`,
+    );
     const status = await get('/api/pms/inventory/status?sku=A');
     expect(now.items[0].totals).toEqual(status.items[0].totals);
   });
@@ -386,22 +463,49 @@ describe('bad input', () => {
       { sku: 'A', location: 'default', delta: 1, reason: 'stolen' },
       { sku: 'A', location: 'default', delta: 3, reason: 'damaged' },
     ];
-    const res = await ctx.request({ method: 'POST', url: '/api/pms/inventory/adjust', payload: { movements: lines } });
+    const res = await ctx.request({
+      method: 'POST',
+      url: '/api/pms/inventory/adjust',
+      payload: { movements: lines },
+    });
     expect(res.statusCode).toBe(400);
     const paths = json(res).errors.map((e: { path: string }) => e.path);
     expect(paths).toEqual(
-      expect.arrayContaining(['movements.0.delta', 'movements.1.delta', 'movements.2.reason', 'movements.3.delta']),
+      expect.arrayContaining([
+        'movements.0.delta',
+        'movements.1.delta',
+        'movements.2.reason',
+        'movements.3.delta',
+      ]),
     );
 
-    const tooMany = Array.from({ length: 1001 }, () => ({ sku: 'A', location: 'default', delta: 1, reason: 'found' }));
-    const big = await ctx.request({ method: 'POST', url: '/api/pms/inventory/adjust', payload: { movements: tooMany } });
+    const tooMany = Array.from({ length: 1001 }, () => ({
+      sku: 'A',
+      location: 'default',
+      delta: 1,
+      reason: 'found',
+    }));
+    const big = await ctx.request({
+      method: 'POST',
+      url: '/api/pms/inventory/adjust',
+      payload: { movements: tooMany },
+    });
     expect(big.statusCode).toBe(400);
-    expect(json(big).errors).toEqual([expect.objectContaining({ path: 'movements', message: 'at most 1000 lines' })]);
+    expect(json(big).errors).toEqual([
+      expect.objectContaining({ path: 'movements', message: 'at most 1000 lines' }),
+    ]);
 
     const reserve = await ctx.request({
       method: 'POST',
       url: '/api/pms/inventory/reservations',
-      payload: { reference: 'x', lines: [{ sku: 'A', quantity: -1 }, { sku: 'A', quantity: 0 }], ttlSeconds: 604_801 },
+      payload: {
+        reference: 'x',
+        lines: [
+          { sku: 'A', quantity: -1 },
+          { sku: 'A', quantity: 0 },
+        ],
+        ttlSeconds: 604_801,
+      },
     });
     expect(reserve.statusCode).toBe(400);
     expect(json(reserve).errors.map((e: { path: string }) => e.path)).toEqual(
@@ -418,7 +522,9 @@ describe('bad input', () => {
       url: '/api/pms/inventory/transfer',
       payload: { sku: 'A', from: 'default', to: 'default', quantity: -2 },
     });
-    expect(json(transfer).errors.map((e: { path: string }) => e.path)).toEqual(expect.arrayContaining(['quantity']));
+    expect(json(transfer).errors.map((e: { path: string }) => e.path)).toEqual(
+      expect.arrayContaining(['quantity']),
+    );
     expect(await ctx.api.queues.inventory.getJobCounts()).toEqual(before);
   });
 });
