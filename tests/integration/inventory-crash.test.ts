@@ -38,7 +38,13 @@ describe('a worker killed mid-run', () => {
             url: '/api/pms/inventory/adjust',
             payload: {
               movements: [
-                { sku: skus[(start + k) % skus.length], location: 'default', delta: 1, reason: 'found', reference: `n-${start + k}` },
+                {
+                  sku: skus[(start + k) % skus.length],
+                  location: 'default',
+                  delta: 1,
+                  reason: 'found',
+                  reference: `n-${start + k}`,
+                },
               ],
             },
           }),
@@ -69,7 +75,11 @@ describe('a worker killed mid-run', () => {
     expect(outcomes.filter((o) => o.state !== 'completed')).toEqual([]);
     expect(await count('select count(*) as n from stock_movements')).toBe(jobs);
     expect(await count('select count(distinct job_id) as n from stock_movements')).toBe(jobs);
-    expect(await count(`select count(*) as n from stock_movements where job_id <> all(array[${ids.map((i) => `'${i}'`).join(',')}])`)).toBe(0);
+    expect(
+      await count(
+        `select count(*) as n from stock_movements where job_id <> all(array[${ids.map((i) => `'${i}'`).join(',')}])`,
+      ),
+    ).toBe(0);
     expect(await count(`select count(*) as n from applied_jobs where name = 'inventory.adjust'`)).toBe(jobs);
     expect(await count(`select count(*) as n from events where type = 'stock.moved'`)).toBe(jobs);
     const levels = await ctx.api.db('inventory_levels').whereIn('sku', skus).orderBy('sku').pluck('on_hand');
