@@ -39,7 +39,9 @@ export async function registerInventorySchedulers(queues: Queues, config: Config
     {
       name: expire.name,
       data: { payload: { limit: config.RESERVATION_EXPIRY_BATCH }, meta: { actor: 'system' } },
-      opts: { ...expire.options, removeOnComplete: { count: 100 }, removeOnFail: { count: 1000 } },
+      // A run leaves nothing worth keeping (its events record what expired), so it removes itself.
+      // Not `{ count }` or `{ age }`: BullMQ applies those to the whole queue's finished jobs.
+      opts: { ...expire.options, removeOnComplete: true },
     },
   );
 }
