@@ -24,7 +24,8 @@ import { applyOnce } from '../src/workers/apply-once.js';
  * through `pg` at the worker's concurrency in the same run; and where a job's time goes.
  * Settings: BENCH_JOBS (per case, default 3000), BENCH_SECONDS (latency run, default 5),
  * BENCH_HTTP_CONCURRENCY (64), WORKER_CONCURRENCY_INVENTORY (16), BENCH_LOG_LEVEL (warn),
- * BENCH_DATABASE_URL (a scratch database: it is dropped and created again), BENCH_LOG_DIR (write
+ * BENCH_CASES (e.g. hot-adjust,spread-reserve; default all four), BENCH_WORKER_NODE_ARGS
+ * (e.g. --cpu-prof), BENCH_DATABASE_URL (a scratch database: it is dropped and created again), BENCH_LOG_DIR (write
  * the web and worker logs there).
  */
 
@@ -36,6 +37,7 @@ const httpConcurrency = Number(env.BENCH_HTTP_CONCURRENCY ?? 64);
 const workerConcurrency = Number(env.WORKER_CONCURRENCY_INVENTORY ?? 16);
 const databaseUrl = env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/stockflow_bench';
 const spreadSkus = 10_000;
+const cases = env.BENCH_CASES?.split(',');
 const prefix = `bench-${process.pid}`;
 
 type Op = 'adjust' | 'reserve';
@@ -116,6 +118,8 @@ function cpuPerThousand(
   );
 }
 
+let stopping = false;
+
 function start(name: string, args: string[], extra: Record<string, string>): ChildProcess {
   const child = spawn(process.execPath, args, {
     cwd: root,
@@ -125,6 +129,12 @@ function start(name: string, args: string[], extra: Record<string, string>): Chi
   const log = env.BENCH_LOG_DIR ? createWriteStream(path.join(env.BENCH_LOG_DIR, `${name}.log`)) : undefined;
   child.stdout!.on('data', (c: Buffer) => log?.write(c));
   child.stderr!.on('data', (c: Buffer) => process.stderr.write(c));
+  child.once('exit', (code, signal) => {
+    if (!stopping) {
+      console.error(`the ${name} process exited (${code ?? signal}) during the benchmark`);
+      process.exit(1);
+    }
+  });
   return child;
 }
 
@@ -234,6 +244,25 @@ async function throughput(client: Client, queue: Queue, procs: Processes, op: Op
   };
 }
 
+/** Intake first (queue paused), then the worker drains the backlog alone: the worker's own rate. */
+async function drain(client: Client, queue: Queue, op: Op, c: Case) {
+  await queue.pause();
+  const ids: string[] = [];
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: httpConcurrency }, async () => {
+      while (next < jobsPerCase) {
+        const { path: p, payload } = body(op, c, next++);
+        ids.push((await client(p, payload)).id);
+      }
+    }),
+  );
+  const started = Date.now();
+  await queue.resume();
+  const finished = await finishedTimes(queue, ids);
+  return (jobsPerCase * 1000) / (Math.max(...finished.values()) - started);
+}
+
 /** Open loop at a fixed rate: intake and end-to-end (202 → completed) latency. */
 async function latency(client: Client, queue: Queue, op: Op, c: Case, rate: number) {
   const total = Math.max(50, Math.round(rate * latencySeconds));
@@ -264,7 +293,7 @@ async function latency(client: Client, queue: Queue, op: Op, c: Case, rate: numb
 }
 
 /** The same transactions as the worker runs, as raw SQL through pg, at the worker's concurrency. */
-async function rawSql(op: Op, c: Case, procs: Processes) {
+async function rawSql(op: Op, c: Case, procs: Processes, bookkeeping = false) {
   const cpu0 = cpuSnapshot(procs);
   const pool = new pg.Pool({ connectionString: databaseUrl, max: workerConcurrency });
   let next = 0;
@@ -276,7 +305,17 @@ async function rawSql(op: Op, c: Case, procs: Processes) {
         while (next < jobsPerCase) {
           const n = next++;
           const sku = pick(c);
+          const jobId = `raw-${process.pid}-${bookkeeping}-${op}-${c}-${n}`;
           await client.query('begin');
+          if (bookkeeping) {
+            // What applyOnce adds to every job: the claim (with the settings) and the stored result.
+            await client.query(
+              `insert into applied_jobs (job_id, queue, name)
+               select $1, 'inventory', $2 from (select set_config('stockflow.actor', 'bench', true),
+                 set_config('stockflow.job_id', $1, true)) as settings on conflict (job_id) do nothing`,
+              [jobId, op],
+            );
+          }
           if (op === 'adjust') {
             await client.query('select * from inventory_levels where sku = $1 and location = $2 for update', [
               sku,
@@ -312,6 +351,12 @@ async function rawSql(op: Op, c: Case, procs: Processes) {
               [id, JSON.stringify({ reservation: { id, reference: `raw-${n}` } })],
             );
           }
+          if (bookkeeping) {
+            await client.query('update applied_jobs set result = $1 where job_id = $2', [
+              '{"movements":[]}',
+              jobId,
+            ]);
+          }
           await client.query('commit');
         }
       } finally {
@@ -320,8 +365,10 @@ async function rawSql(op: Op, c: Case, procs: Processes) {
     }),
   );
   const rate = (jobsPerCase * 1000) / (performance.now() - started);
+  // Before the pool ends: its backends' CPU time leaves /proc with them.
+  const cpu = cpuPerThousand(cpu0, cpuSnapshot(procs), jobsPerCase);
   await pool.end();
-  return { rate, cpu: cpuPerThousand(cpu0, cpuSnapshot(procs), jobsPerCase) };
+  return { rate, cpu };
 }
 
 /** Sequential (no contention) profile of one job's transaction: round trips, time per trip, lock hold. */
@@ -432,7 +479,18 @@ runEntry(async () => {
   };
   const procs: Processes = {
     web: start('web', ['dist/src/api/server.js'], settings),
-    worker: start('worker', ['dist/src/workers/main.js', '--queues', 'inventory'], settings),
+    worker: start(
+      'worker',
+      [
+        ...(env.BENCH_WORKER_NODE_ARGS?.split(' ').filter(Boolean) ?? []),
+        'dist/src/workers/main.js',
+        '--queues',
+        'inventory',
+      ],
+      {
+        ...settings,
+      },
+    ),
   };
   const config = parseConfig({ ...env, ...settings });
   const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
@@ -450,10 +508,14 @@ runEntry(async () => {
     const rows: Record<string, unknown>[] = [];
     for (const c of ['hot', 'spread'] as const) {
       for (const op of ['adjust', 'reserve'] as const) {
+        if (cases && !cases.includes(`${c}-${op}`)) continue;
         const t = await throughput(client, queue, procs, op, c);
         process.stdout.write(`${c} ${op}: ${Math.round(t.rate)}/s through the platform; `);
         const { rate: raw, cpu: rawCpu } = await rawSql(op, c, procs);
         process.stdout.write(`${Math.round(raw)}/s raw; `);
+        const { rate: rawBooked } = await rawSql(op, c, procs, true);
+        const drained = await drain(client, queue, op, c);
+        process.stdout.write(`${Math.round(drained)}/s worker alone; `);
         const l = await latency(client, queue, op, c, t.rate / 2);
         process.stdout.write(`e2e p99 ${ms(l.e2eP99)} at ${Math.round(l.rate)}/s\n`);
         rows.push({
@@ -461,6 +523,9 @@ runEntry(async () => {
           'movements/s': Math.round(t.rate),
           'raw SQL/s': Math.round(raw),
           ratio: Number((t.rate / raw).toFixed(2)),
+          'raw + applied_jobs/s': Math.round(rawBooked),
+          'worker alone/s': Math.round(drained),
+          'worker ratio': Number((drained / raw).toFixed(2)),
           'at rate/s': Math.round(l.rate),
           'intake p50': ms(l.intakeP50),
           'intake p99': ms(l.intakeP99),
@@ -491,8 +556,14 @@ runEntry(async () => {
         `(level update + guard + event) ${ms(trigger.triggerMs)}`,
     );
   } finally {
+    stopping = true;
     procs.web.kill('SIGTERM');
     procs.worker.kill('SIGTERM');
+    await Promise.all(
+      [procs.web, procs.worker].map((p) =>
+        p.exitCode !== null ? null : new Promise((r) => p.once('exit', r)),
+      ),
+    );
     await queue.close();
     let cursor = '0';
     do {
