@@ -329,7 +329,8 @@ async function rawSql(op: Op, c: Case, procs: Processes, bookkeeping = false) {
           } else {
             await client.query(
               `select l.*, c.priority, c.active from inventory_levels l join locations c on c.code = l.location
-               where (l.sku = any($1::text[]) and c.active) or (l.sku, l.location) in (select * from unnest($2::text[], $3::text[]))
+               where l.sku = any($1::text[]) and (c.active and l.sku = any($1::text[])
+                     or (l.sku, l.location) in (select * from unnest($2::text[], $3::text[])))
                order by l.sku, l.location for update of l`,
               [[sku], [], []],
             );

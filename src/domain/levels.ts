@@ -119,11 +119,18 @@ export async function lockCandidateLevels(
   const { rows } = await db.raw<{ rows: (LevelRow & { priority: number; active: boolean })[] }>(
     `select l.*, c.priority, c.active from inventory_levels l
      join locations c on c.code = l.location
-     where (l.sku = any(?::text[]) and c.active)
-        or (l.sku, l.location) in (select * from unnest(?::text[], ?::text[]))
+     where l.sku = any(?::text[])
+       and (c.active and l.sku = any(?::text[])
+            or (l.sku, l.location) in (select * from unnest(?::text[], ?::text[])))
      order by l.sku, l.location
      for update of l`,
-    [skus, explicit.map((k) => k.sku), explicit.map((k) => k.location)],
+    // The first condition alone is what the primary key index serves (an OR across both would scan).
+    [
+      [...skus, ...explicit.map((k) => k.sku)],
+      skus,
+      explicit.map((k) => k.sku),
+      explicit.map((k) => k.location),
+    ],
   );
   return rows;
 }
