@@ -61,6 +61,10 @@ interface MovementRow {
   created_at: Date;
 }
 
+// Named, not `*`: a prepared statement whose result columns change with a migration would fail.
+const movementColumns = `id, kind, sku, location, delta, on_hand_after, reserved_after, reason, reference, note,
+  reservation_id, actor, job_id, created_at`;
+
 export const toMovement = (row: MovementRow): Movement => ({
   id: row.id,
   kind: row.kind,
@@ -79,30 +83,36 @@ export const toMovement = (row: MovementRow): Movement => ({
 });
 
 /**
- * Appends movements in one statement, in the given order. The ledger trigger applies each row to
+ * Appends movements in one statement, in the given order (`order by n`: the trigger applies
+ * rows as they are inserted, and the callers' checks assumed this order). The ledger trigger applies each row to
  * its level (the CHECKs of inventory_levels refuse an impossible one) and writes its `stock.moved`
  * event; callers lock the levels first (`lockLevels`) so the rows apply in a deterministic order.
  */
 export async function insertMovements(db: Knex, movements: NewMovement[]): Promise<Movement[]> {
   if (movements.length === 0) return [];
-  const rows = await db<MovementRow>('stock_movements')
-    .insert(
-      movements.map((m) => ({
-        kind: m.kind,
-        sku: m.sku,
-        location: m.location,
-        delta: m.delta,
-        reason: m.reason,
-        reference: m.reference ?? null,
-        note: m.note ?? null,
-        reservation_id: m.reservationId ?? null,
-        // Filled by the trigger; the columns are NOT NULL.
-        on_hand_after: 0,
-        reserved_after: 0,
-      })) as never,
+  // One statement text for any number of rows, prepared once per connection (named statement).
+  const { rows } = await db
+    .raw<{ rows: MovementRow[] }>(
+      `insert into stock_movements
+         (kind, sku, location, delta, reason, reference, note, reservation_id, on_hand_after, reserved_after)
+       select kind, sku, location, delta, reason, reference, note, reservation_id, 0, 0
+       from unnest(?::text[], ?::text[], ?::text[], ?::bigint[], ?::text[], ?::text[], ?::text[], ?::uuid[])
+         with ordinality as m (kind, sku, location, delta, reason, reference, note, reservation_id, n)
+       order by n
+       returning ${movementColumns}`,
+      [
+        movements.map((m) => m.kind),
+        movements.map((m) => m.sku),
+        movements.map((m) => m.location),
+        movements.map((m) => m.delta),
+        movements.map((m) => m.reason),
+        movements.map((m) => m.reference ?? null),
+        movements.map((m) => m.note ?? null),
+        movements.map((m) => m.reservationId ?? null),
+      ] as Knex.RawBinding[],
     )
-    .returning('*');
-  return (rows as MovementRow[]).sort((a, b) => a.id - b.id).map(toMovement);
+    .options({ name: 'stockflow_insert_movements' });
+  return rows.sort((a, b) => a.id - b.id).map(toMovement);
 }
 
 export interface HistoryQuery {

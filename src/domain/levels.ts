@@ -24,6 +24,9 @@ export interface Level {
   updatedAt: string;
 }
 
+// Named, not `*`, where a statement is prepared (a migration adding a column would break it).
+const levelColumns = 'sku, location, on_hand, reserved, safety_stock, incoming, version, updated_at';
+
 export const availableOf = (row: Pick<LevelRow, 'on_hand' | 'reserved' | 'safety_stock'>) =>
   Math.max(0, row.on_hand - row.reserved - row.safety_stock);
 
@@ -94,10 +97,12 @@ export async function lockLevels(db: Knex, keys: LevelKey[]): Promise<LockedLeve
 async function selectForUpdate(db: Knex, keys: LevelKey[]): Promise<LevelRow[]> {
   if (keys.length === 1) {
     // The hot path (one line): a primary-key lookup the planner cannot get wrong.
-    const { rows } = await db.raw<{ rows: LevelRow[] }>(
-      'select * from inventory_levels where sku = ? and location = ? for update',
-      [keys[0]!.sku, keys[0]!.location],
-    );
+    const { rows } = await db
+      .raw<{ rows: LevelRow[] }>(
+        `select ${levelColumns} from inventory_levels where sku = ? and location = ? for update`,
+        [keys[0]!.sku, keys[0]!.location],
+      )
+      .options({ name: 'stockflow_lock_level' });
     return rows;
   }
   const { rows } = await db.raw<{ rows: LevelRow[] }>(
