@@ -425,6 +425,22 @@ describe('reads', () => {
   });
 });
 
+describe('OpenAPI', () => {
+  it('documents the inventory and location routes', async () => {
+    const res = await ctx.request({ method: 'GET', url: '/docs/json', key: null });
+    expect(res.statusCode).toBe(200);
+    const paths = Object.keys(json(res).paths);
+    expect(paths).toEqual(
+      expect.arrayContaining([
+        '/api/pms/inventory/adjust',
+        '/api/pms/inventory/reservations/{id}/commit',
+        '/api/pms/inventory/status',
+        '/api/pms/locations/{code}',
+      ]),
+    );
+  });
+});
+
 describe('guards in the database', () => {
   it('refuses UPDATE, DELETE and TRUNCATE on the ledger', async () => {
     await expect(ctx.api.db.raw('update stock_movements set delta = 1000')).rejects.toThrow(/append-only/);
