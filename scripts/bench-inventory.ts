@@ -5,7 +5,7 @@ import http from 'node:http';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Queue } from 'bullmq';
+import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { Knex } from 'knex';
 import pg from 'pg';
@@ -293,7 +293,70 @@ async function latency(client: Client, queue: Queue, op: Op, c: Case, rate: numb
 }
 
 /** The same transactions as the worker runs, as raw SQL through pg, at the worker's concurrency. */
-async function rawSql(op: Op, c: Case, procs: Processes, bookkeeping = false) {
+type Bookkeeping = 'none' | 'separate' | 'merged';
+
+/**
+ * One job's transaction as raw SQL. Bookkeeping adds what applyOnce adds to every job (the claim
+ * with its settings, and the stored result): `separate` as applyOnce sends it (two more round
+ * trips), `merged` sent with BEGIN and with COMMIT (same statements, no extra round trip).
+ */
+async function rawTransaction(
+  client: pg.ClientBase,
+  op: Op,
+  sku: string,
+  n: number,
+  jobId = '',
+  mode: Bookkeeping = 'none',
+) {
+  const claim = `insert into applied_jobs (job_id, queue, name)
+     select ${pg.escapeLiteral(jobId)}, 'inventory', ${pg.escapeLiteral(op)}
+     from (select set_config('stockflow.actor', 'bench', true), set_config('stockflow.job_id', ${pg.escapeLiteral(jobId)}, true)) as settings
+     on conflict (job_id) do nothing`;
+  const record = `update applied_jobs set result = '{"movements":[]}' where job_id = ${pg.escapeLiteral(jobId)}`;
+  if (mode === 'merged') await client.query(`begin; ${claim}`);
+  else await client.query('begin');
+  if (mode === 'separate') await client.query(claim);
+  if (op === 'adjust') {
+    await client.query('select * from inventory_levels where sku = $1 and location = $2 for update', [
+      sku,
+      'default',
+    ]);
+    await client.query(
+      `insert into stock_movements (kind, sku, location, delta, reason, reference, on_hand_after, reserved_after)
+       values ('adjustment', $1, 'default', 1, 'found', $2, 0, 0) returning *`,
+      [sku, `raw-${n}`],
+    );
+  } else {
+    await client.query(
+      `select l.*, c.priority, c.active from inventory_levels l join locations c on c.code = l.location
+       where l.sku = any($1::text[]) and (c.active and l.sku = any($1::text[])
+             or (l.sku, l.location) in (select * from unnest($2::text[], $3::text[])))
+       order by l.sku, l.location for update of l`,
+      [[sku], [], []],
+    );
+    const id = randomUUID();
+    await client.query(
+      `with r as (insert into reservations (id, reference, expires_at) values ($1, $2, now() + make_interval(secs => 900)) returning *),
+       l as (insert into reservation_lines (reservation_id, line_no, request_line, sku, location, quantity, rule)
+             select r.id, 0, 0, $3, 'default', 1, 'single_location' from r returning *)
+       select r.*, (select json_agg(l) from l) as lines from r`,
+      [id, `raw-${n}`, sku],
+    );
+    await client.query(
+      `insert into stock_movements (kind, sku, location, delta, reason, reference, reservation_id, on_hand_after, reserved_after)
+       values ('reserve', $1, 'default', 1, 'reservation', $2, $3, 0, 0) returning *`,
+      [sku, `raw-${n}`, id],
+    );
+    await client.query(
+      `insert into events (type, aggregate_type, aggregate_id, data) values ('reservation.created', 'reservation', $1, $2)`,
+      [id, JSON.stringify({ reservation: { id, reference: `raw-${n}` } })],
+    );
+  }
+  if (mode === 'separate') await client.query(record);
+  await client.query(mode === 'merged' ? `${record}; commit` : 'commit');
+}
+
+async function rawSql(op: Op, c: Case, procs: Processes, mode: Bookkeeping = 'none') {
   const cpu0 = cpuSnapshot(procs);
   const pool = new pg.Pool({ connectionString: databaseUrl, max: workerConcurrency });
   let next = 0;
@@ -304,61 +367,7 @@ async function rawSql(op: Op, c: Case, procs: Processes, bookkeeping = false) {
       try {
         while (next < jobsPerCase) {
           const n = next++;
-          const sku = pick(c);
-          const jobId = `raw-${process.pid}-${bookkeeping}-${op}-${c}-${n}`;
-          await client.query('begin');
-          if (bookkeeping) {
-            // What applyOnce adds to every job: the claim (with the settings) and the stored result.
-            await client.query(
-              `insert into applied_jobs (job_id, queue, name)
-               select $1, 'inventory', $2 from (select set_config('stockflow.actor', 'bench', true),
-                 set_config('stockflow.job_id', $1, true)) as settings on conflict (job_id) do nothing`,
-              [jobId, op],
-            );
-          }
-          if (op === 'adjust') {
-            await client.query('select * from inventory_levels where sku = $1 and location = $2 for update', [
-              sku,
-              'default',
-            ]);
-            await client.query(
-              `insert into stock_movements (kind, sku, location, delta, reason, reference, on_hand_after, reserved_after)
-               values ('adjustment', $1, 'default', 1, 'found', $2, 0, 0) returning *`,
-              [sku, `raw-${n}`],
-            );
-          } else {
-            await client.query(
-              `select l.*, c.priority, c.active from inventory_levels l join locations c on c.code = l.location
-               where l.sku = any($1::text[]) and (c.active and l.sku = any($1::text[])
-                     or (l.sku, l.location) in (select * from unnest($2::text[], $3::text[])))
-               order by l.sku, l.location for update of l`,
-              [[sku], [], []],
-            );
-            const id = randomUUID();
-            await client.query(
-              `with r as (insert into reservations (id, reference, expires_at) values ($1, $2, now() + make_interval(secs => 900)) returning *),
-               l as (insert into reservation_lines (reservation_id, line_no, request_line, sku, location, quantity, rule)
-                     select r.id, 0, 0, $3, 'default', 1, 'single_location' from r returning *)
-               select r.*, (select json_agg(l) from l) as lines from r`,
-              [id, `raw-${n}`, sku],
-            );
-            await client.query(
-              `insert into stock_movements (kind, sku, location, delta, reason, reference, reservation_id, on_hand_after, reserved_after)
-               values ('reserve', $1, 'default', 1, 'reservation', $2, $3, 0, 0) returning *`,
-              [sku, `raw-${n}`, id],
-            );
-            await client.query(
-              `insert into events (type, aggregate_type, aggregate_id, data) values ('reservation.created', 'reservation', $1, $2)`,
-              [id, JSON.stringify({ reservation: { id, reference: `raw-${n}` } })],
-            );
-          }
-          if (bookkeeping) {
-            await client.query('update applied_jobs set result = $1 where job_id = $2', [
-              '{"movements":[]}',
-              jobId,
-            ]);
-          }
-          await client.query('commit');
+          await rawTransaction(client, op, pick(c), n, `raw-${process.pid}-${mode}-${op}-${c}-${n}`, mode);
         }
       } finally {
         client.release();
@@ -370,6 +379,49 @@ async function rawSql(op: Op, c: Case, procs: Processes, bookkeeping = false) {
   const cpu = cpuPerThousand(cpu0, cpuSnapshot(procs), jobsPerCase);
   await pool.end();
   return { rate, cpu };
+}
+
+/**
+ * The issue's reference: a bare BullMQ worker (this process, the worker's concurrency) running the
+ * raw transaction per job, jobs added beforehand with addBulk: no HTTP, no knex, no applyOnce.
+ */
+async function bareBullmq(redis: Redis, op: Op, c: Case) {
+  const name = `bare-${op}-${c}`;
+  const queue = new Queue(name, { connection: redis, prefix });
+  await queue.addBulk(
+    Array.from({ length: jobsPerCase }, (_, n) => ({
+      name,
+      data: { sku: pick(c), n },
+      opts: { removeOnComplete: true, attempts: 3 },
+    })),
+  );
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: workerConcurrency });
+  let done = 0;
+  let finish: () => void = () => undefined;
+  const finished = new Promise<void>((r) => (finish = r));
+  const started = performance.now();
+  const worker = new Worker(
+    name,
+    async (job) => {
+      const client = await pool.connect();
+      try {
+        await rawTransaction(client, op, job.data.sku, job.data.n);
+      } finally {
+        client.release();
+      }
+    },
+    { connection: redis.duplicate(), prefix, concurrency: workerConcurrency },
+  );
+  worker.on('completed', () => {
+    if (++done === jobsPerCase) finish();
+  });
+  await finished;
+  const rate = (jobsPerCase * 1000) / (performance.now() - started);
+  await worker.close();
+  await queue.obliterate({ force: true });
+  await queue.close();
+  await pool.end();
+  return rate;
 }
 
 /** Sequential (no contention) profile of one job's transaction: round trips, time per trip, lock hold. */
@@ -514,7 +566,9 @@ runEntry(async () => {
         process.stdout.write(`${c} ${op}: ${Math.round(t.rate)}/s through the platform; `);
         const { rate: raw, cpu: rawCpu } = await rawSql(op, c, procs);
         process.stdout.write(`${Math.round(raw)}/s raw; `);
-        const { rate: rawBooked } = await rawSql(op, c, procs, true);
+        const { rate: rawBooked } = await rawSql(op, c, procs, 'separate');
+        const { rate: rawMerged } = await rawSql(op, c, procs, 'merged');
+        const bare = await bareBullmq(redis, op, c);
         const drained = await drain(client, queue, op, c);
         process.stdout.write(`${Math.round(drained)}/s worker alone; `);
         const l = await latency(client, queue, op, c, t.rate / 2);
@@ -525,6 +579,8 @@ runEntry(async () => {
           'raw SQL/s': Math.round(raw),
           ratio: Number((t.rate / raw).toFixed(2)),
           'raw + applied_jobs/s': Math.round(rawBooked),
+          'same, merged/s': Math.round(rawMerged),
+          'bare BullMQ/s': Math.round(bare),
           'worker alone/s': Math.round(drained),
           'worker ratio': Number((drained / raw).toFixed(2)),
           'at rate/s': Math.round(l.rate),
