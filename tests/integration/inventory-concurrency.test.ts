@@ -94,4 +94,48 @@ describe('reservations under contention', () => {
     expect(perWorker.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(1000);
     expect(perWorker.every((n) => n > 0)).toBe(true);
   }, 120_000);
+
+  it('locks levels in one global order: multi-line jobs touching the same skus in opposite orders never deadlock', async () => {
+    const wait = { prefer: 'wait=20' };
+    for (const sku of ['PAIR-A', 'PAIR-B']) {
+      await ctx.request({
+        method: 'POST',
+        url: '/api/pms/products',
+        headers: wait,
+        payload: { sku, name: sku, price: { amount: 100, currency: 'EUR' } },
+      });
+    }
+    await ctx.request({
+      method: 'POST',
+      url: '/api/pms/inventory/adjust',
+      headers: wait,
+      payload: {
+        movements: [
+          { sku: 'PAIR-A', location: 'default', delta: 1000, reason: 'received' },
+          { sku: 'PAIR-B', location: 'default', delta: 1000, reason: 'received' },
+        ],
+      },
+    });
+    // Each job moves one unit from one sku to the other; half name A first, half B first.
+    const submitted = await Promise.all(
+      Array.from({ length: 400 }, (_, i) => {
+        const [from, to] = i % 2 === 0 ? ['PAIR-A', 'PAIR-B'] : ['PAIR-B', 'PAIR-A'];
+        return ctx.request({
+          method: 'POST',
+          url: '/api/pms/inventory/adjust',
+          payload: {
+            movements: [
+              { sku: from, location: 'default', delta: -1, reason: 'correction' },
+              { sku: to, location: 'default', delta: 1, reason: 'correction' },
+            ],
+          },
+        });
+      }),
+    );
+    const outcomes = await Promise.all(submitted.map((r) => ctx.waitForJob(json(r).id, 90_000)));
+    // A deadlock would have failed an attempt (40P01) and retried it.
+    expect(outcomes.filter((o) => o.state !== 'completed' || o.attemptsMade !== 1)).toEqual([]);
+    const levels = await ctx.api.db('inventory_levels').whereIn('sku', ['PAIR-A', 'PAIR-B']).orderBy('sku');
+    expect(levels.map((l) => l.on_hand)).toEqual([1000, 1000]);
+  }, 120_000);
 });
