@@ -630,5 +630,15 @@ runEntry(async () => {
     } while (cursor !== '0');
     await redis.quit();
     await db.destroy();
+    if (!env.BENCH_KEEP_DATABASE) {
+      const cleanup = new pg.Client({
+        connectionString: Object.assign(new URL(databaseUrl), { pathname: '/postgres' }).toString(),
+      });
+      await cleanup.connect();
+      await cleanup.query(
+        `drop database if exists ${pg.escapeIdentifier(url.pathname.slice(1))} with (force)`,
+      );
+      await cleanup.end();
+    }
   }
 });

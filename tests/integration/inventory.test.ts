@@ -362,6 +362,12 @@ describe('reservations', () => {
       .first();
     expect(release).toMatchObject({ delta: -2, reason: 'expired' });
 
+    const typesOf = async (id: string) =>
+      (await ctx.api.db('events').where({ aggregate_id: id }).orderBy('seq')).map((e) => e.type);
+    expect(await typesOf(a.id)).toEqual(['reservation.created', 'reservation.released']);
+    expect(await typesOf(c.id)).toEqual(['reservation.created', 'reservation.extended']);
+    expect(await typesOf(b.id)).toEqual(['reservation.created', 'reservation.expired']);
+
     const commit = await post(`/api/pms/inventory/reservations/${b.id}/commit`);
     expect(json(commit)).toMatchObject({ code: 'invalid_transition', details: { currentState: 'expired' } });
     const extendExpired = await post(`/api/pms/inventory/reservations/${b.id}/extend`, { ttlSeconds: 60 });
