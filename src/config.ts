@@ -30,7 +30,7 @@ const envSchema = z.object({
   WORKER_CONCURRENCY_PRODUCTS: integer(1, 500).default(10),
   WORKER_CONCURRENCY_MAINTENANCE: integer(1, 50).default(1),
   WORKER_CONCURRENCY_INVENTORY: integer(1, 500).default(16),
-  /** How long a worker holds a job before another worker may take it over (a crashed worker's jobs restart after this). */
+  /** A worker's lock on an active job; a job whose worker died is taken over after about this long. */
   WORKER_LOCK_DURATION_MS: integer(1000, 600_000).default(30_000),
   /** How often the reservation expiry job runs, and how many reservations one run expires at most. */
   RESERVATION_EXPIRY_INTERVAL_MS: integer(500, 3_600_000).default(5000),

@@ -7,23 +7,6 @@ export interface NewEvent {
   data: Record<string, unknown>;
 }
 
-/**
- * Writes a domain event into the log/outbox, inside the caller's transaction, so the event exists
- * if and only if the change does. Actor and job id come from the transaction-local settings the
- * worker sets when it opens the transaction.
- */
-export async function appendEvent(db: Knex, event: NewEvent): Promise<{ seq: number; id: string }> {
-  const { rows } = await db.raw<{ rows: { seq: number; id: string }[] }>(
-    `insert into events (type, aggregate_type, aggregate_id, data, job_id, actor)
-     values (?, ?, ?, ?::jsonb,
-             nullif(current_setting('stockflow.job_id', true), ''),
-             nullif(current_setting('stockflow.actor', true), ''))
-     returning seq, id`,
-    [event.type, event.aggregate.type, event.aggregate.id, JSON.stringify(event.data)],
-  );
-  return rows[0]!;
-}
-
 /** Writes several events in one statement (one round trip), in order; see appendEvent. */
 export async function appendEvents(db: Knex, events: NewEvent[]): Promise<{ seq: number; id: string }[]> {
   if (events.length === 0) return [];
@@ -44,4 +27,21 @@ export async function appendEvents(db: Knex, events: NewEvent[]): Promise<{ seq:
     ],
   );
   return rows;
+}
+
+/**
+ * Writes a domain event into the log/outbox, inside the caller's transaction, so the event exists
+ * if and only if the change does. Actor and job id come from the transaction-local settings the
+ * worker sets when it opens the transaction.
+ */
+export async function appendEvent(db: Knex, event: NewEvent): Promise<{ seq: number; id: string }> {
+  const { rows } = await db.raw<{ rows: { seq: number; id: string }[] }>(
+    `insert into events (type, aggregate_type, aggregate_id, data, job_id, actor)
+     values (?, ?, ?, ?::jsonb,
+             nullif(current_setting('stockflow.job_id', true), ''),
+             nullif(current_setting('stockflow.actor', true), ''))
+     returning seq, id`,
+    [event.type, event.aggregate.type, event.aggregate.id, JSON.stringify(event.data)],
+  );
+  return rows[0]!;
 }

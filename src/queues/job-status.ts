@@ -48,14 +48,17 @@ function failureOf(job: Job<JobData>): JobFailure {
 export async function getJobStatus(queues: Queues, id: string): Promise<JobStatus | undefined> {
   const queueName = queueOfJobId(id);
   if (!queueName) return undefined;
-  // State first, then the job: a job seen finished is then read with its final data (attempts,
-  // recorded failure). Read the other way round, a job finishing in between looks failed with
-  // the data it had while active.
-  const rawState = await queues[queueName].getJobState(id);
-  if (rawState === 'unknown') return undefined;
-  const job = (await queues[queueName].getJob(id)) as Job<JobData> | undefined;
+  const queue = queues[queueName];
+  let job = (await queue.getJob(id)) as Job<JobData> | undefined;
   if (!job) return undefined;
-  const state = publicState(rawState);
+  let state = publicState(await job.getState());
+  // The job hash and its state are two reads: a job that finished in between has a final state
+  // but no result yet in the copy we hold, so read it again.
+  for (let i = 0; i < 3 && (state === 'completed' || state === 'failed') && !job.finishedOn; i++) {
+    job = (await queue.getJob(id)) as Job<JobData> | undefined;
+    if (!job) return undefined;
+    state = publicState(await job.getState());
+  }
   return {
     id,
     queue: queueName,

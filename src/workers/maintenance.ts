@@ -11,6 +11,22 @@ export const maintenanceHandlers = {
   }),
 } satisfies QueueHandlers<'maintenance'>;
 
+/** Reservation expiry, upserted by every process that runs the inventory queue (idempotent, as above). */
+export async function registerInventorySchedulers(queues: Queues, config: Config): Promise<void> {
+  const expire = inventoryJobs.expireReservations;
+  await queues.inventory.upsertJobScheduler(
+    'expire-reservations',
+    { every: config.RESERVATION_EXPIRY_INTERVAL_MS },
+    {
+      name: expire.name,
+      data: { payload: { limit: config.RESERVATION_EXPIRY_BATCH }, meta: { actor: 'system' } },
+      // A run leaves nothing worth keeping (its events record what expired), so it removes itself.
+      // Not `{ count }` or `{ age }`: BullMQ applies those to the whole queue's finished jobs.
+      opts: { ...expire.options, removeOnComplete: true },
+    },
+  );
+}
+
 /**
  * Repeatable work, declared in this one place and upserted by the processes that run the
  * maintenance queue. Upserting is idempotent: restarts and several such processes keep one
@@ -26,22 +42,6 @@ export async function registerSchedulers(queues: Queues, config: Config): Promis
       // Twice the job retention: by then no retry of those jobs can still arrive.
       data: { payload: { olderThanSeconds: 2 * config.JOB_RETENTION_SECONDS }, meta: { actor: 'system' } },
       opts: prune.options,
-    },
-  );
-}
-
-/** Reservation expiry, upserted by every process that runs the inventory queue (idempotent, as above). */
-export async function registerInventorySchedulers(queues: Queues, config: Config): Promise<void> {
-  const expire = inventoryJobs.expireReservations;
-  await queues.inventory.upsertJobScheduler(
-    'expire-reservations',
-    { every: config.RESERVATION_EXPIRY_INTERVAL_MS },
-    {
-      name: expire.name,
-      data: { payload: { limit: config.RESERVATION_EXPIRY_BATCH }, meta: { actor: 'system' } },
-      // A run leaves nothing worth keeping (its events record what expired), so it removes itself.
-      // Not `{ count }` or `{ age }`: BullMQ applies those to the whole queue's finished jobs.
-      opts: { ...expire.options, removeOnComplete: true },
     },
   );
 }

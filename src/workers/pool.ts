@@ -38,7 +38,6 @@ export async function startWorkers(deps: WorkerDeps, queues: QueueName[]): Promi
         connection: deps.redis,
         prefix: config.QUEUE_PREFIX,
         concurrency: config.concurrency[queue],
-        // A crashed worker's jobs are taken over once their lock lapses, checked as often.
         lockDuration: config.WORKER_LOCK_DURATION_MS,
         stalledInterval: config.WORKER_LOCK_DURATION_MS,
       },
