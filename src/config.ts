@@ -58,6 +58,10 @@ const envSchema = z.object({
   WORKER_CONCURRENCY_MAINTENANCE: integer(1, 50).default(1),
   /** Image jobs are CPU-bound: keep this x IMAGE_SHARP_CONCURRENCY within the cores of the worker. */
   WORKER_CONCURRENCY_IMAGES: integer(1, 64).default(1),
+  WORKER_CONCURRENCY_INVENTORY: integer(1, 500).default(16),
+  /** How often the reservation expiry job runs, and how many reservations one run expires at most. */
+  RESERVATION_EXPIRY_INTERVAL_MS: integer(500, 3_600_000).default(5000),
+  RESERVATION_EXPIRY_BATCH: integer(1, 10_000).default(500),
   /** Attempts for a job whose failure is not a domain error (deadlock, lost connection, timeout). */
   JOB_ATTEMPTS: integer(1, 50).default(5),
   JOB_BACKOFF_MS: integer(1, 3_600_000).default(1000),
@@ -159,6 +163,7 @@ export function parseConfig(env: Record<string, string | undefined> = process.en
       maintenance: c.WORKER_CONCURRENCY_MAINTENANCE,
       images: c.WORKER_CONCURRENCY_IMAGES,
       webhooks: c.WORKER_CONCURRENCY_WEBHOOKS,
+      inventory: c.WORKER_CONCURRENCY_INVENTORY,
     },
     images: imageSettings(c),
   };

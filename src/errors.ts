@@ -16,7 +16,10 @@ export type DomainErrorCode =
   | 'image_corrupt'
   | 'image_timeout'
   | 'source_forbidden'
-  | 'source_unavailable';
+  | 'source_unavailable'
+  | 'insufficient_stock'
+  | 'stale_quantity'
+  | 'location_taken';
 
 /**
  * A broken business rule. It extends UnrecoverableError because BullMQ checks `instanceof` and

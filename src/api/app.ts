@@ -10,7 +10,9 @@ import { registerMetrics } from './metrics.js';
 import { registerEventRoutes } from './routes/events.js';
 import { registerHealthRoutes } from './routes/health.js';
 import { registerImageRoutes } from './routes/images.js';
+import { registerInventoryRoutes } from './routes/inventory.js';
 import { registerJobRoutes } from './routes/jobs.js';
+import { registerLocationRoutes } from './routes/locations.js';
 import { registerProductRoutes } from './routes/products.js';
 import { registerWebhookRoutes } from './routes/webhooks.js';
 
@@ -44,6 +46,8 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
   await registerImageRoutes(app, deps);
   await registerEventRoutes(app, deps);
   registerWebhookRoutes(app, deps);
+  registerLocationRoutes(app, deps);
+  registerInventoryRoutes(app, deps);
   await registerBullBoard(app, deps.queues);
   return app;
 }

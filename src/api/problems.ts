@@ -50,6 +50,9 @@ const domainStatus: Record<DomainErrorCode, number> = {
   image_timeout: 422,
   source_forbidden: 422,
   source_unavailable: 422,
+  insufficient_stock: 409,
+  stale_quantity: 409,
+  location_taken: 409,
 };
 
 export function statusForCode(code: string): number {
@@ -71,6 +74,9 @@ const titles: Record<string, string> = {
   version_conflict: 'Version conflict',
   publish_rules_failed: 'Publish rules failed',
   invalid_transition: 'Transition not allowed',
+  insufficient_stock: 'Insufficient stock',
+  stale_quantity: 'Stored quantity differs from the expected one',
+  location_taken: 'Location code already taken',
   invalid_payload: 'Job payload invalid',
   image_too_large: 'Image too large',
   image_corrupt: 'Image corrupt or truncated',

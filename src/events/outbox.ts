@@ -7,6 +7,28 @@ export interface NewEvent {
   data: Record<string, unknown>;
 }
 
+/** Writes several events in one statement (one round trip), in order; see appendEvent. */
+export async function appendEvents(db: Knex, events: NewEvent[]): Promise<{ seq: number; id: string }[]> {
+  if (events.length === 0) return [];
+  const { rows } = await db.raw<{ rows: { seq: number; id: string }[] }>(
+    `insert into events (type, aggregate_type, aggregate_id, data, job_id, actor)
+     select type, aggregate_type, aggregate_id, data,
+            nullif(current_setting('stockflow.job_id', true), ''),
+            nullif(current_setting('stockflow.actor', true), '')
+     from unnest(?::text[], ?::text[], ?::text[], ?::jsonb[]) with ordinality
+       as e (type, aggregate_type, aggregate_id, data, n)
+     order by n
+     returning seq, id`,
+    [
+      events.map((e) => e.type),
+      events.map((e) => e.aggregate.type),
+      events.map((e) => e.aggregate.id),
+      events.map((e) => JSON.stringify(e.data)),
+    ],
+  );
+  return rows;
+}
+
 /**
  * Writes a domain event into the log/outbox, inside the caller's transaction, so the event exists
  * if and only if the change does. Actor and job id come from the transaction-local settings the

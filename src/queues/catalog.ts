@@ -1,4 +1,5 @@
 import { imageJobs } from './images.js';
+import { inventoryJobs } from './inventory.js';
 import type { AnyJob, QueueName } from './job.js';
 import { maintenanceJobs } from './maintenance.js';
 import { productJobs } from './products.js';
@@ -11,6 +12,7 @@ export const jobCatalog = Object.fromEntries(
     ...Object.values(maintenanceJobs),
     ...Object.values(imageJobs),
     ...Object.values(webhookJobs),
+    ...Object.values(inventoryJobs),
   ].map((job) => [job.name, job]),
 ) as { [J in CatalogJob as J['name']]: J };
 
@@ -18,7 +20,8 @@ type CatalogJob =
   | (typeof productJobs)[keyof typeof productJobs]
   | (typeof maintenanceJobs)[keyof typeof maintenanceJobs]
   | (typeof imageJobs)[keyof typeof imageJobs]
-  | (typeof webhookJobs)[keyof typeof webhookJobs];
+  | (typeof webhookJobs)[keyof typeof webhookJobs]
+  | (typeof inventoryJobs)[keyof typeof inventoryJobs];
 
 export type JobName = CatalogJob['name'];
 export type JobNamed<N extends JobName> = Extract<CatalogJob, { name: N }>;

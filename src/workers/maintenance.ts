@@ -1,6 +1,7 @@
 import type { Config } from '../config.js';
 import { pruneAppliedJobs } from '../db/applied-jobs.js';
 import { pruneEvents } from '../events/event-log.js';
+import { inventoryJobs } from '../queues/inventory.js';
 import { maintenanceJobs } from '../queues/maintenance.js';
 import type { Queues } from '../queues/queues.js';
 import { relayOutbox } from './outbox-relay.js';
@@ -13,6 +14,22 @@ export const maintenanceHandlers = {
   'maintenance.relay-outbox': ({ deps }, payload) => relayOutbox(deps, payload.budgetMs),
   'maintenance.prune-events': ({ deps }, payload) => pruneEvents(deps.db, payload),
 } satisfies QueueHandlers<'maintenance'>;
+
+/** Reservation expiry, upserted by every process that runs the inventory queue (idempotent, as above). */
+export async function registerInventorySchedulers(queues: Queues, config: Config): Promise<void> {
+  const expire = inventoryJobs.expireReservations;
+  await queues.inventory.upsertJobScheduler(
+    'expire-reservations',
+    { every: config.RESERVATION_EXPIRY_INTERVAL_MS },
+    {
+      name: expire.name,
+      data: { payload: { limit: config.RESERVATION_EXPIRY_BATCH }, meta: { actor: 'system' } },
+      // A run leaves nothing worth keeping (its events record what expired), so it removes itself.
+      // Not `{ count }` or `{ age }`: BullMQ applies those to the whole queue's finished jobs.
+      opts: { ...expire.options, removeOnComplete: true },
+    },
+  );
+}
 
 /**
  * Repeatable work, declared in this one place and upserted by the processes that run the

@@ -3,7 +3,8 @@ import type { Config } from '../config.js';
 import { publishFinished } from '../queues/finished-signal.js';
 import { type QueueName, queueNames } from '../queues/job.js';
 import { imageHandlers } from './images.js';
-import { maintenanceHandlers, registerSchedulers } from './maintenance.js';
+import { inventoryHandlers } from './inventory.js';
+import { maintenanceHandlers, registerInventorySchedulers, registerSchedulers } from './maintenance.js';
 import { createProcessor, type QueueHandlers, type WorkerDeps } from './processor.js';
 import { productHandlers } from './products.js';
 import { webhookHandlers, webhookWorkerSettings } from './webhooks.js';
@@ -13,6 +14,7 @@ const handlersByQueue: { [Q in QueueName]: QueueHandlers<Q> } = {
   maintenance: maintenanceHandlers,
   images: imageHandlers,
   webhooks: webhookHandlers,
+  inventory: inventoryHandlers,
 };
 
 /** Queue-specific worker settings (custom backoff strategies). */
@@ -37,6 +39,7 @@ export function parseQueueList(list: string | undefined): QueueName[] {
 export async function startWorkers(deps: WorkerDeps, queues: QueueName[]): Promise<Worker[]> {
   const { config, log } = deps;
   if (queues.includes('maintenance')) await registerSchedulers(deps.queues, config);
+  if (queues.includes('inventory')) await registerInventorySchedulers(deps.queues, config);
   return queues.map((queue) => {
     const worker = new Worker(
       queue,

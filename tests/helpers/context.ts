@@ -12,6 +12,7 @@ import { type ApiDeps, openApiDeps } from '../../src/api/deps.js';
 import { type Config, parseConfig } from '../../src/config.js';
 import { openRedis } from '../../src/connections.js';
 import { createApiKey } from '../../src/db/api-keys.js';
+import { describeDrift, findDrift } from '../../src/domain/reconcile.js';
 import { createLogger } from '../../src/log.js';
 import type { QueueName } from '../../src/queues/job.js';
 import { getJobStatus, type JobStatus } from '../../src/queues/job-status.js';
@@ -152,6 +153,10 @@ export async function createTestContext(options: ContextOptions = {}): Promise<T
       }
       await stopWorkers(workers, 10_000);
       await Promise.all(workerConnections.map((r) => r.quit()));
+      // Ledger = levels, after every test file: whatever the tests did, no level may drift.
+      const drift = await findDrift(api.db);
+      if (drift.length > 0)
+        leaks.push(`ledger drift in ${drift.length} level(s): ${drift.map(describeDrift).join('; ')}`);
       await app.close();
       await api.close();
       await deleteKeys(config);

@@ -1,0 +1,285 @@
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { listMovements, movementKinds } from '../../domain/ledger.js';
+import { getStockAsOf, getStockStatus } from '../../domain/levels.js';
+import { getReservation } from '../../domain/reservations.js';
+import {
+  adjustPayload,
+  inventoryJobs,
+  locationCodeSchema,
+  reservePayload,
+  safetyStockPayload,
+  setPayload,
+  transferPayload,
+  ttlSecondsSchema,
+} from '../../queues/inventory.js';
+import { skuSchema } from '../../queues/products.js';
+import type { ApiDeps } from '../deps.js';
+import { problem, sendProblem } from '../problems.js';
+import { jobHandleSchema, submitJob } from '../submit-job.js';
+
+const movementSchema = z.object({
+  id: z.number().int(),
+  kind: z.enum(movementKinds),
+  sku: z.string(),
+  location: z.string(),
+  delta: z.number().int(),
+  onHandAfter: z.number().int(),
+  reservedAfter: z.number().int(),
+  reason: z.string().nullable(),
+  reference: z.string().nullable(),
+  note: z.string().nullable(),
+  reservationId: z.string().nullable(),
+  actor: z.string().nullable(),
+  jobId: z.string().nullable(),
+  createdAt: z.string(),
+});
+
+const figures = {
+  onHand: z.number().int(),
+  reserved: z.number().int(),
+  available: z.number().int(),
+  safetyStock: z.number().int(),
+  incoming: z.number().int(),
+};
+const levelSchema = z.object({
+  sku: z.string(),
+  location: z.string(),
+  ...figures,
+  version: z.number().int(),
+  updatedAt: z.string(),
+});
+const statusSchema = z.object({
+  items: z.array(
+    z.object({
+      sku: z.string(),
+      totals: z.object(figures),
+      locations: z.array(
+        z.object({
+          location: z.string(),
+          active: z.boolean(),
+          ...figures,
+          version: z.number().int(),
+          updatedAt: z.string(),
+        }),
+      ),
+    }),
+  ),
+  notFound: z.array(z.string()),
+});
+
+const reservationSchema = z.object({
+  id: z.string(),
+  reference: z.string(),
+  status: z.enum(['active', 'committed', 'released', 'expired']),
+  expiresAt: z.string(),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+  closedAt: z.string().nullable(),
+  version: z.number().int(),
+  lines: z.array(
+    z.object({
+      line: z.number().int(),
+      sku: z.string(),
+      location: z.string(),
+      quantity: z.number().int(),
+      rule: z.enum(['explicit', 'single_location', 'fewest_locations', 'split']),
+    }),
+  ),
+});
+
+/** `sku=a,b,c`: 1-100 skus, comma-separated. */
+const skuList = z
+  .string()
+  .transform((s) =>
+    s
+      .split(',')
+      .map((x) => x.trim())
+      .filter(Boolean),
+  )
+  .pipe(z.array(skuSchema).min(1, 'needs at least 1 sku').max(100, 'at most 100 skus'));
+const instant = z.iso.datetime({
+  offset: true,
+  message: 'must be an ISO 8601 date-time, e.g. 2026-11-26T10:00:00Z',
+});
+const reservationParams = z.object({ id: z.uuid() });
+
+export function registerInventoryRoutes(root: FastifyInstance, deps: ApiDeps): void {
+  const app = root.withTypeProvider<ZodTypeProvider>();
+  const tags = ['inventory'];
+  const movementsResult = { 202: jobHandleSchema, 200: z.object({ movements: z.array(movementSchema) }) };
+
+  app.post(
+    '/api/pms/inventory/adjust',
+    {
+      schema: {
+        tags,
+        summary: 'Adjust stock: 1-1000 lines, all or none (job inventory.adjust)',
+        body: adjustPayload,
+        response: movementsResult,
+      },
+    },
+    (request, reply) => submitJob(deps, request, reply, inventoryJobs.adjust, request.body),
+  );
+
+  app.post(
+    '/api/pms/inventory/set',
+    {
+      schema: {
+        tags,
+        summary: 'Record a stock count: sets on_hand through a count movement (job inventory.set)',
+        body: setPayload,
+        response: { 202: jobHandleSchema, 200: z.object({ movement: movementSchema }) },
+      },
+    },
+    (request, reply) => submitJob(deps, request, reply, inventoryJobs.set, request.body),
+  );
+
+  app.post(
+    '/api/pms/inventory/transfer',
+    {
+      schema: {
+        tags,
+        summary: 'Move unreserved stock between locations, both legs at once (job inventory.transfer)',
+        body: transferPayload,
+        response: movementsResult,
+      },
+    },
+    (request, reply) => submitJob(deps, request, reply, inventoryJobs.transfer, request.body),
+  );
+
+  app.post(
+    '/api/pms/inventory/safety-stock',
+    {
+      schema: {
+        tags,
+        summary: 'Set the safety stock held back from available (job inventory.set-safety-stock)',
+        body: safetyStockPayload,
+        response: { 202: jobHandleSchema, 200: levelSchema },
+      },
+    },
+    (request, reply) => submitJob(deps, request, reply, inventoryJobs.setSafetyStock, request.body),
+  );
+
+  app.post(
+    '/api/pms/inventory/reservations',
+    {
+      schema: {
+        tags,
+        summary:
+          'Reserve every line or none; lines without a location are allocated (job reservation.create)',
+        body: reservePayload,
+        response: { 202: jobHandleSchema, 201: reservationSchema },
+      },
+    },
+    (request, reply) =>
+      submitJob(deps, request, reply, inventoryJobs.reserve, request.body, { successStatus: 201 }),
+  );
+
+  for (const [action, job, summary] of [
+    ['commit', inventoryJobs.commit, 'Turn the reserved stock into a sale (job reservation.commit)'],
+    ['release', inventoryJobs.release, 'Give the reserved stock back (job reservation.release)'],
+  ] as const) {
+    app.post(
+      `/api/pms/inventory/reservations/:id/${action}`,
+      {
+        schema: {
+          tags,
+          summary,
+          params: reservationParams,
+          response: { 202: jobHandleSchema, 200: reservationSchema },
+        },
+      },
+      (request, reply) => submitJob(deps, request, reply, job, { reservationId: request.params.id }),
+    );
+  }
+
+  app.post(
+    '/api/pms/inventory/reservations/:id/extend',
+    {
+      schema: {
+        tags,
+        summary: 'Set the expiry to ttlSeconds from now (job reservation.extend)',
+        params: reservationParams,
+        body: z.object({ ttlSeconds: ttlSecondsSchema }),
+        response: { 202: jobHandleSchema, 200: reservationSchema },
+      },
+    },
+    (request, reply) =>
+      submitJob(deps, request, reply, inventoryJobs.extend, {
+        reservationId: request.params.id,
+        ttlSeconds: request.body.ttlSeconds,
+      }),
+  );
+
+  app.get(
+    '/api/pms/inventory/reservations/:id',
+    {
+      schema: {
+        tags,
+        summary: 'Read a reservation',
+        params: reservationParams,
+        response: { 200: reservationSchema },
+      },
+    },
+    async (request, reply) => {
+      const reservation = await getReservation(deps.db, request.params.id);
+      if (!reservation) {
+        return sendProblem(
+          reply,
+          request,
+          problem(404, 'not_found', `Reservation ${request.params.id} does not exist`),
+        );
+      }
+      return reservation;
+    },
+  );
+
+  app.get(
+    '/api/pms/inventory/status',
+    {
+      schema: {
+        tags,
+        summary: 'Stock per sku: totals and every location (skus that do not exist are listed in notFound)',
+        querystring: z.object({ sku: skuList, location: locationCodeSchema.optional() }),
+        response: { 200: statusSchema },
+      },
+    },
+    (request) => getStockStatus(deps.db, request.query.sku, request.query.location),
+  );
+
+  app.get(
+    '/api/pms/inventory/as-of',
+    {
+      schema: {
+        tags,
+        summary: 'Stock as it was at a past moment, recomputed from the ledger',
+        querystring: z.object({ sku: skuList, at: instant, location: locationCodeSchema.optional() }),
+        response: { 200: statusSchema },
+      },
+    },
+    (request) => getStockAsOf(deps.db, request.query.sku, request.query.at, request.query.location),
+  );
+
+  app.get(
+    '/api/pms/inventory/history',
+    {
+      schema: {
+        tags,
+        summary: 'The stock ledger, newest first (keyset pagination)',
+        querystring: z.object({
+          sku: skuSchema.optional(),
+          location: locationCodeSchema.optional(),
+          kind: z.enum(movementKinds).optional(),
+          since: instant.optional(),
+          until: instant.optional(),
+          limit: z.coerce.number().int().min(1).max(500).default(50),
+          cursor: z.string().max(200).optional(),
+        }),
+        response: { 200: z.object({ items: z.array(movementSchema), nextCursor: z.string().nullable() }) },
+      },
+    },
+    (request) => listMovements(deps.db, request.query),
+  );
+}

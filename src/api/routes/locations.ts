@@ -1,0 +1,71 @@
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { listLocations } from '../../domain/locations.js';
+import {
+  createLocationPayload,
+  inventoryJobs,
+  locationCodeSchema,
+  updateLocationPayload,
+} from '../../queues/inventory.js';
+import type { ApiDeps } from '../deps.js';
+import { jobHandleSchema, submitJob } from '../submit-job.js';
+
+export const locationSchema = z.object({
+  code: z.string(),
+  name: z.string(),
+  priority: z.number().int(),
+  active: z.boolean(),
+  version: z.number().int(),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+});
+
+export function registerLocationRoutes(root: FastifyInstance, deps: ApiDeps): void {
+  const app = root.withTypeProvider<ZodTypeProvider>();
+  const tags = ['locations'];
+
+  app.post(
+    '/api/pms/locations',
+    {
+      schema: {
+        tags,
+        summary: 'Create a location (job location.create; a taken code fails with location_taken)',
+        body: createLocationPayload,
+        response: { 202: jobHandleSchema, 201: locationSchema },
+      },
+    },
+    (request, reply) =>
+      submitJob(deps, request, reply, inventoryJobs.createLocation, request.body, { successStatus: 201 }),
+  );
+
+  app.put(
+    '/api/pms/locations/:code',
+    {
+      schema: {
+        tags,
+        summary: 'Replace a location’s name, priority and active flag (job location.update)',
+        params: z.object({ code: locationCodeSchema }),
+        body: updateLocationPayload.omit({ code: true }),
+        response: { 202: jobHandleSchema, 200: locationSchema },
+      },
+    },
+    (request, reply) =>
+      submitJob(deps, request, reply, inventoryJobs.updateLocation, {
+        ...request.body,
+        code: request.params.code,
+      }),
+  );
+
+  app.get(
+    '/api/pms/locations',
+    {
+      schema: {
+        tags,
+        summary: 'Every location, in allocation order (priority, then code)',
+        response: { 200: z.object({ items: z.array(locationSchema) }) },
+      },
+    },
+    async () => ({ items: await listLocations(deps.db) }),
+  );
+}

@@ -1,0 +1,154 @@
+import type { Knex } from 'knex';
+
+export const movementKinds = [
+  'receipt',
+  'adjustment',
+  'sale',
+  'return',
+  'transfer_out',
+  'transfer_in',
+  'reserve',
+  'release',
+  'commit',
+  'count',
+] as const;
+export type MovementKind = (typeof movementKinds)[number];
+
+/** One row of the append-only stock ledger. */
+export interface Movement {
+  id: number;
+  kind: MovementKind;
+  sku: string;
+  location: string;
+  delta: number;
+  onHandAfter: number;
+  reservedAfter: number;
+  reason: string | null;
+  reference: string | null;
+  note: string | null;
+  reservationId: string | null;
+  actor: string | null;
+  /** Correlation id: the job that wrote the movement. */
+  jobId: string | null;
+  createdAt: string;
+}
+
+export interface NewMovement {
+  kind: MovementKind;
+  sku: string;
+  location: string;
+  delta: number;
+  reason: string;
+  reference?: string | null;
+  note?: string | null;
+  reservationId?: string | null;
+}
+
+interface MovementRow {
+  id: number;
+  kind: MovementKind;
+  sku: string;
+  location: string;
+  delta: number;
+  on_hand_after: number;
+  reserved_after: number;
+  reason: string | null;
+  reference: string | null;
+  note: string | null;
+  reservation_id: string | null;
+  actor: string | null;
+  job_id: string | null;
+  created_at: Date;
+}
+
+// Named, not `*`: a prepared statement whose result columns change with a migration would fail.
+const movementColumns = `id, kind, sku, location, delta, on_hand_after, reserved_after, reason, reference, note,
+  reservation_id, actor, job_id, created_at`;
+
+export const toMovement = (row: MovementRow): Movement => ({
+  id: row.id,
+  kind: row.kind,
+  sku: row.sku,
+  location: row.location,
+  delta: row.delta,
+  onHandAfter: row.on_hand_after,
+  reservedAfter: row.reserved_after,
+  reason: row.reason,
+  reference: row.reference,
+  note: row.note,
+  reservationId: row.reservation_id,
+  actor: row.actor,
+  jobId: row.job_id,
+  createdAt: row.created_at.toISOString(),
+});
+
+/**
+ * Appends movements in one statement, in the given order (`order by n`: the trigger applies
+ * rows as they are inserted, and the callers' checks assumed this order). The ledger trigger applies each row to
+ * its level (the CHECKs of inventory_levels refuse an impossible one) and writes its `stock.moved`
+ * event; callers lock the levels first (`lockLevels`) so the rows apply in a deterministic order.
+ */
+export async function insertMovements(db: Knex, movements: NewMovement[]): Promise<Movement[]> {
+  if (movements.length === 0) return [];
+  // One statement text for any number of rows, prepared once per connection (named statement).
+  const { rows } = await db
+    .raw<{ rows: MovementRow[] }>(
+      `insert into stock_movements
+         (kind, sku, location, delta, reason, reference, note, reservation_id, on_hand_after, reserved_after)
+       select kind, sku, location, delta, reason, reference, note, reservation_id, 0, 0
+       from unnest(?::text[], ?::text[], ?::text[], ?::bigint[], ?::text[], ?::text[], ?::text[], ?::uuid[])
+         with ordinality as m (kind, sku, location, delta, reason, reference, note, reservation_id, n)
+       order by n
+       returning ${movementColumns}`,
+      [
+        movements.map((m) => m.kind),
+        movements.map((m) => m.sku),
+        movements.map((m) => m.location),
+        movements.map((m) => m.delta),
+        movements.map((m) => m.reason),
+        movements.map((m) => m.reference ?? null),
+        movements.map((m) => m.note ?? null),
+        movements.map((m) => m.reservationId ?? null),
+      ] as Knex.RawBinding[],
+    )
+    .options({ name: 'stockflow_insert_movements' });
+  return rows.sort((a, b) => a.id - b.id).map(toMovement);
+}
+
+export interface HistoryQuery {
+  sku?: string;
+  location?: string;
+  kind?: MovementKind;
+  since?: string;
+  until?: string;
+  limit: number;
+  cursor?: string;
+}
+
+/** The ledger newest first, keyset-paginated by movement id (the cursor is opaque to callers). */
+export async function listMovements(
+  db: Knex,
+  query: HistoryQuery,
+): Promise<{ items: Movement[]; nextCursor: string | null }> {
+  const builder = db<MovementRow>('stock_movements')
+    .orderBy('id', 'desc')
+    .limit(query.limit + 1);
+  if (query.sku) builder.where('sku', query.sku);
+  if (query.location) builder.where('location', query.location);
+  if (query.kind) builder.where('kind', query.kind);
+  if (query.since) builder.where('created_at', '>=', query.since);
+  if (query.until) builder.where('created_at', '<', query.until);
+  if (query.cursor) builder.where('id', '<', decodeCursor(query.cursor));
+  const rows = (await builder) as MovementRow[];
+  const items = rows.slice(0, query.limit).map(toMovement);
+  const more = rows.length > query.limit;
+  return { items, nextCursor: more ? encodeCursor(items[items.length - 1]!.id) : null };
+}
+
+const encodeCursor = (id: number) => Buffer.from(`m:${id}`, 'utf8').toString('base64url');
+
+/** A cursor that does not decode reads as "before the first movement": an empty page, never an error. */
+function decodeCursor(cursor: string): number {
+  const match = /^m:(\d{1,15})$/.exec(Buffer.from(cursor, 'base64url').toString('utf8'));
+  return match ? Number(match[1]) : 0;
+}

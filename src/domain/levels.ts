@@ -1,0 +1,254 @@
+import type { Knex } from 'knex';
+
+export interface LevelRow {
+  sku: string;
+  location: string;
+  on_hand: number;
+  reserved: number;
+  safety_stock: number;
+  incoming: number;
+  version: number;
+  updated_at: Date;
+}
+
+/** A level as the API shows it. Available = on_hand − reserved − safety_stock, never below 0. */
+export interface Level {
+  sku: string;
+  location: string;
+  onHand: number;
+  reserved: number;
+  available: number;
+  safetyStock: number;
+  incoming: number;
+  version: number;
+  updatedAt: string;
+}
+
+// Named, not `*`, where a statement is prepared (a migration adding a column would break it).
+const levelColumns = 'sku, location, on_hand, reserved, safety_stock, incoming, version, updated_at';
+
+export const availableOf = (row: Pick<LevelRow, 'on_hand' | 'reserved' | 'safety_stock'>) =>
+  Math.max(0, row.on_hand - row.reserved - row.safety_stock);
+
+export const toLevel = (row: LevelRow): Level => ({
+  sku: row.sku,
+  location: row.location,
+  onHand: row.on_hand,
+  reserved: row.reserved,
+  available: availableOf(row),
+  safetyStock: row.safety_stock,
+  incoming: row.incoming,
+  version: row.version,
+  updatedAt: row.updated_at.toISOString(),
+});
+
+export interface LevelKey {
+  sku: string;
+  location: string;
+}
+
+export const levelKey = (k: LevelKey) => `${k.sku}\u0000${k.location}`;
+
+export interface LockedLevels {
+  levels: Map<string, LevelRow>;
+  unknownSkus: Set<string>;
+  unknownLocations: Set<string>;
+}
+
+/**
+ * Locks the levels of these keys `FOR UPDATE`, in (sku, location) order: every job locks in the
+ * same order, so two jobs touching the same levels queue behind each other instead of
+ * deadlocking. This row lock is what serialises a hot sku, whatever the number of workers.
+ * A level missing for a known sku and location (the location was inactive when the product was
+ * created) is created; unknown skus and locations are reported.
+ */
+export async function lockLevels(db: Knex, keys: LevelKey[]): Promise<LockedLevels> {
+  const unique = [...new Map(keys.map((k) => [levelKey(k), k])).values()];
+  const levels = new Map<string, LevelRow>();
+  for (const row of await selectForUpdate(db, unique)) levels.set(levelKey(row), row);
+  const missing = unique.filter((k) => !levels.has(levelKey(k)));
+  const unknownSkus = new Set<string>();
+  const unknownLocations = new Set<string>();
+  if (missing.length === 0) return { levels, unknownSkus, unknownLocations };
+
+  const skus = [...new Set(missing.map((k) => k.sku))];
+  const locations = [...new Set(missing.map((k) => k.location))];
+  const { rows } = await db.raw<{ rows: { skus: string[]; locations: string[] }[] }>(
+    `select coalesce((select array_agg(sku) from products where sku = any(?::text[])), '{}') as skus,
+            coalesce((select array_agg(code) from locations where code = any(?::text[])), '{}') as locations`,
+    [skus, locations],
+  );
+  const knownSkus = new Set(rows[0]!.skus);
+  const knownLocations = new Set(rows[0]!.locations);
+  for (const sku of skus) if (!knownSkus.has(sku)) unknownSkus.add(sku);
+  for (const location of locations) if (!knownLocations.has(location)) unknownLocations.add(location);
+  const creatable = missing.filter((k) => knownSkus.has(k.sku) && knownLocations.has(k.location));
+  if (creatable.length > 0) {
+    await db.raw(
+      `insert into inventory_levels (sku, location)
+       select * from unnest(?::text[], ?::text[]) on conflict do nothing`,
+      [creatable.map((k) => k.sku), creatable.map((k) => k.location)],
+    );
+    for (const row of await selectForUpdate(db, creatable)) levels.set(levelKey(row), row);
+  }
+  return { levels, unknownSkus, unknownLocations };
+}
+
+async function selectForUpdate(db: Knex, keys: LevelKey[]): Promise<LevelRow[]> {
+  if (keys.length === 1) {
+    // The hot path (one line): a primary-key lookup the planner cannot get wrong.
+    const { rows } = await db
+      .raw<{ rows: LevelRow[] }>(
+        `select ${levelColumns} from inventory_levels where sku = ? and location = ? for update`,
+        [keys[0]!.sku, keys[0]!.location],
+      )
+      .options({ name: 'stockflow_lock_level' });
+    return rows;
+  }
+  const { rows } = await db.raw<{ rows: LevelRow[] }>(
+    `select l.* from inventory_levels l
+     join unnest(?::text[], ?::text[]) as k (sku, location) on l.sku = k.sku and l.location = k.location
+     order by l.sku, l.location
+     for update of l`,
+    [keys.map((k) => k.sku), keys.map((k) => k.location)],
+  );
+  return rows;
+}
+
+/** Levels of active locations for these skus, locked in the same global order (for allocation). */
+export async function lockCandidateLevels(
+  db: Knex,
+  skus: string[],
+  explicit: LevelKey[],
+): Promise<(LevelRow & { priority: number; active: boolean })[]> {
+  const { rows } = await db.raw<{ rows: (LevelRow & { priority: number; active: boolean })[] }>(
+    `select l.*, c.priority, c.active from inventory_levels l
+     join locations c on c.code = l.location
+     where l.sku = any(?::text[])
+       and (c.active and l.sku = any(?::text[])
+            or (l.sku, l.location) in (select * from unnest(?::text[], ?::text[])))
+     order by l.sku, l.location
+     for update of l`,
+    // The first condition alone is what the primary key index serves (an OR across both would scan).
+    [
+      [...skus, ...explicit.map((k) => k.sku)],
+      skus,
+      explicit.map((k) => k.sku),
+      explicit.map((k) => k.location),
+    ],
+  );
+  return rows;
+}
+
+export interface StockStatus {
+  sku: string;
+  totals: { onHand: number; reserved: number; available: number; safetyStock: number; incoming: number };
+  locations: (Omit<Level, 'sku'> & { active: boolean })[];
+}
+
+type StatusRow = Omit<LevelRow, 'location' | 'updated_at'> & {
+  location: string | null;
+  updated_at: Date | null;
+  active: boolean | null;
+  priority: number | null;
+};
+
+function summarize(sku: string, rows: StatusRow[]): StockStatus {
+  const locations = rows
+    .filter((r) => r.location !== null)
+    .map((r) => ({
+      location: r.location!,
+      active: r.active!,
+      onHand: r.on_hand,
+      reserved: r.reserved,
+      available: availableOf(r),
+      safetyStock: r.safety_stock,
+      incoming: r.incoming,
+      version: r.version,
+      updatedAt: r.updated_at!.toISOString(),
+    }));
+  const sum = (f: (l: (typeof locations)[number]) => number) => locations.reduce((n, l) => n + f(l), 0);
+  return {
+    sku,
+    totals: {
+      onHand: sum((l) => l.onHand),
+      reserved: sum((l) => l.reserved),
+      available: sum((l) => l.available),
+      safetyStock: sum((l) => l.safetyStock),
+      incoming: sum((l) => l.incoming),
+    },
+    locations,
+  };
+}
+
+/** Current stock of these skus (optionally at one location), in the order asked; unknown skus are listed apart. */
+export async function getStockStatus(
+  db: Knex,
+  skus: string[],
+  location?: string,
+): Promise<{ items: StockStatus[]; notFound: string[] }> {
+  const { rows } = await db.raw<{ rows: (StatusRow & { product: string })[] }>(
+    `select p.sku as product, l.*, c.active, c.priority
+     from products p
+     left join inventory_levels l on l.sku = p.sku and (?::text is null or l.location = ?::text)
+     left join locations c on c.code = l.location
+     where p.sku = any(?::text[])
+     order by p.sku, c.priority, l.location`,
+    [location ?? null, location ?? null, skus],
+  );
+  return group(skus, rows);
+}
+
+function group(skus: string[], rows: (StatusRow & { product: string })[]) {
+  const bySku = new Map<string, StatusRow[]>();
+  for (const row of rows) {
+    const list = bySku.get(row.product) ?? [];
+    list.push(row);
+    bySku.set(row.product, list);
+  }
+  return {
+    items: skus.filter((s) => bySku.has(s)).map((s) => summarize(s, bySku.get(s)!)),
+    notFound: skus.filter((s) => !bySku.has(s)),
+  };
+}
+
+/**
+ * Stock as it was at `at`, recomputed from the ledger (every movement created at or before `at`).
+ * The ledger does not record safety stock and incoming: those are today's values; `version` is
+ * the number of movements up to `at`.
+ */
+export async function getStockAsOf(
+  db: Knex,
+  skus: string[],
+  at: string,
+  location?: string,
+): Promise<{ items: StockStatus[]; notFound: string[] }> {
+  const { rows } = await db.raw<{ rows: (StatusRow & { product: string })[] }>(
+    `with ledger as (
+       select m.sku, m.location,
+              coalesce(sum(m.delta) filter (where m.kind not in ('reserve', 'release')), 0)::bigint as on_hand,
+              coalesce(sum(m.delta) filter (where m.kind in ('reserve', 'release', 'commit')), 0)::bigint as reserved,
+              max(m.created_at) as updated_at, count(*) as movements
+       from stock_movements m
+       where m.sku = any(?::text[]) and m.created_at <= ?::timestamptz and (?::text is null or m.location = ?::text)
+       group by m.sku, m.location
+     ), keys as (
+       select sku, location from ledger
+       union
+       select sku, location from inventory_levels where sku = any(?::text[]) and (?::text is null or location = ?::text)
+     )
+     select p.sku as product, k.location, coalesce(g.on_hand, 0)::bigint as on_hand,
+            coalesce(g.reserved, 0)::bigint as reserved, coalesce(l.safety_stock, 0)::bigint as safety_stock,
+            coalesce(l.incoming, 0)::bigint as incoming, coalesce(g.movements, 0)::int as version,
+            coalesce(g.updated_at, ?::timestamptz) as updated_at, c.active, c.priority
+     from products p
+     left join keys k on k.sku = p.sku
+     left join ledger g on g.sku = k.sku and g.location = k.location
+     left join inventory_levels l on l.sku = k.sku and l.location = k.location
+     left join locations c on c.code = k.location
+     where p.sku = any(?::text[])
+     order by p.sku, c.priority, k.location`,
+    [skus, at, location ?? null, location ?? null, skus, location ?? null, location ?? null, at, skus],
+  );
+  return group(skus, rows);
+}
