@@ -76,8 +76,8 @@ export const describeDrift = (d: Drift) =>
 /**
  * Repairs one drifted level inside the caller's transaction (and returns what it found), or
  * returns null when it no longer drifts. The level is locked and the drift recomputed first, so
- * movements made since `findDrift` are accounted for. It keeps the stock the level showed keeping the stock the level showed
- * (what the shop has been selling against) and makes the ledger account for it:
+ * movements made since `findDrift` are accounted for. It keeps the stock the level showed (what
+ * the shop has been selling against) and makes the ledger account for it:
  * 1. the level is rebuilt from the ledger (the only write that bypasses the ledger guard);
  * 2. a `count` movement with the difference brings on_hand back to the level's value, with a
  *    note saying so;

@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import type { LogEvent } from './event-log.js';
+import { inventoryLevelsProjection } from './inventory-projection.js';
 import { productsProjection } from './product-projection.js';
 
 /**
@@ -35,4 +36,4 @@ export interface ProjectionDifference {
   fields?: { field: string; live: unknown; replayed: unknown }[];
 }
 
-export const projections: Projection[] = [productsProjection];
+export const projections: Projection[] = [productsProjection, inventoryLevelsProjection];
