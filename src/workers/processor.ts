@@ -64,7 +64,9 @@ export function createProcessor<Q extends QueueName>(
         });
       }
       const result = await handler({ deps, job, meta, log }, parsed.data);
-      log.info({ ms: Math.round(performance.now() - started) }, 'job completed');
+      // Scheduled runs (relay, expiry, pruning) come every few hundred ms: keep them out of info logs.
+      const level = job.repeatJobKey ? 'debug' : 'info';
+      log[level]({ ms: Math.round(performance.now() - started) }, 'job completed');
       return result;
     } catch (error) {
       if (error instanceof DomainError) {
