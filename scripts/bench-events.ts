@@ -1,6 +1,5 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import pg from 'pg';
 import { buildApp } from '../src/api/app.js';
 import { openApiDeps } from '../src/api/deps.js';
 import { parseConfig } from '../src/config.js';
@@ -14,6 +13,7 @@ import { postWebhook } from '../src/events/webhook-http.js';
 import { createLogger } from '../src/log.js';
 import { productJobs } from '../src/queues/products.js';
 import { startWorkers, stopWorkers } from '../src/workers/pool.js';
+import { deleteScratchKeys, dropScratchDatabase } from './bench/scratch.js';
 
 /**
  * `npm run bench:events`: figures for the event feed, webhook delivery and the live stream, each
@@ -226,17 +226,7 @@ runEntry(async () => {
     await workerRedis.quit();
     await app.close();
     await api.close();
-    const redis = await openRedis(config, 'worker');
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${config.QUEUE_PREFIX}:*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length > 0) await redis.unlink(...keys);
-    } while (cursor !== '0');
-    await redis.quit();
-    const admin = new pg.Client({ connectionString: base.DATABASE_URL.replace(/\/[^/]*$/, '/postgres') });
-    await admin.connect();
-    await admin.query(`drop database if exists ${name} with (force)`);
-    await admin.end();
+    await deleteScratchKeys(config.REDIS_URL, config.QUEUE_PREFIX);
+    await dropScratchDatabase(config.DATABASE_URL);
   }
 });

@@ -5,7 +5,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import pg from 'pg';
 import sharp from 'sharp';
 import { buildApp } from '../src/api/app.js';
 import { openApiDeps } from '../src/api/deps.js';
@@ -18,6 +17,7 @@ import { runEntry } from '../src/entry.js';
 import { createLogger } from '../src/log.js';
 import { getJobStatus } from '../src/queues/job-status.js';
 import { startWorkers, stopWorkers } from '../src/workers/pool.js';
+import { deleteScratchKeys, dropScratchDatabase } from './bench/scratch.js';
 
 /**
  * `npm run bench:images`: images/s and peak RSS for 12-megapixel JPEGs through the whole pipeline
@@ -209,8 +209,6 @@ runEntry(async () => {
   const database = `stockflow_bench_images_${process.pid}`;
   const url = new URL(config.DATABASE_URL);
   url.pathname = `/${database}`;
-  const adminUrl = new URL(config.DATABASE_URL);
-  adminUrl.pathname = '/postgres';
   try {
     console.log(`generating ${count} distinct 12-megapixel JPEGs (4000 x 3000)...`);
     for (let i = 0; i < count; i++) await writeFile(path.join(work, `photo-${i}.jpg`), await photo(i));
@@ -292,18 +290,8 @@ runEntry(async () => {
       `AVIF on: ${(plain.imagesPerSecond / avif.imagesPerSecond).toFixed(2)}x the time per image at concurrency 1`,
     );
   } finally {
-    const admin = new pg.Client({ connectionString: adminUrl.toString() });
-    await admin.connect();
-    await admin.query(`drop database if exists ${pg.escapeIdentifier(database)} with (force)`);
-    await admin.end();
-    const redis = await openRedis(parseConfig(), 'worker');
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `sfbench-${process.pid}:*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length > 0) await redis.unlink(...keys);
-    } while (cursor !== '0');
-    await redis.quit();
+    await dropScratchDatabase(url.toString());
+    await deleteScratchKeys(parseConfig().REDIS_URL, `sfbench-${process.pid}`);
     await rm(work, { recursive: true, force: true });
   }
 });

@@ -1,16 +1,14 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
-import { Redis } from 'ioredis';
-import pg from 'pg';
 import { parseConfig } from '../src/config.js';
 import { createApiKey } from '../src/db/api-keys.js';
 import { createDb } from '../src/db/knex.js';
 import { prepareDatabase } from '../src/db/migrate.js';
+import { deleteScratchKeys, dropScratchDatabase, freePort } from './bench/scratch.js';
 
 /**
  * `npm run bench:intake`: POST /api/pms/products through the real web process (auth, zod,
@@ -37,14 +35,6 @@ const env = {
   HOST: '127.0.0.1',
 } as Record<string, string>;
 const config = parseConfig(env);
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 /** Starts a compiled entry point; ready when its output matches `ready`, or when `readyUrl` answers. */
 function startProcess(
@@ -236,16 +226,6 @@ try {
 } finally {
   for (const child of children.reverse()) await stop(child);
   await db.destroy();
-  const admin = new pg.Client({ connectionString: base.DATABASE_URL.replace(/\/[^/]*$/, '/postgres') });
-  await admin.connect();
-  await admin.query(`drop database if exists ${pg.escapeIdentifier(`stockflow_bench_${id}`)} with (force)`);
-  await admin.end();
-  const redis = new Redis(config.REDIS_URL);
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${config.QUEUE_PREFIX}:*`, 'COUNT', 1000);
-    cursor = next;
-    if (keys.length > 0) await redis.unlink(...keys);
-  } while (cursor !== '0');
-  redis.disconnect();
+  await dropScratchDatabase(config.DATABASE_URL);
+  await deleteScratchKeys(config.REDIS_URL, config.QUEUE_PREFIX);
 }

@@ -1,11 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import http from 'node:http';
-import { createServer } from 'node:net';
 import path from 'node:path';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import pg from 'pg';
 import { parseConfig } from '../src/config.js';
 import { createApiKey } from '../src/db/api-keys.js';
 import { createDb } from '../src/db/knex.js';
@@ -32,6 +30,7 @@ import {
   spreadSkus,
   workerConcurrency,
 } from './bench/inventory-settings.js';
+import { deleteScratchKeys, dropScratchDatabase, freePort } from './bench/scratch.js';
 
 /**
  * `npm run bench:inventory`: adjust and reserve jobs, hot (1 sku, 1 location) and spread (10,000
@@ -57,14 +56,6 @@ function body(op: Op, c: Case, n: number) {
         path: '/api/pms/inventory/reservations',
         payload: { reference: `b-${n}`, lines: [{ sku, quantity: 1 }] },
       };
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as { port: number }).port;
-  await new Promise((r) => server.close(r));
-  return port;
 }
 
 let stopping = false;
@@ -245,12 +236,7 @@ async function latency(client: Client, queue: Queue, op: Op, c: Case, rate: numb
 
 runEntry(async () => {
   const url = new URL(databaseUrl);
-  const admin = new pg.Client({
-    connectionString: Object.assign(new URL(databaseUrl), { pathname: '/postgres' }).toString(),
-  });
-  await admin.connect();
-  await admin.query(`drop database if exists ${pg.escapeIdentifier(url.pathname.slice(1))} with (force)`);
-  await admin.end();
+  await dropScratchDatabase(databaseUrl);
   await ensureDatabase(databaseUrl);
   const db = createDb({ DATABASE_URL: databaseUrl, DATABASE_POOL_MAX: 4 });
   await migrateLatest(db);
@@ -366,23 +352,9 @@ runEntry(async () => {
       ),
     );
     await queue.close();
-    let cursor = '0';
-    do {
-      const [nextCursor, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-      cursor = nextCursor;
-      if (keys.length > 0) await redis.unlink(...keys);
-    } while (cursor !== '0');
     await redis.quit();
+    await deleteScratchKeys(env.REDIS_URL ?? 'redis://127.0.0.1:6379', prefix);
     await db.destroy();
-    if (!env.BENCH_KEEP_DATABASE) {
-      const cleanup = new pg.Client({
-        connectionString: Object.assign(new URL(databaseUrl), { pathname: '/postgres' }).toString(),
-      });
-      await cleanup.connect();
-      await cleanup.query(
-        `drop database if exists ${pg.escapeIdentifier(url.pathname.slice(1))} with (force)`,
-      );
-      await cleanup.end();
-    }
+    if (!env.BENCH_KEEP_DATABASE) await dropScratchDatabase(databaseUrl);
   }
 });

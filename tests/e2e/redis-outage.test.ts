@@ -1,13 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import {
-  createTestContext,
-  exitOf,
-  freePort,
-  json,
-  type TestContext,
-  waitForOutput,
-} from '../helpers/context.js';
+import { freePort } from '../../scripts/bench/scratch.js';
+import { createTestContext, exitOf, json, type TestContext, waitForOutput } from '../helpers/context.js';
 
 // This file stops Redis, so it runs its own redis-server on a spare port.
 let redis: ChildProcess;

@@ -1,8 +1,8 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
-import { parseConfig } from '../../src/config.js';
-import { deleteKeys, exitOf, freePort, repoRoot, waitForOutput } from '../helpers/context.js';
+import { deleteScratchKeys, freePort } from '../../scripts/bench/scratch.js';
+import { exitOf, repoRoot, waitForOutput } from '../helpers/context.js';
 import { dropDatabase, testDatabaseUrl } from '../helpers/databases.js';
 
 /** Runs `scripts/start.ts` (what `npm start` runs after building) with the given environment. */
@@ -27,9 +27,7 @@ const database = `stockflow_start_${id}`;
 const prefix = `sfs-${id}`;
 afterAll(async () => {
   await dropDatabase(database);
-  await deleteKeys(
-    parseConfig({ QUEUE_PREFIX: prefix, REDIS_URL: process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379' }),
-  );
+  await deleteScratchKeys(process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379', prefix);
 });
 
 describe('npm start', () => {

@@ -1,12 +1,12 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Worker } from 'bullmq';
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
 import type { Redis } from 'ioredis';
 import { inject } from 'vitest';
+import { deleteScratchKeys } from '../../scripts/bench/scratch.js';
 import { buildApp } from '../../src/api/app.js';
 import { type ApiDeps, openApiDeps } from '../../src/api/deps.js';
 import { type Config, parseConfig } from '../../src/config.js';
@@ -159,7 +159,7 @@ export async function createTestContext(options: ContextOptions = {}): Promise<T
         leaks.push(`ledger drift in ${drift.length} level(s): ${drift.map(describeDrift).join('; ')}`);
       await app.close();
       await api.close();
-      await deleteKeys(config);
+      await deleteScratchKeys(config.REDIS_URL, config.QUEUE_PREFIX);
       const connections = await openConnections(database);
       if (connections > 0) leaks.push(`${connections} Postgres connection(s) still open`);
       await dropDatabase(database);
@@ -170,21 +170,6 @@ export async function createTestContext(options: ContextOptions = {}): Promise<T
   openContexts.add(ctx);
   if (options.workers) await ctx.startWorkers(options.workers === true ? undefined : options.workers);
   return ctx;
-}
-
-/** Removes every Redis key under the context's prefix. */
-export async function deleteKeys(config: Config): Promise<void> {
-  const redis = await openRedis(config, 'worker');
-  try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${config.QUEUE_PREFIX}:*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length > 0) await redis.unlink(...keys);
-    } while (cursor !== '0');
-  } finally {
-    await redis.quit();
-  }
 }
 
 /** Resolves with the first line of a child's output matching `pattern`. */
@@ -226,12 +211,3 @@ export function exitOf(child: ChildProcess): Promise<number | null> {
 }
 
 export const json = (response: { body: string }) => JSON.parse(response.body);
-
-/** A TCP port that was free a moment ago. */
-export async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}

@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { dropScratchDatabase } from '../../scripts/bench/scratch.js';
 
 /** Tests run against the local server unless TEST_DATABASE_URL points elsewhere (its path is ignored). */
 const baseUrl = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -42,5 +43,5 @@ export async function openConnections(database: string): Promise<number> {
 }
 
 export async function dropDatabase(name: string): Promise<void> {
-  await adminQuery(`drop database if exists ${name} with (force)`);
+  await dropScratchDatabase(testDatabaseUrl(name));
 }

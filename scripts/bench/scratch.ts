@@ -1,0 +1,47 @@
+import net from 'node:net';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+
+/**
+ * Scratch resources of the benchmarks and the tests: a free port, a throw-away database, the Redis
+ * keys of a throw-away queue prefix. Never point these at the live database or prefix.
+ */
+
+/** A TCP port on 127.0.0.1 that was free a moment ago. */
+export async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** Drops the database named in `url` (connections to it are ended), from the server's `postgres` database. */
+export async function dropScratchDatabase(url: string): Promise<void> {
+  const target = new URL(url);
+  const admin = new URL(url);
+  admin.pathname = '/postgres';
+  const client = new pg.Client({ connectionString: admin.toString() });
+  await client.connect();
+  try {
+    const name = decodeURIComponent(target.pathname.slice(1));
+    await client.query(`drop database if exists ${pg.escapeIdentifier(name)} with (force)`);
+  } finally {
+    await client.end();
+  }
+}
+
+/** Deletes every Redis key under `prefix:` in batches (a single UNLINK of all keys can overflow the stack). */
+export async function deleteScratchKeys(redisUrl: string, prefix: string): Promise<void> {
+  const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
+  try {
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length > 0) await redis.unlink(...keys);
+    } while (cursor !== '0');
+  } finally {
+    await redis.quit();
+  }
+}
