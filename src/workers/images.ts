@@ -11,7 +11,7 @@ import {
   type UrlBuilder,
 } from '../domain/images.js';
 import { DomainError } from '../errors.js';
-import { appendEvent } from '../events/outbox.js';
+import { appendEvent, setTransactionActor } from '../events/outbox.js';
 import { fetchSource } from '../images/fetch-source.js';
 import {
   configureSharp,
@@ -232,10 +232,7 @@ async function recordFailure({ deps, job, meta, log }: JobContext, payload: Proc
         };
   try {
     await deps.db.transaction(async (trx) => {
-      await trx.raw(
-        `select set_config('stockflow.actor', ?, true), set_config('stockflow.job_id', ?, true)`,
-        [meta.actor, job.id!],
-      );
+      await setTransactionActor(trx, meta.actor, job.id);
       await appendEvent(trx, {
         type: 'image.failed',
         aggregate: { type: 'image', id: payload.imageId },

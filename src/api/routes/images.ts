@@ -157,7 +157,7 @@ export async function registerImageRoutes(root: FastifyInstance, deps: ApiDeps):
     };
     const requireImage = async (sku: string, imageId: string) => {
       if (!(await findImage(deps.db, sku, imageId))) {
-        throw new HttpProblem(404, 'not_found', `Image ${imageId} of product ${sku} does not exist`);
+        throw imageNotFound(sku, imageId);
       }
     };
 
@@ -269,11 +269,7 @@ export async function registerImageRoutes(root: FastifyInstance, deps: ApiDeps):
       async (request) => {
         const image = await getImage(deps.db, request.params.sku, request.params.imageId, urls);
         if (!image) {
-          throw new HttpProblem(
-            404,
-            'not_found',
-            `Image ${request.params.imageId} of product ${request.params.sku} does not exist`,
-          );
+          throw imageNotFound(request.params.sku, request.params.imageId);
         }
         return image;
       },
@@ -292,14 +288,13 @@ export async function registerImageRoutes(root: FastifyInstance, deps: ApiDeps):
       async (request) => {
         const versions = await listImageVersions(deps.db, request.params.sku, request.params.imageId, urls);
         if (!versions) {
-          throw new HttpProblem(
-            404,
-            'not_found',
-            `Image ${request.params.imageId} of product ${request.params.sku} does not exist`,
-          );
+          throw imageNotFound(request.params.sku, request.params.imageId);
         }
         return { items: versions };
       },
     );
   });
 }
+
+const imageNotFound = (sku: string, imageId: string) =>
+  new HttpProblem(404, 'not_found', `Image ${imageId} of product ${sku} does not exist`);
