@@ -1,10 +1,14 @@
 import type { Redis } from 'ioredis';
 
 /**
- * Per-endpoint delivery rate, shared by every worker process through Redis (its clock, one key
- * per endpoint). A generic cell rate algorithm with reservations: each call books the next free
- * slot, `1000 / perSecond` ms after the previous one, and says how long to wait for it. A
- * delivery that must wait is delayed in the queue until its slot, so waiting costs no worker.
+ * Per-endpoint delivery rate, shared by every worker process through Redis (its clock, keys per
+ * endpoint), in two steps:
+ * - pacing: a generic cell rate algorithm with reservations. Each call books the next free slot,
+ *   `1000 / perSecond` ms after the previous one, and says how long to wait for it. A delivery
+ *   that must wait is delayed in the queue until its slot, so waiting costs no worker.
+ * - the limit itself, as a delivery goes: a delayed job can come back late (a busy worker, a
+ *   late promotion) and land next to the deliveries of later slots, so each send is also
+ *   recorded in a one-second window that holds at most `perSecond` sends.
  */
 const reserveScript = `
 local clock = redis.call('TIME')
@@ -16,7 +20,22 @@ redis.call('SET', KEYS[1], tostring(slot + interval), 'PX', slot + interval - no
 return slot - now
 `;
 
+/** Records a send when the last second holds fewer than ARGV[1]; otherwise answers the ms until one leaves it. */
+const sendScript = `
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 1000)
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('ZADD', KEYS[1], now, ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], 1000)
+  return 0
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return math.max(1, tonumber(oldest[2]) + 1000 - now)
+`;
+
 export const rateKey = (prefix: string, endpointId: string) => `${prefix}:webhooks:rate:${endpointId}`;
+const windowKey = (prefix: string, endpointId: string) => `${prefix}:webhooks:sent:${endpointId}`;
 
 /** Books a slot for one delivery; resolves with the ms to wait for it (0: go now). */
 export async function reserveDeliverySlot(
@@ -33,4 +52,18 @@ export async function reserveDeliverySlot(
     String(interval),
   )) as number;
   return Math.max(0, Number(waitMs));
+}
+
+/**
+ * Claims one send in the endpoint's one-second window; resolves with 0 when the delivery may go
+ * now, else the ms until the window has room. `sendId` must be unique per send.
+ */
+export async function claimSend(
+  redis: Redis,
+  prefix: string,
+  endpointId: string,
+  perSecond: number,
+  sendId: string,
+): Promise<number> {
+  return Number(await redis.eval(sendScript, 1, windowKey(prefix, endpointId), String(perSecond), sendId));
 }

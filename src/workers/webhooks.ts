@@ -1,10 +1,11 @@
+import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { type AdvancedOptions, DelayedError } from 'bullmq';
 import type { Config } from '../config.js';
 import { DomainError } from '../errors.js';
 import { readEventsBetween } from '../events/event-log.js';
 import { appendEvent, setTransactionActor } from '../events/outbox.js';
-import { reserveDeliverySlot } from '../events/rate-limit.js';
+import { claimSend, reserveDeliverySlot } from '../events/rate-limit.js';
 import { attemptsFor, parseRetryAfter, type RetryPolicy, retryDelayMs } from '../events/retry-schedule.js';
 import { signatureHeaders } from '../events/signing.js';
 import {
@@ -55,21 +56,32 @@ export function webhookWorkerSettings(config: Config): AdvancedOptions {
 
 type RateData = JobData & { rateSlotReserved?: boolean };
 
-/** Holds the job until the endpoint's next free slot when it has a rate limit; true when it was delayed. */
+/**
+ * Holds the job until the endpoint's rate limit lets it go: first until its booked slot (pacing),
+ * then, as it goes, until the endpoint's last second has room (the limit).
+ */
 async function waitForRateSlot(ctx: JobContext, endpointId: string, perSecond: number | null): Promise<void> {
   if (!perSecond) return;
   const { job, deps } = ctx;
+  const prefix = deps.config.QUEUE_PREFIX;
   const data = job.data as RateData;
+  if (!data.rateSlotReserved) {
+    const waitMs = await reserveDeliverySlot(deps.redis, prefix, endpointId, perSecond);
+    if (waitMs > 2) return delayUntil(ctx, Date.now() + waitMs);
+  }
+  const fullForMs = await claimSend(deps.redis, prefix, endpointId, perSecond, `${job.id}:${randomUUID()}`);
+  if (fullForMs > 0) return delayUntil(ctx, Date.now() + fullForMs);
   if (data.rateSlotReserved) {
-    // Back at its booked slot: go, and book anew for any later attempt.
+    // Going now: a later attempt books a slot of its own.
     const { rateSlotReserved: _, ...rest } = data;
     await job.updateData(rest);
-    return;
   }
-  const waitMs = await reserveDeliverySlot(deps.redis, deps.config.QUEUE_PREFIX, endpointId, perSecond);
-  if (waitMs <= 2) return;
-  await job.updateData({ ...data, rateSlotReserved: true } as RateData);
-  await job.moveToDelayed(Date.now() + waitMs, job.token);
+}
+
+/** Moves the job back to the queue until `at`, marked as holding a slot; BullMQ then stops this run. */
+async function delayUntil({ job }: JobContext, at: number): Promise<never> {
+  await job.updateData({ ...job.data, rateSlotReserved: true } as RateData);
+  await job.moveToDelayed(at, job.token);
   throw new DelayedError();
 }
 

@@ -1,4 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { claimSend } from '../../src/events/rate-limit.js';
 import { generateSecret } from '../../src/events/signing.js';
 import { createTestContext, json, type TestContext } from '../helpers/context.js';
 import { type Receiver, type Responder, startReceiver } from '../helpers/webhook-receiver.js';
@@ -369,6 +370,20 @@ describe('webhook endpoints and deliveries', () => {
       'webhook.endpoint_updated',
       'webhook.endpoint_deleted',
     ]);
+  });
+});
+
+describe('rate limit', () => {
+  it('lets at most rateLimitPerSecond sends into any second, and says when the next may go', async () => {
+    const claim = (n: number) =>
+      claimSend(ctx.api.redis, ctx.config.QUEUE_PREFIX, 'ep-window', 3, `send-${n}`);
+    const waits = await Promise.all([0, 1, 2, 3, 4].map(claim));
+    expect(waits.filter((ms) => ms === 0)).toHaveLength(3);
+    const held = waits.filter((ms) => ms > 0);
+    expect(held).toHaveLength(2);
+    for (const ms of held) expect(ms).toBeLessThanOrEqual(1000);
+    await new Promise((r) => setTimeout(r, Math.max(...held) + 5));
+    expect(await claim(5)).toBe(0);
   });
 });
 
