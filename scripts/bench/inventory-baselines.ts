@@ -129,6 +129,8 @@ export async function bareBullmq(redis: Redis, op: Op, c: Case) {
   let finish: () => void = () => undefined;
   const finished = new Promise<void>((r) => (finish = r));
   const started = performance.now();
+  // A connection of its own, as the platform's worker process has; BullMQ leaves closing it to us.
+  const workerConnection = redis.duplicate();
   const worker = new Worker(
     name,
     async (job) => {
@@ -139,7 +141,7 @@ export async function bareBullmq(redis: Redis, op: Op, c: Case) {
         client.release();
       }
     },
-    { connection: redis.duplicate(), prefix, concurrency: workerConcurrency },
+    { connection: workerConnection, prefix, concurrency: workerConcurrency },
   );
   worker.on('completed', () => {
     if (++done === jobsPerCase) finish();
@@ -147,6 +149,7 @@ export async function bareBullmq(redis: Redis, op: Op, c: Case) {
   await finished;
   const rate = (jobsPerCase * 1000) / (performance.now() - started);
   await worker.close();
+  await workerConnection.quit();
   await queue.obliterate({ force: true });
   await queue.close();
   await pool.end();
