@@ -8,10 +8,10 @@ import { createApiKey } from '../src/db/api-keys.js';
 import { prepareDatabase } from '../src/db/migrate.js';
 import { runEntry } from '../src/entry.js';
 import { appendEvent } from '../src/events/outbox.js';
-import { signatureHeaders } from '../src/events/signing.js';
-import { postWebhook } from '../src/events/webhook-http.js';
 import { createLogger } from '../src/log.js';
 import { productJobs } from '../src/queues/products.js';
+import { postWebhook } from '../src/webhooks/http.js';
+import { signatureHeaders } from '../src/webhooks/signing.js';
 import { startWorkers, stopWorkers } from '../src/workers/pool.js';
 import { deleteScratchKeys, dropScratchDatabase } from './bench/scratch.js';
 

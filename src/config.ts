@@ -40,7 +40,8 @@ const durationList = z.string().transform((text, ctx) => {
 
 const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'test', 'production']).default('development'),
-  HOST: z.string().min(1).default('0.0.0.0'),
+  /** Loopback by default so a local `npm start` is not exposed; the Procfile's web binds 0.0.0.0. */
+  HOST: z.string().min(1).default('127.0.0.1'),
   PORT: integer(0, 65535).default(3000),
   DATABASE_URL: z
     .url({ protocol: /^postgres(ql)?$/ })
@@ -72,6 +73,8 @@ const envSchema = z.object({
   API_KEY_CACHE_SECONDS: integer(0, 3600).default(30),
   /** Bound on graceful shutdown: active jobs and in-flight requests get this long to finish. */
   SHUTDOWN_TIMEOUT_MS: integer(100, 600_000).default(30_000),
+  /** Serve /docs and /docs/json without a key (otherwise any valid key may read them). */
+  DOCS_PUBLIC: booleanFlag.default(false),
   BODY_LIMIT_BYTES: integer(1024, 100 * 1024 * 1024).default(1024 * 1024),
   /** Largest image upload (multipart) or download (sourceUrl) accepted. */
   IMAGE_MAX_UPLOAD_BYTES: integer(1024, 200 * 1024 * 1024).default(20 * 1024 * 1024),

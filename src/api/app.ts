@@ -40,7 +40,7 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
 
   registerErrorHandling(app);
   registerAuth(app, deps.keys);
-  await registerDocs(app);
+  await registerDocs(app, { public: deps.config.DOCS_PUBLIC });
   registerMetrics(app, deps.queues);
   registerHealthRoutes(app, deps);
   registerJobRoutes(app, deps);

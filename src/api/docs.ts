@@ -2,9 +2,11 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance } from 'fastify';
 import { jsonSchemaTransform } from 'fastify-type-provider-zod';
+import { assignScope } from './auth.js';
 
 /** OpenAPI 3 generated from the routes' zod schemas: JSON at /docs/json, Swagger UI at /docs. */
-export async function registerDocs(app: FastifyInstance): Promise<void> {
+/** The JSON and Swagger UI need a valid key (any scope) unless `public`. */
+export async function registerDocs(app: FastifyInstance, options: { public: boolean }): Promise<void> {
   await app.register(swagger, {
     openapi: {
       openapi: '3.0.3',
@@ -20,5 +22,8 @@ export async function registerDocs(app: FastifyInstance): Promise<void> {
     },
     transform: jsonSchemaTransform,
   });
-  await app.register(swaggerUi, { routePrefix: '/docs' });
+  await app.register(async (docs) => {
+    assignScope(docs, options.public ? 'public' : 'key');
+    await docs.register(swaggerUi, { routePrefix: '/docs' });
+  });
 }

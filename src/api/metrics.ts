@@ -43,7 +43,7 @@ export function registerMetrics(app: FastifyInstance, queues: Queues): void {
     );
   });
 
-  app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {
+  app.get('/metrics', { config: { scope: 'admin' }, schema: { hide: true } }, async (_request, reply) => {
     reply.type(registry.contentType);
     return registry.metrics();
   });

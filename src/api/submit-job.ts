@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { type EnqueueMeta, enqueue, IdempotencyKeyReusedError } from '../queues/enqueue.js';
 import type { AnyJob, PayloadInput } from '../queues/job.js';
 import { getJobStatus, type JobStatus } from '../queues/job-status.js';
+import { principalOf } from './auth.js';
 import type { ApiDeps } from './deps.js';
 import { HttpProblem, problemFromFailure, sendProblem } from './problems.js';
 
@@ -72,7 +73,7 @@ export async function submitJob<J extends AnyJob>(
     }
     idempotency = { key: key.data, target: `${request.method} ${request.routeOptions.url ?? request.url}` };
   }
-  const principal = request.principal!;
+  const principal = principalOf(request);
   let enqueued: Awaited<ReturnType<typeof enqueue>>;
   try {
     enqueued = await enqueue(

@@ -1,8 +1,8 @@
 import type { Knex } from 'knex';
 import { createHorizonTracker, type HorizonTracker } from '../events/horizon.js';
-import { attemptsFor } from '../events/retry-schedule.js';
 import { matchesType } from '../events/type-patterns.js';
 import { deliveryJob } from '../queues/webhooks.js';
+import { attemptsFor } from '../webhooks/retry-schedule.js';
 import type { WorkerDeps } from './processor.js';
 
 /**

@@ -5,20 +5,20 @@ import type { Config } from '../config.js';
 import { DomainError } from '../errors.js';
 import { readEventsBetween } from '../events/event-log.js';
 import { appendEvent, setTransactionActor } from '../events/outbox.js';
-import { claimSend, reserveDeliverySlot } from '../events/rate-limit.js';
-import { attemptsFor, parseRetryAfter, type RetryPolicy, retryDelayMs } from '../events/retry-schedule.js';
-import { signatureHeaders } from '../events/signing.js';
+import type { JobData, PayloadOf } from '../queues/job.js';
+import { type DeliverResult, deliveryJob, type webhookJobs } from '../queues/webhooks.js';
 import {
   type DeliveryContext,
   ensureDelivery,
   loadDeliveryContext,
   recordAttempt,
   setDeliveryStatus,
-} from '../events/webhook-deliveries.js';
-import { disableEndpoint, getEndpointRow, signingSecrets } from '../events/webhook-endpoints.js';
-import { postWebhook, type SendResult } from '../events/webhook-http.js';
-import type { JobData, PayloadOf } from '../queues/job.js';
-import { type DeliverResult, deliveryJob, type webhookJobs } from '../queues/webhooks.js';
+} from '../webhooks/deliveries.js';
+import { disableEndpoint, getEndpointRow, signingSecrets } from '../webhooks/endpoints.js';
+import { postWebhook, type SendResult } from '../webhooks/http.js';
+import { claimSend, reserveDeliverySlot } from '../webhooks/rate-limit.js';
+import { attemptsFor, parseRetryAfter, type RetryPolicy, retryDelayMs } from '../webhooks/retry-schedule.js';
+import { signatureHeaders } from '../webhooks/signing.js';
 import { routes } from './outbox-relay.js';
 import type { JobContext, QueueHandlers } from './processor.js';
 

@@ -166,7 +166,7 @@ describe('event feed', () => {
   });
 
   it('documents the event, sync and webhook routes in the OpenAPI document', async () => {
-    const res = await ctx.request({ method: 'GET', url: '/docs/json', key: null });
+    const res = await ctx.request({ method: 'GET', url: '/docs/json' });
     expect(res.statusCode).toBe(200);
     const paths = Object.keys(json(res).paths);
     for (const path of [

@@ -433,7 +433,7 @@ describe('reads', () => {
 
 describe('OpenAPI', () => {
   it('documents the inventory and location routes', async () => {
-    const res = await ctx.request({ method: 'GET', url: '/docs/json', key: null });
+    const res = await ctx.request({ method: 'GET', url: '/docs/json' });
     expect(res.statusCode).toBe(200);
     const paths = Object.keys(json(res).paths);
     expect(paths).toEqual(

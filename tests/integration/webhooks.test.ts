@@ -1,6 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { claimSend } from '../../src/events/rate-limit.js';
-import { generateSecret } from '../../src/events/signing.js';
+import { claimSend } from '../../src/webhooks/rate-limit.js';
+import { generateSecret } from '../../src/webhooks/signing.js';
 import { createTestContext, json, type TestContext } from '../helpers/context.js';
 import { type Receiver, type Responder, startReceiver } from '../helpers/webhook-receiver.js';
 

@@ -1,11 +1,11 @@
 import { Webhook } from 'standardwebhooks';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, parseConfig, parseDuration } from '../../src/config.js';
-import { attemptsFor, parseRetryAfter, retryDelayMs } from '../../src/events/retry-schedule.js';
-import { generateSecret, signatureHeaders } from '../../src/events/signing.js';
-import { isNonPublicAddress, refuseUrl } from '../../src/events/ssrf.js';
 import { matchesType, typeListQuerySchema } from '../../src/events/type-patterns.js';
+import { isNonPublicAddress, refuseUrl } from '../../src/outbound/address-guard.js';
 import { deliveryJobId } from '../../src/queues/webhooks.js';
+import { attemptsFor, parseRetryAfter, retryDelayMs } from '../../src/webhooks/retry-schedule.js';
+import { generateSecret, signatureHeaders } from '../../src/webhooks/signing.js';
 import { routes } from '../../src/workers/outbox-relay.js';
 import { DeliveryAttemptError, webhookWorkerSettings } from '../../src/workers/webhooks.js';
 

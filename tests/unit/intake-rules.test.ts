@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { requiredScope } from '../../src/api/auth.js';
+import { allows } from '../../src/api/auth.js';
 import { statusForCode } from '../../src/api/problems.js';
 import { preferredWaitSeconds } from '../../src/api/submit-job.js';
 import { createProductPayload } from '../../src/queues/products.js';
@@ -17,15 +17,12 @@ describe('Prefer: wait', () => {
 });
 
 describe('scopes', () => {
-  it('maps paths to the scope they need', () => {
-    expect(requiredScope('/api/pms/products')).toBe('pms');
-    expect(requiredScope('/api/jobs/products-1')).toBe('pms');
-    expect(requiredScope('/api/webhooks/endpoints')).toBe('admin');
-    expect(requiredScope('/api/ops/anything')).toBe('admin');
-    expect(requiredScope('/admin/queues')).toBe('admin');
-    expect(requiredScope('/metrics')).toBe('admin');
-    expect(requiredScope('/healthz')).toBeUndefined();
-    expect(requiredScope('/docs/json')).toBeUndefined();
+  it('lets admin keys use every route, pms keys pms routes, any key the key-scoped routes', () => {
+    expect(allows(['pms'], 'pms')).toBe(true);
+    expect(allows(['pms'], 'admin')).toBe(false);
+    expect(allows(['admin'], 'pms')).toBe(true);
+    expect(allows(['admin'], 'admin')).toBe(true);
+    expect(allows(['pms'], 'key')).toBe(true);
   });
 });
 

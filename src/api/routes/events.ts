@@ -57,6 +57,7 @@ export async function registerEventRoutes(root: FastifyInstance, deps: ApiDeps):
   app.get(
     '/api/pms/events',
     {
+      config: { scope: 'pms' },
       schema: {
         tags,
         summary: 'The event log in seq order after `after` (the feed); never skips an event',
@@ -86,6 +87,7 @@ export async function registerEventRoutes(root: FastifyInstance, deps: ApiDeps):
   app.get(
     '/api/pms/events/stream',
     {
+      config: { scope: 'pms' },
       schema: {
         tags,
         summary: 'Live events as Server-Sent Events (`id:` is the seq; resume with Last-Event-ID or ?after=)',
@@ -110,6 +112,7 @@ export async function registerEventRoutes(root: FastifyInstance, deps: ApiDeps):
   app.get(
     '/api/pms/events/ws',
     {
+      config: { scope: 'pms' },
       websocket: true,
       schema: {
         tags,
@@ -123,6 +126,7 @@ export async function registerEventRoutes(root: FastifyInstance, deps: ApiDeps):
   app.post(
     '/api/pms/sync/ack',
     {
+      config: { scope: 'pms' },
       schema: {
         tags: ['sync'],
         summary:
@@ -151,6 +155,7 @@ export async function registerEventRoutes(root: FastifyInstance, deps: ApiDeps):
   app.get(
     '/api/pms/sync/status',
     {
+      config: { scope: 'pms' },
       schema: {
         tags: ['sync'],
         summary: 'Each consumer against the head of the log: ackedSeq, headSeq, lag, lastAckAt',

@@ -17,13 +17,18 @@ async function within<T>(ms: number, work: Promise<T>): Promise<T> {
 }
 
 export function registerHealthRoutes(app: FastifyInstance, deps: ApiDeps): void {
-  app.get('/healthz', { schema: { tags: ['health'], summary: 'The process is alive' } }, async () => ({
-    status: 'ok',
-  }));
+  app.get(
+    '/healthz',
+    { config: { scope: 'public' }, schema: { tags: ['health'], summary: 'The process is alive' } },
+    async () => ({
+      status: 'ok',
+    }),
+  );
 
   app.get(
     '/readyz',
     {
+      config: { scope: 'public' },
       schema: {
         tags: ['health'],
         summary: 'PostgreSQL and Redis are reachable (503 names the one that is not)',

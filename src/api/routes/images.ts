@@ -12,6 +12,7 @@ import { getProduct } from '../../domain/products.js';
 import { deliveryUrl } from '../../images/urls.js';
 import { imageJobs } from '../../queues/images.js';
 import { skuSchema } from '../../queues/products.js';
+import { assignScope, principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
 import { type ImageIntake, readImageIntake } from '../image-intake.js';
 import { HttpProblem } from '../problems.js';
@@ -67,7 +68,7 @@ function newImageId(request: FastifyRequest): string {
   const key = request.headers['idempotency-key'];
   if (typeof key !== 'string' || key.length === 0) return randomUUID();
   const hex = createHash('sha256')
-    .update(`${request.principal!.id}\n${request.method} ${request.url.split('?')[0]}\n${key}`)
+    .update(`${principalOf(request).id}\n${request.method} ${request.url.split('?')[0]}\n${key}`)
     .digest('hex');
   // Shaped as a version-4 UUID so it passes the same validation as a random one.
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-4${hex.slice(13, 16)}-${((Number.parseInt(hex[16]!, 16) & 3) | 8).toString(16)}${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
@@ -82,15 +83,19 @@ export async function registerImageRoutes(root: FastifyInstance, deps: ApiDeps):
     // Files are named by content hash and never rewritten: caches may keep them for a year.
     const mediaRoot = path.resolve(config.MEDIA_DIR);
     await mkdir(mediaRoot, { recursive: true });
-    await root.register(fastifyStatic, {
-      root: mediaRoot,
-      prefix: '/media/',
-      decorateReply: false,
-      index: false,
-      list: false,
-      dotfiles: 'deny',
-      immutable: true,
-      maxAge: '365d',
+    await root.register(async (media) => {
+      // Processed renditions are public by design: their URLs go to shop pages and CDNs.
+      assignScope(media, 'public');
+      await media.register(fastifyStatic, {
+        root: mediaRoot,
+        prefix: '/media/',
+        decorateReply: false,
+        index: false,
+        list: false,
+        dotfiles: 'deny',
+        immutable: true,
+        maxAge: '365d',
+      });
     });
   }
 
@@ -164,6 +169,7 @@ export async function registerImageRoutes(root: FastifyInstance, deps: ApiDeps):
     app.post(
       '/api/pms/products/:sku/images',
       {
+        config: { scope: 'pms' },
         schema: {
           tags,
           summary: 'Add an image to a product (job image.process; version 1)',
@@ -187,6 +193,7 @@ export async function registerImageRoutes(root: FastifyInstance, deps: ApiDeps):
     app.post(
       '/api/pms/products/:sku/images/:imageId/versions',
       {
+        config: { scope: 'pms' },
         schema: {
           tags,
           summary:
@@ -208,6 +215,7 @@ export async function registerImageRoutes(root: FastifyInstance, deps: ApiDeps):
     app.post(
       '/api/pms/products/:sku/images/:imageId/rollback',
       {
+        config: { scope: 'pms' },
         schema: {
           tags,
           summary: 'Make an earlier version current again (job image.rollback)',
@@ -226,6 +234,7 @@ export async function registerImageRoutes(root: FastifyInstance, deps: ApiDeps):
     app.delete(
       '/api/pms/products/:sku/images/:imageId',
       {
+        config: { scope: 'pms' },
         schema: {
           tags,
           summary:
@@ -243,6 +252,7 @@ export async function registerImageRoutes(root: FastifyInstance, deps: ApiDeps):
     app.get(
       '/api/pms/products/:sku/images',
       {
+        config: { scope: 'pms' },
         schema: {
           tags,
           summary: 'The product’s images (current versions) in position order, with URLs and placeholders',
@@ -259,6 +269,7 @@ export async function registerImageRoutes(root: FastifyInstance, deps: ApiDeps):
     app.get(
       '/api/pms/products/:sku/images/:imageId',
       {
+        config: { scope: 'pms' },
         schema: {
           tags,
           summary: 'One image with its current version',
@@ -278,6 +289,7 @@ export async function registerImageRoutes(root: FastifyInstance, deps: ApiDeps):
     app.get(
       '/api/pms/products/:sku/images/:imageId/versions',
       {
+        config: { scope: 'pms' },
         schema: {
           tags,
           summary: 'Every version of an image, newest first (`current` marks the one in use)',

@@ -113,6 +113,7 @@ export function registerInventoryRoutes(root: FastifyInstance, deps: ApiDeps): v
   app.post(
     '/api/pms/inventory/adjust',
     {
+      config: { scope: 'pms' },
       schema: {
         tags,
         summary: 'Adjust stock: 1-1000 lines, all or none (job inventory.adjust)',
@@ -126,6 +127,7 @@ export function registerInventoryRoutes(root: FastifyInstance, deps: ApiDeps): v
   app.post(
     '/api/pms/inventory/set',
     {
+      config: { scope: 'pms' },
       schema: {
         tags,
         summary: 'Record a stock count: sets on_hand through a count movement (job inventory.set)',
@@ -139,6 +141,7 @@ export function registerInventoryRoutes(root: FastifyInstance, deps: ApiDeps): v
   app.post(
     '/api/pms/inventory/transfer',
     {
+      config: { scope: 'pms' },
       schema: {
         tags,
         summary: 'Move unreserved stock between locations, both legs at once (job inventory.transfer)',
@@ -152,6 +155,7 @@ export function registerInventoryRoutes(root: FastifyInstance, deps: ApiDeps): v
   app.post(
     '/api/pms/inventory/safety-stock',
     {
+      config: { scope: 'pms' },
       schema: {
         tags,
         summary: 'Set the safety stock held back from available (job inventory.set-safety-stock)',
@@ -165,6 +169,7 @@ export function registerInventoryRoutes(root: FastifyInstance, deps: ApiDeps): v
   app.post(
     '/api/pms/inventory/reservations',
     {
+      config: { scope: 'pms' },
       schema: {
         tags,
         summary:
@@ -184,6 +189,7 @@ export function registerInventoryRoutes(root: FastifyInstance, deps: ApiDeps): v
     app.post(
       `/api/pms/inventory/reservations/:id/${action}`,
       {
+        config: { scope: 'pms' },
         schema: {
           tags,
           summary,
@@ -198,6 +204,7 @@ export function registerInventoryRoutes(root: FastifyInstance, deps: ApiDeps): v
   app.post(
     '/api/pms/inventory/reservations/:id/extend',
     {
+      config: { scope: 'pms' },
       schema: {
         tags,
         summary: 'Set the expiry to ttlSeconds from now (job reservation.extend)',
@@ -216,6 +223,7 @@ export function registerInventoryRoutes(root: FastifyInstance, deps: ApiDeps): v
   app.get(
     '/api/pms/inventory/reservations/:id',
     {
+      config: { scope: 'pms' },
       schema: {
         tags,
         summary: 'Read a reservation',
@@ -239,6 +247,7 @@ export function registerInventoryRoutes(root: FastifyInstance, deps: ApiDeps): v
   app.get(
     '/api/pms/inventory/status',
     {
+      config: { scope: 'pms' },
       schema: {
         tags,
         summary: 'Stock per sku: totals and every location (skus that do not exist are listed in notFound)',
@@ -252,6 +261,7 @@ export function registerInventoryRoutes(root: FastifyInstance, deps: ApiDeps): v
   app.get(
     '/api/pms/inventory/as-of',
     {
+      config: { scope: 'pms' },
       schema: {
         tags,
         summary: 'Stock as it was at a past moment, recomputed from the ledger',
@@ -265,6 +275,7 @@ export function registerInventoryRoutes(root: FastifyInstance, deps: ApiDeps): v
   app.get(
     '/api/pms/inventory/history',
     {
+      config: { scope: 'pms' },
       schema: {
         tags,
         summary: 'The stock ledger, newest first (keyset pagination)',

@@ -26,6 +26,7 @@ export function registerJobRoutes(root: FastifyInstance, deps: ApiDeps): void {
   app.get(
     '/api/jobs/:id',
     {
+      config: { scope: 'pms' },
       schema: {
         tags: ['jobs'],
         summary: 'State of a job: attempts, progress, result or error (kept 7 days after it finishes)',

@@ -28,6 +28,7 @@ export function registerLocationRoutes(root: FastifyInstance, deps: ApiDeps): vo
   app.post(
     '/api/pms/locations',
     {
+      config: { scope: 'pms' },
       schema: {
         tags,
         summary: 'Create a location (job location.create; a taken code fails with location_taken)',
@@ -42,6 +43,7 @@ export function registerLocationRoutes(root: FastifyInstance, deps: ApiDeps): vo
   app.put(
     '/api/pms/locations/:code',
     {
+      config: { scope: 'pms' },
       schema: {
         tags,
         summary: 'Replace a location’s name, priority and active flag (job location.update)',
@@ -60,6 +62,7 @@ export function registerLocationRoutes(root: FastifyInstance, deps: ApiDeps): vo
   app.get(
     '/api/pms/locations',
     {
+      config: { scope: 'pms' },
       schema: {
         tags,
         summary: 'Every location, in allocation order (priority, then code)',

@@ -62,6 +62,7 @@ export function registerProductRoutes(root: FastifyInstance, deps: ApiDeps): voi
   app.post(
     '/api/pms/products',
     {
+      config: { scope: 'pms' },
       schema: {
         tags,
         summary: 'Create a product (job product.create; duplicate sku fails with sku_taken)',
@@ -76,6 +77,7 @@ export function registerProductRoutes(root: FastifyInstance, deps: ApiDeps): voi
   app.put(
     '/api/pms/products/:sku',
     {
+      config: { scope: 'pms' },
       schema: {
         tags,
         summary: 'Replace a product (job product.update); needs If-Match or expectedVersion',
@@ -105,6 +107,7 @@ export function registerProductRoutes(root: FastifyInstance, deps: ApiDeps): voi
   app.delete(
     '/api/pms/products/:sku',
     {
+      config: { scope: 'pms' },
       schema: {
         tags,
         summary: 'Archive a product (job product.archive); the row stays with status archived',
@@ -123,6 +126,7 @@ export function registerProductRoutes(root: FastifyInstance, deps: ApiDeps): voi
   app.post(
     '/api/pms/products/:sku/publish',
     {
+      config: { scope: 'pms' },
       schema: {
         tags,
         summary: 'Publish a product (job product.publish); failing rules end in publish_rules_failed',
@@ -141,6 +145,7 @@ export function registerProductRoutes(root: FastifyInstance, deps: ApiDeps): voi
   app.get(
     '/api/pms/products',
     {
+      config: { scope: 'pms' },
       schema: {
         tags,
         summary: 'List products in sku order (keyset pagination)',
@@ -159,6 +164,7 @@ export function registerProductRoutes(root: FastifyInstance, deps: ApiDeps): voi
   app.get(
     '/api/pms/products/:sku',
     {
+      config: { scope: 'pms' },
       schema: {
         tags,
         summary: 'Read a product; its ETag is its version',

@@ -3,10 +3,10 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Knex } from 'knex';
 import { z } from 'zod';
 import { setTransactionActor } from '../../events/outbox.js';
-import { attemptsFor } from '../../events/retry-schedule.js';
-import { refuseUrl } from '../../events/ssrf.js';
 import { typePatternSchema } from '../../events/type-patterns.js';
-import { getDelivery, listDeliveries, requeueDelivery } from '../../events/webhook-deliveries.js';
+import { refuseUrl } from '../../outbound/address-guard.js';
+import { deliveryJob, replayRange, webhookJobs } from '../../queues/webhooks.js';
+import { getDelivery, listDeliveries, requeueDelivery } from '../../webhooks/deliveries.js';
 import {
   createEndpoint,
   deleteEndpoint,
@@ -17,8 +17,9 @@ import {
   rotateSecret,
   toEndpoint,
   updateEndpoint,
-} from '../../events/webhook-endpoints.js';
-import { deliveryJob, replayRange, webhookJobs } from '../../queues/webhooks.js';
+} from '../../webhooks/endpoints.js';
+import { attemptsFor } from '../../webhooks/retry-schedule.js';
+import { principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
 import { HttpProblem } from '../problems.js';
 import { jobHandleSchema, submitJob } from '../submit-job.js';
@@ -108,6 +109,7 @@ export function registerWebhookRoutes(root: FastifyInstance, deps: ApiDeps): voi
   app.post(
     '/api/webhooks/endpoints',
     {
+      config: { scope: 'admin' },
       schema: {
         tags,
         summary: 'Register an endpoint; the answer carries its signing secret, shown only this once',
@@ -117,7 +119,7 @@ export function registerWebhookRoutes(root: FastifyInstance, deps: ApiDeps): voi
     },
     async (request, reply) => {
       checkUrl(request.body);
-      const { endpoint, secret } = await write(request.principal!.name, (trx) =>
+      const { endpoint, secret } = await write(principalOf(request).name, (trx) =>
         createEndpoint(trx, request.body),
       );
       return reply
@@ -130,6 +132,7 @@ export function registerWebhookRoutes(root: FastifyInstance, deps: ApiDeps): voi
   app.get(
     '/api/webhooks/endpoints',
     {
+      config: { scope: 'admin' },
       schema: {
         tags,
         summary: 'Every endpoint',
@@ -142,6 +145,7 @@ export function registerWebhookRoutes(root: FastifyInstance, deps: ApiDeps): voi
   app.get(
     '/api/webhooks/endpoints/:id',
     {
+      config: { scope: 'admin' },
       schema: {
         tags,
         summary: 'One endpoint (never its secret)',
@@ -159,6 +163,7 @@ export function registerWebhookRoutes(root: FastifyInstance, deps: ApiDeps): voi
   app.put(
     '/api/webhooks/endpoints/:id',
     {
+      config: { scope: 'admin' },
       schema: {
         tags,
         summary: 'Replace url, event types, description and rate limit',
@@ -169,7 +174,7 @@ export function registerWebhookRoutes(root: FastifyInstance, deps: ApiDeps): voi
     },
     async (request) => {
       checkUrl(request.body);
-      const endpoint = await write(request.principal!.name, (trx) =>
+      const endpoint = await write(principalOf(request).name, (trx) =>
         updateEndpoint(trx, request.params.id, request.body),
       );
       if (!endpoint) throw notFound(request.params.id);
@@ -179,9 +184,12 @@ export function registerWebhookRoutes(root: FastifyInstance, deps: ApiDeps): voi
 
   app.delete(
     '/api/webhooks/endpoints/:id',
-    { schema: { tags, summary: 'Delete an endpoint and its delivery history', params: idParams } },
+    {
+      config: { scope: 'admin' },
+      schema: { tags, summary: 'Delete an endpoint and its delivery history', params: idParams },
+    },
     async (request, reply) => {
-      const deleted = await write(request.principal!.name, (trx) => deleteEndpoint(trx, request.params.id));
+      const deleted = await write(principalOf(request).name, (trx) => deleteEndpoint(trx, request.params.id));
       if (!deleted) throw notFound(request.params.id);
       return reply.code(204).send();
     },
@@ -190,6 +198,7 @@ export function registerWebhookRoutes(root: FastifyInstance, deps: ApiDeps): voi
   app.post(
     '/api/webhooks/endpoints/:id/rotate-secret',
     {
+      config: { scope: 'admin' },
       schema: {
         tags,
         summary: 'New signing secret (shown once); the old one keeps signing alongside it for 24 h',
@@ -198,7 +207,7 @@ export function registerWebhookRoutes(root: FastifyInstance, deps: ApiDeps): voi
       },
     },
     async (request) => {
-      const rotated = await write(request.principal!.name, (trx) =>
+      const rotated = await write(principalOf(request).name, (trx) =>
         rotateSecret(trx, request.params.id, rotationOverlapMs),
       );
       if (!rotated) throw notFound(request.params.id);
@@ -209,6 +218,7 @@ export function registerWebhookRoutes(root: FastifyInstance, deps: ApiDeps): voi
   app.post(
     '/api/webhooks/endpoints/:id/enable',
     {
+      config: { scope: 'admin' },
       schema: {
         tags,
         summary: 'Enable a disabled endpoint; the deliveries held meanwhile are sent again, oldest first',
@@ -217,7 +227,9 @@ export function registerWebhookRoutes(root: FastifyInstance, deps: ApiDeps): voi
       },
     },
     async (request) => {
-      const endpoint = await write(request.principal!.name, (trx) => enableEndpoint(trx, request.params.id));
+      const endpoint = await write(principalOf(request).name, (trx) =>
+        enableEndpoint(trx, request.params.id),
+      );
       if (!endpoint) throw notFound(request.params.id);
       return endpoint;
     },
@@ -226,6 +238,7 @@ export function registerWebhookRoutes(root: FastifyInstance, deps: ApiDeps): voi
   app.get(
     '/api/webhooks/endpoints/:id/deliveries',
     {
+      config: { scope: 'admin' },
       schema: {
         tags,
         summary: "An endpoint's deliveries, newest event first (pass nextBefore as before for the next page)",
@@ -249,6 +262,7 @@ export function registerWebhookRoutes(root: FastifyInstance, deps: ApiDeps): voi
   app.get(
     '/api/webhooks/deliveries/:id',
     {
+      config: { scope: 'admin' },
       schema: {
         tags,
         summary: 'One delivery with every attempt (time, status, duration, response excerpt or error)',
@@ -266,6 +280,7 @@ export function registerWebhookRoutes(root: FastifyInstance, deps: ApiDeps): voi
   app.post(
     '/api/webhooks/deliveries/:id/retry',
     {
+      config: { scope: 'admin' },
       schema: {
         tags,
         summary: 'Send a delivery again now, with a fresh retry schedule (202 + job handle)',
@@ -280,7 +295,7 @@ export function registerWebhookRoutes(root: FastifyInstance, deps: ApiDeps): voi
       const entry = deliveryJob(
         { ...requeued, cause: 'retry', discriminator: String(requeued.enqueueCount) },
         attempts,
-        request.principal!.name,
+        principalOf(request).name,
       );
       const job = await deps.queues.webhooks.add(
         entry.name,
@@ -298,6 +313,7 @@ export function registerWebhookRoutes(root: FastifyInstance, deps: ApiDeps): voi
   app.post(
     '/api/webhooks/endpoints/:id/replay',
     {
+      config: { scope: 'admin' },
       schema: {
         tags,
         summary: 'Send the endpoint every matching event of a time range again (job webhook.replay)',

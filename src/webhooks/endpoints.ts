@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
-import { lastDrawnSeq } from './horizon.js';
-import { appendEvent } from './outbox.js';
+import { lastDrawnSeq } from '../events/horizon.js';
+import { appendEvent } from '../events/outbox.js';
 import { generateSecret } from './signing.js';
 
 /**

@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
-import type { LogEvent } from './event-log.js';
-import type { EndpointRow } from './webhook-endpoints.js';
+import type { LogEvent } from '../events/event-log.js';
+import type { EndpointRow } from './endpoints.js';
 
 /** One event for one endpoint, and where its delivery stands. */
 export interface WebhookDelivery {

@@ -1,7 +1,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import { isIP } from 'node:net';
-import { guardedLookup, hostOf, isNonPublicAddress, TargetRefusedError } from './ssrf.js';
+import { guardedLookup, hostOf, isNonPublicAddress, TargetRefusedError } from '../outbound/address-guard.js';
 
 /** What one POST to an endpoint came to. Never throws: every failure is a result to record. */
 export interface SendResult {
