@@ -81,7 +81,7 @@ runEntry(async () => {
       await api.db.transaction(async (trx) => {
         for (let j = i; j < Math.min(i + 1000, feedEvents); j++) {
           await appendEvent(trx, {
-            type: 'bench.feed',
+            type: 'location.updated',
             aggregate: { type: 'bench', id: String(j) },
             data: { j },
           });
@@ -118,7 +118,7 @@ runEntry(async () => {
 
     // 2. Webhook deliveries through relay + queue + worker, against direct signed POSTs.
     const created = (
-      await inject('POST', '/api/webhooks/endpoints', { url: receiverUrl, eventTypes: ['bench.hook'] })
+      await inject('POST', '/api/webhooks/endpoints', { url: receiverUrl, eventTypes: ['location.created'] })
     ).json();
     const before = received;
     started = performance.now();
@@ -126,7 +126,7 @@ runEntry(async () => {
       await api.db.transaction(async (trx) => {
         for (let j = i; j < Math.min(i + 500, deliveries); j++) {
           await appendEvent(trx, {
-            type: 'bench.hook',
+            type: 'location.created',
             aggregate: { type: 'bench', id: String(j) },
             data: { j },
           });
@@ -137,7 +137,7 @@ runEntry(async () => {
     const queuedMs = performance.now() - started;
     const body = JSON.stringify({
       id: 'x',
-      type: 'bench.hook',
+      type: 'location.created',
       timestamp: new Date().toISOString(),
       data: {},
     });

@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import { isPgError, pgErrorCodes } from '../db/knex.js';
 import { DomainError } from '../errors.js';
+import type { EventType } from '../events/catalogue.js';
 import { appendEvent } from '../events/outbox.js';
 
 /** A place that holds stock. Allocation tries active locations by priority (lower first), then code. */
@@ -40,7 +41,7 @@ export interface LocationFields {
   active: boolean;
 }
 
-const locationEvent = (type: string, location: Location) => ({
+const locationEvent = (type: EventType, location: Location) => ({
   type,
   aggregate: { type: 'location', id: location.code },
   data: { location },

@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import { isPgError, pgErrorCodes } from '../db/knex.js';
 import { DomainError } from '../errors.js';
+import type { EventType } from '../events/catalogue.js';
 import { appendEvent } from '../events/outbox.js';
 import { checkPublishRules } from './publish-rules.js';
 
@@ -71,7 +72,7 @@ function toColumns(fields: ProductFields) {
   };
 }
 
-const productEvent = (type: string, product: Product) => ({
+const productEvent = (type: EventType, product: Product) => ({
   type,
   aggregate: { type: 'product', id: product.sku },
   data: { product },

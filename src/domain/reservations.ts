@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
 import { DomainError } from '../errors.js';
+import type { EventType } from '../events/catalogue.js';
 import { appendEvent, appendEvents } from '../events/outbox.js';
 import { type AllocationRule, allocate, type Candidate } from './allocation.js';
 import { insertMovements } from './ledger.js';
@@ -72,7 +73,7 @@ const toReservation = (row: ReservationRow): Reservation => ({
     })),
 });
 
-const reservationEvent = (type: string, reservation: Reservation) => ({
+const reservationEvent = (type: EventType, reservation: Reservation) => ({
   type,
   aggregate: { type: 'reservation', id: reservation.id },
   data: { reservation },

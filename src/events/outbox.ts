@@ -1,8 +1,9 @@
 import type { Knex } from 'knex';
+import type { EventType } from './catalogue.js';
 
 export interface NewEvent {
-  /** `aggregate.verb`, past tense: `product.created`, `product.published`. */
-  type: string;
+  /** `aggregate.verb`, past tense: `product.created`, `product.published`; declared in the catalogue. */
+  type: EventType;
   aggregate: { type: string; id: string };
   data: Record<string, unknown>;
 }

@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import type { EventType } from '../events/catalogue.js';
 import { lastDrawnSeq } from '../events/horizon.js';
 import { appendEvent } from '../events/outbox.js';
 import { generateSecret } from './signing.js';
@@ -92,7 +93,12 @@ export function signingSecrets(
   return [row.secret, ...previous];
 }
 
-async function endpointEvent(db: Knex, type: string, row: EndpointRow, extra: Record<string, unknown> = {}) {
+async function endpointEvent(
+  db: Knex,
+  type: EventType,
+  row: EndpointRow,
+  extra: Record<string, unknown> = {},
+) {
   await appendEvent(db, {
     type,
     aggregate: { type: 'webhook_endpoint', id: row.id },

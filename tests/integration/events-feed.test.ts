@@ -85,13 +85,13 @@ describe('event feed', () => {
     const before = (await feed('after=0')).headSeq;
     const older = await openTransaction(ctx.api.db);
     const first = await appendEvent(older.trx, {
-      type: 'test.first',
+      type: 'location.created',
       aggregate: { type: 'test', id: 'a' },
       data: {},
     });
     const newer = await openTransaction(ctx.api.db);
     const second = await appendEvent(newer.trx, {
-      type: 'test.second',
+      type: 'location.updated',
       aggregate: { type: 'test', id: 'b' },
       data: {},
     });
@@ -114,12 +114,12 @@ describe('event feed', () => {
     const before = (await feed('after=0')).headSeq;
     const doomed = await openTransaction(ctx.api.db);
     const lost = await appendEvent(doomed.trx, {
-      type: 'test.lost',
+      type: 'location.created',
       aggregate: { type: 'test', id: 'x' },
       data: {},
     });
     const kept = await ctx.api.db.transaction((trx) =>
-      appendEvent(trx, { type: 'test.kept', aggregate: { type: 'test', id: 'y' }, data: {} }),
+      appendEvent(trx, { type: 'location.updated', aggregate: { type: 'test', id: 'y' }, data: {} }),
     );
     await doomed.finish(false);
     const page = await feed(`after=${before}`);

@@ -1,0 +1,150 @@
+import { z } from 'zod';
+
+/**
+ * Every event type the platform writes, declared once: its name, what it means, and the schema of
+ * its `data`. Code can only append a type named here (`NewEvent['type']` is this union); the types
+ * database triggers write (`stock.moved`) are here too. Feeds, streams and webhook endpoints check
+ * their type filters against this list.
+ */
+
+interface EventTypeDefinition<Name extends string = string, Data extends z.ZodType = z.ZodType> {
+  readonly name: Name;
+  readonly description: string;
+  readonly data: Data;
+  /** Written by a database trigger rather than by `appendEvent`. */
+  readonly writtenBy?: 'trigger';
+}
+
+const defineEventType = <const Name extends string, Data extends z.ZodType>(
+  definition: EventTypeDefinition<Name, Data>,
+) => definition;
+
+// Payload schemas are deliberately open (`looseObject`): consumers must ignore fields they do not
+// know, and an event may gain fields; it never loses or retypes one.
+const product = z.looseObject({
+  product: z.looseObject({ sku: z.string(), status: z.string(), version: z.number().int() }),
+});
+const location = z.looseObject({ location: z.looseObject({ code: z.string() }) });
+const reservation = z.looseObject({
+  reservation: z.looseObject({ id: z.string(), reference: z.string().nullable(), status: z.string() }),
+});
+const endpoint = z.looseObject({ endpoint: z.looseObject({ id: z.string(), url: z.string() }) });
+const image = z.looseObject({ sku: z.string(), image: z.looseObject({ id: z.string() }) });
+
+export const eventTypes = [
+  defineEventType({ name: 'product.created', description: 'A product was created', data: product }),
+  defineEventType({ name: 'product.updated', description: 'A product was replaced', data: product }),
+  defineEventType({ name: 'product.archived', description: 'A product was archived', data: product }),
+  defineEventType({ name: 'product.published', description: 'A product was published', data: product }),
+  defineEventType({ name: 'location.created', description: 'A stock location was created', data: location }),
+  defineEventType({ name: 'location.updated', description: 'A stock location was changed', data: location }),
+  defineEventType({
+    name: 'stock.moved',
+    description: 'One ledger movement was applied to a level (receipt, adjustment, sale, reservation, …)',
+    writtenBy: 'trigger',
+    data: z.looseObject({
+      movementId: z.union([z.string(), z.number()]),
+      kind: z.string(),
+      sku: z.string(),
+      location: z.string(),
+      delta: z.number().int(),
+      onHandAfter: z.number().int(),
+      reservedAfter: z.number().int(),
+      reason: z.string().nullable(),
+      reference: z.string().nullable(),
+      reservationId: z.string().nullable(),
+    }),
+  }),
+  defineEventType({
+    name: 'stock.safety_stock_set',
+    description: "A level's safety stock was set",
+    data: z.looseObject({ level: z.looseObject({ sku: z.string(), location: z.string() }) }),
+  }),
+  defineEventType({ name: 'reservation.created', description: 'Stock was reserved', data: reservation }),
+  defineEventType({
+    name: 'reservation.committed',
+    description: 'A reservation became a sale',
+    data: reservation,
+  }),
+  defineEventType({
+    name: 'reservation.released',
+    description: 'A reservation was given back',
+    data: reservation,
+  }),
+  defineEventType({
+    name: 'reservation.extended',
+    description: 'A reservation got a later expiry',
+    data: reservation,
+  }),
+  defineEventType({
+    name: 'reservation.expired',
+    description: 'A reservation expired and its stock was freed',
+    data: reservation,
+  }),
+  defineEventType({
+    name: 'image.processed',
+    description: 'An image version was processed and stored',
+    data: image,
+  }),
+  defineEventType({
+    name: 'image.rolled_back',
+    description: 'An image was pointed back at an earlier version',
+    data: image,
+  }),
+  defineEventType({
+    name: 'image.deleted',
+    description: 'An image was deleted',
+    data: z.looseObject({ id: z.string(), sku: z.string(), deletedAt: z.string() }),
+  }),
+  defineEventType({
+    name: 'image.failed',
+    description: 'Processing an image failed for good',
+    data: z.looseObject({ sku: z.string(), imageId: z.string(), error: z.looseObject({ code: z.string() }) }),
+  }),
+  defineEventType({
+    name: 'webhook.endpoint_created',
+    description: 'A webhook endpoint was registered',
+    data: endpoint,
+  }),
+  defineEventType({
+    name: 'webhook.endpoint_updated',
+    description: 'A webhook endpoint was changed',
+    data: endpoint,
+  }),
+  defineEventType({
+    name: 'webhook.endpoint_deleted',
+    description: 'A webhook endpoint was deleted',
+    data: endpoint,
+  }),
+  defineEventType({
+    name: 'webhook.endpoint_secret_rotated',
+    description: "A webhook endpoint's signing secret was rotated",
+    data: endpoint,
+  }),
+  defineEventType({
+    name: 'webhook.endpoint_enabled',
+    description: 'A webhook endpoint was enabled again',
+    data: endpoint,
+  }),
+  defineEventType({
+    name: 'webhook.endpoint_disabled',
+    description: 'A webhook endpoint was disabled (circuit breaker, 410 Gone, or by hand)',
+    data: endpoint,
+  }),
+  defineEventType({
+    name: 'webhook.delivery_exhausted',
+    description: 'A webhook delivery failed its last attempt',
+    data: z.looseObject({ deliveryId: z.string(), endpointId: z.string(), eventId: z.string() }),
+  }),
+] as const;
+
+export type EventType = (typeof eventTypes)[number]['name'];
+export type EventDataOf<T extends EventType> = z.output<
+  Extract<(typeof eventTypes)[number], { name: T }>['data']
+>;
+
+const byName = new Map<string, (typeof eventTypes)[number]>(eventTypes.map((t) => [t.name, t]));
+
+export function findEventType(name: string): (typeof eventTypes)[number] | undefined {
+  return byName.get(name);
+}
