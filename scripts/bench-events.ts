@@ -9,8 +9,8 @@ import { prepareDatabase } from '../src/db/migrate.js';
 import { runEntry } from '../src/entry.js';
 import { appendEvent } from '../src/events/outbox.js';
 import { createLogger } from '../src/log.js';
+import { postJson } from '../src/outbound/http.js';
 import { productJobs } from '../src/queues/products.js';
-import { postWebhook } from '../src/webhooks/http.js';
 import { signatureHeaders } from '../src/webhooks/signing.js';
 import { startWorkers, stopWorkers } from '../src/workers/pool.js';
 import { deleteScratchKeys, dropScratchDatabase } from './bench/scratch.js';
@@ -148,7 +148,8 @@ runEntry(async () => {
       Array.from({ length: concurrency }, async () => {
         while (sent < deliveries) {
           sent += 1;
-          await postWebhook({
+          await postJson({
+            userAgent: 'Stockflow-Webhooks/1',
             url: receiverUrl,
             body,
             headers: signatureHeaders({ eventId: 'x', body, secrets: [created.secret] }),

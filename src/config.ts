@@ -38,6 +38,11 @@ const durationList = z.string().transform((text, ctx) => {
   return parts as number[];
 });
 
+const base64Key = z
+  .string()
+  .refine((text) => Buffer.from(text, 'base64').length === 32, 'must be 32 bytes, base64-encoded')
+  .transform((text) => Buffer.from(text, 'base64'));
+
 const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'test', 'production']).default('development'),
   /** Loopback by default so a local `npm start` is not exposed; the Procfile's web binds 0.0.0.0. */
@@ -73,6 +78,22 @@ const envSchema = z.object({
   API_KEY_CACHE_SECONDS: integer(0, 3600).default(30),
   /** Bound on graceful shutdown: active jobs and in-flight requests get this long to finish. */
   SHUTDOWN_TIMEOUT_MS: integer(100, 600_000).default(30_000),
+  /**
+   * AES-256-GCM key (base64 of 32 bytes) sealing secrets at rest: webhook signing secrets and
+   * supplier API keys. Required in production.
+   */
+  SECRETS_KEY: base64Key.optional(),
+  /** Earlier keys, comma-separated: values they sealed still open until they are resealed. */
+  SECRETS_KEY_PREVIOUS: z
+    .string()
+    .transform((text) =>
+      text
+        .split(',')
+        .map((k) => k.trim())
+        .filter(Boolean),
+    )
+    .pipe(z.array(base64Key))
+    .optional(),
   /** Serve /docs and /docs/json without a key (otherwise any valid key may read them). */
   DOCS_PUBLIC: booleanFlag.default(false),
   BODY_LIMIT_BYTES: integer(1024, 100 * 1024 * 1024).default(1024 * 1024),
@@ -159,6 +180,11 @@ export function parseConfig(env: Record<string, string | undefined> = process.en
     );
   }
   const c = result.data;
+  if (c.NODE_ENV === 'production' && !c.SECRETS_KEY) {
+    throw new ConfigError([
+      'SECRETS_KEY: must be set in production (base64 of 32 random bytes: openssl rand -base64 32)',
+    ]);
+  }
   return {
     ...c,
     concurrency: {

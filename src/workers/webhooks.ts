@@ -5,6 +5,7 @@ import type { Config } from '../config.js';
 import { DomainError } from '../errors.js';
 import { readEventsBetween } from '../events/event-log.js';
 import { appendEvent, setTransactionActor } from '../events/outbox.js';
+import { postJson, type SendResult } from '../outbound/http.js';
 import type { JobData, PayloadOf } from '../queues/job.js';
 import { type DeliverResult, deliveryJob, type webhookJobs } from '../queues/webhooks.js';
 import {
@@ -15,7 +16,6 @@ import {
   setDeliveryStatus,
 } from '../webhooks/deliveries.js';
 import { disableEndpoint, getEndpointRow, signingSecrets } from '../webhooks/endpoints.js';
-import { postWebhook, type SendResult } from '../webhooks/http.js';
 import { claimSend, reserveDeliverySlot } from '../webhooks/rate-limit.js';
 import { attemptsFor, parseRetryAfter, type RetryPolicy, retryDelayMs } from '../webhooks/retry-schedule.js';
 import { signatureHeaders } from '../webhooks/signing.js';
@@ -134,7 +134,8 @@ async function deliver(
 
   const body = payloadBody(event);
   const startedAt = new Date();
-  const result = await postWebhook({
+  const result = await postJson({
+    userAgent: 'Stockflow-Webhooks/1',
     url: endpoint.url,
     body,
     headers: signatureHeaders({ eventId: event.id, body, secrets: signingSecrets(endpoint), at: startedAt }),

@@ -1,9 +1,15 @@
 import http from 'node:http';
 import https from 'node:https';
 import { isIP } from 'node:net';
-import { guardedLookup, hostOf, isNonPublicAddress, TargetRefusedError } from '../outbound/address-guard.js';
+import { guardedLookup, hostOf, isNonPublicAddress, TargetRefusedError } from './address-guard.js';
 
-/** What one POST to an endpoint came to. Never throws: every failure is a result to record. */
+/**
+ * The outbound HTTP client every caller of a URL that someone else chose shares (webhook
+ * endpoints, supplier APIs): the address guard at connect time, a bound on the whole exchange,
+ * a cap on what is read, no redirects.
+ */
+
+/** What one POST came to. Never throws: every failure is a result to record. */
 export interface SendResult {
   /** HTTP status, or undefined when no response came (refused, network error, timeout). */
   statusCode?: number;
@@ -26,15 +32,16 @@ const agents = {
 };
 
 /**
- * POSTs a signed webhook. Redirects are not followed (a 3xx is a failed attempt), the whole
- * exchange is bounded by `timeoutMs`, and at most 64 KiB of the answer is read.
+ * POSTs a JSON body. Redirects are not followed (a 3xx is a failed attempt), the whole exchange
+ * is bounded by `timeoutMs`, and at most 64 KiB of the answer is read.
  */
-export function postWebhook(input: {
+export function postJson(input: {
   url: string;
   body: string;
   headers: Record<string, string>;
   timeoutMs: number;
   allowPrivate: boolean;
+  userAgent: string;
 }): Promise<SendResult> {
   const started = performance.now();
   const elapsed = () => Math.round(performance.now() - started);
@@ -67,7 +74,7 @@ export function postWebhook(input: {
       lookup: input.allowPrivate ? undefined : guardedLookup,
       headers: {
         'content-type': 'application/json',
-        'user-agent': 'Stockflow-Webhooks/1',
+        'user-agent': input.userAgent,
         'content-length': String(Buffer.byteLength(input.body)),
         ...input.headers,
       },
