@@ -105,8 +105,8 @@ describe('suppliers', () => {
     expect(await taken.json()).toMatchObject({ code: 'supplier_taken' });
     const invalid = await post({ code: '..', leadTimeDays: 0, apiKey: 'short', apiUrl: 'ftp://x' });
     expect(invalid.status).toBe(400);
-    const problem = await invalid.json();
-    expect(problem.errors.map((e: { path: string }) => e.path).sort()).toEqual([
+    const problem = (await invalid.json()) as { errors: { path: string }[] };
+    expect(problem.errors.map((e) => e.path).sort()).toEqual([
       'apiKey',
       'code',
       'leadTimeDays',
