@@ -106,11 +106,7 @@ describe('suppliers', () => {
     const invalid = await post({ code: '..', leadTimeDays: 0, apiKey: 'short', apiUrl: 'ftp://x' });
     expect(invalid.status).toBe(400);
     const problem = (await invalid.json()) as { errors: { path: string }[] };
-    expect(problem.errors.map((e) => e.path).sort()).toEqual([
-      'apiKey',
-      'code',
-      'leadTimeDays',
-    ]);
+    expect(problem.errors.map((e) => e.path).sort()).toEqual(['apiKey', 'code', 'leadTimeDays']);
     const badScheme = await post({ code: 'socket-2', apiUrl: 'ftp://example.com/x' });
     expect(badScheme.status).toBe(422);
     expect(await badScheme.json()).toMatchObject({ code: 'unsafe_supplier_url' });
