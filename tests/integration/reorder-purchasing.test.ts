@@ -447,3 +447,43 @@ describe('sending to a supplier', () => {
     }
   });
 });
+
+describe('OpenAPI', () => {
+  it('documents every reordering route with examples', async () => {
+    const res = await ctx.request({ method: 'GET', url: '/docs/json' });
+    expect(res.statusCode).toBe(200);
+    type Media = {
+      example?: unknown;
+      examples?: unknown;
+      schema: { example?: unknown; properties?: { items?: { items?: { example?: unknown } } } };
+    };
+    type Operation = {
+      requestBody?: { content?: Record<string, Media> };
+      responses: Record<string, { content: Record<string, Media> }>;
+    };
+    const paths = json(res).paths as Record<string, Record<string, Operation>>;
+    const routes: [string, string][] = [
+      ['/api/pms/suppliers', 'post'],
+      ['/api/pms/suppliers', 'get'],
+      ['/api/pms/suppliers/{code}', 'put'],
+      ['/api/pms/suppliers/{code}', 'get'],
+      ['/api/pms/inventory/reorder-rules', 'put'],
+      ['/api/pms/inventory/reorder-rules', 'get'],
+      ['/api/pms/purchase-orders', 'get'],
+      ['/api/pms/purchase-orders/{id}', 'get'],
+      ['/api/pms/purchase-orders/{id}/receive', 'post'],
+      ['/api/pms/purchase-orders/{id}/cancel', 'post'],
+    ];
+    for (const [path, method] of routes) {
+      const operation = paths[path]?.[method];
+      expect(operation, `${method} ${path}`).toBeDefined();
+      const body = operation!.requestBody?.content?.['application/json'];
+      if (method !== 'get')
+        expect(body?.example ?? body?.examples, `${method} ${path} body example`).toBeDefined();
+      const ok = operation!.responses['200'] ?? operation!.responses['201'];
+      const schema = ok!.content['application/json']!.schema;
+      const example = schema.example ?? schema.properties?.items?.items?.example;
+      expect(example, `${method} ${path} response example`).toBeDefined();
+    }
+  });
+});
