@@ -36,6 +36,12 @@ afterAll(async () => {
 
 const ordersOf = (supplier: string) =>
   ctx.api.db('purchase_orders').where({ supplier_code: supplier }).orderBy('number');
+/** The supplier's orders (oldest first) once its n-th order has this status. */
+const ordersOnce = (supplier: string, status: string, n = 0) =>
+  until(async () => {
+    const orders = await ordersOf(supplier);
+    return orders[n]?.status === status ? orders : undefined;
+  });
 const attemptsOf = (id: string) =>
   ctx.api.db('purchase_order_attempts').where({ purchase_order_id: id }).orderBy('attempt');
 const eventsOf = (id: string) =>
@@ -172,10 +178,7 @@ describe('from a sale to a received purchase order', () => {
     const received = supplierServer.received.length;
 
     await api.sell('CHAIN', 12); // on hand 8: at or below the point of 10
-    const [order] = await until(async () => {
-      const orders = await ordersOf('chain');
-      return orders.length > 0 && orders[0].status === 'acknowledged' ? orders : undefined;
-    });
+    const [order] = await ordersOnce('chain', 'acknowledged');
     const po = await api.purchaseOrder(order.id);
     // 50 − (8 + 0) = 42, at least 10, rounded up to a multiple of 5 → 45.
     expect(po).toMatchObject({
@@ -313,10 +316,7 @@ describe('sending to a supplier', () => {
     await api.product('FLAKY', 5);
     await api.supplier({ code: 'flaky', apiUrl: supplierServer.url, apiKey });
     await api.rule({ sku: 'FLAKY', supplier: 'flaky', reorderPoint: 5, reorderQuantity: 40 });
-    const [order] = await until(async () => {
-      const orders = await ordersOf('flaky');
-      return orders[0]?.status === 'acknowledged' ? orders : undefined;
-    });
+    const [order] = await ordersOnce('flaky', 'acknowledged');
     const attempts = await attemptsOf(order.id);
     expect(attempts.map((a) => [a.attempt, a.status_code, a.outcome, a.retry_after_ms])).toEqual([
       [1, 429, 'retry', 1000],
@@ -343,10 +343,7 @@ describe('sending to a supplier', () => {
     await api.product('REFUSED', 3);
     await api.supplier({ code: 'refuses', apiUrl: supplierServer.url, apiKey });
     await api.rule({ sku: 'REFUSED', supplier: 'refuses', reorderPoint: 5, reorderQuantity: 10 });
-    const [order] = await until(async () => {
-      const orders = await ordersOf('refuses');
-      return orders[0]?.status === 'failed' ? orders : undefined;
-    });
+    const [order] = await ordersOnce('refuses', 'failed');
     const job = await ctx.waitForJob(`reorder-send-${order.id}`);
     expect(job).toMatchObject({ state: 'failed', attemptsMade: 1, error: { code: 'send_failed' } });
     expect(job.error?.details).toMatchObject({
@@ -366,10 +363,7 @@ describe('sending to a supplier', () => {
     // Nothing blocks the rule now: the next movement orders again, on a new purchase order.
     supplierServer.behaviour = { fail: 0, failStatus: 503, leadDays: 3 };
     await api.adjust('REFUSED', -1);
-    const orders = await until(async () => {
-      const all = await ordersOf('refuses');
-      return all.length === 2 && all[1].status === 'acknowledged' ? all : undefined;
-    });
+    const orders = await ordersOnce('refuses', 'acknowledged', 1);
     expect(orders[1].id).not.toBe(order.id);
     expect(await api.level('REFUSED')).toMatchObject({ incoming: 10 });
   });
@@ -379,19 +373,13 @@ describe('sending to a supplier', () => {
     await api.product('REJECT', 1);
     await api.supplier({ code: 'rejects', apiUrl: supplierServer.url, apiKey });
     await api.rule({ sku: 'REJECT', supplier: 'rejects', reorderPoint: 2, reorderQuantity: 10 });
-    const [order] = await until(async () => {
-      const orders = await ordersOf('rejects');
-      return orders[0]?.status === 'rejected' ? orders : undefined;
-    });
+    const [order] = await ordersOnce('rejects', 'rejected');
     expect(order.answer).toMatchObject({ status: 'rejected', reason: 'discontinued' });
     expect(await api.level('REJECT')).toMatchObject({ incoming: 0 });
 
     supplierServer.behaviour = { fail: 0, failStatus: 503, leadDays: 3 };
     await api.adjust('REJECT', 1, 'found');
-    const [, second] = await until(async () => {
-      const all = await ordersOf('rejects');
-      return all[1]?.status === 'acknowledged' ? all : undefined;
-    });
+    const [, second] = await ordersOnce('rejects', 'acknowledged', 1);
     expect(await api.level('REJECT')).toMatchObject({ incoming: 10 });
     const cancelled = await api.call('POST', `/api/pms/purchase-orders/${second.id}/cancel`, {
       reason: 'ordered by phone',
@@ -426,10 +414,7 @@ describe('sending to a supplier', () => {
       await api.product('DOWN', 1);
       await api.supplier({ code: 'down', apiUrl: url, apiKey });
       await api.rule({ sku: 'DOWN', supplier: 'down', reorderPoint: 2, reorderQuantity: 10 });
-      const [order] = await until(async () => {
-        const orders = await ordersOf('down');
-        return orders[0]?.status === 'failed' ? orders : undefined;
-      });
+      const [order] = await ordersOnce('down', 'failed');
       expect((await attemptsOf(order.id)).map((a) => a.outcome)).toEqual([
         'retry',
         'retry',
