@@ -160,6 +160,24 @@ const envSchema = z.object({
   WEBHOOK_BREAKER_FAILED_DELIVERIES: integer(1, 100_000).default(50),
   /** …or when every attempt has failed for this long. */
   WEBHOOK_BREAKER_SPAN: duration.default(5 * 86_400_000),
+
+  // Automatic reordering (docs/reordering.md): the reorder queue, the planner, the supplier API client.
+  WORKER_CONCURRENCY_REORDER: integer(1, 200).default(5),
+  /** How often the planner reads new stock movements from the event log and queues reorder checks. */
+  REORDER_SCAN_INTERVAL_MS: integer(50, 600_000).default(1000),
+  /** Days of sales the auto reorder point averages over, unless a rule names its own window. */
+  REORDER_DEMAND_WINDOW_DAYS: integer(1, 365).default(28),
+  /** A new draft purchase order is sent this long after its creation (lines added meanwhile go with it). */
+  REORDER_SEND_DELAY_MS: integer(0, 7 * 86_400_000).default(0),
+  /** Attempts of one purchase-order.send (network errors, 408, 429 and 5xx are tried again). */
+  SUPPLIER_SEND_ATTEMPTS: integer(1, 50).default(8),
+  /** First retry delay; doubles per attempt up to SUPPLIER_BACKOFF_MAX_MS, with jitter. */
+  SUPPLIER_BACKOFF_MS: integer(1, 3_600_000).default(2000),
+  SUPPLIER_BACKOFF_MAX_MS: integer(1, 86_400_000).default(600_000),
+  /** Bound on one call to a supplier API (connect, send, answer). */
+  SUPPLIER_TIMEOUT_MS: integer(100, 120_000).default(10_000),
+  /** Off by default: supplier URLs on loopback, private, link-local or metadata addresses are refused. */
+  SUPPLIER_ALLOW_PRIVATE_TARGETS: booleanFlag.default(false),
 });
 
 export type Config = ReturnType<typeof parseConfig>;
@@ -193,6 +211,7 @@ export function parseConfig(env: Record<string, string | undefined> = process.en
       images: c.WORKER_CONCURRENCY_IMAGES,
       webhooks: c.WORKER_CONCURRENCY_WEBHOOKS,
       inventory: c.WORKER_CONCURRENCY_INVENTORY,
+      reorder: c.WORKER_CONCURRENCY_REORDER,
     },
     images: imageSettings(c),
   };

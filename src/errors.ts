@@ -19,7 +19,10 @@ export type DomainErrorCode =
   | 'source_unavailable'
   | 'insufficient_stock'
   | 'stale_quantity'
-  | 'location_taken';
+  | 'location_taken'
+  | 'supplier_taken'
+  | 'over_receipt'
+  | 'send_failed';
 
 /**
  * A broken business rule. It extends UnrecoverableError because BullMQ checks `instanceof` and

@@ -14,6 +14,8 @@ import { registerInventoryRoutes } from './routes/inventory.js';
 import { registerJobRoutes } from './routes/jobs.js';
 import { registerLocationRoutes } from './routes/locations.js';
 import { registerProductRoutes } from './routes/products.js';
+import { registerReorderingRoutes } from './routes/reordering.js';
+import { registerSupplierRoutes } from './routes/suppliers.js';
 import { registerWebhookRoutes } from './routes/webhooks.js';
 
 const requestIdPattern = /^[A-Za-z0-9._-]{1,128}$/;
@@ -50,6 +52,8 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
   registerWebhookRoutes(app, deps);
   registerLocationRoutes(app, deps);
   registerInventoryRoutes(app, deps);
+  registerSupplierRoutes(app, deps);
+  registerReorderingRoutes(app, deps);
   await registerBullBoard(app, deps.queues);
   return app;
 }

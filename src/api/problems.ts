@@ -53,6 +53,9 @@ const domainStatus: Record<DomainErrorCode, number> = {
   insufficient_stock: 409,
   stale_quantity: 409,
   location_taken: 409,
+  supplier_taken: 409,
+  over_receipt: 409,
+  send_failed: 502,
 };
 
 export function statusForCode(code: string): number {
@@ -88,6 +91,11 @@ const titles: Record<string, string> = {
   events_pruned: 'Events no longer retained',
   invalid_position: 'Position beyond the event log',
   unsafe_webhook_url: 'Webhook URL not allowed',
+  supplier_taken: 'Supplier code already taken',
+  unsafe_supplier_url: 'Supplier API URL not allowed',
+  secrets_unavailable: 'Secrets cannot be sealed (SECRETS_KEY is not set)',
+  over_receipt: 'More received than ordered',
+  send_failed: 'Sending the purchase order to the supplier failed',
   internal_error: 'Internal server error',
 };
 

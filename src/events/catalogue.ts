@@ -30,6 +30,33 @@ const reservation = z.looseObject({
 });
 const endpoint = z.looseObject({ endpoint: z.looseObject({ id: z.string(), url: z.string() }) });
 const image = z.looseObject({ sku: z.string(), image: z.looseObject({ id: z.string() }) });
+const supplier = z.looseObject({
+  supplier: z.looseObject({
+    code: z.string(),
+    apiUrl: z.string(),
+    active: z.boolean(),
+    version: z.number().int(),
+  }),
+});
+const purchaseOrderLine = z.looseObject({
+  sku: z.string(),
+  quantity: z.number().int(),
+  acceptedQuantity: z.number().int().nullable(),
+  receivedQuantity: z.number().int(),
+  outstanding: z.number().int(),
+  ruleId: z.number().int(),
+});
+const purchaseOrder = z.looseObject({
+  purchaseOrder: z.looseObject({
+    id: z.string(),
+    number: z.string(),
+    supplier: z.string(),
+    location: z.string(),
+    status: z.string(),
+    version: z.number().int(),
+    lines: z.array(purchaseOrderLine),
+  }),
+});
 
 export const eventTypes = [
   defineEventType({ name: 'product.created', description: 'A product was created', data: product }),
@@ -135,6 +162,95 @@ export const eventTypes = [
     name: 'webhook.delivery_exhausted',
     description: 'A webhook delivery failed its last attempt',
     data: z.looseObject({ deliveryId: z.string(), endpointId: z.string(), eventId: z.string() }),
+  }),
+  defineEventType({ name: 'supplier.created', description: 'A supplier was registered', data: supplier }),
+  defineEventType({
+    name: 'supplier.updated',
+    description: "A supplier's settings were replaced",
+    data: supplier,
+  }),
+  defineEventType({
+    name: 'reorder_rule.set',
+    description: 'A reorder rule was created or replaced',
+    data: z.looseObject({
+      rule: z.looseObject({
+        id: z.number().int(),
+        sku: z.string(),
+        location: z.string(),
+        supplier: z.string(),
+        reorderPoint: z.union([z.number().int(), z.literal('auto')]),
+      }),
+    }),
+  }),
+  defineEventType({
+    name: 'reorder.skipped',
+    description:
+      'A rule at or below its reorder point could not order (reason: supplier_inactive, product_archived, nothing_to_order)',
+    data: z.looseObject({
+      ruleId: z.number().int(),
+      sku: z.string(),
+      location: z.string(),
+      supplier: z.string(),
+      reason: z.enum(['supplier_inactive', 'product_archived', 'nothing_to_order']),
+      reorderPoint: z.number().int(),
+      position: z.number().int(),
+    }),
+  }),
+  defineEventType({
+    name: 'purchase_order.created',
+    description: 'The planner opened a draft purchase order with its first line',
+    data: purchaseOrder,
+  }),
+  defineEventType({
+    name: 'purchase_order.updated',
+    description: "The planner changed a draft purchase order's lines (data.change says how)",
+    data: purchaseOrder.extend({ change: z.looseObject({}) }),
+  }),
+  defineEventType({
+    name: 'purchase_order.sent',
+    description: "A purchase order is being sent to its supplier's API",
+    data: purchaseOrder,
+  }),
+  defineEventType({
+    name: 'purchase_order.acknowledged',
+    description: 'The supplier accepted the order (its reference, expected date and accepted quantities)',
+    data: purchaseOrder.extend({ reference: z.string().nullable(), expectedDate: z.string().nullable() }),
+  }),
+  defineEventType({
+    name: 'purchase_order.rejected',
+    description: 'The supplier rejected the order; its rule may order again',
+    data: purchaseOrder.extend({ reason: z.string().nullable() }),
+  }),
+  defineEventType({
+    name: 'purchase_order.send_failed',
+    description:
+      'Sending failed for good (a 4xx other than 408/429, a refused address, or every attempt failed)',
+    data: purchaseOrder.extend({
+      failure: z.looseObject({
+        reason: z.string(),
+        statusCode: z.number().int().nullable(),
+        error: z.string(),
+      }),
+    }),
+  }),
+  defineEventType({
+    name: 'purchase_order.partially_received',
+    description: 'Part of a purchase order was received (receipt movements written)',
+    data: purchaseOrder.extend({
+      received: z.array(z.looseObject({ sku: z.string(), quantity: z.number().int() })),
+    }),
+  }),
+  defineEventType({
+    name: 'purchase_order.received',
+    description: 'A purchase order was received in full',
+    data: purchaseOrder.extend({
+      received: z.array(z.looseObject({ sku: z.string(), quantity: z.number().int() })),
+    }),
+  }),
+  defineEventType({
+    name: 'purchase_order.cancelled',
+    description: 'A purchase order was cancelled; its lines no longer count as incoming',
+    data: purchaseOrder.extend({ reason: z.string().nullable() }),
   }),
 ] as const;
 

@@ -112,3 +112,15 @@ export function createHorizonTracker(db: Knex): HorizonTracker {
     },
   };
 }
+
+const trackers = new WeakMap<Knex, HorizonTracker>();
+
+/** One horizon tracker per connection pool (per process), shared by the relays that read the log. */
+export function horizonFor(db: Knex): HorizonTracker {
+  let tracker = trackers.get(db);
+  if (!tracker) {
+    tracker = createHorizonTracker(db);
+    trackers.set(db, tracker);
+  }
+  return tracker;
+}

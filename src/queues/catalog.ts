@@ -3,6 +3,7 @@ import { inventoryJobs } from './inventory.js';
 import type { AnyJob, QueueName } from './job.js';
 import { maintenanceJobs } from './maintenance.js';
 import { productJobs } from './products.js';
+import { reorderJobs } from './reorder.js';
 import { webhookJobs } from './webhooks.js';
 
 /** Every job the platform knows, by name. Add a queue's jobs here once; the worker map must then cover them. */
@@ -13,6 +14,7 @@ export const jobCatalog = Object.fromEntries(
     ...Object.values(imageJobs),
     ...Object.values(webhookJobs),
     ...Object.values(inventoryJobs),
+    ...Object.values(reorderJobs),
   ].map((job) => [job.name, job]),
 ) as { [J in CatalogJob as J['name']]: J };
 
@@ -21,7 +23,8 @@ type CatalogJob =
   | (typeof maintenanceJobs)[keyof typeof maintenanceJobs]
   | (typeof imageJobs)[keyof typeof imageJobs]
   | (typeof webhookJobs)[keyof typeof webhookJobs]
-  | (typeof inventoryJobs)[keyof typeof inventoryJobs];
+  | (typeof inventoryJobs)[keyof typeof inventoryJobs]
+  | (typeof reorderJobs)[keyof typeof reorderJobs];
 
 export type JobName = CatalogJob['name'];
 export type JobNamed<N extends JobName> = Extract<CatalogJob, { name: N }>;

@@ -1,5 +1,4 @@
-import type { Knex } from 'knex';
-import { createHorizonTracker, type HorizonTracker } from '../events/horizon.js';
+import { horizonFor } from '../events/horizon.js';
 import { matchesType } from '../events/type-patterns.js';
 import { deliveryJob } from '../queues/webhooks.js';
 import { attemptsFor } from '../webhooks/retry-schedule.js';
@@ -17,17 +16,6 @@ import type { WorkerDeps } from './processor.js';
 
 const batchSize = 1000;
 const resumeBatchSize = 500;
-const horizons = new WeakMap<Knex, HorizonTracker>();
-
-/** One horizon tracker per connection pool (per process), shared by every relay run. */
-function horizonFor(db: Knex): HorizonTracker {
-  let tracker = horizons.get(db);
-  if (!tracker) {
-    tracker = createHorizonTracker(db);
-    horizons.set(db, tracker);
-  }
-  return tracker;
-}
 
 interface EndpointRoute {
   id: string;

@@ -7,6 +7,7 @@ import { inventoryHandlers } from './inventory.js';
 import { maintenanceHandlers, registerInventorySchedulers, registerSchedulers } from './maintenance.js';
 import { createProcessor, type QueueHandlers, type WorkerDeps } from './processor.js';
 import { productHandlers } from './products.js';
+import { registerReorderSchedulers, reorderHandlers, reorderWorkerSettings } from './reorder.js';
 import { webhookHandlers, webhookWorkerSettings } from './webhooks.js';
 
 const handlersByQueue: { [Q in QueueName]: QueueHandlers<Q> } = {
@@ -15,11 +16,13 @@ const handlersByQueue: { [Q in QueueName]: QueueHandlers<Q> } = {
   images: imageHandlers,
   webhooks: webhookHandlers,
   inventory: inventoryHandlers,
+  reorder: reorderHandlers,
 };
 
 /** Queue-specific worker settings (custom backoff strategies). */
 const settingsByQueue: { [Q in QueueName]?: (config: Config) => AdvancedOptions } = {
   webhooks: webhookWorkerSettings,
+  reorder: reorderWorkerSettings,
 };
 
 export function parseQueueList(list: string | undefined): QueueName[] {
@@ -54,6 +57,7 @@ export async function startWorkers(deps: WorkerDeps, queues: QueueName[]): Promi
   const { config, log } = deps;
   if (queues.includes('maintenance')) await registerSchedulers(deps.queues, config);
   if (queues.includes('inventory')) await registerInventorySchedulers(deps.queues, config);
+  if (queues.includes('reorder')) await registerReorderSchedulers(deps.queues, config);
   return queues.map((queue) => {
     const worker = new ShutdownSafeWorker(
       queue,

@@ -1,0 +1,220 @@
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import type { Knex } from 'knex';
+import { z } from 'zod';
+import {
+  createSupplier,
+  getSupplierRow,
+  listSuppliers,
+  SecretsUnavailableError,
+  secretsOf,
+  toSupplier,
+  updateSupplier,
+} from '../../domain/suppliers.js';
+import { DomainError } from '../../errors.js';
+import { setTransactionActor } from '../../events/outbox.js';
+import { refuseUrl } from '../../outbound/address-guard.js';
+import { checkJob, supplierCodeSchema } from '../../queues/reorder.js';
+import { principalOf } from '../auth.js';
+import type { ApiDeps } from '../deps.js';
+import { HttpProblem, problem, sendProblem, statusForCode } from '../problems.js';
+
+const exampleSupplier = {
+  code: 'acme',
+  name: 'ACME Textiles',
+  apiUrl: 'https://api.acme.example/purchase-orders',
+  leadTimeDays: 5,
+  minOrderQuantity: 10,
+  orderMultiple: 6,
+  active: true,
+  version: 1,
+  createdAt: '2026-12-02T10:00:00.000Z',
+  updatedAt: '2026-12-02T10:00:00.000Z',
+};
+
+export const supplierSchema = z
+  .object({
+    code: z.string(),
+    name: z.string(),
+    apiUrl: z.string(),
+    leadTimeDays: z.number().int(),
+    minOrderQuantity: z.number().int(),
+    orderMultiple: z.number().int(),
+    active: z.boolean(),
+    version: z.number().int(),
+    createdAt: z.string(),
+    updatedAt: z.string(),
+  })
+  .meta({ example: exampleSupplier });
+
+const units = z.number().int('must be a whole number of units').min(1).max(1_000_000_000);
+const fields = {
+  name: z.string().trim().min(1).max(200),
+  apiUrl: z.string().max(2000),
+  leadTimeDays: z.number().int('must be a whole number of days').min(1).max(365),
+  minOrderQuantity: units.default(1),
+  orderMultiple: units.default(1),
+  active: z.boolean().default(true),
+};
+const apiKey = z.string().min(8, 'must be at least 8 characters').max(500);
+
+const createBody = z.object({ code: supplierCodeSchema, ...fields, apiKey }).meta({
+  examples: [
+    {
+      code: 'acme',
+      name: 'ACME Textiles',
+      apiUrl: 'https://api.acme.example/purchase-orders',
+      apiKey: 'acme-live-3f9d2c1b',
+      leadTimeDays: 5,
+      minOrderQuantity: 10,
+      orderMultiple: 6,
+    },
+  ],
+});
+const updateBody = z
+  .object({ ...fields, apiKey: apiKey.optional(), expectedVersion: z.number().int().min(1).optional() })
+  .meta({
+    examples: [
+      {
+        name: 'ACME Textiles',
+        apiUrl: 'https://api.acme.example/v2/purchase-orders',
+        leadTimeDays: 4,
+        minOrderQuantity: 12,
+        orderMultiple: 6,
+        active: true,
+        expectedVersion: 1,
+      },
+    ],
+  });
+const codeParams = z.object({ code: supplierCodeSchema });
+
+/**
+ * Suppliers are settings written here, in one transaction with their event, rather than as jobs:
+ * a job's payload sits in Redis, and the api key must never be stored unsealed.
+ */
+export function registerSupplierRoutes(root: FastifyInstance, deps: ApiDeps): void {
+  const app = root.withTypeProvider<ZodTypeProvider>();
+  const tags = ['reordering'];
+
+  const write = async <T>(actor: string, work: (trx: Knex.Transaction) => Promise<T>): Promise<T> => {
+    try {
+      return await deps.db.transaction(async (trx) => {
+        await setTransactionActor(trx, actor);
+        return work(trx);
+      });
+    } catch (error) {
+      if (error instanceof DomainError) {
+        throw new HttpProblem(statusForCode(error.code), error.code, error.message, {
+          details: error.details,
+        });
+      }
+      throw error;
+    }
+  };
+
+  const checkUrl = (url: string) => {
+    const reason = refuseUrl(url, deps.config.SUPPLIER_ALLOW_PRIVATE_TARGETS);
+    if (reason) {
+      throw new HttpProblem(422, 'unsafe_supplier_url', `The apiUrl ${reason}`, {
+        errors: [{ in: 'body', path: 'apiUrl', message: reason }],
+      });
+    }
+  };
+
+  const seal = (key: string) => {
+    try {
+      return secretsOf(deps).seal(key);
+    } catch (error) {
+      if (error instanceof SecretsUnavailableError)
+        throw new HttpProblem(503, 'secrets_unavailable', error.message);
+      throw error;
+    }
+  };
+
+  app.post(
+    '/api/pms/suppliers',
+    {
+      config: { scope: 'pms' },
+      schema: {
+        tags,
+        summary: 'Register a supplier; its apiKey is sealed at rest and never returned',
+        body: createBody,
+        response: { 201: supplierSchema },
+      },
+    },
+    async (request, reply) => {
+      checkUrl(request.body.apiUrl);
+      const { apiKey: key, ...rest } = request.body;
+      const supplier = await write(principalOf(request).name, (trx) =>
+        createSupplier(trx, { ...rest, sealedApiKey: seal(key) }),
+      );
+      return reply.code(201).header('Location', `/api/pms/suppliers/${supplier.code}`).send(supplier);
+    },
+  );
+
+  app.put(
+    '/api/pms/suppliers/:code',
+    {
+      config: { scope: 'pms' },
+      schema: {
+        tags,
+        summary: "Replace a supplier's settings (apiKey only when given); its rules are checked again",
+        params: codeParams,
+        body: updateBody,
+        response: { 200: supplierSchema },
+      },
+    },
+    async (request) => {
+      checkUrl(request.body.apiUrl);
+      const { apiKey: key, ...rest } = request.body;
+      const supplier = await write(principalOf(request).name, (trx) =>
+        updateSupplier(trx, {
+          ...rest,
+          code: request.params.code,
+          sealedApiKey: key ? seal(key) : undefined,
+        }),
+      );
+      // An activated supplier (or a shorter lead time) may make its rules due without any movement.
+      const rules = await deps.db('reorder_rules').where({ supplier_code: supplier.code }).select('id');
+      if (rules.length > 0) {
+        // The change is committed; if Redis is away the rules are checked at their next movement.
+        await deps.queues.reorder
+          .addBulk(rules.map((r) => checkJob(Number(r.id), `supplier-${supplier.code}-v${supplier.version}`)))
+          .catch((error: unknown) => request.log.warn({ err: error }, 'could not queue reorder checks'));
+      }
+      return supplier;
+    },
+  );
+
+  app.get(
+    '/api/pms/suppliers',
+    {
+      config: { scope: 'pms' },
+      schema: {
+        tags,
+        summary: 'Every supplier, by code',
+        response: { 200: z.object({ items: z.array(supplierSchema) }) },
+      },
+    },
+    async () => ({ items: await listSuppliers(deps.db) }),
+  );
+
+  app.get(
+    '/api/pms/suppliers/:code',
+    {
+      config: { scope: 'pms' },
+      schema: { tags, summary: 'Read a supplier', params: codeParams, response: { 200: supplierSchema } },
+    },
+    async (request, reply) => {
+      const row = await getSupplierRow(deps.db, request.params.code);
+      if (!row) {
+        return sendProblem(
+          reply,
+          request,
+          problem(404, 'not_found', `Supplier ${request.params.code} does not exist`),
+        );
+      }
+      return toSupplier(row);
+    },
+  );
+}

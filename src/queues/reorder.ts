@@ -1,0 +1,161 @@
+import { createHash } from 'node:crypto';
+import type { JobsOptions } from 'bullmq';
+import { z } from 'zod';
+import type { PurchaseOrder } from '../domain/purchase-orders.js';
+import type { CheckResult } from '../domain/reorder-planner.js';
+import type { ReorderRule } from '../domain/reorder-rules.js';
+import { locationCodeSchema, quantitySchema } from './inventory.js';
+import { defineJob } from './job.js';
+import { skuSchema } from './products.js';
+
+export const supplierCodeSchema = z
+  .string()
+  .regex(
+    /^[A-Za-z0-9._-]{1,64}$/,
+    'supplier must be a code of 1-64 letters, digits, dot, underscore or hyphen',
+  )
+  .refine((code) => code !== '.' && code !== '..', 'supplier must not be . or ..');
+
+// Compatibility: payloads only gain optional fields; a worker must accept jobs queued by the
+// previous release, so never make a field required or narrow a type without a migration note.
+export const reorderRulePayload = z
+  .object({
+    sku: skuSchema,
+    location: locationCodeSchema,
+    supplier: supplierCodeSchema,
+    /** A fixed point in units, or `auto`: computed from the demand of the window at serviceLevel. */
+    reorderPoint: z.union([
+      z.number().int('must be a whole number of units').min(0).max(1_000_000_000),
+      z.literal('auto'),
+    ]),
+    serviceLevel: z.number().min(0.5).max(0.9999).optional(),
+    windowDays: z.number().int().min(1).max(365).optional(),
+    reorderQuantity: quantitySchema.optional(),
+    maxLevel: quantitySchema.optional(),
+  })
+  .superRefine((rule, ctx) => {
+    const issue = (path: string, message: string) => ctx.addIssue({ code: 'custom', path: [path], message });
+    if ((rule.reorderQuantity === undefined) === (rule.maxLevel === undefined)) {
+      issue('reorderQuantity', 'give exactly one of reorderQuantity and maxLevel');
+    }
+    if (rule.reorderPoint === 'auto') {
+      if (rule.serviceLevel === undefined) issue('serviceLevel', 'is required with reorderPoint "auto"');
+    } else {
+      if (rule.serviceLevel !== undefined) issue('serviceLevel', 'only applies to reorderPoint "auto"');
+      if (rule.windowDays !== undefined) issue('windowDays', 'only applies to reorderPoint "auto"');
+      if (rule.maxLevel !== undefined && rule.maxLevel <= rule.reorderPoint) {
+        issue('maxLevel', 'must be above reorderPoint');
+      }
+    }
+  });
+export type ReorderRuleInput = z.output<typeof reorderRulePayload>;
+
+const purchaseOrderId = z.uuid();
+
+export const receivePayload = z.object({
+  purchaseOrderId,
+  lines: z
+    .array(z.object({ sku: skuSchema, quantity: quantitySchema }))
+    .min(1, 'needs at least 1 line')
+    .max(500, 'at most 500 lines')
+    .superRefine((lines, ctx) => {
+      const seen = new Set<string>();
+      lines.forEach((line, index) => {
+        if (seen.has(line.sku)) {
+          ctx.addIssue({ code: 'custom', path: [index, 'sku'], message: 'names a sku a second time' });
+        }
+        seen.add(line.sku);
+      });
+    }),
+});
+
+export const cancelPayload = z.object({
+  purchaseOrderId,
+  reason: z.string().min(1).max(500).optional(),
+});
+
+export interface ScanResult {
+  events: number;
+  levels: number;
+  checks: number;
+}
+
+export interface SendResult {
+  purchaseOrderId: string;
+  status: string;
+  attempt?: number;
+  statusCode?: number;
+}
+
+export const reorderJobs = {
+  setRule: defineJob<ReorderRule>()({
+    name: 'reorder-rule.set',
+    queue: 'reorder',
+    payload: reorderRulePayload,
+  }),
+  /** Reads new stock.moved events and queues a check for every rule at or below its point. */
+  scan: defineJob<ScanResult>()({
+    name: 'reorder.scan',
+    queue: 'reorder',
+    payload: z.object({ limit: z.number().int().min(1).max(100_000).default(5000) }),
+    // Scheduled every second or so: keep no trail of them in Redis.
+    options: { attempts: 1, removeOnComplete: true, removeOnFail: { count: 100 } },
+  }),
+  check: defineJob<CheckResult>()({
+    name: 'reorder.check',
+    queue: 'reorder',
+    payload: z.object({ ruleId: z.number().int().min(1) }),
+    options: { removeOnComplete: { age: 86_400 } },
+  }),
+  /** One purchase order to its supplier's API; attempts and backoff are set when it is queued. */
+  send: defineJob<SendResult>()({
+    name: 'purchase-order.send',
+    queue: 'reorder',
+    payload: z.object({ purchaseOrderId }),
+    options: { backoff: { type: 'supplier' } },
+  }),
+  receive: defineJob<PurchaseOrder>()({
+    name: 'purchase-order.receive',
+    queue: 'reorder',
+    payload: receivePayload,
+  }),
+  cancel: defineJob<PurchaseOrder>()({
+    name: 'purchase-order.cancel',
+    queue: 'reorder',
+    payload: cancelPayload,
+  }),
+};
+
+/** bulk-add entry for a reorder check; `cause` makes the id (same cause, same job: bursts collapse). */
+export function checkJob(
+  ruleId: number,
+  cause: string,
+): { name: string; data: { payload: { ruleId: number }; meta: { actor: string } }; opts: JobsOptions } {
+  const digest = createHash('sha256').update(`${ruleId}\n${cause}`).digest('hex').slice(0, 24);
+  return {
+    name: reorderJobs.check.name,
+    data: { payload: { ruleId }, meta: { actor: 'system' } },
+    opts: { ...reorderJobs.check.options, jobId: `reorder-check-${ruleId}-${digest}` },
+  };
+}
+
+/** The send job of a purchase order: one id per order, so queueing it twice sends once. */
+export function sendJob(
+  purchaseOrderId: string,
+  settings: { attempts: number; delayMs: number },
+): {
+  name: string;
+  data: { payload: { purchaseOrderId: string }; meta: { actor: string } };
+  opts: JobsOptions;
+} {
+  return {
+    name: reorderJobs.send.name,
+    data: { payload: { purchaseOrderId }, meta: { actor: 'system' } },
+    opts: {
+      ...reorderJobs.send.options,
+      attempts: settings.attempts,
+      delay: settings.delayMs,
+      jobId: `reorder-send-${purchaseOrderId}`,
+    },
+  };
+}

@@ -1,0 +1,274 @@
+import type { Knex } from 'knex';
+import {
+  getPurchaseOrder,
+  lockPurchaseOrder,
+  type PurchaseOrder,
+  recordOrderEvent,
+  setStatus,
+} from '../domain/purchase-orders.js';
+import {
+  orderBody,
+  parseAnswer,
+  requestHeaders,
+  type SupplierAnswer,
+} from '../domain/reorder-supplier-protocol.js';
+import { getSupplierRow, type SupplierRow, secretsOf } from '../domain/suppliers.js';
+import { DomainError } from '../errors.js';
+import { setTransactionActor } from '../events/outbox.js';
+import { refuseUrl } from '../outbound/address-guard.js';
+import { type SendResult as HttpResult, postJson } from '../outbound/http.js';
+import type { PayloadOf } from '../queues/job.js';
+import type { reorderJobs, SendResult } from '../queues/reorder.js';
+import { parseRetryAfter } from '../webhooks/retry-schedule.js';
+import type { JobContext } from './processor.js';
+
+/** A send attempt that is tried again; `retryAfterMs` (the supplier's Retry-After) overrides the backoff. */
+export class SupplierAttemptError extends Error {
+  constructor(
+    message: string,
+    readonly retryAfterMs?: number,
+  ) {
+    super(message);
+    this.name = 'SupplierAttemptError';
+  }
+}
+
+/**
+ * Exponential backoff with "equal jitter": the n-th retry waits between half and all of
+ * min(max, base × 2^(n−1)), so orders that failed together do not return together.
+ */
+export function supplierRetryDelayMs(
+  attemptsMade: number,
+  settings: { baseMs: number; maxMs: number },
+  random = Math.random,
+): number {
+  const ceiling = Math.min(settings.maxMs, settings.baseMs * 2 ** Math.max(0, attemptsMade - 1));
+  return Math.round(ceiling / 2 + (ceiling / 2) * random());
+}
+
+type Verdict =
+  | { kind: 'answer'; answer: SupplierAnswer }
+  | { kind: 'retry'; error: string; retryAfterMs?: number }
+  | { kind: 'permanent'; reason: string; error: string; refused?: boolean };
+
+/** What one attempt came to: network errors, 408, 429 and 5xx are tried again; any other non-2xx is final. */
+function judge(result: HttpResult): Verdict {
+  const status = result.statusCode;
+  if (result.refused)
+    return { kind: 'permanent', reason: 'target_refused', error: result.error ?? 'refused', refused: true };
+  if (status === undefined) return { kind: 'retry', error: result.error ?? 'no answer' };
+  if (status >= 200 && status < 300) {
+    const parsed = parseAnswer(result.body);
+    return 'answer' in parsed
+      ? { kind: 'answer', answer: parsed.answer }
+      : { kind: 'retry', error: parsed.error };
+  }
+  if (status === 408 || status === 429 || status >= 500) {
+    return { kind: 'retry', error: `HTTP ${status}`, retryAfterMs: parseRetryAfter(result.retryAfter) };
+  }
+  return { kind: 'permanent', reason: `http_${status}`, error: `HTTP ${status}` };
+}
+
+async function recordAttempt(
+  db: Knex,
+  input: {
+    purchaseOrderId: string;
+    jobId: string | undefined;
+    startedAt: Date;
+    result: Pick<HttpResult, 'statusCode' | 'body' | 'durationMs'>;
+    outcome: 'acknowledged' | 'rejected' | 'retry' | 'failed' | 'refused';
+    error: string | null;
+    retryAfterMs?: number;
+  },
+): Promise<number> {
+  const { rows } = await db.raw<{ rows: { attempt: number }[] }>(
+    `insert into purchase_order_attempts (purchase_order_id, attempt, job_id, started_at, duration_ms, status_code,
+       outcome, error, response_excerpt, retry_after_ms)
+     select ?, coalesce(max(attempt), 0) + 1, ?, ?, ?, ?, ?, ?, ?, ?
+     from purchase_order_attempts where purchase_order_id = ?
+     returning attempt`,
+    [
+      input.purchaseOrderId,
+      input.jobId ?? null,
+      input.startedAt.toISOString(),
+      input.result.durationMs,
+      input.result.statusCode ?? null,
+      input.outcome,
+      input.error ? input.error.slice(0, 1000) : null,
+      input.result.body?.slice(0, 1000) ?? null,
+      input.retryAfterMs ?? null,
+      input.purchaseOrderId,
+    ],
+  );
+  return rows[0]!.attempt;
+}
+
+/** Stores an acceptance (reference, date, accepted quantities) or a rejection. */
+async function applyAnswer(
+  db: Knex,
+  order: PurchaseOrder,
+  answer: SupplierAnswer,
+): Promise<'acknowledged' | 'rejected'> {
+  const accepted = new Map((answer.lines ?? []).map((l) => [l.sku, l.quantity]));
+  const nothingAccepted = order.lines.every((line) => (accepted.get(line.sku) ?? line.quantity) === 0);
+  const status = answer.status === 'rejected' || nothingAccepted ? 'rejected' : 'acknowledged';
+  if (status === 'acknowledged') {
+    for (const line of order.lines) {
+      await db('purchase_order_lines')
+        .where({ purchase_order_id: order.id, sku: line.sku })
+        .update({ accepted_quantity: accepted.get(line.sku) ?? line.quantity, updated_at: db.fn.now() });
+    }
+  }
+  await setStatus(db, order.id, status, {
+    supplier_reference: answer.reference ?? null,
+    expected_date: answer.expectedDate ?? null,
+    answer: JSON.stringify(answer),
+    acknowledged_at: db.fn.now(),
+    ...(status === 'rejected' ? { closed_at: db.fn.now() } : {}),
+  });
+  await recordOrderEvent(db, order.id, `purchase_order.${status}`, {
+    reference: answer.reference ?? null,
+    expectedDate: answer.expectedDate ?? null,
+    reason: answer.reason ?? null,
+  });
+  return status;
+}
+
+/**
+ * Sends a purchase order to its supplier. Three steps, the remote call outside any transaction:
+ * 1. (transaction) draft → sent, or go on with an order already sent by an earlier attempt;
+ * 2. the signed POST, with an Idempotency-Key derived from the order id alone, so a retry after a
+ *    crash (or a lost answer) cannot place the order twice;
+ * 3. (transaction) the attempt is recorded and the answer applied: acknowledged or rejected, a
+ *    retry (thrown, so BullMQ backs off), or failed for good (`send_failed`): a 4xx other than
+ *    408/429, a refused address, or the last attempt. A failed order no longer counts as
+ *    incoming, so its rule may order again.
+ */
+export async function sendPurchaseOrder(
+  ctx: JobContext,
+  payload: PayloadOf<typeof reorderJobs.send>,
+): Promise<SendResult> {
+  const { deps, job, log } = ctx;
+  const { db, config } = deps;
+  const id = payload.purchaseOrderId;
+  type Prepared = { done: SendResult } | { order: PurchaseOrder; supplier: SupplierRow };
+  const prepared = await db.transaction(async (trx): Promise<Prepared> => {
+    await setTransactionActor(trx, 'system', job.id);
+    const row = await lockPurchaseOrder(trx, id);
+    if (row.status === 'draft') {
+      await setStatus(trx, id, 'sent', { sent_at: trx.fn.now() });
+      await recordOrderEvent(trx, id, 'purchase_order.sent');
+    } else if (row.status !== 'sent') {
+      return { done: { purchaseOrderId: id, status: row.status } };
+    }
+    return {
+      order: (await getPurchaseOrder(trx, id))!,
+      supplier: (await getSupplierRow(trx, row.supplier_code))!,
+    };
+  });
+  if ('done' in prepared) return prepared.done;
+  const { order, supplier } = prepared;
+
+  const startedAt = new Date();
+  let result: HttpResult;
+  let verdict: Verdict;
+  let apiKey: string | undefined;
+  try {
+    apiKey = secretsOf(deps).open(supplier.api_key);
+  } catch (error) {
+    log.error({ err: error, supplier: supplier.code }, 'supplier api key cannot be opened');
+  }
+  const refusal = refuseUrl(supplier.api_url, config.SUPPLIER_ALLOW_PRIVATE_TARGETS);
+  if (apiKey === undefined || refusal) {
+    result = { durationMs: 0 };
+    verdict = refusal
+      ? { kind: 'permanent', reason: 'target_refused', error: `the api url ${refusal}`, refused: true }
+      : {
+          kind: 'permanent',
+          reason: 'api_key_unreadable',
+          error: 'the stored api key cannot be opened (SECRETS_KEY)',
+        };
+  } else {
+    const body = orderBody(order);
+    result = await postJson({
+      url: supplier.api_url,
+      body,
+      headers: requestHeaders({ apiKey, purchaseOrderId: id, body, at: startedAt }),
+      timeoutMs: config.SUPPLIER_TIMEOUT_MS,
+      allowPrivate: config.SUPPLIER_ALLOW_PRIVATE_TARGETS,
+      userAgent: 'Stockflow-Purchasing/1',
+    });
+    verdict = judge(result);
+  }
+  const isLast = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+
+  const recorded = await db.transaction(async (trx) => {
+    await setTransactionActor(trx, 'system', job.id);
+    const row = await lockPurchaseOrder(trx, id);
+    const common = { purchaseOrderId: id, jobId: job.id, startedAt, result };
+    if (row.status !== 'sent') {
+      // Cancelled while the call was on its way: keep the attempt, change nothing else.
+      const attempt = await recordAttempt(trx, {
+        ...common,
+        outcome: 'failed',
+        error: `order was ${row.status} meanwhile`,
+      });
+      return { status: row.status, attempt };
+    }
+    if (verdict.kind === 'answer') {
+      const status = await applyAnswer(trx, order, verdict.answer);
+      const attempt = await recordAttempt(trx, { ...common, outcome: status, error: null });
+      return { status, attempt };
+    }
+    if (verdict.kind === 'retry' && !isLast) {
+      const attempt = await recordAttempt(trx, {
+        ...common,
+        outcome: 'retry',
+        error: verdict.error,
+        retryAfterMs: verdict.retryAfterMs,
+      });
+      return { status: 'sent' as const, attempt, retry: verdict };
+    }
+    const reason = verdict.kind === 'retry' ? 'retries_exhausted' : verdict.reason;
+    const attempt = await recordAttempt(trx, {
+      ...common,
+      outcome: verdict.kind === 'permanent' && verdict.refused ? 'refused' : 'failed',
+      error: verdict.error,
+    });
+    const failure = {
+      reason,
+      statusCode: result.statusCode ?? null,
+      error: verdict.error,
+      excerpt: result.body?.slice(0, 300) ?? null,
+      attempts: attempt,
+    };
+    await setStatus(trx, id, 'failed', { failure: JSON.stringify(failure), closed_at: trx.fn.now() });
+    await recordOrderEvent(trx, id, 'purchase_order.send_failed', { failure });
+    return { status: 'failed' as const, attempt, failure };
+  });
+
+  const outcome = {
+    purchaseOrderId: id,
+    status: recorded.status,
+    attempt: recorded.attempt,
+    statusCode: result.statusCode,
+  };
+  if ('retry' in recorded && recorded.retry) {
+    throw new SupplierAttemptError(
+      `attempt ${recorded.attempt} to send ${order.number} to ${supplier.code} failed: ${recorded.retry.error}`,
+      recorded.retry.retryAfterMs,
+    );
+  }
+  if ('failure' in recorded && recorded.failure) {
+    throw new DomainError(
+      'send_failed',
+      `Supplier ${supplier.code} did not take ${order.number}: ${recorded.failure.error}`,
+      {
+        purchaseOrderId: id,
+        supplier: supplier.code,
+        ...recorded.failure,
+      },
+    );
+  }
+  return outcome;
+}

@@ -1,0 +1,85 @@
+import { expect } from 'vitest';
+import { json, type TestContext } from './context.js';
+
+/** Calls of the reorder tests, through the API (Prefer: wait, so each returns the job's outcome). */
+export function reorderApi(ctx: TestContext) {
+  const wait = { prefer: 'wait=20' };
+  const call = async (
+    method: 'POST' | 'PUT',
+    url: string,
+    payload: Record<string, unknown>,
+    status = 200,
+  ) => {
+    const res = await ctx.request({ method, url, headers: wait, payload });
+    expect(res.statusCode, res.body).toBe(status);
+    return json(res);
+  };
+  return {
+    call,
+    async product(sku: string, stock = 0) {
+      await call(
+        'POST',
+        '/api/pms/products',
+        { sku, name: sku, price: { amount: 100, currency: 'EUR' } },
+        201,
+      );
+      if (stock > 0) await this.adjust(sku, stock, 'received');
+    },
+    adjust: (sku: string, delta: number, reason = delta > 0 ? 'received' : 'damaged') =>
+      call('POST', '/api/pms/inventory/adjust', { movements: [{ sku, location: 'default', delta, reason }] }),
+    /** A sale: reserve and commit (the ledger's `commit` kind, as orders write it). */
+    async sell(sku: string, quantity: number) {
+      const reservation = await call(
+        'POST',
+        '/api/pms/inventory/reservations',
+        { reference: `sale-${sku}-${quantity}`, lines: [{ sku, quantity, location: 'default' }] },
+        201,
+      );
+      return call('POST', `/api/pms/inventory/reservations/${reservation.id}/commit`, {});
+    },
+    supplier: (body: Record<string, unknown>) =>
+      call(
+        'POST',
+        '/api/pms/suppliers',
+        { name: 'Supplier', leadTimeDays: 3, apiKey: 'supplier-key-123', ...body },
+        201,
+      ),
+    rule: (body: Record<string, unknown>) =>
+      call('PUT', '/api/pms/inventory/reorder-rules', { location: 'default', ...body }),
+    async purchaseOrder(id: string) {
+      const res = await ctx.request({ method: 'GET', url: `/api/pms/purchase-orders/${id}` });
+      expect(res.statusCode, res.body).toBe(200);
+      return json(res);
+    },
+    level: (sku: string) =>
+      ctx.api
+        .db('inventory_levels')
+        .where({ sku, location: 'default' })
+        .first('on_hand', 'reserved', 'incoming'),
+    lines: (sku: string) => ctx.api.db('purchase_order_lines').where({ sku }).orderBy('created_at'),
+  };
+}
+
+/** Polls `probe` until it returns something truthy (a loaded machine stretches every wait: generous bound). */
+export async function until<T>(
+  probe: () => Promise<T | undefined | null | false>,
+  timeoutMs = 20_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** incoming = what open purchase order lines still expect, at every level. */
+export async function expectIncomingMatchesLines(ctx: TestContext): Promise<void> {
+  const { rows } = await ctx.api.db.raw(
+    `select l.sku, l.location, l.incoming, coalesce(sum(p.outstanding), 0)::bigint as lines
+     from inventory_levels l left join purchase_order_lines p on p.sku = l.sku and p.location = l.location
+     group by l.sku, l.location, l.incoming having l.incoming <> coalesce(sum(p.outstanding), 0)`,
+  );
+  expect(rows).toEqual([]);
+}
