@@ -19,7 +19,11 @@ export type DomainErrorCode =
   | 'source_unavailable'
   | 'insufficient_stock'
   | 'stale_quantity'
-  | 'location_taken';
+  | 'location_taken'
+  // Orders
+  | 'order_number_taken'
+  | 'insufficient_reserved'
+  | 'return_exceeds_fulfilled';
 
 /**
  * A broken business rule. It extends UnrecoverableError because BullMQ checks `instanceof` and

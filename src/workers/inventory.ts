@@ -1,4 +1,5 @@
 import { createLocation, updateLocation } from '../domain/locations.js';
+import { expireDueOrders } from '../domain/orders.js';
 import {
   commitReservation,
   createReservation,
@@ -31,6 +32,14 @@ export const inventoryHandlers = {
     applyOnce(deps.db, job, meta, (trx) => releaseReservation(trx, payload)),
   'reservation.extend': ({ deps, job, meta }, payload) =>
     applyOnce(deps.db, job, meta, (trx) => extendReservation(trx, payload)),
+  // Orders first: an order's reservation expires with the order, in this transaction (order lock first).
   'reservation.expire-due': ({ deps, job, meta }, payload) =>
-    applyOnce(deps.db, job, meta, (trx) => expireReservations(trx, payload)),
+    applyOnce(deps.db, job, meta, async (trx) => {
+      const ofOrders = await expireDueOrders(trx, payload);
+      const others = await expireReservations(trx, payload);
+      return {
+        expired: ofOrders.length + others.expired,
+        reservationIds: [...ofOrders, ...others.reservationIds],
+      };
+    }),
 } satisfies QueueHandlers<'inventory'>;
