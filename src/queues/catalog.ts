@@ -1,7 +1,9 @@
 import { imageJobs } from './images.js';
+import { inboundJobs } from './inbound.js';
 import { inventoryJobs } from './inventory.js';
 import type { AnyJob, QueueName } from './job.js';
 import { maintenanceJobs } from './maintenance.js';
+import { orderJobs } from './orders.js';
 import { productJobs } from './products.js';
 import { webhookJobs } from './webhooks.js';
 
@@ -13,6 +15,8 @@ export const jobCatalog = Object.fromEntries(
     ...Object.values(imageJobs),
     ...Object.values(webhookJobs),
     ...Object.values(inventoryJobs),
+    ...Object.values(orderJobs),
+    ...Object.values(inboundJobs),
   ].map((job) => [job.name, job]),
 ) as { [J in CatalogJob as J['name']]: J };
 
@@ -21,7 +25,9 @@ type CatalogJob =
   | (typeof maintenanceJobs)[keyof typeof maintenanceJobs]
   | (typeof imageJobs)[keyof typeof imageJobs]
   | (typeof webhookJobs)[keyof typeof webhookJobs]
-  | (typeof inventoryJobs)[keyof typeof inventoryJobs];
+  | (typeof inventoryJobs)[keyof typeof inventoryJobs]
+  | (typeof orderJobs)[keyof typeof orderJobs]
+  | (typeof inboundJobs)[keyof typeof inboundJobs];
 
 export type JobName = CatalogJob['name'];
 export type JobNamed<N extends JobName> = Extract<CatalogJob, { name: N }>;

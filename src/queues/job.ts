@@ -2,7 +2,15 @@ import type { JobsOptions } from 'bullmq';
 import type { z } from 'zod';
 import type { JobFailure } from '../errors.js';
 
-export const queueNames = ['products', 'maintenance', 'inventory', 'images', 'webhooks'] as const;
+export const queueNames = [
+  'products',
+  'maintenance',
+  'inventory',
+  'images',
+  'webhooks',
+  'orders',
+  'inbound',
+] as const;
 export type QueueName = (typeof queueNames)[number];
 
 /**

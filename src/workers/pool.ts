@@ -3,8 +3,10 @@ import type { Config } from '../config.js';
 import { publishFinished } from '../queues/finished-signal.js';
 import { type QueueName, queueNames } from '../queues/job.js';
 import { imageHandlers } from './images.js';
+import { inboundHandlers } from './inbound.js';
 import { inventoryHandlers } from './inventory.js';
 import { maintenanceHandlers, registerInventorySchedulers, registerSchedulers } from './maintenance.js';
+import { orderHandlers } from './orders.js';
 import { createProcessor, type QueueHandlers, type WorkerDeps } from './processor.js';
 import { productHandlers } from './products.js';
 import { webhookHandlers, webhookWorkerSettings } from './webhooks.js';
@@ -15,6 +17,8 @@ const handlersByQueue: { [Q in QueueName]: QueueHandlers<Q> } = {
   images: imageHandlers,
   webhooks: webhookHandlers,
   inventory: inventoryHandlers,
+  orders: orderHandlers,
+  inbound: inboundHandlers,
 };
 
 /** Queue-specific worker settings (custom backoff strategies). */
