@@ -126,7 +126,8 @@ export async function up(db: Knex): Promise<void> {
       o orders;
       state record;
     begin
-      select * into o from orders where id = case when tg_table_name = 'orders' then new.id else new.order_id end;
+      -- tg_argv[0]: the column of the changed row that holds the order id.
+      select * into o from orders where id = (to_jsonb(new) ->> tg_argv[0])::bigint;
       state := stockflow_order_state(o);
       if state.problem is not null then
         raise exception 'order %: %', o.order_number, state.problem using errcode = 'check_violation';
@@ -138,9 +139,9 @@ export async function up(db: Knex): Promise<void> {
       return null;
     end $$;
     create constraint trigger orders_status_matches_lines after insert or update on orders
-      deferrable initially deferred for each row execute function stockflow_order_check();
+      deferrable initially deferred for each row execute function stockflow_order_check('id');
     create constraint trigger order_lines_status_matches after insert or update on order_lines
-      deferrable initially deferred for each row execute function stockflow_order_check();
+      deferrable initially deferred for each row execute function stockflow_order_check('order_id');
     create trigger order_lines_append_only before delete on order_lines
       for each row execute function stockflow_forbid_change();
 

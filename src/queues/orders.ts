@@ -15,12 +15,17 @@ export const orderNumberSchema = z
     'orderNumber must be 1-64 characters of letters, digits, dot, underscore or hyphen',
   );
 
-/** Every sku at most once: the issue on a repeated line names the line it repeats. */
-function skusOnce(lines: { sku: string }[], ctx: z.RefinementCtx): void {
+/**
+ * Every sku at most once: the issue on a repeated line names the line it repeats. It runs even
+ * when other lines are invalid (`when`), so a request learns every bad field at once.
+ */
+function skusOnce(lines: unknown[], ctx: z.RefinementCtx): void {
   const first = new Map<string, number>();
   lines.forEach((line, index) => {
-    const seen = first.get(line.sku);
-    if (seen === undefined) first.set(line.sku, index);
+    const sku = (line as { sku?: unknown } | null)?.sku;
+    if (typeof sku !== 'string') return;
+    const seen = first.get(sku);
+    if (seen === undefined) first.set(sku, index);
     else ctx.addIssue({ code: 'custom', path: [index, 'sku'], message: `repeats the sku of line ${seen}` });
   });
 }
@@ -31,7 +36,7 @@ const linesOf = <T extends z.ZodType<{ sku: string }>>(line: T) =>
     .array(line)
     .min(1, 'needs at least 1 line')
     .max(maxLines, `at most ${maxLines} lines`)
-    .superRefine(skusOnce);
+    .superRefine(skusOnce, { when: (payload) => Array.isArray(payload.value) });
 
 const orderLineSchema = z.object({
   sku: skuSchema,
@@ -100,7 +105,11 @@ const returnFields = {
 };
 const locationOnlyWithRestock = {
   check: (r: { restock: boolean; location?: string }) => r.restock || r.location === undefined,
-  issue: { path: ['location'], message: 'only with restock: true' },
+  issue: {
+    path: ['location'],
+    message: 'only with restock: true',
+    when: (payload: z.core.ParsePayload) => typeof payload.value === 'object' && payload.value !== null,
+  },
 };
 export const returnBody = z
   .object(returnFields)

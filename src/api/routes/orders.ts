@@ -166,7 +166,7 @@ export function registerOrderRoutes(root: FastifyInstance, deps: ApiDeps): void 
         summary:
           'Fulfil some or (no lines) all reserved units: commit movements at the allocated locations (job order.fulfill)',
         params: orderParams,
-        body: fulfillBody.optional(),
+        body: fulfillBody.nullish(),
         response: changed,
       },
     },
