@@ -203,3 +203,16 @@ export async function expireDueOrders(db: Knex, input: { limit: number }): Promi
   );
   return reservationIds;
 }
+
+/**
+ * The reservation expiry, orders first: an order's reservation expires with the order (locked
+ * first, the lock order of every order job); then the reservations nobody owns.
+ */
+export async function expireDue(db: Knex, input: { limit: number }) {
+  const ofOrders = await expireDueOrders(db, input);
+  const others = await expireReservations(db, input);
+  return {
+    expired: ofOrders.length + others.expired,
+    reservationIds: [...ofOrders, ...others.reservationIds],
+  };
+}

@@ -1,9 +1,8 @@
 import { createLocation, updateLocation } from '../domain/locations.js';
-import { expireDueOrders } from '../domain/orders.js';
+import { expireDue } from '../domain/orders.js';
 import {
   commitReservation,
   createReservation,
-  expireReservations,
   extendReservation,
   releaseReservation,
 } from '../domain/reservations.js';
@@ -32,14 +31,7 @@ export const inventoryHandlers = {
     applyOnce(deps.db, job, meta, (trx) => releaseReservation(trx, payload)),
   'reservation.extend': ({ deps, job, meta }, payload) =>
     applyOnce(deps.db, job, meta, (trx) => extendReservation(trx, payload)),
-  // Orders first: an order's reservation expires with the order, in this transaction (order lock first).
+  // Orders' reservations expire with their orders, in this transaction.
   'reservation.expire-due': ({ deps, job, meta }, payload) =>
-    applyOnce(deps.db, job, meta, async (trx) => {
-      const ofOrders = await expireDueOrders(trx, payload);
-      const others = await expireReservations(trx, payload);
-      return {
-        expired: ofOrders.length + others.expired,
-        reservationIds: [...ofOrders, ...others.reservationIds],
-      };
-    }),
+    applyOnce(deps.db, job, meta, (trx) => expireDue(trx, payload)),
 } satisfies QueueHandlers<'inventory'>;
