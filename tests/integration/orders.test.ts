@@ -470,6 +470,21 @@ describe('reading orders', () => {
   });
 });
 
+describe('OpenAPI', () => {
+  it('documents every order route with an example', async () => {
+    const docs = json(await ctx.request({ method: 'GET', url: '/docs/json' }));
+    const operations = Object.entries(docs.paths as Record<string, Record<string, Body>>)
+      .filter(([path]) => path.startsWith('/api/pms/orders'))
+      .flatMap(([path, methods]) => Object.entries(methods).map(([method, op]) => ({ path, method, op })));
+    expect(operations).toHaveLength(7);
+    for (const { path, method, op } of operations) {
+      const text = JSON.stringify(op);
+      expect(text, `${method} ${path}`).toContain('"example"');
+      expect(op.tags, `${method} ${path}`).toEqual(['orders']);
+    }
+  });
+});
+
 describe('what the database holds', () => {
   const inTransaction = (sql: string, bindings: unknown[]) =>
     ctx.api.db.transaction((trx) => trx.raw(sql, bindings as never[]));

@@ -18,6 +18,33 @@ import { instant, movementSchema, reservationSchema } from './inventory.js';
 const int = z.number().int();
 const at = '2026-12-02T10:00:00.000Z';
 
+const orderExample = {
+  orderNumber: 'SO-1001',
+  status: 'partially_fulfilled',
+  currency: 'EUR',
+  shipTo: { country: 'DE', postalCode: '10115' },
+  reservationId: '5f0c7a1e-3f7b-4a47-9d3e-0d7f1b2c3a4b',
+  version: 3,
+  createdAt: at,
+  updatedAt: at,
+  confirmedAt: at,
+  cancelledAt: null,
+  expiredAt: null,
+  lines: [
+    {
+      line: 0,
+      sku: 'TSHIRT-RED-M',
+      unitPrice: 1999,
+      ordered: 2,
+      openReserved: 1,
+      fulfilled: 1,
+      cancelled: 0,
+      returned: 0,
+      restocked: 0,
+    },
+  ],
+};
+
 export const orderSchema = z
   .object({
     orderNumber: z.string(),
@@ -45,73 +72,105 @@ export const orderSchema = z
       }),
     ),
   })
-  .meta({
-    example: {
-      orderNumber: 'SO-1001',
-      status: 'partially_fulfilled',
-      currency: 'EUR',
-      shipTo: { country: 'DE', postalCode: '10115' },
-      reservationId: '5f0c7a1e-3f7b-4a47-9d3e-0d7f1b2c3a4b',
-      version: 3,
-      createdAt: at,
-      updatedAt: at,
-      confirmedAt: at,
-      cancelledAt: null,
-      expiredAt: null,
-      lines: [
-        {
-          line: 0,
-          sku: 'TSHIRT-RED-M',
-          unitPrice: 1999,
-          ordered: 2,
-          openReserved: 1,
-          fulfilled: 1,
-          cancelled: 0,
-          returned: 0,
-          restocked: 0,
-        },
-      ],
-    },
-  });
+  .meta({ example: orderExample });
 
 const orderChangeSchema = z.object({
   order: orderSchema,
   movements: z.array(movementSchema).describe('the ledger rows this job wrote'),
 });
 
-const orderDetailSchema = orderSchema.extend({
-  reservation: reservationSchema,
-  movements: z
-    .array(movementSchema)
-    .describe('every ledger row of the order: reserve, commit, release, return'),
-  returns: z.array(
-    z.object({
-      id: int,
-      sku: z.string(),
-      quantity: int,
-      restock: z.boolean(),
-      location: z.string().nullable(),
-      movementId: int.nullable(),
-      note: z.string().nullable(),
-      actor: z.string().nullable(),
-      jobId: z.string().nullable(),
-      at: z.string(),
-    }),
-  ),
-  history: z
-    .array(
+const orderDetailSchema = orderSchema
+  .extend({
+    reservation: reservationSchema,
+    movements: z
+      .array(movementSchema)
+      .describe('every ledger row of the order: reserve, commit, release, return'),
+    returns: z.array(
       z.object({
-        action: z.enum(['create', 'confirm', 'fulfill', 'cancel', 'return', 'expire']),
-        fromStatus: z.enum(orderStatuses).nullable(),
-        toStatus: z.enum(orderStatuses),
-        version: int,
+        id: int,
+        sku: z.string(),
+        quantity: int,
+        restock: z.boolean(),
+        location: z.string().nullable(),
+        movementId: int.nullable(),
+        note: z.string().nullable(),
         actor: z.string().nullable(),
         jobId: z.string().nullable(),
         at: z.string(),
       }),
-    )
-    .describe('every change: who, when, which job'),
-});
+    ),
+    history: z
+      .array(
+        z.object({
+          action: z.enum(['create', 'confirm', 'fulfill', 'cancel', 'return', 'expire']),
+          fromStatus: z.enum(orderStatuses).nullable(),
+          toStatus: z.enum(orderStatuses),
+          version: int,
+          actor: z.string().nullable(),
+          jobId: z.string().nullable(),
+          at: z.string(),
+        }),
+      )
+      .describe('every change: who, when, which job'),
+  })
+  .meta({
+    example: {
+      ...orderExample,
+      reservation: {
+        id: orderExample.reservationId,
+        reference: 'SO-1001',
+        status: 'active',
+        expiresAt: null,
+        owner: 'order',
+        createdAt: at,
+        updatedAt: at,
+        closedAt: null,
+        version: 3,
+        lines: [
+          {
+            line: 0,
+            sku: 'TSHIRT-RED-M',
+            location: 'default',
+            quantity: 2,
+            committed: 1,
+            released: 0,
+            rule: 'single_location',
+          },
+        ],
+      },
+      movements: [],
+      returns: [],
+      history: [
+        {
+          action: 'create',
+          fromStatus: null,
+          toStatus: 'reserved',
+          version: 1,
+          actor: 'pms',
+          jobId: 'orders-1a2b',
+          at,
+        },
+        {
+          action: 'confirm',
+          fromStatus: 'reserved',
+          toStatus: 'confirmed',
+          version: 2,
+          actor: 'pms',
+          jobId: 'orders-3c4d',
+          at,
+        },
+        {
+          action: 'fulfill',
+          fromStatus: 'confirmed',
+          toStatus: 'partially_fulfilled',
+          version: 3,
+          actor: 'pms',
+          jobId: 'orders-5e6f',
+          at,
+        },
+      ],
+    },
+  });
 
 const orderParams = z.object({ orderNumber: orderNumberSchema });
 const changed = { 202: jobHandleSchema, 200: orderChangeSchema };
