@@ -21,6 +21,8 @@ export async function up(db: Knex): Promise<void> {
       add column released bigint not null default 0,
       add constraint reservation_lines_parts_within_quantity
         check (committed >= 0 and released >= 0 and committed + released <= quantity);
+    -- An order reads its reserve, commit and release rows by reservation.
+    create index stock_movements_reservation on stock_movements (reservation_id) where reservation_id is not null;
     alter table reservations
       alter column expires_at drop not null,
       add column owner text constraint reservations_owner_known check (owner in ('order'));
@@ -210,6 +212,7 @@ export async function down(db: Knex): Promise<void> {
       order_lines, orders;
     drop function if exists stockflow_order_check, stockflow_order_set_status, stockflow_order_state,
       stockflow_order_status;
+    drop index if exists stock_movements_reservation;
     alter table reservations drop column if exists owner;
     alter table reservation_lines drop constraint if exists reservation_lines_parts_within_quantity,
       drop column if exists committed, drop column if exists released;

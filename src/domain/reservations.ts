@@ -238,7 +238,9 @@ async function lockForTransition(
   if (row.owner !== (input.owner ?? null)) {
     throw new DomainError(
       'invalid_transition',
-      `Reservation ${id} belongs to ${row.owner ?? 'nobody'} ${row.reference}: change it through its ${row.owner ?? 'own'} routes`,
+      row.owner
+        ? `Reservation ${id} belongs to ${row.owner} ${row.reference}: change it through that ${row.owner}`
+        : `Reservation ${id} belongs to no ${input.owner}`,
       { reservationId: id, currentState: state, transition, owner: row.owner, reference: row.reference },
     );
   }

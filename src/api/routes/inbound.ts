@@ -15,7 +15,7 @@ import {
 import { SignatureError, verifySignature } from '../../webhooks/signing.js';
 import type { ApiDeps } from '../deps.js';
 import { type FieldError, HttpProblem } from '../problems.js';
-import { jobHandleSchema } from '../submit-job.js';
+import { enqueueContext, jobHandleSchema, queueUnavailable } from '../submit-job.js';
 
 const envelopeSchema = z.object({
   type: z.string().min(1).max(100),
@@ -195,26 +195,14 @@ async function receive(
       const existing = await deps.queues.inbound.getJob(jobId);
       if (existing) return answer(200, jobId, await existing.getState());
     }
-    const enqueued = await enqueue(
-      {
-        queues: deps.queues,
-        redis: deps.redis,
-        prefix: deps.config.QUEUE_PREFIX,
-        idempotencyTtlSeconds: deps.config.IDEMPOTENCY_TTL_SECONDS,
-      },
-      job,
-      payload,
-      { actor: 'pms-webhook', actorId: 'inbound', requestId: request.id, dedupeKey: key },
-    );
+    const enqueued = await enqueue(enqueueContext(deps), job, payload, {
+      actor: 'pms-webhook',
+      actorId: 'inbound',
+      requestId: request.id,
+      dedupeKey: key,
+    });
     return answer(202, enqueued.id, enqueued.state);
   } catch (error) {
-    request.log.error({ err: error }, 'could not enqueue the inbound webhook');
-    throw new HttpProblem(
-      503,
-      'service_unavailable',
-      'The job queue is unavailable; nothing was accepted. Deliver again later (same webhook-id)',
-      {},
-      { 'Retry-After': '5' },
-    );
+    throw queueUnavailable(request, error, 'deliver it again with the same webhook-id');
   }
 }
