@@ -139,6 +139,25 @@ const envSchema = z.object({
   /** A worker's lock on an active job; a job whose worker died is taken over after about this long. */
   WORKER_LOCK_DURATION_MS: integer(1000, 600_000).default(30_000),
   WORKER_CONCURRENCY_WEBHOOKS: integer(1, 500).default(20),
+  // Orders and inbound PMS webhooks (docs/orders.md).
+  WORKER_CONCURRENCY_ORDERS: integer(1, 500).default(8),
+  WORKER_CONCURRENCY_INBOUND: integer(1, 500).default(4),
+  /** How long an unconfirmed order's reservation holds when the order names no holdSeconds. */
+  ORDER_HOLD_SECONDS: integer(1, 604_800).default(900),
+  /** Standard Webhooks secrets (`whsec_…`) the PMS signs inbound webhooks with; space-separated while rotating. */
+  INBOUND_WEBHOOK_SECRET: z
+    .string()
+    .transform((text) => text.split(/\s+/).filter(Boolean))
+    .pipe(
+      z
+        .array(
+          z
+            .string()
+            .regex(/^whsec_[A-Za-z0-9+/]{20,}={0,2}$/, 'each secret must be whsec_ followed by base64'),
+        )
+        .max(10),
+    )
+    .default([]),
   /** Events older than this are pruned; a reader asking for older positions gets 410. */
   EVENT_RETENTION_DAYS: integer(1, 3650).default(30),
   /** SSE comment / WebSocket ping interval on open event streams. */
@@ -212,6 +231,8 @@ export function parseConfig(env: Record<string, string | undefined> = process.en
       webhooks: c.WORKER_CONCURRENCY_WEBHOOKS,
       inventory: c.WORKER_CONCURRENCY_INVENTORY,
       reorder: c.WORKER_CONCURRENCY_REORDER,
+      orders: c.WORKER_CONCURRENCY_ORDERS,
+      inbound: c.WORKER_CONCURRENCY_INBOUND,
     },
     images: imageSettings(c),
   };

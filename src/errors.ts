@@ -22,7 +22,11 @@ export type DomainErrorCode =
   | 'location_taken'
   | 'supplier_taken'
   | 'over_receipt'
-  | 'send_failed';
+  | 'send_failed'
+  // Orders
+  | 'order_number_taken'
+  | 'insufficient_reserved'
+  | 'return_exceeds_fulfilled';
 
 /**
  * A broken business rule. It extends UnrecoverableError because BullMQ checks `instanceof` and

@@ -10,9 +10,11 @@ import { registerMetrics } from './metrics.js';
 import { registerEventRoutes } from './routes/events.js';
 import { registerHealthRoutes } from './routes/health.js';
 import { registerImageRoutes } from './routes/images.js';
+import { registerInboundRoutes } from './routes/inbound.js';
 import { registerInventoryRoutes } from './routes/inventory.js';
 import { registerJobRoutes } from './routes/jobs.js';
 import { registerLocationRoutes } from './routes/locations.js';
+import { registerOrderRoutes } from './routes/orders.js';
 import { registerProductRoutes } from './routes/products.js';
 import { registerReorderingRoutes } from './routes/reordering.js';
 import { registerSupplierRoutes } from './routes/suppliers.js';
@@ -54,6 +56,8 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
   registerInventoryRoutes(app, deps);
   registerSupplierRoutes(app, deps);
   registerReorderingRoutes(app, deps);
+  registerOrderRoutes(app, deps);
+  await registerInboundRoutes(app, deps);
   await registerBullBoard(app, deps.queues);
   return app;
 }

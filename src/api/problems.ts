@@ -56,6 +56,10 @@ const domainStatus: Record<DomainErrorCode, number> = {
   supplier_taken: 409,
   over_receipt: 409,
   send_failed: 502,
+  // Orders
+  order_number_taken: 409,
+  insufficient_reserved: 409,
+  return_exceeds_fulfilled: 409,
 };
 
 export function statusForCode(code: string): number {
@@ -80,6 +84,13 @@ const titles: Record<string, string> = {
   insufficient_stock: 'Insufficient stock',
   stale_quantity: 'Stored quantity differs from the expected one',
   location_taken: 'Location code already taken',
+  // Orders and inbound webhooks
+  order_number_taken: 'Order number already taken',
+  insufficient_reserved: 'Not that much is reserved',
+  return_exceeds_fulfilled: 'Return exceeds the fulfilled quantity',
+  invalid_signature: 'Webhook signature missing or invalid',
+  unknown_webhook_type: 'Unknown webhook type',
+  invalid_webhook_payload: 'Webhook payload invalid',
   invalid_payload: 'Job payload invalid',
   image_too_large: 'Image too large',
   image_corrupt: 'Image corrupt or truncated',

@@ -1,6 +1,11 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { type EnqueueMeta, enqueue, IdempotencyKeyReusedError } from '../queues/enqueue.js';
+import {
+  type EnqueueContext,
+  type EnqueueMeta,
+  enqueue,
+  IdempotencyKeyReusedError,
+} from '../queues/enqueue.js';
 import type { AnyJob, PayloadInput } from '../queues/job.js';
 import { getJobStatus, type JobStatus } from '../queues/job-status.js';
 import { principalOf } from './auth.js';
@@ -48,6 +53,28 @@ async function waitForJob(deps: ApiDeps, id: string, ms: number): Promise<JobSta
   }
 }
 
+export const enqueueContext = (deps: ApiDeps): EnqueueContext => ({
+  queues: deps.queues,
+  redis: deps.redis,
+  prefix: deps.config.QUEUE_PREFIX,
+  idempotencyTtlSeconds: deps.config.IDEMPOTENCY_TTL_SECONDS,
+});
+
+/**
+ * The producer connection fails fast while Redis is away: the caller is told to retry (`how`
+ * makes it safe) instead of the request being held open.
+ */
+export function queueUnavailable(request: FastifyRequest, error: unknown, how: string): HttpProblem {
+  request.log.error({ err: error }, 'could not enqueue the job');
+  return new HttpProblem(
+    503,
+    'service_unavailable',
+    `The job queue is unavailable; nothing was accepted. Retry later (${how})`,
+    {},
+    { 'Retry-After': '5' },
+  );
+}
+
 /**
  * The one way a route turns a mutation into a job: honours Idempotency-Key and Prefer: wait, and
  * answers 202 with the job handle, or (waiting) the job's result or its error as a problem.
@@ -76,37 +103,18 @@ export async function submitJob<J extends AnyJob>(
   const principal = principalOf(request);
   let enqueued: Awaited<ReturnType<typeof enqueue>>;
   try {
-    enqueued = await enqueue(
-      {
-        queues: deps.queues,
-        redis: deps.redis,
-        prefix: deps.config.QUEUE_PREFIX,
-        idempotencyTtlSeconds: deps.config.IDEMPOTENCY_TTL_SECONDS,
-      },
-      job,
-      payload,
-      {
-        actor: principal.name,
-        actorId: principal.id,
-        requestId: request.id,
-        idempotency,
-        dedupeKey: options.dedupeKey,
-      },
-    );
+    enqueued = await enqueue(enqueueContext(deps), job, payload, {
+      actor: principal.name,
+      actorId: principal.id,
+      requestId: request.id,
+      idempotency,
+      dedupeKey: options.dedupeKey,
+    });
   } catch (error) {
     if (error instanceof IdempotencyKeyReusedError) {
       throw new HttpProblem(422, 'idempotency_key_reused', error.message, { jobId: error.jobId });
     }
-    // The producer connection fails fast while Redis is away: tell the caller to retry (safe with
-    // an Idempotency-Key) instead of holding the request open.
-    request.log.error({ err: error }, 'could not enqueue the job');
-    throw new HttpProblem(
-      503,
-      'service_unavailable',
-      'The job queue is unavailable; nothing was accepted. Retry later (with the same Idempotency-Key)',
-      {},
-      { 'Retry-After': '5' },
-    );
+    throw queueUnavailable(request, error, 'with the same Idempotency-Key');
   }
 
   const location = `/api/jobs/${enqueued.id}`;

@@ -39,7 +39,7 @@ export async function findDrift(db: Knex, only?: { sku: string; location: string
              coalesce(sum(delta) filter (where kind in ('reserve', 'release', 'commit')), 0)::bigint as reserved
       from stock_movements where ${filter} group by sku, location
     ), held as (
-      select l.sku, l.location, sum(l.quantity)::bigint as reserved
+      select l.sku, l.location, sum(l.quantity - l.committed - l.released)::bigint as reserved
       from reservation_lines l join reservations r on r.id = l.reservation_id
       where r.status = 'active' and ${filter.replaceAll('sku', 'l.sku').replaceAll('location', 'l.location')}
       group by l.sku, l.location

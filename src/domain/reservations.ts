@@ -4,18 +4,23 @@ import { DomainError } from '../errors.js';
 import type { EventType } from '../events/catalogue.js';
 import { appendEvent, appendEvents } from '../events/outbox.js';
 import { type AllocationRule, allocate, type Candidate } from './allocation.js';
-import { insertMovements } from './ledger.js';
+import { insertMovements, type Movement } from './ledger.js';
 import { availableOf, type LevelKey, levelKey, lockCandidateLevels, lockLevels } from './levels.js';
 import { assertKnown } from './stock.js';
 
 export type ReservationStatus = 'active' | 'committed' | 'released' | 'expired';
+/** What manages a reservation; one with an owner changes only through it (its order's routes). */
+export type ReservationOwner = 'order';
 
 export interface ReservationLine {
   /** Index of the request line this allocation serves; a split line appears once per location. */
   line: number;
   sku: string;
   location: string;
+  /** Allocated; what the line still holds is quantity − committed − released. */
   quantity: number;
+  committed: number;
+  released: number;
   /** The allocation rule that chose the location. */
   rule: AllocationRule;
 }
@@ -24,7 +29,9 @@ export interface Reservation {
   id: string;
   reference: string;
   status: ReservationStatus;
-  expiresAt: string;
+  /** Null: held until committed or released (a confirmed order). */
+  expiresAt: string | null;
+  owner: ReservationOwner | null;
   createdAt: string;
   updatedAt: string;
   closedAt: string | null;
@@ -36,7 +43,8 @@ interface ReservationRow {
   id: string;
   reference: string;
   status: ReservationStatus;
-  expires_at: Date;
+  expires_at: Date | null;
+  owner: ReservationOwner | null;
   created_at: Date;
   updated_at: Date;
   closed_at: Date | null;
@@ -49,15 +57,23 @@ interface ReservationRow {
     sku: string;
     location: string;
     quantity: number;
+    committed: number;
+    released: number;
     rule: AllocationRule;
   }[];
 }
+
+type ReservationLineRow = ReservationRow['lines'][number];
+
+/** What a line still holds. */
+const openOf = (l: ReservationLineRow) => Number(l.quantity) - Number(l.committed) - Number(l.released);
 
 const toReservation = (row: ReservationRow): Reservation => ({
   id: row.id,
   reference: row.reference,
   status: row.status,
-  expiresAt: new Date(row.expires_at).toISOString(),
+  expiresAt: row.expires_at ? new Date(row.expires_at).toISOString() : null,
+  owner: row.owner,
   createdAt: new Date(row.created_at).toISOString(),
   updatedAt: new Date(row.updated_at).toISOString(),
   closedAt: row.closed_at ? new Date(row.closed_at).toISOString() : null,
@@ -69,6 +85,8 @@ const toReservation = (row: ReservationRow): Reservation => ({
       sku: l.sku,
       location: l.location,
       quantity: Number(l.quantity),
+      committed: Number(l.committed),
+      released: Number(l.released),
       rule: l.rule,
     })),
 });
@@ -83,6 +101,7 @@ export interface ReserveInput {
   reference: string;
   lines: { sku: string; quantity: number; location?: string }[];
   ttlSeconds: number;
+  owner?: ReservationOwner;
 }
 
 /**
@@ -141,21 +160,22 @@ export async function createReservation(db: Knex, input: ReserveInput): Promise<
   const allocations = outcome.allocations;
   const { rows: created } = await db.raw<{ rows: ReservationRow[] }>(
     `with r as (
-       insert into reservations (id, reference, expires_at)
-       values (?, ?, now() + make_interval(secs => ?))
+       insert into reservations (id, reference, expires_at, owner)
+       values (?, ?, now() + make_interval(secs => ?), ?)
        returning *
      ), l as (
        insert into reservation_lines (reservation_id, line_no, request_line, sku, location, quantity, rule)
        select r.id, t.n, t.request_line, t.sku, t.location, t.quantity, t.rule
        from r, unnest(?::int[], ?::int[], ?::text[], ?::text[], ?::bigint[], ?::text[])
          as t (n, request_line, sku, location, quantity, rule)
-       returning line_no, request_line, sku, location, quantity, rule
+       returning line_no, request_line, sku, location, quantity, committed, released, rule
      )
      select r.*, (select json_agg(l) from l) as lines from r`,
     [
       id,
       input.reference,
       input.ttlSeconds,
+      input.owner ?? null,
       allocations.map((_, n) => n),
       allocations.map((a) => a.index),
       allocations.map((a) => a.sku),
@@ -193,8 +213,20 @@ export async function getReservation(db: Knex, id: string): Promise<Reservation 
 
 type Transition = 'commit' | 'release' | 'extend';
 
+/** Who asks for a transition: nobody in particular (the reservation routes), or the reservation's owner. */
+interface TransitionInput {
+  reservationId: string;
+  /** Only the owner may change an owned reservation; the reservation routes pass none. */
+  owner?: ReservationOwner;
+}
+
 /** Locks the reservation (before any level: the lock order of every reservation job) and checks the transition. */
-async function lockForTransition(db: Knex, id: string, transition: Transition): Promise<ReservationRow> {
+async function lockForTransition(
+  db: Knex,
+  input: TransitionInput,
+  transition: Transition,
+): Promise<ReservationRow> {
+  const id = input.reservationId;
   const { rows } = await db.raw<{ rows: ReservationRow[] }>(
     `${selectReservation} where r.id = ? for update of r`,
     [id],
@@ -203,6 +235,15 @@ async function lockForTransition(db: Knex, id: string, transition: Transition): 
   if (!row) throw new DomainError('not_found', `Reservation ${id} does not exist`, { reservationId: id });
   // An active reservation past its expiry is expired for commit and extend, even before the expiry job runs.
   const state = row.due && transition !== 'release' ? 'expired' : row.status;
+  if (row.owner !== (input.owner ?? null)) {
+    throw new DomainError(
+      'invalid_transition',
+      row.owner
+        ? `Reservation ${id} belongs to ${row.owner} ${row.reference}: change it through that ${row.owner}`
+        : `Reservation ${id} belongs to no ${input.owner}`,
+      { reservationId: id, currentState: state, transition, owner: row.owner, reference: row.reference },
+    );
+  }
   if (state !== 'active') {
     throw new DomainError('invalid_transition', `Reservation ${id} is ${state} and cannot ${transition}`, {
       reservationId: id,
@@ -213,81 +254,171 @@ async function lockForTransition(db: Knex, id: string, transition: Transition): 
   return row;
 }
 
-/** Closes reservations: moves their stock (commit: a sale out of reserved; release/expire: back to available). */
+interface Part {
+  line: ReservationLineRow;
+  reservation: ReservationRow;
+  quantity: number;
+}
+
+/**
+ * Moves parts of reservation lines out of reserved (commit: a sale; release/expire: back to
+ * available) and records them on the lines. The levels are locked in the global order first.
+ */
+async function moveParts(db: Knex, parts: Part[], kind: 'commit' | 'release', reason: string) {
+  const moving = parts.filter((p) => p.quantity > 0);
+  if (moving.length === 0) return [];
+  await lockLevels(
+    db,
+    moving.map((p) => p.line),
+  );
+  const movements = await insertMovements(
+    db,
+    moving.map((p) => ({
+      kind,
+      sku: p.line.sku,
+      location: p.line.location,
+      delta: -p.quantity,
+      reason,
+      reference: p.reservation.reference,
+      reservationId: p.reservation.id,
+    })),
+  );
+  const column = kind === 'commit' ? 'committed' : 'released';
+  await db.raw(
+    `update reservation_lines l set ${column} = l.${column} + t.quantity
+     from unnest(?::uuid[], ?::int[], ?::bigint[]) as t (reservation_id, line_no, quantity)
+     where l.reservation_id = t.reservation_id and l.line_no = t.line_no`,
+    [moving.map((p) => p.reservation.id), moving.map((p) => p.line.line_no), moving.map((p) => p.quantity)],
+  );
+  return movements;
+}
+
+/** Closes reservations: moves what their lines still hold (commit: a sale out of reserved; release/expire: back to available). */
 async function close(
   db: Knex,
   rows: ReservationRow[],
   to: 'committed' | 'released' | 'expired',
 ): Promise<Reservation[]> {
-  const lines = rows.flatMap((r) => r.lines.map((l) => ({ ...l, reservation: r })));
-  await lockLevels(db, lines);
-  await insertMovements(
-    db,
-    lines.map((l) => ({
-      kind: to === 'committed' ? ('commit' as const) : ('release' as const),
-      sku: l.sku,
-      location: l.location,
-      delta: -Number(l.quantity),
-      reason: to === 'committed' ? 'sale' : to,
-      reference: l.reservation.reference,
-      reservationId: l.reservation.id,
-    })),
+  const parts = rows.flatMap((r) =>
+    r.lines.map((line) => ({ line, reservation: r, quantity: openOf(line) })),
   );
-  const updated = await db('reservations')
+  await moveParts(db, parts, to === 'committed' ? 'commit' : 'release', to === 'committed' ? 'sale' : to);
+  await db('reservations')
     .whereIn(
       'id',
       rows.map((r) => r.id),
     )
-    .update({ status: to, closed_at: db.fn.now() })
-    .returning('*');
-  const linesById = new Map(rows.map((r) => [r.id, r.lines]));
-  return (updated as ReservationRow[]).map((r) => toReservation({ ...r, lines: linesById.get(r.id)! }));
+    .update({ status: to, closed_at: db.fn.now() });
+  return readReservations(
+    db,
+    rows.map((r) => r.id),
+  );
 }
 
-export async function commitReservation(db: Knex, input: { reservationId: string }): Promise<Reservation> {
-  const row = await lockForTransition(db, input.reservationId, 'commit');
+async function readReservations(db: Knex, ids: string[]): Promise<Reservation[]> {
+  const { rows } = await db.raw<{ rows: ReservationRow[] }>(
+    `${selectReservation} where r.id = any(?::uuid[]) order by r.expires_at, r.id`,
+    [ids],
+  );
+  return rows.map(toReservation);
+}
+
+export async function commitReservation(db: Knex, input: TransitionInput): Promise<Reservation> {
+  const row = await lockForTransition(db, input, 'commit');
   const [reservation] = await close(db, [row], 'committed');
   await appendEvent(db, reservationEvent('reservation.committed', reservation!));
   return reservation!;
 }
 
-export async function releaseReservation(db: Knex, input: { reservationId: string }): Promise<Reservation> {
-  const row = await lockForTransition(db, input.reservationId, 'release');
+export async function releaseReservation(db: Knex, input: TransitionInput): Promise<Reservation> {
+  const row = await lockForTransition(db, input, 'release');
   const [reservation] = await close(db, [row], 'released');
   await appendEvent(db, reservationEvent('reservation.released', reservation!));
   return reservation!;
 }
 
-/** Moves the expiry to `ttlSeconds` from now. */
+/**
+ * Commits part of an active reservation: for each request line, `quantity` units out of its
+ * allocations in allocation order, at the locations the allocation chose. The reservation closes
+ * as committed once it holds nothing more. Asking for more than a line holds fails
+ * `insufficient_reserved` with every such line.
+ */
+export async function commitReservationPart(
+  db: Knex,
+  input: TransitionInput & { lines: { line: number; quantity: number }[] },
+): Promise<{ reservation: Reservation; movements: Movement[] }> {
+  const row = await lockForTransition(db, input, 'commit');
+  const parts: Part[] = [];
+  const short: { line: number; requested: number; reserved: number }[] = [];
+  for (const wanted of input.lines) {
+    const allocations = row.lines
+      .filter((l) => l.request_line === wanted.line)
+      .sort((a, b) => a.line_no - b.line_no);
+    const held = allocations.reduce((n, l) => n + openOf(l), 0);
+    if (wanted.quantity > held) {
+      short.push({ line: wanted.line, requested: wanted.quantity, reserved: held });
+      continue;
+    }
+    let left = wanted.quantity;
+    for (const line of allocations) {
+      const take = Math.min(left, openOf(line));
+      if (take > 0) parts.push({ line, reservation: row, quantity: take });
+      left -= take;
+    }
+  }
+  if (short.length > 0) {
+    throw new DomainError('insufficient_reserved', `${short.length} line(s) ask for more than is reserved`, {
+      reservationId: row.id,
+      lines: short,
+    });
+  }
+  const movements = await moveParts(db, parts, 'commit', 'sale');
+  const taken = new Map<number, number>();
+  for (const p of parts) taken.set(p.line.line_no, (taken.get(p.line.line_no) ?? 0) + p.quantity);
+  const emptied = row.lines.every((l) => openOf(l) === (taken.get(l.line_no) ?? 0));
+  await db('reservations')
+    .where({ id: row.id })
+    .update(emptied ? { status: 'committed', closed_at: db.fn.now() } : { updated_at: db.fn.now() });
+  const [reservation] = await readReservations(db, [row.id]);
+  if (emptied) await appendEvent(db, reservationEvent('reservation.committed', reservation!));
+  return { reservation: reservation!, movements };
+}
+
+/** Moves the expiry to `ttlSeconds` from now, or (null) holds the reservation until it is committed or released. */
 export async function extendReservation(
   db: Knex,
-  input: { reservationId: string; ttlSeconds: number },
+  input: TransitionInput & { ttlSeconds: number | null },
 ): Promise<Reservation> {
-  const row = await lockForTransition(db, input.reservationId, 'extend');
-  const [updated] = await db('reservations')
+  const row = await lockForTransition(db, input, 'extend');
+  await db('reservations')
     .where({ id: row.id })
-    .update({ expires_at: db.raw('now() + make_interval(secs => ?)', [input.ttlSeconds]) })
-    .returning('*');
-  const reservation = toReservation({ ...(updated as ReservationRow), lines: row.lines });
-  await appendEvent(db, reservationEvent('reservation.extended', reservation));
-  return reservation;
+    .update({
+      expires_at:
+        input.ttlSeconds === null ? null : db.raw('now() + make_interval(secs => ?)', [input.ttlSeconds]),
+    });
+  const [reservation] = await readReservations(db, [row.id]);
+  await appendEvent(db, reservationEvent('reservation.extended', reservation!));
+  return reservation!;
 }
 
 /**
  * Expires up to `limit` active reservations past their expiry, oldest first, releasing their stock.
  * Reservations locked by a running commit or release are skipped (SKIP LOCKED): the next run sees them.
+ * Without `owner`, only reservations nobody owns; with it, only that owner's among `reservationIds`
+ * (the owner has locked its own rows first, so its lock order holds).
  */
 export async function expireReservations(
   db: Knex,
-  input: { limit: number },
+  input: { limit: number; owner?: ReservationOwner; reservationIds?: string[] },
 ): Promise<{ expired: number; reservationIds: string[] }> {
   const { rows } = await db.raw<{ rows: ReservationRow[] }>(
     `${selectReservation}
-     where r.status = 'active' and r.expires_at <= now()
+     where r.status = 'active' and r.expires_at <= now() and r.owner is not distinct from ?
+       and (?::uuid[] is null or r.id = any(?::uuid[]))
      order by r.expires_at
      limit ?
      for update of r skip locked`,
-    [input.limit],
+    [input.owner ?? null, input.reservationIds ?? null, input.reservationIds ?? null, input.limit],
   );
   if (rows.length === 0) return { expired: 0, reservationIds: [] };
   const expired = await close(db, rows, 'expired');

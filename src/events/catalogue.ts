@@ -28,6 +28,39 @@ const location = z.looseObject({ location: z.looseObject({ code: z.string() }) }
 const reservation = z.looseObject({
   reservation: z.looseObject({ id: z.string(), reference: z.string().nullable(), status: z.string() }),
 });
+const quantityLine = z.looseObject({ sku: z.string(), quantity: z.number().int() });
+const order = z.looseObject({
+  order: z.looseObject({
+    orderNumber: z.string(),
+    status: z.enum(['reserved', 'confirmed', 'partially_fulfilled', 'fulfilled', 'cancelled', 'expired']),
+    /** Rises with every change of the order: consumers order its events by it. */
+    version: z.number().int(),
+    reservationId: z.string(),
+    lines: z.array(
+      z.looseObject({
+        sku: z.string(),
+        ordered: z.number().int(),
+        openReserved: z.number().int(),
+        fulfilled: z.number().int(),
+        cancelled: z.number().int(),
+        returned: z.number().int(),
+      }),
+    ),
+  }),
+});
+const fulfilment = order.extend({
+  fulfilment: z.looseObject({
+    lines: z.array(quantityLine),
+    movements: z.array(
+      z.looseObject({
+        id: z.number().int(),
+        sku: z.string(),
+        location: z.string(),
+        quantity: z.number().int(),
+      }),
+    ),
+  }),
+});
 const endpoint = z.looseObject({ endpoint: z.looseObject({ id: z.string(), url: z.string() }) });
 const image = z.looseObject({ sku: z.string(), image: z.looseObject({ id: z.string() }) });
 const supplier = z.looseObject({
@@ -107,6 +140,60 @@ export const eventTypes = [
     name: 'reservation.expired',
     description: 'A reservation expired and its stock was freed',
     data: reservation,
+  }),
+  defineEventType({
+    name: 'product.sync_conflict',
+    description:
+      'A PMS product webhook carried a version not newer than the last one applied, so it was not applied',
+    data: z.looseObject({
+      sku: z.string(),
+      webhookId: z.string(),
+      webhookType: z.string(),
+      incomingVersion: z.number().int(),
+      appliedVersion: z.number().int(),
+    }),
+  }),
+  defineEventType({
+    name: 'order.created',
+    description: 'An order was placed and its lines reserved',
+    data: order,
+  }),
+  defineEventType({
+    name: 'order.confirmed',
+    description: 'An order was confirmed (paid): its reservation no longer expires',
+    data: order,
+  }),
+  defineEventType({
+    name: 'order.partially_fulfilled',
+    description: 'Part of an order was fulfilled (committed out of its reservation); some is still reserved',
+    data: fulfilment,
+  }),
+  defineEventType({
+    name: 'order.fulfilled',
+    description: 'The last reserved units of an order were fulfilled',
+    data: fulfilment,
+  }),
+  defineEventType({
+    name: 'order.cancelled',
+    description: 'An order was cancelled: what was still reserved was released',
+    data: order,
+  }),
+  defineEventType({
+    name: 'order.expired',
+    description: "An unconfirmed order's reservation expired: its stock was released",
+    data: order,
+  }),
+  defineEventType({
+    name: 'order.returned',
+    description:
+      'Fulfilled units of an order came back (restocked through return movements, or only recorded)',
+    data: order.extend({
+      return: z.looseObject({
+        restock: z.boolean(),
+        lines: z.array(quantityLine.extend({ location: z.string().nullable() })),
+        note: z.string().nullable(),
+      }),
+    }),
   }),
   defineEventType({
     name: 'image.processed',

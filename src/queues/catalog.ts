@@ -1,7 +1,9 @@
 import { imageJobs } from './images.js';
+import { inboundJobs } from './inbound.js';
 import { inventoryJobs } from './inventory.js';
 import type { AnyJob, QueueName } from './job.js';
 import { maintenanceJobs } from './maintenance.js';
+import { orderJobs } from './orders.js';
 import { productJobs } from './products.js';
 import { reorderJobs } from './reorder.js';
 import { webhookJobs } from './webhooks.js';
@@ -15,6 +17,8 @@ export const jobCatalog = Object.fromEntries(
     ...Object.values(webhookJobs),
     ...Object.values(inventoryJobs),
     ...Object.values(reorderJobs),
+    ...Object.values(orderJobs),
+    ...Object.values(inboundJobs),
   ].map((job) => [job.name, job]),
 ) as { [J in CatalogJob as J['name']]: J };
 
@@ -24,7 +28,9 @@ type CatalogJob =
   | (typeof imageJobs)[keyof typeof imageJobs]
   | (typeof webhookJobs)[keyof typeof webhookJobs]
   | (typeof inventoryJobs)[keyof typeof inventoryJobs]
-  | (typeof reorderJobs)[keyof typeof reorderJobs];
+  | (typeof reorderJobs)[keyof typeof reorderJobs]
+  | (typeof orderJobs)[keyof typeof orderJobs]
+  | (typeof inboundJobs)[keyof typeof inboundJobs];
 
 export type JobName = CatalogJob['name'];
 export type JobNamed<N extends JobName> = Extract<CatalogJob, { name: N }>;

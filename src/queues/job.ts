@@ -2,7 +2,16 @@ import type { JobsOptions } from 'bullmq';
 import type { z } from 'zod';
 import type { JobFailure } from '../errors.js';
 
-export const queueNames = ['products', 'maintenance', 'inventory', 'images', 'webhooks', 'reorder'] as const;
+export const queueNames = [
+  'products',
+  'maintenance',
+  'inventory',
+  'images',
+  'webhooks',
+  'orders',
+  'inbound',
+  'reorder',
+] as const;
 export type QueueName = (typeof queueNames)[number];
 
 /**

@@ -11,9 +11,14 @@ export const skuSchema = z
     'sku must be 1-64 characters of letters, digits, dot, underscore or hyphen',
   );
 
+/** ISO 4217, from the ICU data of the runtime (kept current with Node.js releases). */
+export const currencySchema = z
+  .string()
+  .refine((c) => isoCurrencies.has(c), 'currency must be an ISO 4217 code such as EUR');
+
 export const moneySchema = z.object({
   amount: z.number().int('amount must be an integer in minor units').min(0).max(Number.MAX_SAFE_INTEGER),
-  currency: z.string().refine((c) => isoCurrencies.has(c), 'currency must be an ISO 4217 code such as EUR'),
+  currency: currencySchema,
 });
 
 const productFields = {

@@ -1,8 +1,8 @@
 import { createLocation, updateLocation } from '../domain/locations.js';
+import { expireDue } from '../domain/orders.js';
 import {
   commitReservation,
   createReservation,
-  expireReservations,
   extendReservation,
   releaseReservation,
 } from '../domain/reservations.js';
@@ -31,6 +31,7 @@ export const inventoryHandlers = {
     applyOnce(deps.db, job, meta, (trx) => releaseReservation(trx, payload)),
   'reservation.extend': ({ deps, job, meta }, payload) =>
     applyOnce(deps.db, job, meta, (trx) => extendReservation(trx, payload)),
+  // Orders' reservations expire with their orders, in this transaction.
   'reservation.expire-due': ({ deps, job, meta }, payload) =>
-    applyOnce(deps.db, job, meta, (trx) => expireReservations(trx, payload)),
+    applyOnce(deps.db, job, meta, (trx) => expireDue(trx, payload)),
 } satisfies QueueHandlers<'inventory'>;

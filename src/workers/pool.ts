@@ -3,8 +3,10 @@ import type { Config } from '../config.js';
 import { publishFinished } from '../queues/finished-signal.js';
 import { type QueueName, queueNames } from '../queues/job.js';
 import { imageHandlers } from './images.js';
+import { inboundHandlers } from './inbound.js';
 import { inventoryHandlers } from './inventory.js';
 import { maintenanceHandlers, registerInventorySchedulers, registerSchedulers } from './maintenance.js';
+import { orderHandlers } from './orders.js';
 import { createProcessor, type QueueHandlers, type WorkerDeps } from './processor.js';
 import { productHandlers } from './products.js';
 import { registerReorderSchedulers, reorderHandlers, reorderWorkerSettings } from './reorder.js';
@@ -17,6 +19,8 @@ const handlersByQueue: { [Q in QueueName]: QueueHandlers<Q> } = {
   webhooks: webhookHandlers,
   inventory: inventoryHandlers,
   reorder: reorderHandlers,
+  orders: orderHandlers,
+  inbound: inboundHandlers,
 };
 
 /** Queue-specific worker settings (custom backoff strategies). */

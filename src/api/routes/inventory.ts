@@ -19,7 +19,7 @@ import type { ApiDeps } from '../deps.js';
 import { problem, sendProblem } from '../problems.js';
 import { jobHandleSchema, submitJob } from '../submit-job.js';
 
-const movementSchema = z.object({
+export const movementSchema = z.object({
   id: z.number().int(),
   kind: z.enum(movementKinds),
   sku: z.string(),
@@ -69,11 +69,12 @@ const statusSchema = z.object({
   notFound: z.array(z.string()),
 });
 
-const reservationSchema = z.object({
+export const reservationSchema = z.object({
   id: z.string(),
   reference: z.string(),
   status: z.enum(['active', 'committed', 'released', 'expired']),
-  expiresAt: z.string(),
+  expiresAt: z.string().nullable().describe('null: held until committed or released (a confirmed order)'),
+  owner: z.enum(['order']).nullable().describe('set: the reservation changes only through its owner'),
   createdAt: z.string(),
   updatedAt: z.string(),
   closedAt: z.string().nullable(),
@@ -84,6 +85,8 @@ const reservationSchema = z.object({
       sku: z.string(),
       location: z.string(),
       quantity: z.number().int(),
+      committed: z.number().int(),
+      released: z.number().int(),
       rule: z.enum(['explicit', 'single_location', 'fewest_locations', 'split']),
     }),
   ),
@@ -99,7 +102,7 @@ const skuList = z
       .filter(Boolean),
   )
   .pipe(z.array(skuSchema).min(1, 'needs at least 1 sku').max(100, 'at most 100 skus'));
-const instant = z.iso.datetime({
+export const instant = z.iso.datetime({
   offset: true,
   message: 'must be an ISO 8601 date-time, e.g. 2026-11-26T10:00:00Z',
 });

@@ -1,0 +1,208 @@
+import { createHash } from 'node:crypto';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import { findInboundDelivery } from '../../domain/inbound.js';
+import { enqueue } from '../../queues/enqueue.js';
+import {
+  type InboundEndpoint,
+  type InboundEvent,
+  type InboundType,
+  inboundEndpoints,
+  inboundJobs,
+  inboundTypes,
+  typesOf,
+} from '../../queues/inbound.js';
+import { SignatureError, verifySignature } from '../../webhooks/signing.js';
+import type { ApiDeps } from '../deps.js';
+import { type FieldError, HttpProblem } from '../problems.js';
+import { enqueueContext, jobHandleSchema, queueUnavailable } from '../submit-job.js';
+
+const envelopeSchema = z.object({
+  type: z.string().min(1).max(100),
+  timestamp: z.iso.datetime({ offset: true, message: 'must be an ISO 8601 date-time' }),
+  data: z.record(z.string(), z.unknown()),
+});
+
+const signatureHeaders = z.object({
+  'webhook-id': z
+    .string()
+    .describe('unique per event; a redelivery repeats it')
+    .meta({ example: 'msg_2Y9q7' }),
+  'webhook-timestamp': z.string().describe('Unix seconds; refused when more than 5 minutes off'),
+  'webhook-signature': z
+    .string()
+    .describe('v1,<base64 HMAC-SHA256 of "id.timestamp.body">, several space-separated while rotating'),
+});
+
+const handleSchema = jobHandleSchema.extend({
+  duplicate: z.boolean().describe('true: this webhook-id was received before; no second job'),
+});
+
+const examples: Record<InboundEndpoint, Record<string, unknown>> = {
+  product: {
+    type: 'product.upserted',
+    timestamp: '2026-12-02T10:00:00Z',
+    data: {
+      sku: 'TSHIRT-RED-M',
+      name: 'T-shirt red M',
+      price: { amount: 1999, currency: 'EUR' },
+      version: 11,
+    },
+  },
+  inventory: {
+    type: 'inventory.adjusted',
+    timestamp: '2026-12-02T10:00:00Z',
+    data: { movements: [{ sku: 'TSHIRT-RED-M', location: 'default', delta: 5, reason: 'received' }] },
+  },
+  order: {
+    type: 'order.cancelled',
+    timestamp: '2026-12-02T10:00:00Z',
+    data: { orderNumber: 'SO-1001' },
+  },
+};
+
+const fieldErrors = (error: z.ZodError, prefix: string[] = []): FieldError[] =>
+  error.issues.map((i) => ({ in: 'body', path: [...prefix, ...i.path].join('.'), message: i.message }));
+
+/** The job payload of a verified, well-formed delivery; 422 for an unknown type or data that fails its schema. */
+function parseDelivery(endpoint: InboundEndpoint, raw: string, webhookId: string, holdSeconds: number) {
+  let body: unknown;
+  try {
+    body = JSON.parse(raw);
+  } catch {
+    throw new HttpProblem(400, 'malformed_json', 'The request body is not valid JSON');
+  }
+  const envelope = envelopeSchema.safeParse(body);
+  if (!envelope.success) {
+    throw new HttpProblem(
+      422,
+      'invalid_webhook_payload',
+      'The webhook body is not { type, timestamp, data }',
+      {
+        errors: fieldErrors(envelope.error),
+      },
+    );
+  }
+  const accepted = typesOf(endpoint);
+  const type = envelope.data.type as InboundType;
+  if (!accepted.includes(type)) {
+    throw new HttpProblem(
+      422,
+      'unknown_webhook_type',
+      `This endpoint takes ${accepted.join(', ')}, not ${envelope.data.type}`,
+      { details: { type: envelope.data.type, accepted } },
+    );
+  }
+  const data = inboundTypes[type].data.safeParse(envelope.data.data);
+  if (!data.success) {
+    const errors = fieldErrors(data.error, ['data']);
+    throw new HttpProblem(
+      422,
+      'invalid_webhook_payload',
+      `The ${type} data has ${errors.length} invalid field(s)`,
+      {
+        errors,
+      },
+    );
+  }
+  const filled = type === 'order.created' ? { holdSeconds, ...(data.data as object) } : data.data;
+  return { webhookId, timestamp: envelope.data.timestamp, type, data: filled } as InboundEvent;
+}
+
+/**
+ * Signed inbound webhooks from the PMS. The signature is the credential (no API key), and it
+ * covers the exact bytes: this encapsulated plugin keeps the JSON body as its raw string for
+ * these routes only, and validates it by hand after the signature.
+ */
+export async function registerInboundRoutes(root: FastifyInstance, deps: ApiDeps): Promise<void> {
+  await root.register(async (scope) => {
+    scope.removeContentTypeParser('application/json');
+    scope.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) =>
+      done(null, body),
+    );
+    // The route schemas document the body and headers; they are checked in order (signature first).
+    scope.setValidatorCompiler(() => (value) => ({ value }));
+    for (const endpoint of inboundEndpoints) {
+      const types = typesOf(endpoint);
+      scope.post(
+        `/api/pms/webhook/${endpoint}`,
+        {
+          config: { scope: 'public' },
+          schema: {
+            tags: ['inbound webhooks'],
+            summary: `Signed PMS webhook (${types.join(', ')}): no API key, the Standard Webhooks signature is the credential`,
+            description:
+              'Verified over the raw body against INBOUND_WEBHOOK_SECRET. 401: missing or bad signature, or a ' +
+              'timestamp more than 5 minutes off. 202: a job (queue inbound). 200: this webhook-id was received ' +
+              'before (the first delivery’s job; nothing is applied twice). 422: unknown type or invalid data.',
+            security: [],
+            headers: signatureHeaders,
+            body: z
+              .object({
+                type: z.enum(types as [InboundType, ...InboundType[]]),
+                timestamp: z.string().describe('ISO 8601: when the change happened in the PMS'),
+                data: z.union(types.map((t): z.ZodType => inboundTypes[t].data)),
+              })
+              .meta({ example: examples[endpoint] }),
+            response: { 202: handleSchema, 200: handleSchema },
+          },
+        },
+        (request, reply) => receive(deps, endpoint, request, reply),
+      );
+    }
+  });
+}
+
+async function receive(
+  deps: ApiDeps,
+  endpoint: InboundEndpoint,
+  request: FastifyRequest,
+  reply: FastifyReply,
+): Promise<void> {
+  const raw = typeof request.body === 'string' ? request.body : '';
+  let webhookId: string;
+  try {
+    webhookId = verifySignature(deps.config.INBOUND_WEBHOOK_SECRET, raw, request.headers);
+  } catch (error) {
+    if (!(error instanceof SignatureError)) throw error;
+    throw new HttpProblem(401, 'invalid_signature', error.message);
+  }
+  if (webhookId.length > 255)
+    throw new HttpProblem(401, 'invalid_signature', 'webhook-id is over 255 characters');
+  const payload = parseDelivery(endpoint, raw, webhookId, deps.config.ORDER_HOLD_SECONDS);
+
+  const key = createHash('sha256').update(webhookId).digest('base64url').slice(0, 32);
+  const jobId = `inbound-${key}`;
+  const job = inboundJobs.apply;
+  const answer = (status: 200 | 202, id: string, state: string) =>
+    reply
+      .code(status)
+      .header('Location', `/api/jobs/${id}`)
+      .send({ id, queue: job.queue, name: job.name, state, duplicate: status === 200 });
+
+  // Applied before (the record lives in Postgres, so this holds even after Redis lost the job).
+  const applied = await findInboundDelivery(deps.db, webhookId);
+  if (applied) return answer(200, applied.jobId, 'completed');
+  try {
+    const claimed = await deps.redis.set(
+      `${deps.config.QUEUE_PREFIX}:inbound:${key}`,
+      webhookId,
+      'EX',
+      deps.config.JOB_RETENTION_SECONDS,
+      'NX',
+    );
+    if (claimed === null) {
+      const existing = await deps.queues.inbound.getJob(jobId);
+      if (existing) return answer(200, jobId, await existing.getState());
+    }
+    const enqueued = await enqueue(enqueueContext(deps), job, payload, {
+      actor: 'pms-webhook',
+      actorId: 'inbound',
+      requestId: request.id,
+      dedupeKey: key,
+    });
+    return answer(202, enqueued.id, enqueued.state);
+  } catch (error) {
+    throw queueUnavailable(request, error, 'deliver it again with the same webhook-id');
+  }
+}
