@@ -73,7 +73,7 @@ const envSchema = z.object({
   JOB_BACKOFF_MS: integer(1, 3_600_000).default(1000),
   /** Finished jobs stay answerable on GET /api/jobs/:id at least this long. */
   JOB_RETENTION_SECONDS: integer(60, 90 * 86_400).default(7 * 86_400),
-  IDEMPOTENCY_TTL_SECONDS: integer(60, 30 * 86_400).default(86_400),
+  IDEMPOTENCY_TTL_SECONDS: integer(1, 30 * 86_400).default(86_400),
   /** How long a verified API key stays cached in a web process; revocations also flush it at once. */
   API_KEY_CACHE_SECONDS: integer(0, 3600).default(30),
   /** Bound on graceful shutdown: active jobs and in-flight requests get this long to finish. */
