@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis';
 import type { Config } from './config.js';
-import { createDb, type Db } from './db/knex.js';
+import { createDb, type Db, type DbRole } from './db/knex.js';
 import type { Logger } from './log.js';
 
 /** A backing service could not be reached at start: entry points print this, without a stack trace. */
@@ -34,8 +34,12 @@ export function redactUrl(url: string): string {
   }
 }
 
-export async function openPostgres(config: Config): Promise<Db> {
-  const db = createDb(config);
+/**
+ * A pool for `role`, with that role's guards (statement, lock and idle-in-transaction timeouts);
+ * without one (scripts: migrate, reconcile, replay, keys) no guard applies.
+ */
+export async function openPostgres(config: Config, role?: DbRole): Promise<Db> {
+  const db = createDb(config, role);
   try {
     await db.raw('select 1');
   } catch (error) {

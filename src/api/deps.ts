@@ -29,7 +29,7 @@ export async function openApiDeps(
   config: Config,
   log: Logger,
 ): Promise<ApiDeps & { close(): Promise<void> }> {
-  const db = await openPostgres(config);
+  const db = await openPostgres(config, 'api');
   const redis = await openRedis(config, 'producer').catch(async (error: unknown) => {
     await db.destroy();
     throw error;

@@ -12,7 +12,7 @@ runEntry(async () => {
   const config = parseConfig();
   const log = createLogger(config, 'stockflow-worker');
   const queueList = parseQueueList(values.queues);
-  const db = await openPostgres(config);
+  const db = await openPostgres(config, 'worker');
   const redis = await openRedis(config, 'worker');
   await warnUnlessNoEviction(redis, log);
   const queues = createQueues(redis, config);

@@ -4,7 +4,7 @@ import { publishFinished } from '../queues/finished-signal.js';
 import { type QueueName, queueNames } from '../queues/job.js';
 import { imageHandlers } from './images.js';
 import { inventoryHandlers } from './inventory.js';
-import { maintenanceHandlers, registerInventorySchedulers, registerSchedulers } from './maintenance.js';
+import { keepSchedulers, maintenanceHandlers, registerSchedulers } from './maintenance.js';
 import { createProcessor, type QueueHandlers, type WorkerDeps } from './processor.js';
 import { productHandlers } from './products.js';
 import { webhookHandlers, webhookWorkerSettings } from './webhooks.js';
@@ -52,9 +52,8 @@ class ShutdownSafeWorker extends Worker {
 /** Starts one BullMQ Worker per queue, each with its configured concurrency. */
 export async function startWorkers(deps: WorkerDeps, queues: QueueName[]): Promise<Worker[]> {
   const { config, log } = deps;
-  if (queues.includes('maintenance')) await registerSchedulers(deps.queues, config);
-  if (queues.includes('inventory')) await registerInventorySchedulers(deps.queues, config);
-  return queues.map((queue) => {
+  await registerSchedulers(deps.queues, config, queues);
+  const workers = queues.map((queue) => {
     const worker = new ShutdownSafeWorker(
       queue,
       createProcessor(deps, queue, handlersByQueue[queue] as QueueHandlers<typeof queue>),
@@ -77,6 +76,10 @@ export async function startWorkers(deps: WorkerDeps, queues: QueueName[]): Promi
     log.info({ queue, concurrency: config.concurrency[queue] }, 'worker started');
     return worker;
   });
+  // The schedulers are kept for as long as these workers run: stopped when the first one closes.
+  const stopKeeping = keepSchedulers(deps, queues);
+  for (const worker of workers) worker.once('closing', stopKeeping);
+  return workers;
 }
 
 /**

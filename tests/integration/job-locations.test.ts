@@ -320,7 +320,7 @@ it('follows the Location of every job kind over plain HTTP until the job finishe
       body:
         sample.multipart?.payload ?? (sample.body !== undefined ? JSON.stringify(sample.body) : undefined),
     });
-    const handle = await response.json();
+    const handle = (await response.json()) as { id: string; queue: string; name: string };
     expect(response.status, `${route}: ${JSON.stringify(handle)}`).toBe(202);
     const location = response.headers.get('location')!;
     expect(location, route).toBe(`/api/jobs/${handle.id}`);
@@ -332,8 +332,8 @@ it('follows the Location of every job kind over plain HTTP until the job finishe
       const polled = await fetch(`${base}${location}`, {
         headers: { authorization: `Bearer ${ctx.pmsKey}` },
       });
-      status = { status: polled.status, body: await polled.json() };
-      expect(status.status, `${route}: GET ${location} answered ${JSON.stringify(status.body)}`).toBe(200);
+      status = { status: polled.status, body: (await polled.json()) as Record<string, unknown> };
+      expect(polled.status, `${route}: GET ${location} answered ${JSON.stringify(status.body)}`).toBe(200);
       expect(polled.headers.get('content-type'), route).toMatch(/^application\/json/);
       if (status.body.state === 'completed' || status.body.state === 'failed') break;
       await new Promise((resolve) => setTimeout(resolve, pause));
