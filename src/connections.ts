@@ -82,15 +82,40 @@ async function connectOnce(redis: Redis): Promise<void> {
   await Promise.race([redis.connect(), failed]);
 }
 
-/** BullMQ loses jobs if Redis may evict keys: warn loudly when the policy is anything but noeviction. */
-export async function warnUnlessNoEviction(redis: Redis, log: Logger): Promise<void> {
+/**
+ * Warns at start about Redis settings that lose accepted jobs: an eviction policy other than
+ * `noeviction` (BullMQ's keys can be evicted), and no AOF (`appendonly no`: a Redis restart loses
+ * every job and claim since the last snapshot, or all of them without one). Managed services that
+ * forbid CONFIG get a warning naming what to check instead.
+ */
+export async function warnAboutRedisSettings(redis: Redis, log: Logger): Promise<void> {
+  let settings: Record<string, string>;
   try {
-    const [, policy] = (await redis.config('GET', 'maxmemory-policy')) as [string, string];
-    if (policy !== 'noeviction') {
-      log.warn({ policy }, 'Redis maxmemory-policy is not noeviction: queued jobs can be evicted and lost');
-    }
+    const pairs = (await redis.config('GET', 'maxmemory-policy', 'appendonly', 'appendfsync', 'save')) as string[];
+    settings = Object.fromEntries(pairs.flatMap((_, i) => (i % 2 === 0 ? [[pairs[i], pairs[i + 1]]] : [])));
   } catch (error) {
-    // Managed Redis services often forbid CONFIG; say so instead of failing.
-    log.warn({ err: error }, 'could not read Redis maxmemory-policy; make sure it is noeviction');
+    log.warn(
+      { err: error },
+      'could not read the Redis configuration; make sure maxmemory-policy is noeviction and appendonly is yes',
+    );
+    return;
+  }
+  const policy = settings['maxmemory-policy'];
+  if (policy !== 'noeviction') {
+    log.warn({ policy }, 'Redis maxmemory-policy is not noeviction: queued jobs can be evicted and lost');
+  }
+  if (settings.appendonly !== 'yes') {
+    const snapshots = settings.save ?? '';
+    log.warn(
+      { appendonly: settings.appendonly, save: snapshots || null },
+      snapshots
+        ? 'Redis has no AOF (appendonly no): a Redis crash loses the jobs accepted since its last RDB snapshot'
+        : 'Redis has no persistence (appendonly no, no RDB snapshots): a Redis restart loses every queued job',
+    );
+  } else if (settings.appendfsync === 'no') {
+    log.warn(
+      { appendfsync: 'no' },
+      'Redis appendfsync is no: a crash of its machine can lose the last few seconds of accepted jobs',
+    );
   }
 }
