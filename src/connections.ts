@@ -91,7 +91,13 @@ async function connectOnce(redis: Redis): Promise<void> {
 export async function warnAboutRedisSettings(redis: Redis, log: Logger): Promise<void> {
   let settings: Record<string, string>;
   try {
-    const pairs = (await redis.config('GET', 'maxmemory-policy', 'appendonly', 'appendfsync', 'save')) as string[];
+    const pairs = (await redis.config(
+      'GET',
+      'maxmemory-policy',
+      'appendonly',
+      'appendfsync',
+      'save',
+    )) as string[];
     settings = Object.fromEntries(pairs.flatMap((_, i) => (i % 2 === 0 ? [[pairs[i], pairs[i + 1]]] : [])));
   } catch (error) {
     log.warn(
