@@ -91,14 +91,10 @@ async function connectOnce(redis: Redis): Promise<void> {
 export async function warnAboutRedisSettings(redis: Redis, log: Logger): Promise<void> {
   let settings: Record<string, string>;
   try {
-    const pairs = (await redis.config(
-      'GET',
-      'maxmemory-policy',
-      'appendonly',
-      'appendfsync',
-      'save',
-    )) as string[];
-    settings = Object.fromEntries(pairs.flatMap((_, i) => (i % 2 === 0 ? [[pairs[i], pairs[i + 1]]] : [])));
+    // One parameter per call: Redis before 7 takes a single one.
+    const names = ['maxmemory-policy', 'appendonly', 'appendfsync', 'save'];
+    const answers = await Promise.all(names.map((name) => redis.config('GET', name) as Promise<string[]>));
+    settings = Object.fromEntries(answers.map(([name, value]) => [name ?? '', value ?? '']));
   } catch (error) {
     log.warn(
       { err: error },

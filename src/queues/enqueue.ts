@@ -48,9 +48,9 @@ export class IdempotencyKeyReusedError extends Error {
 const sha256 = (text: string) => createHash('sha256').update(text).digest('base64url');
 
 /**
- * Every job id is `<queue>-<32 characters>` (at most 43): short enough for any route or log line
- * that carries it, and `queueOfJobId` finds the queue from the prefix. 32 base64url characters
- * are 192 bits of a SHA-256, so two keys never meet.
+ * Every job id is `<queue>-<32 characters>`: under 50, far below the router's 100-character
+ * parameter limit, so every route and log line that carries one takes it; `queueOfJobId` finds the
+ * queue from the prefix. 32 base64url characters are 192 bits of a SHA-256: two keys never meet.
  */
 export const jobIdOf = (queue: QueueName, key: string) => `${queue}-${sha256(key).slice(0, 32)}`;
 
