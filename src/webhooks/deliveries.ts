@@ -79,14 +79,20 @@ export function toDelivery(row: DeliveryRow): WebhookDelivery {
 
 /**
  * Makes sure the delivery row of (endpoint, event) exists. A delivery job may run before the relay
- * that queued it has committed: the insert then waits on the relay's row and finds it.
+ * that queued it has committed: the insert then waits on the relay's row and finds it. A row this
+ * creates (the relay's transaction was lost) is owned by the job that creates it.
  */
-export async function ensureDelivery(db: Knex, endpointId: string, eventId: string): Promise<void> {
+export async function ensureDelivery(
+  db: Knex,
+  endpointId: string,
+  eventId: string,
+  jobId: string,
+): Promise<void> {
   await db.raw(
-    `insert into webhook_deliveries (endpoint_id, event_id, event_seq, event_type)
-     select w.id, e.id, e.seq, e.type from webhook_endpoints w, events e where w.id = ? and e.id = ?
+    `insert into webhook_deliveries (endpoint_id, event_id, event_seq, event_type, job_id)
+     select w.id, e.id, e.seq, e.type, ? from webhook_endpoints w, events e where w.id = ? and e.id = ?
      on conflict (endpoint_id, event_id) do nothing`,
-    [endpointId, eventId],
+    [jobId, endpointId, eventId],
   );
 }
 

@@ -110,7 +110,7 @@ async function deliver(
   const { db, config } = deps;
 
   const prepared = await db.transaction(async (trx): Promise<DeliveryContext | DeliverResult> => {
-    await ensureDelivery(trx, payload.endpointId, payload.eventId);
+    await ensureDelivery(trx, payload.endpointId, payload.eventId, job.id!);
     const context = await loadDeliveryContext(trx, payload.endpointId, payload.eventId);
     // The endpoint was deleted or the event pruned: nothing left to deliver.
     if (!context) return { deliveryId: null, outcome: 'skipped' };

@@ -6,6 +6,7 @@ import type { Knex } from 'knex';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createTestContext, exitOf, json, type TestContext, waitForOutput } from '../helpers/context.js';
 import { imageUpload, noiseJpeg } from '../helpers/images.js';
+import { until } from '../helpers/until.js';
 
 /**
  * An image job whose workers die under it twice: BullMQ fails it as stalled in a third worker,
@@ -37,16 +38,6 @@ afterAll(async () => {
   await ctx.close();
   await rm(mediaDir, { recursive: true, force: true });
 });
-
-async function until<T>(read: () => Promise<T>, ok: (value: T) => boolean, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await read();
-    if (ok(value)) return value;
-    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${JSON.stringify(value)}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 /** Sessions of the test database waiting for a lock: the job has stored its files and waits to record them. */
 const lockWaiters = async () =>
@@ -99,7 +90,7 @@ it('records image.failed and cleans up when BullMQ fails a job as stalled after 
   const secondDir = path.join(imageDir, sha.slice(0, 16));
 
   for (let death = 1; death <= 2; death++) {
-    await until(lockWaiters, (n) => n === 1);
+    await until('the job waiting on the lock', lockWaiters, (n) => n === 1, 30_000, 50);
     expect((await filesUnder(secondDir)).length).toBeGreaterThan(0);
     worker.kill('SIGKILL');
     await exitOf(worker);
@@ -108,7 +99,7 @@ it('records image.failed and cleans up when BullMQ fails a job as stalled after 
     await ctx.api.db.raw(
       `select pg_terminate_backend(pid) from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`,
     );
-    await until(lockWaiters, (n) => n === 0);
+    await until('the dead transaction gone', lockWaiters, (n) => n === 0, 30_000, 50);
     worker = ctx.spawnWorker(['--queues', 'images']);
   }
   await hold.rollback();

@@ -6,6 +6,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { freePort } from '../../scripts/bench/scratch.js';
 import { createTestContext, exitOf, json, type TestContext, waitForOutput } from '../helpers/context.js';
+import { until } from '../helpers/until.js';
 import { type Receiver, startReceiver } from '../helpers/webhook-receiver.js';
 
 /**
@@ -44,17 +45,6 @@ function startRedis(): ChildProcess {
   );
   child.stdout?.on('data', () => undefined);
   return child;
-}
-
-async function until<T>(what: string, read: () => Promise<T>, ok: (value: T) => boolean, ms = boundMs) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await read().catch(() => undefined as T);
-    if (value !== undefined && ok(value)) return value;
-    if (Date.now() > deadline)
-      throw new Error(`${what}: not within ${ms} ms (last: ${JSON.stringify(value)})`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 beforeAll(async () => {
@@ -103,6 +93,8 @@ async function accepted(options: Parameters<TestContext['request']>[0]) {
     `${options.method} ${options.url}`,
     () => ctx.request({ ...options, headers: { prefer: 'wait=10', ...options.headers } }),
     (res) => res.statusCode === 200 || res.statusCode === 201,
+    boundMs,
+    100,
   );
 }
 

@@ -3,6 +3,7 @@ import type { Knex } from 'knex';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { createTestContext, json, type TestContext } from '../helpers/context.js';
+import { until } from '../helpers/until.js';
 
 /**
  * WebSocket subscribe as a state machine: a client that leaves mid-subscribe, or subscribes twice
@@ -36,14 +37,6 @@ async function connect(): Promise<{ ws: WebSocket; messages: Message[] }> {
   return { ws, messages };
 }
 
-async function until(ok: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await ok())) {
-    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 const hub = () => ctx.api.events.subscriberCount();
 
 async function createProduct(sku: string): Promise<void> {
@@ -62,16 +55,20 @@ it('two subscribes sent at once leave one subscription: every event once', async
   const { ws, messages } = await connect();
   ws.send(JSON.stringify({ subscribe: { after, consumer: 'twice' } }));
   ws.send(JSON.stringify({ subscribe: { after, consumer: 'twice' } }));
-  await until(() => messages.some((m) => m.subscribed));
+  await until('subscribed', () => messages.some((m) => m.subscribed), Boolean);
   for (const sku of ['WS-1', 'WS-2', 'WS-3']) await createProduct(sku);
-  await until(() => messages.filter((m) => m.event).length >= 3);
+  await until(
+    'three events',
+    () => messages.filter((m) => m.event).length,
+    (n) => n >= 3,
+  );
   await new Promise((r) => setTimeout(r, 400)); // two polls: a second subscription would have sent by now
   const seqs = messages.flatMap((m) => (m.event ? [m.event.seq] : []));
   expect(messages.filter((m) => m.event).map((m) => m.event!.aggregate.id)).toEqual(['WS-1', 'WS-2', 'WS-3']);
   expect(new Set(seqs).size).toBe(seqs.length);
   expect(hub()).toBe(1);
   ws.close();
-  await until(() => hub() === 0);
+  await until('no subscriber left', hub, (n) => n === 0);
 });
 
 it('a client that disconnects mid-subscribe leaves no subscription behind', async () => {

@@ -2,6 +2,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createTestContext, json, type TestContext } from '../helpers/context.js';
+import { until } from '../helpers/until.js';
 
 /**
  * Deliveries that outlive their jobs, and attempts that race: a manual retry against an automatic
@@ -82,16 +83,6 @@ async function createProduct(sku: string): Promise<string> {
   return (await ctx.api.db('events').where({ aggregate_id: sku, type: 'product.created' }).first()).id;
 }
 
-async function until<T>(read: () => Promise<T> | T, ok: (value: T) => boolean, timeoutMs = 20_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await read();
-    if (ok(value)) return value;
-    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${JSON.stringify(value)}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
 const delivery = (endpointId: string, eventId: string) =>
   ctx.api.db('webhook_deliveries').where({ endpoint_id: endpointId, event_id: eventId }).first();
 
@@ -101,6 +92,7 @@ it('a manual retry racing the last automatic attempt can never turn delivered in
   const endpointId = await endpointFor('/race', ['product.*']);
   const eventId = await createProduct('RACE-1');
   const [, held] = await until(
+    'two automatic attempts',
     () => hooks.filter((h) => h.endpoint === '/race'),
     (list) => list.length === 2,
   );
@@ -154,11 +146,13 @@ it('re-enqueues a pending delivery whose job was lost, once, and leaves live job
   await ctx.api.queues.webhooks.pause();
   const eventId = await createProduct('LOST-1');
   const lost = await until(
+    'the delivery row',
     () => delivery(lostEndpoint, eventId),
     (row) => row?.job_id != null,
   );
   expect(lost.status).toBe('pending');
   await until(
+    'its job',
     () => ctx.api.queues.webhooks.getJob(lost.job_id),
     (job) => job !== undefined,
   );
@@ -166,6 +160,7 @@ it('re-enqueues a pending delivery whose job was lost, once, and leaves live job
   await ctx.api.queues.webhooks.resume();
 
   const swept = await until(
+    'the swept delivery delivered',
     () => delivery(lostEndpoint, eventId),
     (row) => row.status === 'delivered',
   );
@@ -174,6 +169,7 @@ it('re-enqueues a pending delivery whose job was lost, once, and leaves live job
 
   // The failing endpoint's job is delayed (alive): after several sweeps it was not enqueued again.
   const waiting = await until(
+    'the first attempt of the waiting delivery',
     () => delivery(waitingEndpoint, eventId),
     (row) => row?.attempts === 1,
   );
