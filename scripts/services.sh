@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes sure the local PostgreSQL (127.0.0.1:5432, user postgres) and Redis (127.0.0.1:6379,
-# maxmemory-policy noeviction) that Stockflow uses by default are running: starts them from the
+# maxmemory-policy noeviction, AOF on) that Stockflow uses by default are running: starts them from the
 # installed binaries when they are not reachable, installing them with apt-get when they are
 # missing and this is a Debian-like machine we may administer.
 #   --with-browser   also make sure Debian's chromium is installed (the browser tests need it)
@@ -61,10 +61,18 @@ if port_open 6379; then
 else
   command -v redis-server >/dev/null || apt_install redis-server
   mkdir -p /var/lib/redis /var/log/redis
-  say "starting Redis"
-  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+  say "starting Redis (AOF on, fsync every second)"
+  # A 202 is only as durable as Redis's log: AOF on, so a Redis restart keeps the queued jobs
+  # (everysec: a crash of the machine loses at most about a second of them; see docs/events.md).
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" \
+    --appendonly yes --appendfsync everysec --appendfilename stockflow.aof \
     --maxmemory-policy noeviction --dir /var/lib/redis --logfile /var/log/redis/stockflow.log
   wait_for_port 6379 Redis
+fi
+# A Redis this script did not start (the machine's own, a container) is left as it is, but told of.
+if command -v redis-cli >/dev/null; then
+  aof=$(redis-cli -h 127.0.0.1 -p 6379 config get appendonly | tail -n 1)
+  [ "$aof" = yes ] || say "warning: Redis runs without AOF (appendonly $aof): a Redis restart loses queued jobs"
 fi
 # BullMQ loses jobs if Redis may evict keys.
 if command -v redis-cli >/dev/null; then

@@ -1,7 +1,7 @@
 import { buildApp } from '../src/api/app.js';
 import { openApiDeps } from '../src/api/deps.js';
 import { parseConfig } from '../src/config.js';
-import { openRedis } from '../src/connections.js';
+import { openPostgres, openRedis } from '../src/connections.js';
 import { countActiveApiKeys, createApiKey } from '../src/db/api-keys.js';
 import { prepareDatabase } from '../src/db/migrate.js';
 import { closeWithin, onShutdownSignal, runEntry } from '../src/entry.js';
@@ -30,9 +30,11 @@ runEntry(async () => {
   const app = await buildApp(api);
   await app.listen({ host: config.HOST, port: config.PORT });
 
+  // The workers get a pool of their own: their Postgres guards differ from the API's.
+  const workerDb = await openPostgres(config, 'worker');
   const workerRedis = await openRedis(config, 'worker');
   const workers = await startWorkers(
-    { config, log, db: api.db, redis: workerRedis, queues: api.queues },
+    { config, log, db: workerDb, redis: workerRedis, queues: api.queues },
     parseQueueList('all'),
   );
   log.info(
@@ -47,6 +49,7 @@ runEntry(async () => {
       stopWorkers(workers, config.SHUTDOWN_TIMEOUT_MS),
     ]);
     await workerRedis.quit();
+    await workerDb.destroy();
     await api.close();
     return drained && graceful ? 0 : 1;
   });

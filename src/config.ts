@@ -73,7 +73,7 @@ const envSchema = z.object({
   JOB_BACKOFF_MS: integer(1, 3_600_000).default(1000),
   /** Finished jobs stay answerable on GET /api/jobs/:id at least this long. */
   JOB_RETENTION_SECONDS: integer(60, 90 * 86_400).default(7 * 86_400),
-  IDEMPOTENCY_TTL_SECONDS: integer(60, 30 * 86_400).default(86_400),
+  IDEMPOTENCY_TTL_SECONDS: integer(1, 30 * 86_400).default(86_400),
   /** How long a verified API key stays cached in a web process; revocations also flush it at once. */
   API_KEY_CACHE_SECONDS: integer(0, 3600).default(30),
   /** Bound on graceful shutdown: active jobs and in-flight requests get this long to finish. */
@@ -173,6 +173,20 @@ const envSchema = z.object({
   /** Each retry delay is spread by up to ± this fraction. */
   WEBHOOK_RETRY_JITTER: z.coerce.number().min(0).max(0.9).default(0.2),
   WEBHOOK_TIMEOUT_MS: integer(100, 120_000).default(15_000),
+  // Redis resilience: what the workers rebuild when Redis loses its keys.
+  /** How often each worker process checks that its job schedulers exist (also on every Redis reconnect). */
+  SCHEDULER_CHECK_INTERVAL_MS: integer(100, 3_600_000).default(10_000),
+  /** How often the sweep looks for pending webhook deliveries whose job was lost. */
+  WEBHOOK_SWEEP_INTERVAL_MS: integer(100, 3_600_000).default(30_000),
+  /** A pending delivery is swept only when its last attempt began longer ago than this (> WEBHOOK_TIMEOUT_MS). */
+  WEBHOOK_SWEEP_AFTER_MS: integer(1000, 86_400_000).default(120_000),
+  // Postgres guards per role (0 = off): the web process's reads and small writes, and the workers.
+  DATABASE_API_STATEMENT_TIMEOUT_MS: integer(0, 86_400_000).default(15_000),
+  DATABASE_API_LOCK_TIMEOUT_MS: integer(0, 86_400_000).default(5_000),
+  DATABASE_API_IDLE_IN_TRANSACTION_TIMEOUT_MS: integer(0, 86_400_000).default(30_000),
+  DATABASE_WORKER_STATEMENT_TIMEOUT_MS: integer(0, 86_400_000).default(60_000),
+  DATABASE_WORKER_LOCK_TIMEOUT_MS: integer(0, 86_400_000).default(15_000),
+  DATABASE_WORKER_IDLE_IN_TRANSACTION_TIMEOUT_MS: integer(0, 86_400_000).default(60_000),
   /** Off by default: webhook URLs that resolve to loopback, private, link-local or metadata addresses are refused. */
   WEBHOOK_ALLOW_PRIVATE_TARGETS: booleanFlag.default(false),
   /** The circuit breaker disables an endpoint after this many consecutive failed (exhausted) deliveries… */
@@ -222,8 +236,25 @@ export function parseConfig(env: Record<string, string | undefined> = process.en
       'SECRETS_KEY: must be set in production (base64 of 32 random bytes: openssl rand -base64 32)',
     ]);
   }
+  if (c.WEBHOOK_SWEEP_AFTER_MS <= c.WEBHOOK_TIMEOUT_MS) {
+    throw new ConfigError([
+      'WEBHOOK_SWEEP_AFTER_MS: must be longer than WEBHOOK_TIMEOUT_MS, or the sweep could double an attempt in flight',
+    ]);
+  }
   return {
     ...c,
+    database: {
+      api: {
+        statementTimeoutMs: c.DATABASE_API_STATEMENT_TIMEOUT_MS,
+        lockTimeoutMs: c.DATABASE_API_LOCK_TIMEOUT_MS,
+        idleInTransactionTimeoutMs: c.DATABASE_API_IDLE_IN_TRANSACTION_TIMEOUT_MS,
+      },
+      worker: {
+        statementTimeoutMs: c.DATABASE_WORKER_STATEMENT_TIMEOUT_MS,
+        lockTimeoutMs: c.DATABASE_WORKER_LOCK_TIMEOUT_MS,
+        idleInTransactionTimeoutMs: c.DATABASE_WORKER_IDLE_IN_TRANSACTION_TIMEOUT_MS,
+      },
+    },
     concurrency: {
       products: c.WORKER_CONCURRENCY_PRODUCTS,
       maintenance: c.WORKER_CONCURRENCY_MAINTENANCE,

@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis';
 import type { Config } from './config.js';
-import { createDb, type Db } from './db/knex.js';
+import { createDb, type Db, type DbRole } from './db/knex.js';
 import type { Logger } from './log.js';
 
 /** A backing service could not be reached at start: entry points print this, without a stack trace. */
@@ -34,8 +34,12 @@ export function redactUrl(url: string): string {
   }
 }
 
-export async function openPostgres(config: Config): Promise<Db> {
-  const db = createDb(config);
+/**
+ * A pool for `role`, with that role's guards (statement, lock and idle-in-transaction timeouts);
+ * without one (scripts: migrate, reconcile, replay, keys) no guard applies.
+ */
+export async function openPostgres(config: Config, role?: DbRole): Promise<Db> {
+  const db = createDb(config, role);
   try {
     await db.raw('select 1');
   } catch (error) {
@@ -78,15 +82,42 @@ async function connectOnce(redis: Redis): Promise<void> {
   await Promise.race([redis.connect(), failed]);
 }
 
-/** BullMQ loses jobs if Redis may evict keys: warn loudly when the policy is anything but noeviction. */
-export async function warnUnlessNoEviction(redis: Redis, log: Logger): Promise<void> {
+/**
+ * Warns at start about Redis settings that lose accepted jobs: an eviction policy other than
+ * `noeviction` (BullMQ's keys can be evicted), and no AOF (`appendonly no`: a Redis restart loses
+ * every job and claim since the last snapshot, or all of them without one). Managed services that
+ * forbid CONFIG get a warning naming what to check instead.
+ */
+export async function warnAboutRedisSettings(redis: Redis, log: Logger): Promise<void> {
+  let settings: Record<string, string>;
   try {
-    const [, policy] = (await redis.config('GET', 'maxmemory-policy')) as [string, string];
-    if (policy !== 'noeviction') {
-      log.warn({ policy }, 'Redis maxmemory-policy is not noeviction: queued jobs can be evicted and lost');
-    }
+    // One parameter per call: Redis before 7 takes a single one.
+    const names = ['maxmemory-policy', 'appendonly', 'appendfsync', 'save'];
+    const answers = await Promise.all(names.map((name) => redis.config('GET', name) as Promise<string[]>));
+    settings = Object.fromEntries(answers.map(([name, value]) => [name ?? '', value ?? '']));
   } catch (error) {
-    // Managed Redis services often forbid CONFIG; say so instead of failing.
-    log.warn({ err: error }, 'could not read Redis maxmemory-policy; make sure it is noeviction');
+    log.warn(
+      { err: error },
+      'could not read the Redis configuration; make sure maxmemory-policy is noeviction and appendonly is yes',
+    );
+    return;
+  }
+  const policy = settings['maxmemory-policy'];
+  if (policy !== 'noeviction') {
+    log.warn({ policy }, 'Redis maxmemory-policy is not noeviction: queued jobs can be evicted and lost');
+  }
+  if (settings.appendonly !== 'yes') {
+    const snapshots = settings.save ?? '';
+    log.warn(
+      { appendonly: settings.appendonly, save: snapshots || null },
+      snapshots
+        ? 'Redis has no AOF (appendonly no): a Redis crash loses the jobs accepted since its last RDB snapshot'
+        : 'Redis has no persistence (appendonly no, no RDB snapshots): a Redis restart loses every queued job',
+    );
+  } else if (settings.appendfsync === 'no') {
+    log.warn(
+      { appendfsync: 'no' },
+      'Redis appendfsync is no: a crash of its machine can lose the last few seconds of accepted jobs',
+    );
   }
 }

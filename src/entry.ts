@@ -18,11 +18,18 @@ export function runEntry(main: () => Promise<void>): void {
   });
 }
 
-/** Calls `stop` once on the first SIGTERM or SIGINT, then exits with its code. */
+/**
+ * Calls `stop` once on the first SIGTERM or SIGINT, then exits with its code. A second signal
+ * while stopping exits at once with 1 (an operator's second Ctrl-C, a supervisor that gave up):
+ * active jobs are then taken over by another worker once their locks expire.
+ */
 export function onShutdownSignal(stop: (signal: string) => Promise<number>): void {
   let stopping = false;
   const handle = (signal: NodeJS.Signals) => {
-    if (stopping) return;
+    if (stopping) {
+      process.stderr.write(`stockflow: ${signal} again while stopping: exiting now\n`);
+      process.exit(1);
+    }
     stopping = true;
     stop(signal).then(
       (code) => process.exit(code),

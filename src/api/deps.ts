@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { Config } from '../config.js';
-import { openPostgres, openRedis, warnUnlessNoEviction } from '../connections.js';
+import { openPostgres, openRedis, warnAboutRedisSettings } from '../connections.js';
 import type { Db } from '../db/knex.js';
 import { createHorizonTracker, type HorizonTracker } from '../events/horizon.js';
 import { createLiveHub, type LiveHub } from '../events/live-hub.js';
@@ -29,13 +29,13 @@ export async function openApiDeps(
   config: Config,
   log: Logger,
 ): Promise<ApiDeps & { close(): Promise<void> }> {
-  const db = await openPostgres(config);
+  const db = await openPostgres(config, 'api');
   const redis = await openRedis(config, 'producer').catch(async (error: unknown) => {
     await db.destroy();
     throw error;
   });
   const subscriber = await openRedis(config, 'subscriber');
-  await warnUnlessNoEviction(redis, log);
+  await warnAboutRedisSettings(redis, log);
   const queues = createQueues(redis, config);
   const finished = await listenForFinished(subscriber, config.QUEUE_PREFIX);
   const keys = createKeyVerifier(db, config.API_KEY_CACHE_SECONDS * 1000, log);

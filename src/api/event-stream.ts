@@ -38,6 +38,18 @@ const clientMessageSchema = z.union([
   z.object({ ack: seqSchema, consumer: consumerNameSchema.optional() }),
 ]);
 
+/**
+ * A WebSocket's subscription, one state at a time: idle → subscribing (checking the position) →
+ * subscribed, and closed from any of them. Every transition leaves the previous state first, and
+ * a subscribe that finishes its checks after the state moved on (the client left, or subscribed
+ * again) creates nothing: no subscription is ever orphaned or doubled.
+ */
+type WsState =
+  | { kind: 'idle' }
+  | { kind: 'subscribing' }
+  | { kind: 'subscribed'; subscription: Subscription }
+  | { kind: 'closed' };
+
 const sseFrame = (event: LogEvent) => `id: ${event.seq}\ndata: ${JSON.stringify(event)}\n\n`;
 
 export function registerStreams(app: FastifyInstance, deps: ApiDeps): StreamRegistry {
@@ -90,7 +102,7 @@ export function registerStreams(app: FastifyInstance, deps: ApiDeps): StreamRegi
     },
 
     websocket(socket) {
-      let subscription: Subscription | undefined;
+      let state: WsState = { kind: 'idle' };
       let consumer: string | undefined;
       let alive = true;
       let drainTimer: NodeJS.Timeout | undefined;
@@ -117,19 +129,35 @@ export function registerStreams(app: FastifyInstance, deps: ApiDeps): StreamRegi
           if (socket.bufferedAmount < wsHighWaterBytes / 4) {
             clearInterval(drainTimer);
             drainTimer = undefined;
-            subscription?.resume();
+            if (state.kind === 'subscribed') state.subscription.resume();
           }
         }, 50);
       };
 
+      /** Leaves the current state: a live subscription is closed, a pending one is abandoned. */
+      const leave = (next: WsState) => {
+        if (state.kind === 'subscribed') state.subscription.close();
+        state = next;
+      };
+
       const subscribe = async (request: { after?: number; types?: string[]; consumer?: string }) => {
-        subscription?.close();
-        subscription = undefined;
-        consumer = request.consumer ?? consumer;
+        if (state.kind === 'closed') return;
+        // A newer subscribe replaces the current one, live or still being set up.
+        const pending: WsState = { kind: 'subscribing' };
+        leave(pending);
+        const who = request.consumer ?? consumer;
         let after = request.after;
-        if (after === undefined && consumer) after = await getConsumerPosition(deps.db, consumer);
-        if (after !== undefined) await assertRetained(deps.db, after);
-        subscription = deps.events.subscribe({
+        try {
+          if (after === undefined && who) after = await getConsumerPosition(deps.db, who);
+          if (after !== undefined) await assertRetained(deps.db, after);
+        } catch (error) {
+          if (state === pending) state = { kind: 'idle' };
+          throw error;
+        }
+        // The client left, or subscribed again, while we looked: this subscription is not wanted.
+        if (state !== pending) return;
+        consumer = who;
+        const subscription = deps.events.subscribe({
           after,
           types: request.types,
           send(event) {
@@ -144,6 +172,7 @@ export function registerStreams(app: FastifyInstance, deps: ApiDeps): StreamRegi
               reason === 'closed' ? 'server closing' : 'stream error',
             ),
         });
+        state = { kind: 'subscribed', subscription };
         send({
           subscribed: { after: after ?? null, types: request.types ?? null, consumer: consumer ?? null },
         });
@@ -193,7 +222,7 @@ export function registerStreams(app: FastifyInstance, deps: ApiDeps): StreamRegi
       const end = () => {
         clearInterval(heartbeat);
         clearInterval(drainTimer);
-        subscription?.close();
+        leave({ kind: 'closed' });
         open.delete(close);
       };
       // On server shutdown: say goodbye, and drop clients that do not answer the close handshake.

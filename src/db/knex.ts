@@ -8,10 +8,40 @@ pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number.parseInt(value,
 
 export type Db = Knex;
 
-export function createDb(config: Pick<Config, 'DATABASE_URL' | 'DATABASE_POOL_MAX'>): Db {
+/** Who uses a pool: the web process (reads, small writes) or the workers; scripts set no guards. */
+export type DbRole = 'api' | 'worker';
+
+export interface DbGuards {
+  statementTimeoutMs: number;
+  lockTimeoutMs: number;
+  idleInTransactionTimeoutMs: number;
+}
+
+/**
+ * Session settings that end what would otherwise hold everyone up: a statement running too long,
+ * a wait for a lock, a transaction left open and idle (its locks and the event seq it drew would
+ * freeze the feed, the streams and the relay). Sent in the startup packet: no extra round trip.
+ */
+export function guardOptions(guards: DbGuards): string {
+  return [
+    `-c statement_timeout=${guards.statementTimeoutMs}`,
+    `-c lock_timeout=${guards.lockTimeoutMs}`,
+    `-c idle_in_transaction_session_timeout=${guards.idleInTransactionTimeoutMs}`,
+  ].join(' ');
+}
+
+export function createDb(
+  config: Pick<Config, 'DATABASE_URL' | 'DATABASE_POOL_MAX'> & { database?: Config['database'] },
+  role?: DbRole,
+): Db {
+  const guards = role && config.database?.[role];
   return knex({
     client: 'pg',
-    connection: { connectionString: config.DATABASE_URL, connectionTimeoutMillis: 5000 },
+    connection: {
+      connectionString: config.DATABASE_URL,
+      connectionTimeoutMillis: 5000,
+      ...(guards ? { options: guardOptions(guards) } : {}),
+    },
     pool: { min: 0, max: config.DATABASE_POOL_MAX },
     acquireConnectionTimeout: 10_000,
   });

@@ -22,6 +22,8 @@ export interface LiveHub {
   wake(): void;
   /** The seq every live subscription has been brought to. */
   position(): number;
+  /** Open subscriptions (0 when idle: then the hub polls nothing). */
+  subscriberCount(): number;
   /** Ends every subscription (their `onEnd` runs) and stops polling. */
   close(): Promise<void>;
 }
@@ -207,6 +209,7 @@ export function createLiveHub(deps: {
     },
     wake,
     position: () => dispatched ?? horizon.current(),
+    subscriberCount: () => subscriptions.size,
     async close() {
       closed = true;
       wake();

@@ -48,6 +48,7 @@ export function createCloudinaryStorage(settings: CloudinarySettings, folder: st
         upload.end(body);
       });
     },
+    storedKey: (key, format) => `${folder}/${key}_${format}`,
     async remove(renditions) {
       for (const { key } of renditions) {
         try {

@@ -21,6 +21,8 @@ export interface ImageStorage {
   readonly driver: StorageDriver;
   /** Writes (or overwrites) one rendition; returns the stored key and the storage's version. */
   put(object: PutObject): Promise<{ key: string; version: number | null }>;
+  /** The stored key `put` returns for this key and format, known before the upload. */
+  storedKey(key: string, format: StoredRendition['format']): string;
   /** Removes renditions; removing one that is already gone is not an error. */
   remove(renditions: Pick<StoredRendition, 'key' | 'format'>[]): Promise<void>;
 }
@@ -73,6 +75,7 @@ export function createLocalStorage(mediaDir: string): ImageStorage {
       }
       return { key: `${key}.${fileExtension(format)}`, version: null };
     },
+    storedKey: (key, format) => `${key}.${fileExtension(format)}`,
     async remove(renditions) {
       for (const { key } of renditions) {
         const file = path.resolve(root, key);

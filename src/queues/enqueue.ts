@@ -21,9 +21,9 @@ export interface EnqueueMeta {
   /** With the caller's key: what the request addressed (method and path), so one key never spans routes. */
   idempotency?: { key: string; target: string };
   /**
-   * Content-derived job id suffix (`[A-Za-z0-9_.-]`): the same key gives the same job, whoever asks
-   * (e.g. an image upload's image id and content hash). A failed job under the key is replaced,
-   * so sending the same content again retries it.
+   * Content key of the job (any text, e.g. an image upload's image id and content hash): the same
+   * key gives the same job, whoever asks. A failed job under the key is replaced, so sending the
+   * same content again retries it.
    */
   dedupeKey?: string;
 }
@@ -48,9 +48,20 @@ export class IdempotencyKeyReusedError extends Error {
 const sha256 = (text: string) => createHash('sha256').update(text).digest('base64url');
 
 /**
- * Validates the payload against the job's schema and adds the job. With an idempotency key the
- * job id is derived from (caller, target, key): the same request gets the same job back, and a
- * different payload under the same key is refused.
+ * Every job id is `<queue>-<32 characters>`: under 50, far below the router's 100-character
+ * parameter limit, so every route and log line that carries one takes it; `queueOfJobId` finds the
+ * queue from the prefix. 32 base64url characters are 192 bits of a SHA-256: two keys never meet.
+ */
+export const jobIdOf = (queue: QueueName, key: string) => `${queue}-${sha256(key).slice(0, 32)}`;
+
+/**
+ * Validates the payload against the job's schema and adds the job.
+ *
+ * With an idempotency key, the key is claimed in Redis for (caller, target, key) with the hash of
+ * the request, and the job id is derived from (caller, target, key, request hash). While the claim
+ * lives, the same request gets the same job back and another payload under the key is refused.
+ * After it expires, the same request still finds its job (the id is the same), and another payload
+ * gets a job of its own: a key can never hand back a job made from a different request.
  */
 export async function enqueue<J extends AnyJob>(
   ctx: EnqueueContext,
@@ -77,21 +88,24 @@ export async function enqueue<J extends AnyJob>(
   }
 
   const { key, target } = meta.idempotency;
-  const claimId = `${job.queue}-${sha256(`${meta.actorId}\n${target}\n${key}`).slice(0, 32)}`;
-  const id = keyedId ?? claimId;
+  const claim = `${meta.actorId}\n${target}\n${key}`;
   const requestHash = sha256(`${job.name}\n${stringify(parsed)}`);
+  const id = keyedId ?? jobIdOf(job.queue, `${claim}\n${requestHash}`);
   data.meta.requestHash = requestHash;
-  // SET NX GET: claims the key for this request hash, or tells us which request claimed it first.
+  // SET NX GET: claims the key for this request (hash and job id), or tells us which request
+  // claimed it first. Claims written before job ids bound the hash hold the hash alone.
   const previous = (await ctx.redis.call(
     'SET',
-    `${ctx.prefix}:idempotency:${claimId}`,
-    requestHash,
+    `${ctx.prefix}:idempotency:${jobIdOf(job.queue, claim)}`,
+    `${requestHash} ${id}`,
     'EX',
     String(ctx.idempotencyTtlSeconds),
     'NX',
     'GET',
   )) as string | null;
-  if (previous !== null && previous !== requestHash) throw new IdempotencyKeyReusedError(id);
+  const [previousHash, previousId] = previous?.split(' ') ?? [];
+  if (previous !== null && previousHash !== requestHash)
+    throw new IdempotencyKeyReusedError(previousId ?? id);
   if (keyedId && previous === null) await removeIfFailed(queue, keyedId);
   // Adding is idempotent by job id: if the first request's job exists, BullMQ keeps it untouched.
   const added = await queue.add(job.name, data, { ...job.options, jobId: id });
@@ -100,9 +114,8 @@ export async function enqueue<J extends AnyJob>(
 }
 
 function dedupedJobId(queue: QueueName, key: string): string {
-  if (!/^[A-Za-z0-9_.-]{1,200}$/.test(key))
-    throw new Error(`dedupeKey must be 1-200 of [A-Za-z0-9_.-], got ${key}`);
-  return `${queue}-${key}`;
+  if (key.length === 0) throw new Error('dedupeKey must not be empty');
+  return jobIdOf(queue, `dedupe\n${key}`);
 }
 
 /** A failed job would keep its id (and so its content) blocked until retention removes it. */

@@ -21,6 +21,12 @@ export const maintenanceJobs = {
     // Runs every few hundred ms: keep no trail of them in Redis.
     options: { attempts: 1, removeOnComplete: true, removeOnFail: { count: 100 } },
   }),
+  sweepDeliveries: defineJob<{ checked: number; requeued: number }>()({
+    name: 'maintenance.sweep-deliveries',
+    queue: 'maintenance',
+    payload: z.object({}),
+    options: { attempts: 1, removeOnComplete: true, removeOnFail: { count: 100 } },
+  }),
   pruneEvents: defineJob<{ deleted: number; prunedThroughSeq: number }>()({
     name: 'maintenance.prune-events',
     queue: 'maintenance',

@@ -4,8 +4,11 @@ import { z } from 'zod';
 import { typePatternSchema } from '../events/type-patterns.js';
 import { defineJob } from './job.js';
 
-/** Why a delivery job exists: the relay's first one, or a later push by a person or the breaker. */
-export const deliveryCauses = ['new', 'retry', 'resume', 'replay'] as const;
+/**
+ * Why a delivery job exists: the relay's first one, a later push by a person or the breaker, or
+ * the sweep that re-enqueues a pending delivery whose job was lost.
+ */
+export const deliveryCauses = ['new', 'retry', 'resume', 'replay', 'sweep'] as const;
 export type DeliveryCause = (typeof deliveryCauses)[number];
 
 // Compatibility: payloads only gain optional fields (a worker must accept jobs of the last release).
@@ -41,7 +44,8 @@ export const replayPayload = z
 
 export interface DeliverResult {
   deliveryId: string | null;
-  outcome: 'delivered' | 'held' | 'gone' | 'skipped' | 'already_delivered' | 'already_failed';
+  /** superseded: a later job (retry, replay, sweep) owns the delivery now; this one sent nothing. */
+  outcome: 'delivered' | 'held' | 'gone' | 'skipped' | 'already_delivered' | 'already_failed' | 'superseded';
   attempt?: number;
   statusCode?: number;
 }

@@ -46,6 +46,9 @@ export interface DeliveryRow {
   status: DeliveryStatus;
   attempts: number;
   enqueue_count: number;
+  /** The job that may attempt the delivery now (null on rows from before jobs were recorded). */
+  job_id: string | null;
+  attempt_started_at: Date | null;
   last_attempt_at: Date | null;
   last_status_code: number | null;
   last_error: string | null;
@@ -76,14 +79,20 @@ export function toDelivery(row: DeliveryRow): WebhookDelivery {
 
 /**
  * Makes sure the delivery row of (endpoint, event) exists. A delivery job may run before the relay
- * that queued it has committed: the insert then waits on the relay's row and finds it.
+ * that queued it has committed: the insert then waits on the relay's row and finds it. A row this
+ * creates (the relay's transaction was lost) is owned by the job that creates it.
  */
-export async function ensureDelivery(db: Knex, endpointId: string, eventId: string): Promise<void> {
+export async function ensureDelivery(
+  db: Knex,
+  endpointId: string,
+  eventId: string,
+  jobId: string,
+): Promise<void> {
   await db.raw(
-    `insert into webhook_deliveries (endpoint_id, event_id, event_seq, event_type)
-     select w.id, e.id, e.seq, e.type from webhook_endpoints w, events e where w.id = ? and e.id = ?
+    `insert into webhook_deliveries (endpoint_id, event_id, event_seq, event_type, job_id)
+     select w.id, e.id, e.seq, e.type, ? from webhook_endpoints w, events e where w.id = ? and e.id = ?
      on conflict (endpoint_id, event_id) do nothing`,
-    [endpointId, eventId],
+    [jobId, endpointId, eventId],
   );
 }
 
@@ -119,6 +128,7 @@ export async function loadDeliveryContext(
   };
   const delivery = dates(row.d as unknown as Record<string, unknown>, [
     'last_attempt_at',
+    'attempt_started_at',
     'delivered_at',
     'created_at',
     'updated_at',
@@ -143,6 +153,21 @@ export async function loadDeliveryContext(
     occurredAt: new Date(e.occurred_at as string).toISOString(),
   };
   return { delivery, endpoint, event };
+}
+
+/** Marks an attempt as begun, so the sweep leaves the delivery alone while it may be in flight. */
+export async function markAttemptStarted(db: Knex, id: string): Promise<void> {
+  await db('webhook_deliveries').where({ id }).update({ attempt_started_at: db.fn.now() });
+}
+
+/** Records which job owns each delivery now (set in the transaction that adds the jobs). */
+export async function assignDeliveryJobs(db: Knex, jobs: { id: string; jobId: string }[]): Promise<void> {
+  if (jobs.length === 0) return;
+  await db.raw(
+    `update webhook_deliveries d set job_id = j.job_id
+     from unnest(?::uuid[], ?::text[]) as j (id, job_id) where d.id = j.id`,
+    [jobs.map((j) => j.id), jobs.map((j) => j.jobId)],
+  );
 }
 
 export async function setDeliveryStatus(db: Knex, id: string, status: DeliveryStatus): Promise<void> {
@@ -226,7 +251,10 @@ export async function listDeliveries(
   return { items, nextBefore: more ? items[items.length - 1]!.eventSeq : null };
 }
 
-/** Puts a delivery back in line for another try; returns what its job id is made of. */
+/**
+ * Puts a delivery back in line for another try; returns what its job id is made of. A delivered
+ * delivery stays delivered (the database keeps it so); its new job sends it again all the same.
+ */
 export async function requeueDelivery(
   db: Knex,
   id: string,

@@ -1,3 +1,4 @@
+import type { Job } from 'bullmq';
 import type { Knex } from 'knex';
 import type { Config } from '../config.js';
 import { deleteStagedUpload, loadStagedUpload, pruneStagedUploads } from '../db/image-uploads.js';
@@ -22,8 +23,8 @@ import {
 } from '../images/pipeline.js';
 import { type ImageStorage, openImageStorage } from '../images/storage.js';
 import { deliveryUrl, type StoredRendition } from '../images/urls.js';
-import type { imageJobs, ProcessedImage } from '../queues/images.js';
-import type { PayloadOf } from '../queues/job.js';
+import { type imageJobs, type ProcessedImage, processImagePayload } from '../queues/images.js';
+import type { JobData, PayloadOf } from '../queues/job.js';
 import { applyOnce } from './apply-once.js';
 import type { JobContext, QueueHandlers } from './processor.js';
 
@@ -52,12 +53,22 @@ const urlBuilder =
   (driver, rendition) =>
     deliveryUrl(config, driver, rendition);
 
+/**
+ * What an image job keeps in Redis besides its payload: the renditions it is about to store, so
+ * whoever ends the job (its last attempt, or the worker that fails it after it stalled) can remove
+ * those no version records; and whether its failure was recorded already.
+ */
+type ImageJobData = JobData & {
+  storing?: Pick<StoredRendition, 'key' | 'format'>[];
+  failureRecorded?: boolean;
+};
+
 export const imageHandlers = {
   'image.process': async (ctx, payload) => {
     try {
       return await processImage(ctx, payload);
     } catch (error) {
-      if (isFinalAttempt(ctx, error)) await recordFailure(ctx, payload, error);
+      if (isFinalAttempt(ctx, error)) await recordFailure(ctx, payload, failureOf(ctx, error));
       throw error;
     }
   },
@@ -144,6 +155,15 @@ async function processImage(ctx: JobContext, payload: ProcessPayload): Promise<P
   // Invalidate CDN copies whenever an upload may overwrite: a retry, or a new version of an image.
   const invalidate = job.attemptsMade > 0 || !payload.create;
   const base = `${payload.sku}/${payload.imageId}/${original.sha256.slice(0, 16)}`;
+  // Before the first byte is stored: if this process dies from here on, the job's end cleans up.
+  const storing: ImageJobData = {
+    ...job.data,
+    storing: renditions.map((r) => ({
+      key: storage.storedKey(`${base}/${r.variant}`, r.format),
+      format: r.format,
+    })),
+  };
+  await job.updateData(storing);
   const stored: StoredRendition[] = await Promise.all(
     renditions.map(async (r) => {
       const put = await storage.put({
@@ -217,19 +237,30 @@ function isFinalAttempt({ job }: JobContext, error: unknown): boolean {
   return error instanceof DomainError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
 }
 
+type Failure = { code: string; message: string; details: Record<string, unknown> };
+
+function failureOf({ job }: JobContext, error: unknown): Failure {
+  return error instanceof DomainError
+    ? { code: error.code, message: error.message, details: error.details }
+    : {
+        code: 'job_failed',
+        message: `Processing failed after ${job.attemptsMade + 1} attempt(s)`,
+        details: {},
+      };
+}
+
 /**
  * Writes `image.failed` in its own small transaction: the job's transaction (if it opened) has
- * rolled back, yet the PMS must hear about the failure. Also drops the staged bytes.
+ * rolled back, yet the PMS must hear about the failure. Also drops the staged bytes, and removes
+ * the renditions the job stored that no version records. Runs once per job (marked in its data).
  */
-async function recordFailure({ deps, job, meta, log }: JobContext, payload: ProcessPayload, error: unknown) {
-  const failure =
-    error instanceof DomainError
-      ? { code: error.code, message: error.message, details: error.details }
-      : {
-          code: 'job_failed',
-          message: `Processing failed after ${job.attemptsMade + 1} attempt(s)`,
-          details: {},
-        };
+async function recordFailure(
+  { deps, job, meta, log }: JobContext,
+  payload: ProcessPayload,
+  failure: Failure,
+) {
+  const data = job.data as ImageJobData;
+  if (data.failureRecorded) return;
   try {
     await deps.db.transaction(async (trx) => {
       await setTransactionActor(trx, meta.actor, job.id);
@@ -248,7 +279,54 @@ async function recordFailure({ deps, job, meta, log }: JobContext, payload: Proc
       if (payload.source.kind === 'upload')
         await deleteStagedUpload(trx, payload.imageId, payload.source.sha256);
     });
+    const recorded: ImageJobData = { ...data, failureRecorded: true };
+    await job.updateData(recorded);
   } catch (writeError) {
     log.error({ err: writeError }, 'could not record image.failed');
+    return;
   }
+  if (data.storing?.length) await removeUnrecorded(deps, payload.imageId, data.storing, log);
+}
+
+/** Removes renditions a failed job stored (or began to) that no version of the image records. */
+async function removeUnrecorded(
+  deps: JobContext['deps'],
+  imageId: string,
+  storing: Pick<StoredRendition, 'key' | 'format'>[],
+  log: JobContext['log'],
+) {
+  const storage = await storageFor(deps.config);
+  const recorded = new Set(
+    (await listRenditions(deps.db, imageId)).flatMap((v) => v.renditions.map((r) => r.key)),
+  );
+  const orphans = storing.filter((r) => !recorded.has(r.key));
+  try {
+    await storage.remove(orphans);
+    if (orphans.length > 0) log.info({ renditions: orphans.length }, 'removed renditions of a failed job');
+  } catch (error) {
+    log.warn(
+      { err: error, renditions: orphans.map((r) => r.key) },
+      'could not remove renditions of a failed job',
+    );
+  }
+}
+
+/**
+ * An image job BullMQ fails without running it: it stalled more often than allowed (its workers
+ * died mid-job), so no handler saw its end. Runs in the live worker that took the job, before the
+ * job is moved to failed: if this process dies too, the job stalls again and the next worker runs
+ * this again (once recorded, it is not written twice).
+ */
+export async function failImageJobWithoutRun(deps: JobContext['deps'], job: Job<JobData>): Promise<void> {
+  if (job.name !== 'image.process') return;
+  const parsed = processImagePayload.safeParse(job.data.payload);
+  if (!parsed.success) return;
+  const meta = job.data.meta ?? { actor: 'unknown' };
+  const log = deps.log.child({ queue: 'images', job: job.name, jobId: job.id, requestId: meta.requestId });
+  log.warn({ reason: job.deferredFailure }, 'image job failed without running: recording its failure');
+  await recordFailure({ deps, job, meta, log }, parsed.data, {
+    code: 'job_failed',
+    message: `Processing stopped ${job.attemptsMade + 1} time(s) with its worker (stalled); the job was given up`,
+    details: {},
+  });
 }

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { parseConfig } from '../config.js';
-import { openPostgres, openRedis, warnUnlessNoEviction } from '../connections.js';
+import { openPostgres, openRedis, warnAboutRedisSettings } from '../connections.js';
 import { onShutdownSignal, runEntry } from '../entry.js';
 import { createLogger } from '../log.js';
 import { closeQueues, createQueues } from '../queues/queues.js';
@@ -12,9 +12,9 @@ runEntry(async () => {
   const config = parseConfig();
   const log = createLogger(config, 'stockflow-worker');
   const queueList = parseQueueList(values.queues);
-  const db = await openPostgres(config);
+  const db = await openPostgres(config, 'worker');
   const redis = await openRedis(config, 'worker');
-  await warnUnlessNoEviction(redis, log);
+  await warnAboutRedisSettings(redis, log);
   const queues = createQueues(redis, config);
   const workers = await startWorkers({ config, log, db, redis, queues }, queueList);
 

@@ -1,6 +1,7 @@
 import { horizonFor } from '../events/horizon.js';
 import { matchesType } from '../events/type-patterns.js';
-import { deliveryJob } from '../queues/webhooks.js';
+import { deliveryJob, deliveryJobId } from '../queues/webhooks.js';
+import { assignDeliveryJobs } from '../webhooks/deliveries.js';
 import { attemptsFor } from '../webhooks/retry-schedule.js';
 import type { WorkerDeps } from './processor.js';
 
@@ -84,13 +85,17 @@ async function relayBatch(
     const rows = events.flatMap((event) =>
       endpoints
         .filter((endpoint) => routes(endpoint, event))
-        .map((endpoint) => ({
-          endpoint_id: endpoint.id,
-          event_id: event.id,
-          event_seq: event.seq,
-          event_type: event.type,
-          status: endpoint.status === 'enabled' ? 'pending' : 'held',
-        })),
+        .map((endpoint) => {
+          const pending = endpoint.status === 'enabled';
+          return {
+            endpoint_id: endpoint.id,
+            event_id: event.id,
+            event_seq: event.seq,
+            event_type: event.type,
+            status: pending ? 'pending' : 'held',
+            job_id: pending ? deliveryJobId(event.id, endpoint.id, 'new') : null,
+          };
+        }),
     );
     let queued = 0;
     for (let i = 0; i < rows.length; i += 1000) {
@@ -125,7 +130,7 @@ async function resumeHeldDeliveries(deps: WorkerDeps): Promise<number> {
   for (;;) {
     const count = await deps.db.transaction(async (trx) => {
       const { rows } = await trx.raw<{
-        rows: { endpoint_id: string; event_id: string; enqueue_count: number }[];
+        rows: { id: string; endpoint_id: string; event_id: string; enqueue_count: number }[];
       }>(
         `update webhook_deliveries d
          set status = 'pending', enqueue_count = d.enqueue_count + 1, updated_at = now()
@@ -136,23 +141,26 @@ async function resumeHeldDeliveries(deps: WorkerDeps): Promise<number> {
            order by h.event_seq
            limit ?
            for update of h skip locked)
-         returning d.endpoint_id, d.event_id, d.enqueue_count`,
+         returning d.id, d.endpoint_id, d.event_id, d.enqueue_count`,
         [resumeBatchSize],
       );
       if (rows.length > 0) {
-        await deps.queues.webhooks.addBulk(
-          rows.map((row) =>
-            deliveryJob(
-              {
-                eventId: row.event_id,
-                endpointId: row.endpoint_id,
-                cause: 'resume',
-                discriminator: String(row.enqueue_count),
-              },
-              attempts,
-            ),
+        const jobs = rows.map((row) =>
+          deliveryJob(
+            {
+              eventId: row.event_id,
+              endpointId: row.endpoint_id,
+              cause: 'resume',
+              discriminator: String(row.enqueue_count),
+            },
+            attempts,
           ),
         );
+        await assignDeliveryJobs(
+          trx,
+          rows.map((row, i) => ({ id: row.id, jobId: jobs[i]!.opts.jobId! })),
+        );
+        await deps.queues.webhooks.addBulk(jobs);
       }
       return rows.length;
     });

@@ -1,15 +1,15 @@
 import { type AdvancedOptions, type Job, Worker } from 'bullmq';
 import type { Config } from '../config.js';
 import { publishFinished } from '../queues/finished-signal.js';
-import { type QueueName, queueNames } from '../queues/job.js';
-import { imageHandlers } from './images.js';
+import { type JobData, type QueueName, queueNames } from '../queues/job.js';
+import { failImageJobWithoutRun, imageHandlers } from './images.js';
 import { inboundHandlers } from './inbound.js';
 import { inventoryHandlers } from './inventory.js';
-import { maintenanceHandlers, registerInventorySchedulers, registerSchedulers } from './maintenance.js';
+import { keepSchedulers, maintenanceHandlers, registerSchedulers } from './maintenance.js';
 import { orderHandlers } from './orders.js';
 import { createProcessor, type QueueHandlers, type WorkerDeps } from './processor.js';
 import { productHandlers } from './products.js';
-import { registerReorderSchedulers, reorderHandlers, reorderWorkerSettings } from './reorder.js';
+import { reorderHandlers, reorderWorkerSettings } from './reorder.js';
 import { webhookHandlers, webhookWorkerSettings } from './webhooks.js';
 
 const handlersByQueue: { [Q in QueueName]: QueueHandlers<Q> } = {
@@ -43,27 +43,51 @@ export function parseQueueList(list: string | undefined): QueueName[] {
 }
 
 /**
- * A Worker that moves no job to active once `close()` has begun. BullMQ 6 checks for closing only
- * before its blocking wait: a job that lands while the blocking connection is being torn down was
- * still taken (about one shutdown in twenty in tests/e2e/worker-shutdown.test.ts). `moveToActive` is
- * BullMQ's protected extension point for fetching; a job left in `wait` goes to the next worker.
+ * What to do before BullMQ fails a job it never handed to the processor: one that stalled more
+ * often than allowed (its workers died mid-job), so no handler saw its end.
  */
-class ShutdownSafeWorker extends Worker {
-  protected override async moveToActive(token: string, name?: string): Promise<Job> {
+const beforeFailingUnrun: { [Q in QueueName]?: (deps: WorkerDeps, job: Job<JobData>) => Promise<void> } = {
+  images: failImageJobWithoutRun,
+};
+
+/**
+ * BullMQ's Worker with two changes, through its protected extension points:
+ * - it moves no job to active once `close()` has begun. BullMQ 6 checks for closing only before
+ *   its blocking wait: a job that lands while the blocking connection is being torn down was still
+ *   taken (about one shutdown in twenty in tests/e2e/worker-shutdown.test.ts). A job left in
+ *   `wait` goes to the next worker.
+ * - a job it fails without running (stalled too often) first goes through `beforeFailingUnrun`,
+ *   here in a live worker and before the job is failed: if this process dies too, the job stalls
+ *   again and the next worker does it again. (The `failed` event would come after, and never in
+ *   the dead processes that ran the job.)
+ */
+class PoolWorker extends Worker<JobData> {
+  beforeFailingUnrun?: (job: Job<JobData>) => Promise<void>;
+
+  protected override async moveToActive(token: string, name?: string): Promise<Job<JobData>> {
     // BullMQ itself answers `undefined` when no job is waiting; its type does not say so.
-    if (this.closing) return undefined as unknown as Job;
+    if (this.closing) return undefined as unknown as Job<JobData>;
     return super.moveToActive(token, name);
+  }
+
+  protected override async handleFailed(
+    err: Error,
+    job: Job<JobData>,
+    token: string,
+    fetchNextCallback?: () => boolean,
+    span?: Parameters<Worker['handleFailed']>[4],
+  ): Promise<Job<JobData>> {
+    if (job.deferredFailure && this.beforeFailingUnrun) await this.beforeFailingUnrun(job);
+    return super.handleFailed(err, job, token, fetchNextCallback, span);
   }
 }
 
 /** Starts one BullMQ Worker per queue, each with its configured concurrency. */
 export async function startWorkers(deps: WorkerDeps, queues: QueueName[]): Promise<Worker[]> {
   const { config, log } = deps;
-  if (queues.includes('maintenance')) await registerSchedulers(deps.queues, config);
-  if (queues.includes('inventory')) await registerInventorySchedulers(deps.queues, config);
-  if (queues.includes('reorder')) await registerReorderSchedulers(deps.queues, config);
-  return queues.map((queue) => {
-    const worker = new ShutdownSafeWorker(
+  await registerSchedulers(deps.queues, config, queues);
+  const workers = queues.map((queue) => {
+    const worker = new PoolWorker(
       queue,
       createProcessor(deps, queue, handlersByQueue[queue] as QueueHandlers<typeof queue>),
       {
@@ -75,6 +99,8 @@ export async function startWorkers(deps: WorkerDeps, queues: QueueName[]): Promi
         settings: settingsByQueue[queue]?.(config),
       },
     );
+    const unrun = beforeFailingUnrun[queue];
+    if (unrun) worker.beforeFailingUnrun = (job) => unrun(deps, job);
     // The finished signal only wakes `Prefer: wait` requests early; losing one costs latency, not correctness.
     const signal = (jobId: string | undefined) => {
       if (jobId) publishFinished(deps.redis, config.QUEUE_PREFIX, jobId).catch(() => undefined);
@@ -85,6 +111,10 @@ export async function startWorkers(deps: WorkerDeps, queues: QueueName[]): Promi
     log.info({ queue, concurrency: config.concurrency[queue] }, 'worker started');
     return worker;
   });
+  // The schedulers are kept for as long as these workers run: stopped when the first one closes.
+  const stopKeeping = keepSchedulers(deps, queues);
+  for (const worker of workers) worker.once('closing', stopKeeping);
+  return workers;
 }
 
 /**

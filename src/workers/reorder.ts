@@ -87,17 +87,3 @@ export function reorderWorkerSettings(config: Config): AdvancedOptions {
     },
   };
 }
-
-/** The planner's scan, upserted by every process that runs the reorder queue (idempotent: one scheduler). */
-export async function registerReorderSchedulers(queues: Queues, config: Config): Promise<void> {
-  const scan = reorderJobs.scan;
-  await queues.reorder.upsertJobScheduler(
-    'reorder-scan',
-    { every: config.REORDER_SCAN_INTERVAL_MS },
-    {
-      name: scan.name,
-      data: { payload: { limit: 5000 }, meta: { actor: 'system' } },
-      opts: scan.options,
-    },
-  );
-}

@@ -12,6 +12,7 @@ import {
   type DeliveryContext,
   ensureDelivery,
   loadDeliveryContext,
+  markAttemptStarted,
   recordAttempt,
   setDeliveryStatus,
 } from '../webhooks/deliveries.js';
@@ -109,14 +110,18 @@ async function deliver(
   const { db, config } = deps;
 
   const prepared = await db.transaction(async (trx): Promise<DeliveryContext | DeliverResult> => {
-    await ensureDelivery(trx, payload.endpointId, payload.eventId);
+    await ensureDelivery(trx, payload.endpointId, payload.eventId, job.id!);
     const context = await loadDeliveryContext(trx, payload.endpointId, payload.eventId);
     // The endpoint was deleted or the event pruned: nothing left to deliver.
     if (!context) return { deliveryId: null, outcome: 'skipped' };
     const { delivery, endpoint } = context;
     // Held deliveries come back through the relay's resume, under a new job.
     if (delivery.status === 'held') return { deliveryId: delivery.id, outcome: 'held' };
-    const automatic = payload.cause === 'new' || payload.cause === 'resume';
+    // One job owns a delivery at a time: a manual retry, a replay or the sweep takes it over from
+    // an earlier job, which then ends here instead of sending a second copy.
+    if (delivery.job_id !== null && delivery.job_id !== job.id)
+      return { deliveryId: delivery.id, outcome: 'superseded' };
+    const automatic = payload.cause === 'new' || payload.cause === 'resume' || payload.cause === 'sweep';
     if (automatic && delivery.status === 'delivered')
       return { deliveryId: delivery.id, outcome: 'already_delivered' };
     if (automatic && delivery.status === 'failed')
@@ -125,6 +130,7 @@ async function deliver(
       await setDeliveryStatus(trx, delivery.id, 'held');
       return { deliveryId: delivery.id, outcome: 'held' };
     }
+    await markAttemptStarted(trx, delivery.id);
     return context;
   });
   if ('outcome' in prepared) return prepared;
@@ -190,6 +196,10 @@ async function deliver(
       return { outcome: 'gone' as const, attempt: row.attempts, disabled: true };
     }
     const row = await recordAttempt(trx, { delivery, status: isLast ? 'failed' : 'pending', attempt });
+    // Another job (a manual retry) delivered it meanwhile: the database kept it delivered, and this
+    // failed attempt stays in the log only; nothing to retry, no breaker count, no exhaustion.
+    if (row.status === 'delivered')
+      return { outcome: 'already_delivered' as const, attempt: row.attempts, disabled: false };
     const { rows: breakerRows } = await trx.raw<{
       rows: { consecutive_failures: number; span_exceeded: boolean }[];
     }>(
@@ -233,6 +243,13 @@ async function deliver(
     return { outcome: 'failed' as const, attempt: row.attempts, disabled: disabled || reason !== undefined };
   });
 
+  if (recorded.outcome === 'already_delivered')
+    return {
+      deliveryId: delivery.id,
+      outcome: recorded.outcome,
+      attempt: recorded.attempt,
+      statusCode: status,
+    };
   if (recorded.outcome === 'delivered' || recorded.outcome === 'gone') {
     if (recorded.outcome === 'gone')
       log.warn({ endpointId: endpoint.id }, 'webhook endpoint answered 410: disabled');
@@ -283,32 +300,33 @@ async function replay(
       ),
     );
     if (wanted.length === 0) continue;
+    // Ids carry this replay job's id: a retried replay adds each delivery once.
+    const jobs = wanted.map((e) =>
+      deliveryJob(
+        { eventId: e.id, endpointId: endpoint.id, cause: 'replay', discriminator: job.id },
+        attempts,
+        ctx.meta.actor,
+      ),
+    );
     await deps.db.transaction(async (trx) => {
       await trx('webhook_deliveries')
         .insert(
-          wanted.map((e) => ({
+          wanted.map((e, i) => ({
             endpoint_id: endpoint.id,
             event_id: e.id,
             event_seq: e.seq,
             event_type: e.type,
+            job_id: jobs[i]!.opts.jobId,
           })),
         )
         .onConflict(['endpoint_id', 'event_id'])
         .merge({
           status: 'pending',
           enqueue_count: trx.raw('webhook_deliveries.enqueue_count + 1'),
+          job_id: trx.raw('excluded.job_id'),
           updated_at: trx.fn.now(),
         } as never);
-      // Ids carry this replay job's id: a retried replay adds each delivery once.
-      await deps.queues.webhooks.addBulk(
-        wanted.map((e) =>
-          deliveryJob(
-            { eventId: e.id, endpointId: endpoint.id, cause: 'replay', discriminator: job.id },
-            attempts,
-            ctx.meta.actor,
-          ),
-        ),
-      );
+      await deps.queues.webhooks.addBulk(jobs);
     });
     count += wanted.length;
   }

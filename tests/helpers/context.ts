@@ -10,8 +10,9 @@ import { deleteScratchKeys } from '../../scripts/bench/scratch.js';
 import { buildApp } from '../../src/api/app.js';
 import { type ApiDeps, openApiDeps } from '../../src/api/deps.js';
 import { type Config, parseConfig } from '../../src/config.js';
-import { openRedis } from '../../src/connections.js';
+import { openPostgres, openRedis } from '../../src/connections.js';
 import { createApiKey } from '../../src/db/api-keys.js';
+import type { Db } from '../../src/db/knex.js';
 import { describeDrift, findDrift } from '../../src/domain/reconcile.js';
 import { createLogger } from '../../src/log.js';
 import type { QueueName } from '../../src/queues/job.js';
@@ -37,7 +38,7 @@ export interface TestContext {
   request(
     options: InjectOptions & { key?: string | null },
   ): Promise<LightMyRequestResponse & { body: string }>;
-  /** Starts in-process workers for these queues (default: all). */
+  /** Starts in-process workers for these queues (default: all), on a worker-role pool of their own. */
   startWorkers(queues?: QueueName[]): Promise<Worker[]>;
   /** Polls the job until it completes or fails. */
   waitForJob(id: string, timeoutMs?: number): Promise<JobStatus>;
@@ -80,6 +81,7 @@ export async function createTestContext(options: ContextOptions = {}): Promise<T
 
   const workers: Worker[] = [];
   const workerConnections: Redis[] = [];
+  let workerDb: Promise<Db> | undefined;
   const children = new Set<ChildProcess>();
 
   const ctx: TestContext = {
@@ -98,10 +100,12 @@ export async function createTestContext(options: ContextOptions = {}): Promise<T
       }) as Promise<LightMyRequestResponse & { body: string }>;
     },
     async startWorkers(queues) {
+      workerDb ??= openPostgres(config, 'worker');
+      const db = await workerDb;
       const redis = await openRedis(config, 'worker');
       workerConnections.push(redis);
       const started = await startWorkers(
-        { config, log, db: api.db, redis, queues: api.queues },
+        { config, log, db, redis, queues: api.queues },
         queues ?? parseQueueList('all'),
       );
       workers.push(...started);
@@ -153,6 +157,7 @@ export async function createTestContext(options: ContextOptions = {}): Promise<T
       }
       await stopWorkers(workers, 10_000);
       await Promise.all(workerConnections.map((r) => r.quit()));
+      if (workerDb) await (await workerDb).destroy();
       // Ledger = levels, after every test file: whatever the tests did, no level may drift.
       const drift = await findDrift(api.db);
       if (drift.length > 0)

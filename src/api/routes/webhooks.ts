@@ -6,7 +6,12 @@ import { setTransactionActor } from '../../events/outbox.js';
 import { typePatternSchema } from '../../events/type-patterns.js';
 import { refuseUrl } from '../../outbound/address-guard.js';
 import { deliveryJob, replayRange, webhookJobs } from '../../queues/webhooks.js';
-import { getDelivery, listDeliveries, requeueDelivery } from '../../webhooks/deliveries.js';
+import {
+  assignDeliveryJobs,
+  getDelivery,
+  listDeliveries,
+  requeueDelivery,
+} from '../../webhooks/deliveries.js';
 import {
   createEndpoint,
   deleteEndpoint,
@@ -289,24 +294,29 @@ export function registerWebhookRoutes(root: FastifyInstance, deps: ApiDeps): voi
       },
     },
     async (request, reply) => {
-      const requeued = await requeueDelivery(deps.db, request.params.id);
-      if (!requeued) throw new HttpProblem(404, 'not_found', `Delivery ${request.params.id} does not exist`);
       const attempts = attemptsFor({ schedule: deps.config.WEBHOOK_RETRY_SCHEDULE, jitter: 0 });
-      const entry = deliveryJob(
-        { ...requeued, cause: 'retry', discriminator: String(requeued.enqueueCount) },
-        attempts,
-        principalOf(request).name,
-      );
-      const job = await deps.queues.webhooks.add(
-        entry.name,
-        { ...entry.data, meta: { ...entry.data.meta, requestId: request.id } },
-        entry.opts,
-      );
-      const id = job.id!;
+      // The job is added before the requeue commits: a failed enqueue leaves the delivery as it was.
+      const id = await deps.db.transaction(async (trx) => {
+        const requeued = await requeueDelivery(trx, request.params.id);
+        if (!requeued)
+          throw new HttpProblem(404, 'not_found', `Delivery ${request.params.id} does not exist`);
+        const entry = deliveryJob(
+          { ...requeued, cause: 'retry', discriminator: String(requeued.enqueueCount) },
+          attempts,
+          principalOf(request).name,
+        );
+        await assignDeliveryJobs(trx, [{ id: requeued.id, jobId: entry.opts.jobId! }]);
+        const job = await deps.queues.webhooks.add(
+          entry.name,
+          { ...entry.data, meta: { ...entry.data.meta, requestId: request.id } },
+          entry.opts,
+        );
+        return job.id!;
+      });
       return reply
         .code(202)
         .header('Location', `/api/jobs/${id}`)
-        .send({ id, queue: 'webhooks', name: entry.name, state: 'waiting' });
+        .send({ id, queue: 'webhooks', name: webhookJobs.deliver.name, state: 'waiting' });
     },
   );
 
