@@ -155,6 +155,7 @@ runEntry(async () => {
             headers: signatureHeaders({ eventId: 'x', body, secrets: [created.secret] }),
             timeoutMs: 15_000,
             allowPrivate: true,
+            allowPrivateSetting: 'WEBHOOK_ALLOW_PRIVATE_TARGETS',
           });
         }
       }),

@@ -1,6 +1,7 @@
 import type { FastifyRequest } from 'fastify';
 import type { z } from 'zod';
 import { declaredImageFormat, sniffImageFormat, sniffLength } from '../images/sniff.js';
+import { refuseUrl } from '../outbound/address-guard.js';
 import { imageFieldsSchema, sourceUrlSchema } from '../queues/images.js';
 import { HttpProblem } from './problems.js';
 
@@ -42,7 +43,11 @@ const tooLarge = (maxBytes: number) =>
  * as soon as the file's first bytes are not a supported image and 413 once it passes the limit;
  * deeper checks are the job's.
  */
-export async function readImageIntake(request: FastifyRequest, maxBytes: number): Promise<ImageIntake> {
+export async function readImageIntake(
+  request: FastifyRequest,
+  options: { maxBytes: number; allowPrivateSources: boolean },
+): Promise<ImageIntake> {
+  const { maxBytes } = options;
   if (!request.isMultipart()) {
     const parsed = urlBodySchema.safeParse(request.body ?? {});
     if (!parsed.success) {
@@ -52,6 +57,14 @@ export async function readImageIntake(request: FastifyRequest, maxBytes: number)
       );
     }
     const { sourceUrl, ...fields } = parsed.data;
+    // Literal non-public addresses and localhost can never be fetched: refuse them here. Names are
+    // checked again by the job when it connects (after DNS, on every redirect).
+    const refused = refuseUrl(sourceUrl, options.allowPrivateSources);
+    if (refused) {
+      throw new HttpProblem(422, 'source_forbidden', `The sourceUrl ${refused}`, {
+        errors: [{ in: 'body', path: 'sourceUrl', message: refused }],
+      });
+    }
     return { kind: 'url', url: sourceUrl, fields };
   }
 

@@ -141,6 +141,7 @@ async function deliver(
     headers: signatureHeaders({ eventId: event.id, body, secrets: signingSecrets(endpoint), at: startedAt }),
     timeoutMs: config.WEBHOOK_TIMEOUT_MS,
     allowPrivate: config.WEBHOOK_ALLOW_PRIVATE_TARGETS,
+    allowPrivateSetting: 'WEBHOOK_ALLOW_PRIVATE_TARGETS',
   });
   const status = result.statusCode;
   const succeeded = status !== undefined && status >= 200 && status < 300;
