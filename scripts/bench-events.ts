@@ -50,11 +50,10 @@ runEntry(async () => {
   const appUrl = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
   const { key } = await createApiKey(api.db, { name: 'bench', scopes: ['admin'] });
   const workerRedis = await openRedis(config, 'worker');
-  const workers = await startWorkers({ config, log, db: api.db, redis: workerRedis, queues: api.queues }, [
-    'products',
-    'maintenance',
-    'webhooks',
-  ]);
+  const workers = await startWorkers(
+    { config, log, db: api.db, redis: workerRedis, queues: api.queues, secrets: api.secrets },
+    ['products', 'maintenance', 'webhooks'],
+  );
   let received = 0;
   const receiver = http.createServer((req, res) => {
     req.resume();

@@ -111,9 +111,10 @@ async function pipelinePhase(files: Buffer[], concurrency: number, label: string
   const sku = `BENCH-${process.pid}`;
   await api.db('products').insert({ sku, name: 'Bench', price_amount: 100, price_currency: 'EUR' });
   const workerRedis = await openRedis(config, 'worker');
-  const workers = await startWorkers({ config, log, db: api.db, redis: workerRedis, queues: api.queues }, [
-    'images',
-  ]);
+  const workers = await startWorkers(
+    { config, log, db: api.db, redis: workerRedis, queues: api.queues, secrets: api.secrets },
+    ['images'],
+  );
 
   const submit = async (file: Buffer) => {
     const { payload, contentType } = multipartBody(file);

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 
 /**
@@ -94,6 +95,11 @@ const envSchema = z.object({
     )
     .pipe(z.array(base64Key))
     .optional(),
+  /**
+   * Outside production, where a local SECRETS_KEY is kept when none is set: `npm start` writes a
+   * fresh key there on first run (mode 0600; git-ignored) and every process reads it from there.
+   */
+  SECRETS_KEY_FILE: z.string().min(1).default('.stockflow-secrets-key'),
   /** Serve /docs and /docs/json without a key (otherwise any valid key may read them). */
   DOCS_PUBLIC: booleanFlag.default(false),
   BODY_LIMIT_BYTES: integer(1024, 100 * 1024 * 1024).default(1024 * 1024),
@@ -180,6 +186,7 @@ export function parseConfig(env: Record<string, string | undefined> = process.en
     );
   }
   const c = result.data;
+  if (!c.SECRETS_KEY && c.NODE_ENV !== 'production') c.SECRETS_KEY = readLocalSecretsKey(c.SECRETS_KEY_FILE);
   if (c.NODE_ENV === 'production' && !c.SECRETS_KEY) {
     throw new ConfigError([
       'SECRETS_KEY: must be set in production (base64 of 32 random bytes: openssl rand -base64 32)',
@@ -196,6 +203,21 @@ export function parseConfig(env: Record<string, string | undefined> = process.en
     },
     images: imageSettings(c),
   };
+}
+
+/** The key `npm start` generated into SECRETS_KEY_FILE, if that file exists. */
+function readLocalSecretsKey(file: string) {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8').trim();
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new ConfigError([`SECRETS_KEY_FILE: cannot read ${file}: ${(error as Error).message}`]);
+  }
+  const parsed = base64Key.safeParse(text);
+  if (!parsed.success)
+    throw new ConfigError([`SECRETS_KEY_FILE: ${file} must hold 32 bytes, base64-encoded`]);
+  return parsed.data;
 }
 
 export type ImageOutputFormat = 'webp' | 'jpeg' | 'avif';

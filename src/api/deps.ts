@@ -7,6 +7,7 @@ import { createLiveHub, type LiveHub } from '../events/live-hub.js';
 import type { Logger } from '../log.js';
 import { type FinishedListener, finishedChannel, listenForFinished } from '../queues/finished-signal.js';
 import { closeQueues, createQueues, type Queues } from '../queues/queues.js';
+import { type SecretBox, secretBoxFromConfig } from '../secrets.js';
 import { apiKeysChangedChannel, createKeyVerifier, type KeyVerifier } from './auth.js';
 
 export interface ApiDeps {
@@ -22,6 +23,8 @@ export interface ApiDeps {
   horizon: HorizonTracker;
   /** Live fan-out of the event log to this process's SSE and WebSocket clients. */
   events: LiveHub;
+  /** Seals and opens secrets at rest (webhook signing secrets, supplier API keys). */
+  secrets: SecretBox;
 }
 
 /** Opens what the web process needs; `close()` releases it all (after the server has closed). */
@@ -29,6 +32,7 @@ export async function openApiDeps(
   config: Config,
   log: Logger,
 ): Promise<ApiDeps & { close(): Promise<void> }> {
+  const secrets = secretBoxFromConfig(config);
   const db = await openPostgres(config);
   const redis = await openRedis(config, 'producer').catch(async (error: unknown) => {
     await db.destroy();
@@ -61,6 +65,7 @@ export async function openApiDeps(
     keys,
     horizon,
     events,
+    secrets,
     async close() {
       await events.close();
       await finished.close();

@@ -2,6 +2,7 @@ import type { Knex } from 'knex';
 import type { EventType } from '../events/catalogue.js';
 import { lastDrawnSeq } from '../events/horizon.js';
 import { appendEvent } from '../events/outbox.js';
+import { isSealed, type SecretBox } from '../secrets.js';
 import { generateSecret } from './signing.js';
 
 /**
@@ -34,6 +35,7 @@ export interface EndpointRow {
   description: string | null;
   event_types: string[];
   rate_limit_per_second: number | null;
+  /** Sealed with the secret box (src/secrets.ts): never the plaintext. */
   secret: string;
   previous_secret: string | null;
   previous_secret_expires_at: Date | null;
@@ -82,15 +84,16 @@ export function toEndpoint(row: EndpointRow): WebhookEndpoint {
   };
 }
 
-/** The secrets that sign a delivery now: the current one, and the previous one during its overlap. */
+/** The secrets that sign a delivery now, opened: the current one, and the previous one during its overlap. */
 export function signingSecrets(
   row: Pick<EndpointRow, 'secret' | 'previous_secret' | 'previous_secret_expires_at'>,
-) {
+  box: SecretBox,
+): string[] {
   const previous =
     row.previous_secret && row.previous_secret_expires_at && row.previous_secret_expires_at > new Date()
       ? [row.previous_secret]
       : [];
-  return [row.secret, ...previous];
+  return [row.secret, ...previous].map((sealed) => box.open(sealed));
 }
 
 async function endpointEvent(
@@ -117,12 +120,13 @@ const columns = (fields: EndpointFields) => ({
 export async function createEndpoint(
   db: Knex,
   fields: EndpointFields,
+  box: SecretBox,
 ): Promise<{ endpoint: WebhookEndpoint; secret: string }> {
   const secret = generateSecret();
   // Events already drawn belong to the past: the endpoint receives what happens from now on.
   const createdSeq = await lastDrawnSeq(db);
   const [row] = await db<EndpointRow>('webhook_endpoints')
-    .insert({ ...columns(fields), secret, created_seq: createdSeq } as never)
+    .insert({ ...columns(fields), secret: box.seal(secret), created_seq: createdSeq } as never)
     .returning('*');
   await endpointEvent(db, 'webhook.endpoint_created', row!);
   return { endpoint: toEndpoint(row!), secret };
@@ -165,6 +169,7 @@ export async function rotateSecret(
   db: Knex,
   id: string,
   overlapMs: number,
+  box: SecretBox,
 ): Promise<{ endpoint: WebhookEndpoint; secret: string } | undefined> {
   const secret = generateSecret();
   const [row] = await db<EndpointRow>('webhook_endpoints')
@@ -172,7 +177,7 @@ export async function rotateSecret(
     .update({
       previous_secret: db.ref('secret'),
       previous_secret_expires_at: db.raw(`now() + make_interval(secs => ?)`, [overlapMs / 1000]),
-      secret,
+      secret: box.seal(secret),
     } as never)
     .returning('*');
   if (!row) return undefined;
@@ -216,4 +221,38 @@ export async function disableEndpoint(
   if (!row) return false;
   await endpointEvent(db, 'webhook.endpoint_disabled', row, { reason, ...details });
   return true;
+}
+
+/**
+ * Seals every signing secret that is not sealed under the current key: plaintext values written
+ * before secrets were sealed, and values sealed by a previous key (after a rotation of
+ * SECRETS_KEY). Row by row, each in its own short transaction; safe to run again at any time.
+ */
+export async function resealEndpointSecrets(db: Knex, box: SecretBox): Promise<{ resealed: number }> {
+  const reseal = (value: string | null) =>
+    value === null
+      ? null
+      : isSealed(value)
+        ? box.needsReseal(value)
+          ? box.seal(box.open(value))
+          : value
+        : box.seal(value);
+  const ids = (await db('webhook_endpoints').orderBy('id').pluck('id')) as string[];
+  let resealed = 0;
+  for (const id of ids) {
+    await db.transaction(async (trx) => {
+      const row = await trx<EndpointRow>('webhook_endpoints')
+        .where({ id })
+        .forUpdate()
+        .first('secret', 'previous_secret');
+      if (!row) return;
+      const secret = reseal(row.secret)!;
+      const previous = reseal(row.previous_secret);
+      if (secret === row.secret && previous === row.previous_secret) return;
+      // A direct write: resealing changes how a value is stored, not the endpoint, so no event.
+      await trx('webhook_endpoints').where({ id }).update({ secret, previous_secret: previous });
+      resealed++;
+    });
+  }
+  return { resealed };
 }

@@ -19,6 +19,9 @@ import { getJobStatus, type JobStatus } from '../../src/queues/job-status.js';
 import { parseQueueList, startWorkers, stopWorkers } from '../../src/workers/pool.js';
 import { cloneTemplate, dropDatabase, openConnections, testDatabaseUrl } from './databases.js';
 
+/** The SECRETS_KEY of every test context (tests of rotation make their own). */
+export const testSecretsKey = Buffer.alloc(32, 7).toString('base64');
+
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 /** Contexts opened by the current test file and not closed yet: the leak check fails the file on any. */
@@ -67,6 +70,8 @@ export async function createTestContext(options: ContextOptions = {}): Promise<T
     QUEUE_PREFIX: `sft-${id}`,
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
     JOB_BACKOFF_MS: '20',
+    // A fixed test key, so a spawned web or worker process opens what this one sealed.
+    SECRETS_KEY: testSecretsKey,
     SHUTDOWN_TIMEOUT_MS: '10000',
     ...options.env,
   };
@@ -101,7 +106,7 @@ export async function createTestContext(options: ContextOptions = {}): Promise<T
       const redis = await openRedis(config, 'worker');
       workerConnections.push(redis);
       const started = await startWorkers(
-        { config, log, db: api.db, redis, queues: api.queues },
+        { config, log, db: api.db, redis, queues: api.queues, secrets: api.secrets },
         queues ?? parseQueueList('all'),
       );
       workers.push(...started);
