@@ -96,16 +96,30 @@ export function signingSecrets(
   return [row.secret, ...previous].map((sealed) => box.open(sealed));
 }
 
+/**
+ * An endpoint URL as events carry it: pms keys and `*` subscribers read events, and a URL's
+ * userinfo or query string may hold the receiver's credentials. Origin and path only.
+ */
+export function urlForEvents(url: string): string {
+  try {
+    const parsed = new URL(url);
+    return `${parsed.origin}${parsed.pathname}`;
+  } catch {
+    return '(invalid URL)';
+  }
+}
+
 async function endpointEvent(
   db: Knex,
   type: EventType,
   row: EndpointRow,
   extra: Record<string, unknown> = {},
 ) {
+  const endpoint = toEndpoint(row);
   await appendEvent(db, {
     type,
     aggregate: { type: 'webhook_endpoint', id: row.id },
-    data: { endpoint: toEndpoint(row), ...extra },
+    data: { endpoint: { ...endpoint, url: urlForEvents(endpoint.url) }, ...extra },
   });
 }
 

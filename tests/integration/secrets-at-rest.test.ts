@@ -97,3 +97,29 @@ describe('webhook signing secrets at rest', () => {
     expect((failed as { stderr: string }).stderr).toContain('SECRETS_KEY');
   });
 });
+
+describe('endpoint URLs in events', () => {
+  it('carry no userinfo or query string, as a pms key reads them; the admin API keeps the full URL', async () => {
+    const url = 'https://hooks.example.com/pms/in?token=s3cr3t-token&x=1#frag';
+    const endpoint = await register(url);
+    await ctx.request({
+      method: 'PUT',
+      url: `/api/webhooks/endpoints/${endpoint.id}`,
+      key: ctx.adminKey,
+      payload: { url: `${url}&v=2`, eventTypes: ['product.*'] },
+    });
+    const feed = await ctx.request({ method: 'GET', url: '/api/pms/events?types=webhook.*&limit=1000' });
+    const own = json(feed).items.filter(
+      (e: { aggregate: { id: string } }) => e.aggregate.id === endpoint.id,
+    ) as { type: string; data: { endpoint: { url: string } } }[];
+    expect(own.map((e) => e.type)).toEqual(['webhook.endpoint_created', 'webhook.endpoint_updated']);
+    for (const event of own) expect(event.data.endpoint.url).toBe('https://hooks.example.com/pms/in');
+    expect(feed.body).not.toContain('s3cr3t-token');
+    const admin = await ctx.request({
+      method: 'GET',
+      url: `/api/webhooks/endpoints/${endpoint.id}`,
+      key: ctx.adminKey,
+    });
+    expect(json(admin).url).toBe(`${url}&v=2`);
+  });
+});
