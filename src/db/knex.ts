@@ -14,6 +14,8 @@ export function createDb(config: Pick<Config, 'DATABASE_URL' | 'DATABASE_POOL_MA
     connection: { connectionString: config.DATABASE_URL, connectionTimeoutMillis: 5000 },
     pool: { min: 0, max: config.DATABASE_POOL_MAX },
     acquireConnectionTimeout: 10_000,
+    // A failed query's error names the statement, never its bound values (a staged image is 20 MiB).
+    compileSqlOnError: false,
   });
 }
 

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import type { Worker } from 'bullmq';
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
 import type { Redis } from 'ioredis';
+import type { DestinationStream } from 'pino';
 import { inject } from 'vitest';
 import { deleteScratchKeys } from '../../scripts/bench/scratch.js';
 import { buildApp } from '../../src/api/app.js';
@@ -56,6 +57,8 @@ export interface ContextOptions {
   env?: Record<string, string>;
   /** In-process workers to start at once: true for all queues. */
   workers?: boolean | QueueName[];
+  /** Where the context's logs go (with LOG_LEVEL in env): for tests that read log output. */
+  logDestination?: DestinationStream;
 }
 
 export async function createTestContext(options: ContextOptions = {}): Promise<TestContext> {
@@ -76,7 +79,7 @@ export async function createTestContext(options: ContextOptions = {}): Promise<T
     ...options.env,
   };
   const config = parseConfig(env);
-  const log = createLogger(config, 'stockflow-test');
+  const log = createLogger(config, 'stockflow-test', options.logDestination);
   const api = await openApiDeps(config, log);
   const app = await buildApp(api);
   await app.ready();
