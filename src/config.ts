@@ -100,6 +100,8 @@ const envSchema = z.object({
    * fresh key there on first run (mode 0600; git-ignored) and every process reads it from there.
    */
   SECRETS_KEY_FILE: z.string().min(1).default('.stockflow-secrets-key'),
+  /** Let admin keys use Bull Board's write actions at /admin/queues (otherwise only ops keys, at /admin/ops/queues). */
+  BULL_BOARD_WRITE: booleanFlag.default(false),
   /** Serve /docs and /docs/json without a key (otherwise any valid key may read them). */
   DOCS_PUBLIC: booleanFlag.default(false),
   BODY_LIMIT_BYTES: integer(1024, 100 * 1024 * 1024).default(1024 * 1024),

@@ -19,7 +19,8 @@ export type DomainErrorCode =
   | 'source_unavailable'
   | 'insufficient_stock'
   | 'stale_quantity'
-  | 'location_taken';
+  | 'location_taken'
+  | 'inside_retention';
 
 /**
  * A broken business rule. It extends UnrecoverableError because BullMQ checks `instanceof` and

@@ -50,6 +50,6 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
   registerWebhookRoutes(app, deps);
   registerLocationRoutes(app, deps);
   registerInventoryRoutes(app, deps);
-  await registerBullBoard(app, deps.queues);
+  await registerBullBoard(app, deps.queues, deps.config);
   return app;
 }

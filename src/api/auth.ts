@@ -14,7 +14,8 @@ export interface Principal {
  * What a route needs, declared in its route config (`config: { scope: 'pms' }`):
  * - `public`: no key (health, media, signed inbound webhooks);
  * - `key`: any valid key, whatever its scopes (docs);
- * - a key scope (`pms`, `admin`): a key holding it; `admin` keys may use every route.
+ * - a key scope (`pms`, `admin`, `ops`): a key holding it; `admin` keys may use every route except
+ *   those that need `ops` (Bull Board's write actions).
  */
 export type RouteScope = 'public' | 'key' | Scope;
 
@@ -92,9 +93,9 @@ function presentedKey(request: FastifyRequest): string | undefined {
   return undefined;
 }
 
-/** Whether a key with these scopes may use a route that needs `scope`. */
+/** Whether a key with these scopes may use a route that needs `scope` (`admin` implies every scope but `ops`). */
 export function allows(scopes: readonly Scope[], scope: Exclude<RouteScope, 'public'>): boolean {
-  return scope === 'key' || scopes.includes('admin') || scopes.includes(scope);
+  return scope === 'key' || scopes.includes(scope) || (scope !== 'ops' && scopes.includes('admin'));
 }
 
 /**

@@ -53,6 +53,7 @@ const domainStatus: Record<DomainErrorCode, number> = {
   insufficient_stock: 409,
   stale_quantity: 409,
   location_taken: 409,
+  inside_retention: 422,
 };
 
 export function statusForCode(code: string): number {
@@ -77,6 +78,7 @@ const titles: Record<string, string> = {
   insufficient_stock: 'Insufficient stock',
   stale_quantity: 'Stored quantity differs from the expected one',
   location_taken: 'Location code already taken',
+  inside_retention: 'Would prune inside the configured retention',
   invalid_payload: 'Job payload invalid',
   image_too_large: 'Image too large',
   image_corrupt: 'Image corrupt or truncated',
