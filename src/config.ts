@@ -105,6 +105,8 @@ const envSchema = z.object({
   /** Serve /docs and /docs/json without a key (otherwise any valid key may read them). */
   DOCS_PUBLIC: booleanFlag.default(false),
   BODY_LIMIT_BYTES: integer(1024, 100 * 1024 * 1024).default(1024 * 1024),
+  /** JSON bodies nested deeper than this (objects and arrays) are refused before they are parsed. */
+  JSON_MAX_DEPTH: integer(2, 1000).default(32),
   /** Largest image upload (multipart) or download (sourceUrl) accepted. */
   IMAGE_MAX_UPLOAD_BYTES: integer(1024, 200 * 1024 * 1024).default(20 * 1024 * 1024),
   /** Images with more pixels (width x height) are refused from their header, before decoding. */

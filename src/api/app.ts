@@ -6,6 +6,7 @@ import { registerBullBoard } from './bull-board.js';
 import type { ApiDeps } from './deps.js';
 import { registerDocs } from './docs.js';
 import { registerErrorHandling } from './errors.js';
+import { registerJsonBody } from './json-body.js';
 import { registerMetrics } from './metrics.js';
 import { registerEventRoutes } from './routes/events.js';
 import { registerHealthRoutes } from './routes/health.js';
@@ -39,6 +40,7 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
   });
 
   registerErrorHandling(app);
+  registerJsonBody(app, { maxDepth: deps.config.JSON_MAX_DEPTH });
   registerAuth(app, deps.keys);
   await registerDocs(app, { public: deps.config.DOCS_PUBLIC });
   registerMetrics(app, deps.queues);

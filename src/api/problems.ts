@@ -63,6 +63,7 @@ export function statusForCode(code: string): number {
 const titles: Record<string, string> = {
   validation_failed: 'Request validation failed',
   malformed_json: 'Malformed JSON body',
+  json_too_deep: 'JSON nested too deeply',
   payload_too_large: 'Request body too large',
   unsupported_media_type: 'Unsupported media type',
   unauthorized: 'Authentication required',

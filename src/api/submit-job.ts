@@ -1,4 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { type EnqueueMeta, enqueue, IdempotencyKeyReusedError } from '../queues/enqueue.js';
 import type { AnyJob, PayloadInput } from '../queues/job.js';
@@ -17,6 +18,23 @@ export const jobHandleSchema = z.object({
 
 const idempotencyKeySchema = z.string().min(1).max(255);
 const maxWaitSeconds = 30;
+
+/**
+ * Whether an enqueue failed because Redis is unreachable or refused the write (connection lost,
+ * offline queue off, retries exhausted, a Redis error reply such as OOM or READONLY): the only
+ * failures that are a 503 (retry later), not a bug of ours.
+ */
+function isRedisUnavailable(error: unknown, redis: Redis): boolean {
+  if (redis.status !== 'ready') return true;
+  if (!(error instanceof Error)) return false;
+  const code = (error as NodeJS.ErrnoException).code ?? '';
+  return (
+    error.name === 'MaxRetriesPerRequestError' ||
+    error.name === 'ReplyError' ||
+    ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTCONN'].includes(code) ||
+    /Connection is closed|Stream isn't writeable|enableOfflineQueue|Command timed out/.test(error.message)
+  );
+}
 
 /** `Prefer: wait=N` (RFC 7240), clamped to 1-30 s; other preferences are ignored. */
 export function preferredWaitSeconds(prefer: string | undefined): number | undefined {
@@ -97,6 +115,23 @@ export async function submitJob<J extends AnyJob>(
     if (error instanceof IdempotencyKeyReusedError) {
       throw new HttpProblem(422, 'idempotency_key_reused', error.message, { jobId: error.jobId });
     }
+    // The job's payload schema refused what the route's schema let through: a 400, never queued.
+    if (error instanceof z.ZodError) {
+      throw new HttpProblem(
+        400,
+        'validation_failed',
+        `The request has ${error.issues.length} invalid field(s)`,
+        {
+          errors: error.issues.map((issue) => ({
+            in: 'body',
+            path: issue.path.join('.'),
+            message: issue.message,
+          })),
+        },
+      );
+    }
+    // Anything but Redis being away is our bug: a 500 with the request id (the error handler logs it).
+    if (!isRedisUnavailable(error, deps.redis)) throw error;
     // The producer connection fails fast while Redis is away: tell the caller to retry (safe with
     // an Idempotency-Key) instead of holding the request open.
     request.log.error({ err: error }, 'could not enqueue the job');

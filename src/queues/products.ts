@@ -9,7 +9,9 @@ export const skuSchema = z
   .regex(
     /^[A-Za-z0-9._-]{1,64}$/,
     'sku must be 1-64 characters of letters, digits, dot, underscore or hyphen',
-  );
+  )
+  // They would name the current or parent directory in every URL that carries the sku.
+  .refine((sku) => sku !== '.' && sku !== '..', 'sku must not be . or ..');
 
 export const moneySchema = z.object({
   amount: z.number().int('amount must be an integer in minor units').min(0).max(Number.MAX_SAFE_INTEGER),
