@@ -100,6 +100,30 @@ const envSchema = z.object({
    * fresh key there on first run (mode 0600; git-ignored) and every process reads it from there.
    */
   SECRETS_KEY_FILE: z.string().min(1).default('.stockflow-secrets-key'),
+  // --- Abuse limits (docs/security.md) ---
+  /** Requests per second on /api/* per API key, across every web process (Redis); 0 turns the limit off. */
+  RATE_LIMIT_PER_SECOND: integer(0, 1_000_000).default(1000),
+  /** Requests a key may send in one second at most: the reserve above RATE_LIMIT_PER_SECOND refills every 10 s. */
+  RATE_LIMIT_BURST: integer(0, 10_000_000).default(2000),
+  /** Failed authentications per client IP per minute; beyond it, unknown keys get 429 without a database lookup. */
+  AUTH_FAILURES_PER_MINUTE: integer(1, 1_000_000).default(30),
+  /** An unknown key is remembered as unknown this long, so repeating it costs no database lookup. */
+  AUTH_FAILURE_CACHE_SECONDS: integer(0, 3600).default(60),
+  /** Trust X-Forwarded-For from this many proxies in front of the web process (the client IP of auth limits). */
+  TRUST_PROXY_HOPS: integer(0, 10).default(0),
+  /** Open SSE + WebSocket event streams per API key, and per web process. */
+  STREAMS_PER_KEY: integer(1, 100_000).default(10),
+  STREAMS_PER_PROCESS: integer(1, 1_000_000).default(1000),
+  /** `Prefer: wait` requests waiting at once per web process; beyond it a request gets its 202 at once. */
+  WAIT_MAX_CONCURRENT: integer(0, 100_000).default(200),
+  /** Event consumers (sync positions) one API key may create. */
+  CONSUMERS_PER_KEY: integer(1, 100_000).default(20),
+  /** Node's HTTP server: the whole request (headers and body) must arrive within this… */
+  HTTP_REQUEST_TIMEOUT_MS: integer(1000, 3_600_000).default(30_000),
+  /** …its headers within this… */
+  HTTP_HEADERS_TIMEOUT_MS: integer(1000, 600_000).default(10_000),
+  /** …and an idle keep-alive connection is closed after this. */
+  HTTP_KEEP_ALIVE_TIMEOUT_MS: integer(100, 600_000).default(5_000),
   /** Let admin keys use Bull Board's write actions at /admin/queues (otherwise only ops keys, at /admin/ops/queues). */
   BULL_BOARD_WRITE: booleanFlag.default(false),
   /** Serve /docs and /docs/json without a key (otherwise any valid key may read them). */
@@ -191,6 +215,12 @@ export function parseConfig(env: Record<string, string | undefined> = process.en
   }
   const c = result.data;
   if (!c.SECRETS_KEY && c.NODE_ENV !== 'production') c.SECRETS_KEY = readLocalSecretsKey(c.SECRETS_KEY_FILE);
+  if (c.HTTP_HEADERS_TIMEOUT_MS > c.HTTP_REQUEST_TIMEOUT_MS) {
+    throw new ConfigError(['HTTP_HEADERS_TIMEOUT_MS: must not exceed HTTP_REQUEST_TIMEOUT_MS']);
+  }
+  if (c.RATE_LIMIT_PER_SECOND > 0 && c.RATE_LIMIT_BURST < c.RATE_LIMIT_PER_SECOND) {
+    throw new ConfigError(['RATE_LIMIT_BURST: must be at least RATE_LIMIT_PER_SECOND']);
+  }
   if (c.NODE_ENV === 'production' && !c.SECRETS_KEY) {
     throw new ConfigError([
       'SECRETS_KEY: must be set in production (base64 of 32 random bytes: openssl rand -base64 32)',

@@ -9,6 +9,8 @@ import { type FinishedListener, finishedChannel, listenForFinished } from '../qu
 import { closeQueues, createQueues, type Queues } from '../queues/queues.js';
 import { type SecretBox, secretBoxFromConfig } from '../secrets.js';
 import { apiKeysChangedChannel, createKeyVerifier, type KeyVerifier } from './auth.js';
+import { createRateLimits, type RateLimits } from './rate-limits.js';
+import { createSlots, createStreamCaps, type Slots, type StreamCaps } from './stream-caps.js';
 
 export interface ApiDeps {
   config: Config;
@@ -25,6 +27,8 @@ export interface ApiDeps {
   events: LiveHub;
   /** Seals and opens secrets at rest (webhook signing secrets, supplier API keys). */
   secrets: SecretBox;
+  /** Abuse limits (docs/security.md): request rates in Redis, this process's concurrency caps. */
+  limits: { rates: RateLimits; streams: StreamCaps; waits: Slots };
 }
 
 /** Opens what the web process needs; `close()` releases it all (after the server has closed). */
@@ -42,7 +46,12 @@ export async function openApiDeps(
   await warnUnlessNoEviction(redis, log);
   const queues = createQueues(redis, config);
   const finished = await listenForFinished(subscriber, config.QUEUE_PREFIX);
-  const keys = createKeyVerifier(db, config.API_KEY_CACHE_SECONDS * 1000, log);
+  const keys = createKeyVerifier(
+    db,
+    config.API_KEY_CACHE_SECONDS * 1000,
+    log,
+    config.AUTH_FAILURE_CACHE_SECONDS * 1000,
+  );
   const keysChannel = apiKeysChangedChannel(config.QUEUE_PREFIX);
   subscriber.on('message', (channel) => {
     if (channel === keysChannel) keys.flush();
@@ -66,6 +75,11 @@ export async function openApiDeps(
     horizon,
     events,
     secrets,
+    limits: {
+      rates: createRateLimits(redis, config),
+      streams: createStreamCaps({ perKey: config.STREAMS_PER_KEY, perProcess: config.STREAMS_PER_PROCESS }),
+      waits: createSlots(config.WAIT_MAX_CONCURRENT),
+    },
     async close() {
       await events.close();
       await finished.close();

@@ -90,6 +90,11 @@ const titles: Record<string, string> = {
   service_unavailable: 'Service unavailable',
   events_pruned: 'Events no longer retained',
   invalid_position: 'Position beyond the event log',
+  position_ahead_of_log: 'Resume position ahead of the event log',
+  rate_limited: 'Too many requests',
+  too_many_auth_failures: 'Too many failed authentications',
+  too_many_streams: 'Too many open event streams',
+  too_many_consumers: 'Too many event consumers',
   unsafe_webhook_url: 'Webhook URL not allowed',
   internal_error: 'Internal server error',
 };

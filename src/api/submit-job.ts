@@ -148,8 +148,10 @@ export async function submitJob<J extends AnyJob>(
   reply.header('Location', location);
   const prefer = request.headers.prefer;
   const waitSeconds = preferredWaitSeconds(Array.isArray(prefer) ? prefer.join(', ') : prefer);
-  if (waitSeconds !== undefined) {
-    const status = await waitForJob(deps, enqueued.id, waitSeconds * 1000);
+  // Beyond WAIT_MAX_CONCURRENT waiting requests, the preference is not applied: the 202 at once.
+  const releaseWait = waitSeconds === undefined ? undefined : deps.limits.waits.tryAcquire();
+  if (waitSeconds !== undefined && releaseWait) {
+    const status = await waitForJob(deps, enqueued.id, waitSeconds * 1000).finally(releaseWait);
     if (status?.state === 'completed' || status?.state === 'failed') {
       reply.header('Preference-Applied', `wait=${waitSeconds}`);
       if (status.state === 'completed') {

@@ -222,7 +222,11 @@ describe('every route over a real socket', () => {
 });
 
 describe('fail closed', () => {
-  const verifier: KeyVerifier = { verify: async () => undefined, flush: () => undefined };
+  const verifier: KeyVerifier = {
+    verify: async () => undefined,
+    isKnown: () => false,
+    flush: () => undefined,
+  };
 
   it('refuses to start with a route that declares no scope', async () => {
     const app = Fastify();
