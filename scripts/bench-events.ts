@@ -13,7 +13,7 @@ import { postJson } from '../src/outbound/http.js';
 import { productJobs } from '../src/queues/products.js';
 import { signatureHeaders } from '../src/webhooks/signing.js';
 import { startWorkers, stopWorkers } from '../src/workers/pool.js';
-import { deleteScratchKeys, dropScratchDatabase } from './bench/scratch.js';
+import { benchLimits, deleteScratchKeys, dropScratchDatabase } from './bench/scratch.js';
 
 /**
  * `npm run bench:events`: figures for the event feed, webhook delivery and the live stream, each
@@ -41,6 +41,7 @@ runEntry(async () => {
     LOG_LEVEL: 'warn',
     WEBHOOK_ALLOW_PRIVATE_TARGETS: 'true',
     WEBHOOK_RELAY_INTERVAL_MS: '100',
+    ...benchLimits(),
   });
   await prepareDatabase(config);
   const log = createLogger(config);
