@@ -39,6 +39,8 @@ export interface DeclaredRoute {
   url: string;
   scope: RouteScope | undefined;
   websocket: boolean;
+  /** The route's request schemas as declared (zod), for tests that generate requests from them. */
+  schema: RouteOptions['schema'];
 }
 
 /** Published (by `npm run keys -- revoke`) so every web process drops its cached keys at once. */
@@ -161,6 +163,7 @@ export function registerAuth(
           url: route.url,
           scope: route.config?.scope,
           websocket: Boolean((route as { websocket?: boolean }).websocket),
+          schema: route.schema,
         });
       }
     }
