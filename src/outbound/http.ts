@@ -42,7 +42,7 @@ export function postJson(input: {
   timeoutMs: number;
   allowPrivate: boolean;
   /** The setting that would allow private targets, named in a refusal. */
-  allowPrivateSetting: string;
+  allowPrivateSetting?: string;
   userAgent: string;
 }): Promise<SendResult> {
   const started = performance.now();
@@ -66,7 +66,10 @@ export function postJson(input: {
     }
     let lookup: LookupFunction | undefined;
     try {
-      lookup = connectGuard(url, { allowPrivate: input.allowPrivate, setting: input.allowPrivateSetting });
+      lookup = connectGuard(url, {
+        allowPrivate: input.allowPrivate,
+        setting: input.allowPrivateSetting ?? 'the caller's *_ALLOW_PRIVATE_TARGETS setting',
+      });
     } catch (error) {
       finish({ error: (error as Error).message, refused: true });
       return;

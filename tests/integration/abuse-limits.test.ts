@@ -129,37 +129,47 @@ describe('per-key rate defaults', () => {
   });
 });
 
-describe('failed authentication per client IP', () => {
-  let ctx: TestContext;
-  let port: number;
-  let lookups = 0;
-  beforeAll(async () => {
-    ctx = await createTestContext({ env: { AUTH_FAILURES_PER_MINUTE: '10' } });
-    port = await listen(ctx);
-    ctx.api.db.on('query', (query: { sql: string }) => {
-      if (query.sql.includes('"api_keys"') && query.sql.startsWith('select')) lookups++;
-    });
+/** A listening context whose API-key lookups in Postgres are counted (knex's query event). */
+async function countingLookups(failuresPerMinute: string) {
+  const ctx = await createTestContext({ env: { AUTH_FAILURES_PER_MINUTE: failuresPerMinute } });
+  const counted = { ctx, port: await listen(ctx), lookups: 0 };
+  ctx.api.db.on('query', (query: { sql: string }) => {
+    if (query.sql.includes('"api_keys"') && query.sql.startsWith('select')) counted.lookups++;
   });
-  afterAll(() => ctx?.close());
+  return counted;
+}
+
+describe('failed authentication per client IP', () => {
+  let counted: Awaited<ReturnType<typeof countingLookups>>;
+  beforeAll(async () => {
+    counted = await countingLookups('10');
+  });
+  afterAll(() => counted?.ctx.close());
 
   it('stops looking keys up after the limit (429 + Retry-After), and a wrong key repeated costs no lookup', async () => {
     // Seen before the flood: a valid key this process knows keeps working from the same address.
     expect(
-      (await rawRequest(port, { method: 'GET', target: '/api/pms/products', headers: bearer(ctx.pmsKey) }))
-        .status,
+      (
+        await rawRequest(counted.port, {
+          method: 'GET',
+          target: '/api/pms/products',
+          headers: bearer(counted.ctx.pmsKey),
+        })
+      ).status,
     ).toBe(200);
     const wrong = Array.from({ length: 150 }, (_, i) => `sf_wrong-${i}-${'x'.repeat(30)}`);
-    lookups = 0;
+    counted.lookups = 0;
     const first: number[] = [];
     for (const key of wrong) {
       first.push(
-        (await rawRequest(port, { method: 'GET', target: '/api/pms/products', headers: bearer(key) })).status,
+        (await rawRequest(counted.port, { method: 'GET', target: '/api/pms/products', headers: bearer(key) }))
+          .status,
       );
     }
     expect(first.slice(0, 10)).toEqual(Array(10).fill(401));
     expect(new Set(first.slice(10))).toEqual(new Set([429]));
-    expect(lookups).toBe(10);
-    const limited = await rawRequest(port, {
+    expect(counted.lookups).toBe(10);
+    const limited = await rawRequest(counted.port, {
       method: 'GET',
       target: '/api/pms/products',
       headers: bearer(wrong[149]!),
@@ -168,37 +178,36 @@ describe('failed authentication per client IP', () => {
     expect(Number(limited.headers['retry-after'])).toBeGreaterThanOrEqual(1);
     expect(JSON.parse(limited.body)).toMatchObject({ code: 'too_many_auth_failures' });
     expect(
-      (await rawRequest(port, { method: 'GET', target: '/api/pms/products', headers: bearer(ctx.pmsKey) }))
-        .status,
+      (
+        await rawRequest(counted.port, {
+          method: 'GET',
+          target: '/api/pms/products',
+          headers: bearer(counted.ctx.pmsKey),
+        })
+      ).status,
     ).toBe(200);
   });
 });
 
 describe('remembered unknown keys', () => {
-  let ctx: TestContext;
-  let port: number;
-  let lookups = 0;
+  let counted: Awaited<ReturnType<typeof countingLookups>>;
   beforeAll(async () => {
-    ctx = await createTestContext({ env: { AUTH_FAILURES_PER_MINUTE: '1000' } });
-    port = await listen(ctx);
-    ctx.api.db.on('query', (query: { sql: string }) => {
-      if (query.sql.includes('"api_keys"') && query.sql.startsWith('select')) lookups++;
-    });
+    counted = await countingLookups('1000');
   });
-  afterAll(() => ctx?.close());
+  afterAll(() => counted?.ctx.close());
 
   it('looks each of 150 wrong keys up once, not again when they are repeated', async () => {
     const wrong = Array.from({ length: 150 }, (_, i) => `sf_again-${i}-${'y'.repeat(30)}`);
     for (const round of [1, 2]) {
       for (const key of wrong) {
-        const res = await rawRequest(port, {
+        const res = await rawRequest(counted.port, {
           method: 'GET',
           target: '/api/pms/products',
           headers: bearer(key),
         });
         expect(res.status).toBe(401);
       }
-      expect(lookups, `after round ${round}`).toBe(150);
+      expect(counted.lookups, `after round ${round}`).toBe(150);
     }
   });
 });
