@@ -68,7 +68,7 @@ export function postJson(input: {
     try {
       lookup = connectGuard(url, {
         allowPrivate: input.allowPrivate,
-        setting: input.allowPrivateSetting ?? 'the caller's *_ALLOW_PRIVATE_TARGETS setting',
+        setting: input.allowPrivateSetting ?? "the caller's *_ALLOW_PRIVATE_TARGETS setting",
       });
     } catch (error) {
       finish({ error: (error as Error).message, refused: true });
