@@ -15,6 +15,9 @@ const listen = async (ctx: TestContext) => {
   return (ctx.app.server.address() as AddressInfo).port;
 };
 const bearer = (key: string) => ({ authorization: `Bearer ${key}` });
+/** GET /api/pms/products with this key over a raw socket. */
+const products = (port: number, key: string) =>
+  rawRequest(port, { method: 'GET', target: '/api/pms/products', headers: bearer(key) });
 
 const answers: { status: number; retryAfter?: string; type?: string; body: string }[] = [];
 
@@ -86,15 +89,7 @@ describe('per-key request rate (Redis, shared by web processes)', () => {
       expect(limited.type).toMatch(/^application\/problem\+json/);
       expect(JSON.parse(limited.body)).toMatchObject({ status: 429, code: 'rate_limited' });
       // Another key has its own budget.
-      expect(
-        (
-          await rawRequest(port, {
-            method: 'GET',
-            target: '/api/pms/products',
-            headers: bearer(ctx.adminKey),
-          })
-        ).status,
-      ).toBe(200);
+      expect((await products(port, ctx.adminKey)).status).toBe(200);
     } finally {
       other.child.kill('SIGTERM');
       await new Promise((r) => other.child.once('exit', r));
@@ -148,44 +143,21 @@ describe('failed authentication per client IP', () => {
 
   it('stops looking keys up after the limit (429 + Retry-After), and a wrong key repeated costs no lookup', async () => {
     // Seen before the flood: a valid key this process knows keeps working from the same address.
-    expect(
-      (
-        await rawRequest(counted.port, {
-          method: 'GET',
-          target: '/api/pms/products',
-          headers: bearer(counted.ctx.pmsKey),
-        })
-      ).status,
-    ).toBe(200);
+    expect((await products(counted.port, counted.ctx.pmsKey)).status).toBe(200);
     const wrong = Array.from({ length: 150 }, (_, i) => `sf_wrong-${i}-${'x'.repeat(30)}`);
     counted.lookups = 0;
     const first: number[] = [];
     for (const key of wrong) {
-      first.push(
-        (await rawRequest(counted.port, { method: 'GET', target: '/api/pms/products', headers: bearer(key) }))
-          .status,
-      );
+      first.push((await products(counted.port, key)).status);
     }
     expect(first.slice(0, 10)).toEqual(Array(10).fill(401));
     expect(new Set(first.slice(10))).toEqual(new Set([429]));
     expect(counted.lookups).toBe(10);
-    const limited = await rawRequest(counted.port, {
-      method: 'GET',
-      target: '/api/pms/products',
-      headers: bearer(wrong[149]!),
-    });
+    const limited = await products(counted.port, wrong[149]!);
     expect(limited.status).toBe(429);
     expect(Number(limited.headers['retry-after'])).toBeGreaterThanOrEqual(1);
     expect(JSON.parse(limited.body)).toMatchObject({ code: 'too_many_auth_failures' });
-    expect(
-      (
-        await rawRequest(counted.port, {
-          method: 'GET',
-          target: '/api/pms/products',
-          headers: bearer(counted.ctx.pmsKey),
-        })
-      ).status,
-    ).toBe(200);
+    expect((await products(counted.port, counted.ctx.pmsKey)).status).toBe(200);
   });
 });
 
@@ -200,11 +172,7 @@ describe('remembered unknown keys', () => {
     const wrong = Array.from({ length: 150 }, (_, i) => `sf_again-${i}-${'y'.repeat(30)}`);
     for (const round of [1, 2]) {
       for (const key of wrong) {
-        const res = await rawRequest(counted.port, {
-          method: 'GET',
-          target: '/api/pms/products',
-          headers: bearer(key),
-        });
+        const res = await products(counted.port, key);
         expect(res.status).toBe(401);
       }
       expect(counted.lookups, `after round ${round}`).toBe(150);
