@@ -13,7 +13,7 @@ import { postJson } from '../src/outbound/http.js';
 import { productJobs } from '../src/queues/products.js';
 import { signatureHeaders } from '../src/webhooks/signing.js';
 import { startWorkers, stopWorkers } from '../src/workers/pool.js';
-import { deleteScratchKeys, dropScratchDatabase } from './bench/scratch.js';
+import { benchLimits, deleteScratchKeys, dropScratchDatabase } from './bench/scratch.js';
 
 /**
  * `npm run bench:events`: figures for the event feed, webhook delivery and the live stream, each
@@ -41,6 +41,7 @@ runEntry(async () => {
     LOG_LEVEL: 'warn',
     WEBHOOK_ALLOW_PRIVATE_TARGETS: 'true',
     WEBHOOK_RELAY_INTERVAL_MS: '100',
+    ...benchLimits(),
   });
   await prepareDatabase(config);
   const log = createLogger(config);
@@ -50,11 +51,10 @@ runEntry(async () => {
   const appUrl = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
   const { key } = await createApiKey(api.db, { name: 'bench', scopes: ['admin'] });
   const workerRedis = await openRedis(config, 'worker');
-  const workers = await startWorkers({ config, log, db: api.db, redis: workerRedis, queues: api.queues }, [
-    'products',
-    'maintenance',
-    'webhooks',
-  ]);
+  const workers = await startWorkers(
+    { config, log, db: api.db, redis: workerRedis, queues: api.queues, secrets: api.secrets },
+    ['products', 'maintenance', 'webhooks'],
+  );
   let received = 0;
   const receiver = http.createServer((req, res) => {
     req.resume();
@@ -155,6 +155,7 @@ runEntry(async () => {
             headers: signatureHeaders({ eventId: 'x', body, secrets: [created.secret] }),
             timeoutMs: 15_000,
             allowPrivate: true,
+            allowPrivateSetting: 'WEBHOOK_ALLOW_PRIVATE_TARGETS',
           });
         }
       }),

@@ -17,7 +17,7 @@ import { runEntry } from '../src/entry.js';
 import { createLogger } from '../src/log.js';
 import { getJobStatus } from '../src/queues/job-status.js';
 import { startWorkers, stopWorkers } from '../src/workers/pool.js';
-import { deleteScratchKeys, dropScratchDatabase } from './bench/scratch.js';
+import { benchLimits, deleteScratchKeys, dropScratchDatabase } from './bench/scratch.js';
 
 /**
  * `npm run bench:images`: images/s and peak RSS for 12-megapixel JPEGs through the whole pipeline
@@ -111,9 +111,10 @@ async function pipelinePhase(files: Buffer[], concurrency: number, label: string
   const sku = `BENCH-${process.pid}`;
   await api.db('products').insert({ sku, name: 'Bench', price_amount: 100, price_currency: 'EUR' });
   const workerRedis = await openRedis(config, 'worker');
-  const workers = await startWorkers({ config, log, db: api.db, redis: workerRedis, queues: api.queues }, [
-    'images',
-  ]);
+  const workers = await startWorkers(
+    { config, log, db: api.db, redis: workerRedis, queues: api.queues, secrets: api.secrets },
+    ['images'],
+  );
 
   const submit = async (file: Buffer) => {
     const { payload, contentType } = multipartBody(file);
@@ -223,11 +224,13 @@ runEntry(async () => {
     await db.destroy();
 
     const images = ['--images', String(count)];
+    const limits = benchLimits();
     const env = (extra: Record<string, string>) => ({
       DATABASE_URL: url.toString(),
       QUEUE_PREFIX: `sfbench-${process.pid}`,
       MEDIA_DIR: path.join(work, 'media'),
       LOG_LEVEL: 'warn',
+      ...limits,
       ...extra,
     });
     const results: PhaseResult[] = [];

@@ -8,7 +8,7 @@ import { parseConfig } from '../src/config.js';
 import { createApiKey } from '../src/db/api-keys.js';
 import { createDb } from '../src/db/knex.js';
 import { prepareDatabase } from '../src/db/migrate.js';
-import { deleteScratchKeys, dropScratchDatabase, freePort } from './bench/scratch.js';
+import { benchLimits, deleteScratchKeys, dropScratchDatabase, freePort } from './bench/scratch.js';
 
 /**
  * `npm run bench:intake`: POST /api/pms/products through the real web process (auth, zod,
@@ -33,6 +33,7 @@ const env = {
   QUEUE_PREFIX: `sfbench-${id}`,
   LOG_LEVEL: 'warn',
   HOST: '127.0.0.1',
+  ...benchLimits(),
 } as Record<string, string>;
 const config = parseConfig(env);
 

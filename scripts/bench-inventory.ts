@@ -30,7 +30,7 @@ import {
   spreadSkus,
   workerConcurrency,
 } from './bench/inventory-settings.js';
-import { deleteScratchKeys, dropScratchDatabase, freePort } from './bench/scratch.js';
+import { benchLimits, deleteScratchKeys, dropScratchDatabase, freePort } from './bench/scratch.js';
 
 /**
  * `npm run bench:inventory`: adjust and reserve jobs, hot (1 sku, 1 location) and spread (10,000
@@ -259,6 +259,7 @@ runEntry(async () => {
     HOST: '127.0.0.1',
     LOG_LEVEL: env.BENCH_LOG_LEVEL ?? 'warn',
     WORKER_CONCURRENCY_INVENTORY: String(workerConcurrency),
+    ...benchLimits(),
   };
   const procs: Processes = {
     web: start('web', ['dist/src/api/server.js'], settings),

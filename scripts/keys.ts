@@ -6,7 +6,7 @@ import { createApiKey, listApiKeys, revokeApiKey, type Scope, scopes } from '../
 import { runEntry } from '../src/entry.js';
 
 const usage = `usage:
-  npm run keys -- create --name <name> --scope pms|admin [--scope ...]
+  npm run keys -- create --name <name> --scope pms|admin|ops [--scope ...]
   npm run keys -- list
   npm run keys -- revoke <name or id>`;
 

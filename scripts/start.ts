@@ -1,11 +1,14 @@
+import { writeFileSync } from 'node:fs';
 import { buildApp } from '../src/api/app.js';
 import { openApiDeps } from '../src/api/deps.js';
-import { parseConfig } from '../src/config.js';
+import { type Config, parseConfig } from '../src/config.js';
 import { openPostgres, openRedis } from '../src/connections.js';
 import { countActiveApiKeys, createApiKey } from '../src/db/api-keys.js';
 import { prepareDatabase } from '../src/db/migrate.js';
+import { resealStoredSecrets } from '../src/db/sealed-secrets.js';
 import { closeWithin, onShutdownSignal, runEntry } from '../src/entry.js';
 import { createLogger } from '../src/log.js';
+import { generateSecretsKey } from '../src/secrets.js';
 import { parseQueueList, startWorkers, stopWorkers } from '../src/workers/pool.js';
 
 /**
@@ -13,12 +16,15 @@ import { parseQueueList, startWorkers, stopWorkers } from '../src/workers/pool.j
  * exists, then run the web API and every worker in this one process.
  */
 runEntry(async () => {
-  const config = parseConfig();
+  const config = ensureLocalSecretsKey(parseConfig());
   const log = createLogger(config);
   const { created, applied } = await prepareDatabase(config);
   if (created || applied.length) log.info({ created, applied }, 'database migrated');
 
   const api = await openApiDeps(config, log);
+  const resealed = await resealStoredSecrets(api.db, api.secrets);
+  if (resealed.webhook_endpoints + resealed.suppliers > 0)
+    log.info({ resealed }, 'sealed stored secrets under SECRETS_KEY');
   if ((await countActiveApiKeys(api.db)) === 0) {
     const { key } = await createApiKey(api.db, { name: 'local-admin', scopes: ['admin'] });
     console.log(
@@ -34,7 +40,7 @@ runEntry(async () => {
   const workerDb = await openPostgres(config, 'worker');
   const workerRedis = await openRedis(config, 'worker');
   const workers = await startWorkers(
-    { config, log, db: workerDb, redis: workerRedis, queues: api.queues },
+    { config, log, db: workerDb, redis: workerRedis, queues: api.queues, secrets: api.secrets },
     parseQueueList('all'),
   );
   log.info(
@@ -54,3 +60,21 @@ runEntry(async () => {
     return drained && graceful ? 0 : 1;
   });
 });
+
+/**
+ * Outside production, with no SECRETS_KEY set and none generated yet: writes a fresh key to
+ * SECRETS_KEY_FILE (mode 0600, git-ignored), where config finds it from then on.
+ */
+function ensureLocalSecretsKey(config: Config): Config {
+  if (config.SECRETS_KEY || config.NODE_ENV === 'production') return config;
+  try {
+    // `wx`: never overwrite a key another process just wrote (the values it sealed need it).
+    writeFileSync(config.SECRETS_KEY_FILE, `${generateSecretsKey()}\n`, { mode: 0o600, flag: 'wx' });
+    console.log(
+      `No SECRETS_KEY was set, so a local one was generated into ${config.SECRETS_KEY_FILE} (keep it)`,
+    );
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+  }
+  return parseConfig();
+}

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 
 /**
@@ -94,9 +95,42 @@ const envSchema = z.object({
     )
     .pipe(z.array(base64Key))
     .optional(),
+  /**
+   * Outside production, where a local SECRETS_KEY is kept when none is set: `npm start` writes a
+   * fresh key there on first run (mode 0600; git-ignored) and every process reads it from there.
+   */
+  SECRETS_KEY_FILE: z.string().min(1).default('.stockflow-secrets-key'),
+  // --- Abuse limits (docs/security.md) ---
+  /** Requests per second on /api/* per API key, across every web process (Redis); 0 turns the limit off. */
+  RATE_LIMIT_PER_SECOND: integer(0, 1_000_000).default(1000),
+  /** Requests a key may send in one second at most: the reserve above RATE_LIMIT_PER_SECOND refills every 10 s. */
+  RATE_LIMIT_BURST: integer(0, 10_000_000).default(2000),
+  /** Failed authentications per client IP per minute; beyond it, unknown keys get 429 without a database lookup. */
+  AUTH_FAILURES_PER_MINUTE: integer(1, 1_000_000).default(30),
+  /** An unknown key is remembered as unknown this long, so repeating it costs no database lookup. */
+  AUTH_FAILURE_CACHE_SECONDS: integer(0, 3600).default(60),
+  /** Trust X-Forwarded-For from this many proxies in front of the web process (the client IP of auth limits). */
+  TRUST_PROXY_HOPS: integer(0, 10).default(0),
+  /** Open SSE + WebSocket event streams per API key, and per web process. */
+  STREAMS_PER_KEY: integer(1, 100_000).default(10),
+  STREAMS_PER_PROCESS: integer(1, 1_000_000).default(1000),
+  /** `Prefer: wait` requests waiting at once per web process; beyond it a request gets its 202 at once. */
+  WAIT_MAX_CONCURRENT: integer(0, 100_000).default(200),
+  /** Event consumers (sync positions) one API key may create. */
+  CONSUMERS_PER_KEY: integer(1, 100_000).default(20),
+  /** Node's HTTP server: the whole request (headers and body) must arrive within this… */
+  HTTP_REQUEST_TIMEOUT_MS: integer(1000, 3_600_000).default(30_000),
+  /** …its headers within this… */
+  HTTP_HEADERS_TIMEOUT_MS: integer(1000, 600_000).default(10_000),
+  /** …and an idle keep-alive connection is closed after this. */
+  HTTP_KEEP_ALIVE_TIMEOUT_MS: integer(100, 600_000).default(5_000),
+  /** Let admin keys use Bull Board's write actions at /admin/queues (otherwise only ops keys, at /admin/ops/queues). */
+  BULL_BOARD_WRITE: booleanFlag.default(false),
   /** Serve /docs and /docs/json without a key (otherwise any valid key may read them). */
   DOCS_PUBLIC: booleanFlag.default(false),
   BODY_LIMIT_BYTES: integer(1024, 100 * 1024 * 1024).default(1024 * 1024),
+  /** JSON bodies nested deeper than this (objects and arrays) are refused before they are parsed. */
+  JSON_MAX_DEPTH: integer(2, 1000).default(32),
   /** Largest image upload (multipart) or download (sourceUrl) accepted. */
   IMAGE_MAX_UPLOAD_BYTES: integer(1024, 200 * 1024 * 1024).default(20 * 1024 * 1024),
   /** Images with more pixels (width x height) are refused from their header, before decoding. */
@@ -231,6 +265,13 @@ export function parseConfig(env: Record<string, string | undefined> = process.en
     );
   }
   const c = result.data;
+  if (!c.SECRETS_KEY && c.NODE_ENV !== 'production') c.SECRETS_KEY = readLocalSecretsKey(c.SECRETS_KEY_FILE);
+  if (c.HTTP_HEADERS_TIMEOUT_MS > c.HTTP_REQUEST_TIMEOUT_MS) {
+    throw new ConfigError(['HTTP_HEADERS_TIMEOUT_MS: must not exceed HTTP_REQUEST_TIMEOUT_MS']);
+  }
+  if (c.RATE_LIMIT_PER_SECOND > 0 && c.RATE_LIMIT_BURST < c.RATE_LIMIT_PER_SECOND) {
+    throw new ConfigError(['RATE_LIMIT_BURST: must be at least RATE_LIMIT_PER_SECOND']);
+  }
   if (c.NODE_ENV === 'production' && !c.SECRETS_KEY) {
     throw new ConfigError([
       'SECRETS_KEY: must be set in production (base64 of 32 random bytes: openssl rand -base64 32)',
@@ -267,6 +308,21 @@ export function parseConfig(env: Record<string, string | undefined> = process.en
     },
     images: imageSettings(c),
   };
+}
+
+/** The key `npm start` generated into SECRETS_KEY_FILE, if that file exists. */
+function readLocalSecretsKey(file: string) {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8').trim();
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new ConfigError([`SECRETS_KEY_FILE: cannot read ${file}: ${(error as Error).message}`]);
+  }
+  const parsed = base64Key.safeParse(text);
+  if (!parsed.success)
+    throw new ConfigError([`SECRETS_KEY_FILE: ${file} must hold 32 bytes, base64-encoded`]);
+  return parsed.data;
 }
 
 export type ImageOutputFormat = 'webp' | 'jpeg' | 'avif';

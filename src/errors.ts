@@ -26,7 +26,8 @@ export type DomainErrorCode =
   // Orders
   | 'order_number_taken'
   | 'insufficient_reserved'
-  | 'return_exceeds_fulfilled';
+  | 'return_exceeds_fulfilled'
+  | 'inside_retention';
 
 /**
  * A broken business rule. It extends UnrecoverableError because BullMQ checks `instanceof` and

@@ -1,4 +1,5 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import { ConfigError } from './config.js';
 
 /**
  * Secrets at rest (webhook signing secrets, supplier API keys): AES-256-GCM under a key from
@@ -31,6 +32,25 @@ export const keyIdOf = (key: Buffer) => createHash('sha256').update(key).digest(
 /** A fresh random key, as `SECRETS_KEY` takes it (base64 of 32 bytes). */
 export function generateSecretsKey(): string {
   return randomBytes(32).toString('base64');
+}
+
+/** Whether a stored value is sealed (anything else is a plaintext value from before sealing). */
+export const isSealed = (value: string) => value.startsWith(`${prefix}:`);
+
+/**
+ * The secret box of a process, from config: the one place it is made. Throws when no key is
+ * configured (production requires SECRETS_KEY; `npm start` generates a local one).
+ */
+export function secretBoxFromConfig(config: {
+  SECRETS_KEY?: Buffer | undefined;
+  SECRETS_KEY_PREVIOUS?: Buffer[] | undefined;
+}): SecretBox {
+  if (!config.SECRETS_KEY) {
+    throw new ConfigError([
+      'SECRETS_KEY: not set; set it (openssl rand -base64 32), or run `npm start` once to generate a local key',
+    ]);
+  }
+  return createSecretBox({ current: config.SECRETS_KEY, previous: config.SECRETS_KEY_PREVIOUS });
 }
 
 export function createSecretBox(keys: { current: Buffer; previous?: readonly Buffer[] }): SecretBox {

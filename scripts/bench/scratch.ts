@@ -1,6 +1,7 @@
 import net from 'node:net';
 import { Redis } from 'ioredis';
 import pg from 'pg';
+import { generateSecretsKey } from '../../src/secrets.js';
 
 /**
  * Scratch resources of the benchmarks and the tests: a free port, a throw-away database, the Redis
@@ -44,4 +45,18 @@ export async function deleteScratchKeys(redisUrl: string, prefix: string): Promi
   } finally {
     await redis.quit();
   }
+}
+
+/**
+ * The limits every benchmark sets for itself (docs/security.md): no per-key request rate (they
+ * measure throughput, not the limiter), caps on streams and waits above their load, and a
+ * throwaway SECRETS_KEY for their scratch database.
+ */
+export function benchLimits(): Record<string, string> {
+  return {
+    RATE_LIMIT_PER_SECOND: '0',
+    STREAMS_PER_KEY: '10000',
+    WAIT_MAX_CONCURRENT: '10000',
+    SECRETS_KEY: generateSecretsKey(),
+  };
 }

@@ -6,7 +6,9 @@ import { registerBullBoard } from './bull-board.js';
 import type { ApiDeps } from './deps.js';
 import { registerDocs } from './docs.js';
 import { registerErrorHandling } from './errors.js';
+import { registerJsonBody } from './json-body.js';
 import { registerMetrics } from './metrics.js';
+import { registerRateLimit } from './rate-limits.js';
 import { registerEventRoutes } from './routes/events.js';
 import { registerHealthRoutes } from './routes/health.js';
 import { registerImageRoutes } from './routes/images.js';
@@ -33,6 +35,16 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
       return typeof given === 'string' && requestIdPattern.test(given) ? given : randomUUID();
     },
     return503OnClosing: true,
+    // A slow client cannot hold a socket: the request must arrive in time, idle keep-alives close.
+    requestTimeout: deps.config.HTTP_REQUEST_TIMEOUT_MS,
+    keepAliveTimeout: deps.config.HTTP_KEEP_ALIVE_TIMEOUT_MS,
+    http: {
+      headersTimeout: deps.config.HTTP_HEADERS_TIMEOUT_MS,
+      // How often Node looks for connections past those timeouts (its default is 30 s).
+      connectionsCheckingInterval: Math.min(1000, deps.config.HTTP_HEADERS_TIMEOUT_MS),
+    },
+    // The client IP that auth-failure limits count: the address `hops` proxies in front of us saw.
+    trustProxy: (_address: string, hop: number) => hop < deps.config.TRUST_PROXY_HOPS,
   });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
@@ -43,7 +55,9 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
   });
 
   registerErrorHandling(app);
-  registerAuth(app, deps.keys);
+  registerJsonBody(app, { maxDepth: deps.config.JSON_MAX_DEPTH });
+  registerAuth(app, deps.keys, { authFailures: deps.limits.rates.authFailures });
+  registerRateLimit(app, deps.limits.rates, deps.config.RATE_LIMIT_PER_SECOND);
   await registerDocs(app, { public: deps.config.DOCS_PUBLIC });
   registerMetrics(app, deps.queues);
   registerHealthRoutes(app, deps);
@@ -58,6 +72,6 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
   registerReorderingRoutes(app, deps);
   registerOrderRoutes(app, deps);
   await registerInboundRoutes(app, deps);
-  await registerBullBoard(app, deps.queues);
+  await registerBullBoard(app, deps.queues, deps.config);
   return app;
 }

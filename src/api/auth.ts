@@ -1,8 +1,10 @@
 import type { FastifyInstance, FastifyRequest, RouteOptions } from 'fastify';
 import type { Knex } from 'knex';
+import type { RateLimiterAbstract } from 'rate-limiter-flexible';
 import { findActiveApiKey, type Scope, touchApiKey } from '../db/api-keys.js';
 import type { Logger } from '../log.js';
 import { HttpProblem, problem, sendProblem } from './problems.js';
+import { sendRateLimited } from './rate-limits.js';
 
 export interface Principal {
   id: string;
@@ -14,7 +16,8 @@ export interface Principal {
  * What a route needs, declared in its route config (`config: { scope: 'pms' }`):
  * - `public`: no key (health, media, signed inbound webhooks);
  * - `key`: any valid key, whatever its scopes (docs);
- * - a key scope (`pms`, `admin`): a key holding it; `admin` keys may use every route.
+ * - a key scope (`pms`, `admin`, `ops`): a key holding it; `admin` keys may use every route except
+ *   those that need `ops` (Bull Board's write actions).
  */
 export type RouteScope = 'public' | 'key' | Scope;
 
@@ -36,6 +39,8 @@ export interface DeclaredRoute {
   url: string;
   scope: RouteScope | undefined;
   websocket: boolean;
+  /** The route's request schemas as declared (zod), for tests that generate requests from them. */
+  schema: RouteOptions['schema'];
 }
 
 /** Published (by `npm run keys -- revoke`) so every web process drops its cached keys at once. */
@@ -43,6 +48,8 @@ export const apiKeysChangedChannel = (prefix: string) => `${prefix}:api-keys:cha
 
 export interface KeyVerifier {
   verify(key: string): Promise<Principal | undefined>;
+  /** True when `key` is a valid key this process verified recently (no lookup needed). */
+  isKnown(key: string): boolean;
   /** Forgets every cached key (after a revocation). */
   flush(): void;
 }
@@ -51,18 +58,26 @@ const maxCachedKeys = 10_000;
 
 /**
  * Verifies API keys against their stored sha-256 hashes, caching hits for `ttlMs` so the intake
- * path does not query Postgres on every request. `last_used_at` is written when the cache is
- * refreshed, at most once per key per `ttlMs`.
+ * path does not query Postgres on every request, and misses for `failureTtlMs` so a repeated
+ * wrong key costs no lookup either. `last_used_at` is written when the cache is refreshed, at
+ * most once per key per `ttlMs`.
  */
-export function createKeyVerifier(db: Knex, ttlMs: number, log: Logger): KeyVerifier {
+export function createKeyVerifier(db: Knex, ttlMs: number, log: Logger, failureTtlMs = 60_000): KeyVerifier {
   const cache = new Map<string, { principal: Principal; expires: number }>();
+  const unknown = new Map<string, number>();
   return {
     async verify(key) {
+      const now = Date.now();
       const hit = cache.get(key);
-      if (hit && hit.expires > Date.now()) return hit.principal;
+      if (hit && hit.expires > now) return hit.principal;
+      if ((unknown.get(key) ?? 0) > now) return undefined;
       const row = await findActiveApiKey(db, key);
       if (!row) {
         cache.delete(key);
+        if (failureTtlMs > 0) {
+          if (unknown.size >= maxCachedKeys) unknown.clear();
+          unknown.set(key, now + failureTtlMs);
+        }
         return undefined;
       }
       if (cache.size >= maxCachedKeys) cache.clear();
@@ -71,8 +86,12 @@ export function createKeyVerifier(db: Knex, ttlMs: number, log: Logger): KeyVeri
       touchApiKey(db, row.id).catch((err: unknown) => log.warn({ err }, 'could not record API key use'));
       return principal;
     },
+    isKnown(key) {
+      return (cache.get(key)?.expires ?? 0) > Date.now();
+    },
     flush() {
       cache.clear();
+      unknown.clear();
     },
   };
 }
@@ -92,9 +111,9 @@ function presentedKey(request: FastifyRequest): string | undefined {
   return undefined;
 }
 
-/** Whether a key with these scopes may use a route that needs `scope`. */
+/** Whether a key with these scopes may use a route that needs `scope` (`admin` implies every scope but `ops`). */
 export function allows(scopes: readonly Scope[], scope: Exclude<RouteScope, 'public'>): boolean {
-  return scope === 'key' || scopes.includes('admin') || scopes.includes(scope);
+  return scope === 'key' || scopes.includes(scope) || (scope !== 'ops' && scopes.includes('admin'));
 }
 
 /**
@@ -122,7 +141,11 @@ export function principalOf(request: FastifyRequest): Principal {
  * change it. A path that matches no route needs a valid key (any scope) before it learns that it
  * is a 404. The app refuses to start when any route declares no scope (fail closed).
  */
-export function registerAuth(app: FastifyInstance, verifier: KeyVerifier): void {
+export function registerAuth(
+  app: FastifyInstance,
+  verifier: KeyVerifier,
+  limits: { authFailures?: RateLimiterAbstract } = {},
+): void {
   const routes: DeclaredRoute[] = [];
   const options: RouteOptions[] = [];
   app.decorate('declaredRoutes', routes);
@@ -140,6 +163,7 @@ export function registerAuth(app: FastifyInstance, verifier: KeyVerifier): void 
           url: route.url,
           scope: route.config?.scope,
           websocket: Boolean((route as { websocket?: boolean }).websocket),
+          schema: route.schema,
         });
       }
     }
@@ -170,7 +194,24 @@ export function registerAuth(app: FastifyInstance, verifier: KeyVerifier): void 
         ? { 'WWW-Authenticate': 'Basic realm="Stockflow", charset="UTF-8"' }
         : { 'WWW-Authenticate': 'Bearer realm="Stockflow"' };
     const key = presentedKey(request);
+    const failures = limits.authFailures;
+    // An address past its failed-authentication limit gets no lookup: only keys known good here pass.
+    if (key && failures && !verifier.isKnown(key)) {
+      const seen = await failures.get(request.ip).catch(() => null);
+      if (seen && seen.consumedPoints >= failures.points) {
+        return sendRateLimited(
+          request,
+          reply,
+          seen,
+          'too_many_auth_failures',
+          `More than ${failures.points} failed authentications from this address in a minute; retry after the Retry-After seconds`,
+        );
+      }
+    }
     const principal = key ? await verifier.verify(key) : undefined;
+    if (key && !principal && failures) {
+      await failures.penalty(request.ip).catch(() => undefined);
+    }
     if (!principal) {
       const detail = key
         ? 'The API key is unknown or revoked'

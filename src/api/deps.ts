@@ -7,7 +7,10 @@ import { createLiveHub, type LiveHub } from '../events/live-hub.js';
 import type { Logger } from '../log.js';
 import { type FinishedListener, finishedChannel, listenForFinished } from '../queues/finished-signal.js';
 import { closeQueues, createQueues, type Queues } from '../queues/queues.js';
+import { type SecretBox, secretBoxFromConfig } from '../secrets.js';
 import { apiKeysChangedChannel, createKeyVerifier, type KeyVerifier } from './auth.js';
+import { createRateLimits, type RateLimits } from './rate-limits.js';
+import { createSlots, createStreamCaps, type Slots, type StreamCaps } from './stream-caps.js';
 
 export interface ApiDeps {
   config: Config;
@@ -22,6 +25,10 @@ export interface ApiDeps {
   horizon: HorizonTracker;
   /** Live fan-out of the event log to this process's SSE and WebSocket clients. */
   events: LiveHub;
+  /** Seals and opens secrets at rest (webhook signing secrets, supplier API keys). */
+  secrets: SecretBox;
+  /** Abuse limits (docs/security.md): request rates in Redis, this process's concurrency caps. */
+  limits: { rates: RateLimits; streams: StreamCaps; waits: Slots };
 }
 
 /** Opens what the web process needs; `close()` releases it all (after the server has closed). */
@@ -29,6 +36,7 @@ export async function openApiDeps(
   config: Config,
   log: Logger,
 ): Promise<ApiDeps & { close(): Promise<void> }> {
+  const secrets = secretBoxFromConfig(config);
   const db = await openPostgres(config, 'api');
   const redis = await openRedis(config, 'producer').catch(async (error: unknown) => {
     await db.destroy();
@@ -38,7 +46,12 @@ export async function openApiDeps(
   await warnAboutRedisSettings(redis, log);
   const queues = createQueues(redis, config);
   const finished = await listenForFinished(subscriber, config.QUEUE_PREFIX);
-  const keys = createKeyVerifier(db, config.API_KEY_CACHE_SECONDS * 1000, log);
+  const keys = createKeyVerifier(
+    db,
+    config.API_KEY_CACHE_SECONDS * 1000,
+    log,
+    config.AUTH_FAILURE_CACHE_SECONDS * 1000,
+  );
   const keysChannel = apiKeysChangedChannel(config.QUEUE_PREFIX);
   subscriber.on('message', (channel) => {
     if (channel === keysChannel) keys.flush();
@@ -61,6 +74,12 @@ export async function openApiDeps(
     keys,
     horizon,
     events,
+    secrets,
+    limits: {
+      rates: createRateLimits(redis, config),
+      streams: createStreamCaps({ perKey: config.STREAMS_PER_KEY, perProcess: config.STREAMS_PER_PROCESS }),
+      waits: createSlots(config.WAIT_MAX_CONCURRENT),
+    },
     async close() {
       await events.close();
       await finished.close();

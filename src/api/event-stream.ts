@@ -2,8 +2,14 @@ import { PassThrough } from 'node:stream';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { WebSocket } from 'ws';
 import { z } from 'zod';
-import { ackConsumer, getConsumerPosition } from '../events/consumers.js';
-import { assertRetained, EventsPrunedError, type LogEvent } from '../events/event-log.js';
+import { ackConsumer, getConsumerPosition, TooManyConsumersError } from '../events/consumers.js';
+import {
+  assertNotAhead,
+  assertRetained,
+  EventsPrunedError,
+  type LogEvent,
+  PositionAheadError,
+} from '../events/event-log.js';
 import { lastDrawnSeq } from '../events/horizon.js';
 import type { Subscription } from '../events/live-hub.js';
 import { typePatternSchema } from '../events/type-patterns.js';
@@ -16,7 +22,8 @@ import type { ApiDeps } from './deps.js';
  */
 export interface StreamRegistry {
   sse(reply: FastifyReply, options: { after: number | undefined; types?: string[] }): FastifyReply;
-  websocket(socket: WebSocket): void;
+  /** `owner`: the connection's API key and its cap on the consumers it may create. */
+  websocket(socket: WebSocket, owner: { apiKeyId: string; maxConsumers: number }): void;
 }
 
 /** A WebSocket client that has this much unsent data is paused; it resumes below a quarter of it. */
@@ -101,7 +108,7 @@ export function registerStreams(app: FastifyInstance, deps: ApiDeps): StreamRegi
         .send(stream);
     },
 
-    websocket(socket) {
+    websocket(socket, owner) {
       let state: WsState = { kind: 'idle' };
       let consumer: string | undefined;
       let alive = true;
@@ -150,6 +157,7 @@ export function registerStreams(app: FastifyInstance, deps: ApiDeps): StreamRegi
         try {
           if (after === undefined && who) after = await getConsumerPosition(deps.db, who);
           if (after !== undefined) await assertRetained(deps.db, after);
+          if (after !== undefined) await assertNotAhead(deps.db, after);
         } catch (error) {
           if (state === pending) state = { kind: 'idle' };
           throw error;
@@ -187,7 +195,7 @@ export function registerStreams(app: FastifyInstance, deps: ApiDeps): StreamRegi
           );
         if (seq > (await lastDrawnSeq(deps.db)))
           return fail('invalid_position', `seq ${seq} is beyond the end of the log`);
-        send({ acked: await ackConsumer(deps.db, { consumer: who, seq }) });
+        send({ acked: await ackConsumer(deps.db, { consumer: who, seq, owner }) });
       };
 
       socket.on('message', (raw) => {
@@ -209,6 +217,12 @@ export function registerStreams(app: FastifyInstance, deps: ApiDeps): StreamRegi
         }
         const work = 'subscribe' in parsed ? subscribe(parsed.subscribe) : ack(parsed.ack, parsed.consumer);
         work.catch((error: unknown) => {
+          if (error instanceof PositionAheadError) {
+            return fail('position_ahead_of_log', error.message, { headSeq: error.headSeq });
+          }
+          if (error instanceof TooManyConsumersError) {
+            return fail('too_many_consumers', error.message, { limit: error.limit });
+          }
           if (error instanceof EventsPrunedError) {
             fail('events_pruned', error.message, { oldestSeq: error.oldestSeq });
             socket.close(4410, 'events pruned');

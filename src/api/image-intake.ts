@@ -1,7 +1,9 @@
 import type { FastifyRequest } from 'fastify';
 import type { z } from 'zod';
 import { declaredImageFormat, sniffImageFormat, sniffLength } from '../images/sniff.js';
+import { refuseUrl } from '../outbound/address-guard.js';
 import { imageFieldsSchema, sourceUrlSchema } from '../queues/images.js';
+import { isUnstorableString, unstorableProblem } from './json-body.js';
 import { HttpProblem } from './problems.js';
 
 /** What a POST of image bytes or of a source URL carries, after intake checks. */
@@ -17,6 +19,9 @@ export type ImageIntake =
 const urlBodySchema = imageFieldsSchema.extend({ sourceUrl: sourceUrlSchema }).strict();
 
 const multipartFieldNames = new Set(['alt', 'position', 'role']);
+
+/** Longest file name or content type of the file part (the job's `declaredType` holds up to 200). */
+const maxPartLabelLength = 200;
 
 function validationProblem(where: string, issues: { path: string; message: string }[]): HttpProblem {
   return new HttpProblem(400, 'validation_failed', `The ${where} has ${issues.length} invalid field(s)`, {
@@ -42,7 +47,11 @@ const tooLarge = (maxBytes: number) =>
  * as soon as the file's first bytes are not a supported image and 413 once it passes the limit;
  * deeper checks are the job's.
  */
-export async function readImageIntake(request: FastifyRequest, maxBytes: number): Promise<ImageIntake> {
+export async function readImageIntake(
+  request: FastifyRequest,
+  options: { maxBytes: number; allowPrivateSources: boolean },
+): Promise<ImageIntake> {
+  const { maxBytes } = options;
   if (!request.isMultipart()) {
     const parsed = urlBodySchema.safeParse(request.body ?? {});
     if (!parsed.success) {
@@ -52,6 +61,14 @@ export async function readImageIntake(request: FastifyRequest, maxBytes: number)
       );
     }
     const { sourceUrl, ...fields } = parsed.data;
+    // Literal non-public addresses and localhost can never be fetched: refuse them here. Names are
+    // checked again by the job when it connects (after DNS, on every redirect).
+    const refused = refuseUrl(sourceUrl, options.allowPrivateSources);
+    if (refused) {
+      throw new HttpProblem(422, 'source_forbidden', `The sourceUrl ${refused}`, {
+        errors: [{ in: 'body', path: 'sourceUrl', message: refused }],
+      });
+    }
     return { kind: 'url', url: sourceUrl, fields };
   }
 
@@ -65,7 +82,9 @@ export async function readImageIntake(request: FastifyRequest, maxBytes: number)
         if (!multipartFieldNames.has(part.fieldname)) {
           throw validationProblem('body', [{ path: part.fieldname, message: 'unknown field' }]);
         }
-        rawFields[part.fieldname] = String(part.value);
+        const value = String(part.value);
+        if (isUnstorableString(value)) throw unstorableProblem('body', part.fieldname);
+        rawFields[part.fieldname] = value;
         continue;
       }
       if (part.fieldname !== 'file') {
@@ -73,6 +92,21 @@ export async function readImageIntake(request: FastifyRequest, maxBytes: number)
         throw validationProblem('body', [
           { path: part.fieldname, message: 'the image goes in a part named file' },
         ]);
+      }
+      // The name and type are stored with the upload and carried in the job: bound them here.
+      for (const [path, value] of [
+        ['file.filename', part.filename],
+        ['file.contentType', part.mimetype],
+      ] as const) {
+        if (value && (value.length > maxPartLabelLength || isUnstorableString(value))) {
+          part.file.resume();
+          throw validationProblem('body', [
+            {
+              path,
+              message: `must be at most ${maxPartLabelLength} characters, without NUL or lone surrogates`,
+            },
+          ]);
+        }
       }
       const chunks: Buffer[] = [];
       let total = 0;

@@ -60,6 +60,7 @@ const domainStatus: Record<DomainErrorCode, number> = {
   order_number_taken: 409,
   insufficient_reserved: 409,
   return_exceeds_fulfilled: 409,
+  inside_retention: 422,
 };
 
 export function statusForCode(code: string): number {
@@ -69,6 +70,7 @@ export function statusForCode(code: string): number {
 const titles: Record<string, string> = {
   validation_failed: 'Request validation failed',
   malformed_json: 'Malformed JSON body',
+  json_too_deep: 'JSON nested too deeply',
   payload_too_large: 'Request body too large',
   unsupported_media_type: 'Unsupported media type',
   unauthorized: 'Authentication required',
@@ -91,6 +93,7 @@ const titles: Record<string, string> = {
   invalid_signature: 'Webhook signature missing or invalid',
   unknown_webhook_type: 'Unknown webhook type',
   invalid_webhook_payload: 'Webhook payload invalid',
+  inside_retention: 'Would prune inside the configured retention',
   invalid_payload: 'Job payload invalid',
   image_too_large: 'Image too large',
   image_corrupt: 'Image corrupt or truncated',
@@ -101,10 +104,14 @@ const titles: Record<string, string> = {
   service_unavailable: 'Service unavailable',
   events_pruned: 'Events no longer retained',
   invalid_position: 'Position beyond the event log',
+  position_ahead_of_log: 'Resume position ahead of the event log',
+  rate_limited: 'Too many requests',
+  too_many_auth_failures: 'Too many failed authentications',
+  too_many_streams: 'Too many open event streams',
+  too_many_consumers: 'Too many event consumers',
   unsafe_webhook_url: 'Webhook URL not allowed',
   supplier_taken: 'Supplier code already taken',
   unsafe_supplier_url: 'Supplier API URL not allowed',
-  secrets_unavailable: 'Secrets cannot be sealed (SECRETS_KEY is not set)',
   over_receipt: 'More received than ordered',
   send_failed: 'Sending the purchase order to the supplier failed',
   internal_error: 'Internal server error',

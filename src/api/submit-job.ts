@@ -1,4 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import {
   type EnqueueContext,
@@ -22,6 +23,23 @@ export const jobHandleSchema = z.object({
 
 const idempotencyKeySchema = z.string().min(1).max(255);
 const maxWaitSeconds = 30;
+
+/**
+ * Whether an enqueue failed because Redis is unreachable or refused the write (connection lost,
+ * offline queue off, retries exhausted, a Redis error reply such as OOM or READONLY): the only
+ * failures that are a 503 (retry later), not a bug of ours.
+ */
+function isRedisUnavailable(error: unknown, redis: Redis): boolean {
+  if (redis.status !== 'ready') return true;
+  if (!(error instanceof Error)) return false;
+  const code = (error as NodeJS.ErrnoException).code ?? '';
+  return (
+    error.name === 'MaxRetriesPerRequestError' ||
+    error.name === 'ReplyError' ||
+    ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTCONN'].includes(code) ||
+    /Connection is closed|Stream isn't writeable|enableOfflineQueue|Command timed out/.test(error.message)
+  );
+}
 
 /** `Prefer: wait=N` (RFC 7240), clamped to 1-30 s; other preferences are ignored. */
 export function preferredWaitSeconds(prefer: string | undefined): number | undefined {
@@ -61,10 +79,28 @@ export const enqueueContext = (deps: ApiDeps): EnqueueContext => ({
 });
 
 /**
- * The producer connection fails fast while Redis is away: the caller is told to retry (`how`
- * makes it safe) instead of the request being held open.
+ * What an enqueue failure tells the caller. A payload schema that refused what the route's schema
+ * let through is a 400 (never queued). Redis being away is a 503: the producer connection fails
+ * fast, and the caller is told to retry (`how` makes it safe) instead of the request being held
+ * open. Anything else is our bug and is rethrown: a 500 with the request id, logged by the error
+ * handler.
  */
-export function queueUnavailable(request: FastifyRequest, error: unknown, how: string): HttpProblem {
+export function enqueueFailure(deps: ApiDeps, request: FastifyRequest, error: unknown, how: string): unknown {
+  if (error instanceof z.ZodError) {
+    return new HttpProblem(
+      400,
+      'validation_failed',
+      `The request has ${error.issues.length} invalid field(s)`,
+      {
+        errors: error.issues.map((issue) => ({
+          in: 'body',
+          path: issue.path.join('.'),
+          message: issue.message,
+        })),
+      },
+    );
+  }
+  if (!isRedisUnavailable(error, deps.redis)) return error;
   request.log.error({ err: error }, 'could not enqueue the job');
   return new HttpProblem(
     503,
@@ -114,15 +150,17 @@ export async function submitJob<J extends AnyJob>(
     if (error instanceof IdempotencyKeyReusedError) {
       throw new HttpProblem(422, 'idempotency_key_reused', error.message, { jobId: error.jobId });
     }
-    throw queueUnavailable(request, error, 'with the same Idempotency-Key');
+    throw enqueueFailure(deps, request, error, 'with the same Idempotency-Key');
   }
 
   const location = `/api/jobs/${enqueued.id}`;
   reply.header('Location', location);
   const prefer = request.headers.prefer;
   const waitSeconds = preferredWaitSeconds(Array.isArray(prefer) ? prefer.join(', ') : prefer);
-  if (waitSeconds !== undefined) {
-    const status = await waitForJob(deps, enqueued.id, waitSeconds * 1000);
+  // Beyond WAIT_MAX_CONCURRENT waiting requests, the preference is not applied: the 202 at once.
+  const releaseWait = waitSeconds === undefined ? undefined : deps.limits.waits.tryAcquire();
+  if (waitSeconds !== undefined && releaseWait) {
+    const status = await waitForJob(deps, enqueued.id, waitSeconds * 1000).finally(releaseWait);
     if (status?.state === 'completed' || status?.state === 'failed') {
       reply.header('Preference-Applied', `wait=${waitSeconds}`);
       if (status.state === 'completed') {

@@ -1,7 +1,11 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Knex } from 'knex';
 
-export const scopes = ['pms', 'admin'] as const;
+/**
+ * `pms`: the PMS's routes; `admin`: every route except Bull Board's write actions; `ops`: Bull
+ * Board's write actions (retry, clean, pause, promote, obliterate), given on purpose, never implied.
+ */
+export const scopes = ['pms', 'admin', 'ops'] as const;
 export type Scope = (typeof scopes)[number];
 
 export interface ApiKeyInfo {

@@ -44,6 +44,8 @@ export function createDb(
     },
     pool: { min: 0, max: config.DATABASE_POOL_MAX },
     acquireConnectionTimeout: 10_000,
+    // A failed query's error names the statement, never its bound values (a staged image is 20 MiB).
+    compileSqlOnError: false,
   });
 }
 

@@ -125,7 +125,15 @@ export interface HistoryQuery {
   cursor?: string;
 }
 
-/** The ledger newest first, keyset-paginated by movement id (the cursor is opaque to callers). */
+/** Movement ids one page of a history without `sku` looks at, at most (sku pages use their index). */
+export const historyScanIds = 50_000;
+
+/**
+ * The ledger newest first, keyset-paginated by movement id (the cursor is opaque to callers).
+ * Without a sku, a rare location, kind or time range would scan the whole ledger for one page:
+ * such a page looks at `historyScanIds` ids at most, and may come back short (even empty) with a
+ * nextCursor to go on from.
+ */
 export async function listMovements(
   db: Knex,
   query: HistoryQuery,
@@ -133,6 +141,14 @@ export async function listMovements(
   const builder = db<MovementRow>('stock_movements')
     .orderBy('id', 'desc')
     .limit(query.limit + 1);
+  let floor: number | undefined;
+  if (!query.sku && (query.location || query.kind || query.since || query.until)) {
+    const below = query.cursor
+      ? decodeCursor(query.cursor)
+      : Number((await db('stock_movements').max<{ max: number | null }[]>('id as max'))[0]?.max ?? 0) + 1;
+    floor = Math.max(below - historyScanIds, 1);
+    builder.where('id', '>=', floor);
+  }
   if (query.sku) builder.where('sku', query.sku);
   if (query.location) builder.where('location', query.location);
   if (query.kind) builder.where('kind', query.kind);
@@ -141,8 +157,10 @@ export async function listMovements(
   if (query.cursor) builder.where('id', '<', decodeCursor(query.cursor));
   const rows = (await builder) as MovementRow[];
   const items = rows.slice(0, query.limit).map(toMovement);
-  const more = rows.length > query.limit;
-  return { items, nextCursor: more ? encodeCursor(items[items.length - 1]!.id) : null };
+  if (rows.length > query.limit) return { items, nextCursor: encodeCursor(items[items.length - 1]!.id) };
+  // The window ran out before the page filled: older ids remain to be looked at.
+  if (floor !== undefined && floor > 1) return { items, nextCursor: encodeCursor(floor) };
+  return { items, nextCursor: null };
 }
 
 const encodeCursor = (id: number) => Buffer.from(`m:${id}`, 'utf8').toString('base64url');

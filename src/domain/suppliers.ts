@@ -1,10 +1,8 @@
 import type { Knex } from 'knex';
-import type { Config } from '../config.js';
 import { isPgError, pgErrorCodes } from '../db/knex.js';
 import { DomainError } from '../errors.js';
 import type { EventType } from '../events/catalogue.js';
 import { appendEvent } from '../events/outbox.js';
-import { createSecretBox, type SecretBox } from '../secrets.js';
 
 /** A supplier as the API shows it: the api key is sealed at rest and never returned. */
 export interface Supplier {
@@ -43,23 +41,6 @@ export interface SupplierFields {
   active: boolean;
 }
 
-/** No SECRETS_KEY: an api key cannot be sealed or opened. */
-export class SecretsUnavailableError extends Error {
-  constructor() {
-    super('SECRETS_KEY is not set: supplier api keys cannot be sealed or opened');
-    this.name = 'SecretsUnavailableError';
-  }
-}
-
-/**
- * The secret box that seals supplier api keys. The one place it is made: when the API and worker
- * deps carry their own `secrets` box, this returns that instead.
- */
-export function secretsOf(deps: { config: Config }): SecretBox {
-  if (!deps.config.SECRETS_KEY) throw new SecretsUnavailableError();
-  return createSecretBox({ current: deps.config.SECRETS_KEY, previous: deps.config.SECRETS_KEY_PREVIOUS });
-}
-
 export const toSupplier = (row: SupplierRow): Supplier => ({
   code: row.code,
   name: row.name,
@@ -88,7 +69,7 @@ const columns = (fields: SupplierFields) => ({
   active: fields.active,
 });
 
-/** `sealedApiKey` is the api key sealed by `secretsOf(...)`: the plain key never reaches the database. */
+/** `sealedApiKey` is the api key sealed by the deps' secret box: the plain key never reaches the database. */
 export async function createSupplier(
   db: Knex,
   input: SupplierFields & { code: string; sealedApiKey: string },

@@ -5,8 +5,10 @@ export interface ConsumerStatus {
   consumer: string;
   ackedSeq: number;
   headSeq: number;
-  /** Events after ackedSeq up to headSeq (the count, not the seq difference: seqs have gaps). */
+  /** Events after ackedSeq up to headSeq (the count, not the seq difference: seqs have gaps), counted up to `maxCountedLag`. */
   lag: number;
+  /** True when the lag is at least `maxCountedLag` (counting stopped there). */
+  lagCapped: boolean;
   lastAckAt: string | null;
 }
 
@@ -22,18 +24,38 @@ interface ConsumerRow {
  */
 export async function ackConsumer(
   db: Knex,
-  input: { consumer: string; seq: number },
+  input: { consumer: string; seq: number; owner?: { apiKeyId: string; maxConsumers: number } },
 ): Promise<{ consumer: string; ackedSeq: number; lastAckAt: string }> {
+  const owner = input.owner;
+  if (owner && !(await db('event_consumers').where({ name: input.consumer }).first('name'))) {
+    const [row] = await db('event_consumers')
+      .where({ api_key_id: owner.apiKeyId })
+      .count<{ n: number }[]>('* as n');
+    if (Number(row?.n ?? 0) >= owner.maxConsumers) throw new TooManyConsumersError(owner.maxConsumers);
+  }
   const { rows } = await db.raw<{ rows: ConsumerRow[] }>(
-    `insert into event_consumers (name, acked_seq, last_ack_at) values (?, ?, now())
+    `insert into event_consumers (name, acked_seq, last_ack_at, api_key_id) values (?, ?, now(), ?)
      on conflict (name) do update
        set acked_seq = greatest(event_consumers.acked_seq, excluded.acked_seq), last_ack_at = now()
      returning name, acked_seq, last_ack_at`,
-    [input.consumer, input.seq],
+    [input.consumer, input.seq, owner?.apiKeyId ?? null],
   );
   const row = rows[0]!;
   return { consumer: row.name, ackedSeq: row.acked_seq, lastAckAt: row.last_ack_at!.toISOString() };
 }
+
+/** A key tried to create one consumer more than CONSUMERS_PER_KEY allows. */
+export class TooManyConsumersError extends Error {
+  constructor(readonly limit: number) {
+    super(`This API key already created ${limit} consumers (CONSUMERS_PER_KEY); reuse one of them`);
+    this.name = 'TooManyConsumersError';
+  }
+}
+
+/** The lag of a consumer is counted up to this many events: the count scans that many rows at most. */
+export const maxCountedLag = 100_000;
+/** sync/status lists at most this many consumers. */
+export const maxListedConsumers = 1000;
 
 export async function getConsumerPosition(db: Knex, consumer: string): Promise<number | undefined> {
   const row = await db<ConsumerRow>('event_consumers').where({ name: consumer }).first('acked_seq');
@@ -44,16 +66,20 @@ export async function getConsumerPosition(db: Knex, consumer: string): Promise<n
 export async function consumerStatuses(db: Knex, headSeq: number): Promise<ConsumerStatus[]> {
   const { rows } = await db.raw<{ rows: (ConsumerRow & { lag: number })[] }>(
     `select c.name, c.acked_seq, c.last_ack_at,
-            (select count(*) from events e where e.seq > c.acked_seq and e.seq <= ?)::bigint as lag
+            (select count(*) from (
+               select 1 from events e where e.seq > c.acked_seq and e.seq <= ? limit ?
+             ) counted)::bigint as lag
      from event_consumers c
-     order by c.name`,
-    [headSeq],
+     order by c.name
+     limit ?`,
+    [headSeq, maxCountedLag, maxListedConsumers],
   );
   return rows.map((row) => ({
     consumer: row.name,
     ackedSeq: row.acked_seq,
     headSeq,
     lag: row.lag,
+    lagCapped: row.lag >= maxCountedLag,
     lastAckAt: row.last_ack_at?.toISOString() ?? null,
   }));
 }

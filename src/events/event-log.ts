@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { lastDrawnSeq } from './horizon.js';
 import { whereTypeMatches } from './type-patterns.js';
 
 /** An event as readers see it: the feed, the live stream, webhooks (as `data`) and replay. */
@@ -65,18 +66,25 @@ export async function readEventPage(
   query: { after: number; limit: number; horizon: number; types?: readonly string[] },
 ): Promise<EventPage> {
   if (query.after >= query.horizon) return { items: [], nextAfter: query.after };
+  // A filter on a rare type would otherwise scan every event up to the horizon for one page: one
+  // page looks at most `filteredScanSeqs` positions, and nextAfter says where the next one goes on.
+  const filtered = query.types !== undefined && query.types.length > 0 && !query.types.includes('*');
+  const upper = filtered ? Math.min(query.horizon, query.after + filteredScanSeqs) : query.horizon;
   const builder = db('events')
     .select(eventColumns)
     .where('seq', '>', query.after)
-    .andWhere('seq', '<=', query.horizon)
+    .andWhere('seq', '<=', upper)
     .orderBy('seq')
     .limit(query.limit);
   whereTypeMatches(builder, query.types);
   const rows = (await builder) as EventRow[];
   const items = rows.map(toLogEvent);
   const full = items.length === query.limit;
-  return { items, nextAfter: full ? items[items.length - 1]!.seq : query.horizon };
+  return { items, nextAfter: full ? items[items.length - 1]!.seq : upper };
 }
+
+/** Positions one filtered page of the log looks at, at most. */
+export const filteredScanSeqs = 10_000;
 
 /** Events in a time range, for webhook replay. */
 export async function readEventsBetween(
@@ -114,6 +122,23 @@ export class EventsPrunedError extends Error {
 export async function assertRetained(db: Knex, after: number): Promise<void> {
   const pruned = await prunedThroughSeq(db);
   if (after < pruned) throw new EventsPrunedError(after, pruned + 1);
+}
+
+/** A resume position past the head of the log: no such event was ever written. */
+export class PositionAheadError extends Error {
+  constructor(
+    readonly after: number,
+    readonly headSeq: number,
+  ) {
+    super(`Position ${after} is ahead of the event log, whose head is ${headSeq}`);
+    this.name = 'PositionAheadError';
+  }
+}
+
+/** Refuses a position beyond the last seq drawn (a reader that would silently skip what comes next). */
+export async function assertNotAhead(db: Knex, after: number): Promise<void> {
+  const head = await lastDrawnSeq(db);
+  if (after > head) throw new PositionAheadError(after, head);
 }
 
 /**

@@ -1,15 +1,14 @@
-import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import http from 'node:http';
 import https from 'node:https';
-import { BlockList, isIP, type LookupFunction } from 'node:net';
+import type { LookupFunction } from 'node:net';
 import { DomainError } from '../errors.js';
+import { connectGuard, TargetRefusedError } from '../outbound/address-guard.js';
 
 /**
  * SSRF-safe download of an image source URL: http(s) only; every address is checked when the
  * socket connects (so DNS rebinding between a check and the connect cannot slip through) and on
- * every redirect; at most `maxRedirects` hops; a byte cap enforced while streaming; a connect and
- * a total timeout. Loopback, private, link-local (cloud metadata included) and other special
- * ranges are refused unless `allowPrivate`.
+ * every redirect, by the shared guard of src/outbound/address-guard.ts; at most `maxRedirects`
+ * hops; a byte cap enforced while streaming; a connect and a total timeout.
  */
 
 export interface FetchSourceOptions {
@@ -35,85 +34,16 @@ export class SourceTransientError extends Error {
   }
 }
 
-const forbiddenRanges = new BlockList();
-for (const [network, prefix] of [
-  ['0.0.0.0', 8], // "this network"
-  ['10.0.0.0', 8],
-  ['100.64.0.0', 10], // carrier-grade NAT
-  ['127.0.0.0', 8],
-  ['169.254.0.0', 16], // link-local, cloud metadata (169.254.169.254)
-  ['172.16.0.0', 12],
-  ['192.0.0.0', 24],
-  ['192.0.2.0', 24],
-  ['192.168.0.0', 16],
-  ['198.18.0.0', 15],
-  ['198.51.100.0', 24],
-  ['203.0.113.0', 24],
-  ['224.0.0.0', 4], // multicast
-  ['240.0.0.0', 4], // reserved, broadcast
-] as const) {
-  forbiddenRanges.addSubnet(network, prefix, 'ipv4');
-}
-for (const [network, prefix] of [
-  ['::', 128],
-  ['::1', 128],
-  ['64:ff9b::', 96], // NAT64 (embeds an IPv4 address)
-  ['100::', 64], // discard
-  ['2001:db8::', 32], // documentation
-  ['fc00::', 7], // unique local (fd00:ec2::254 is AWS metadata)
-  ['fe80::', 10], // link-local
-  ['ff00::', 8], // multicast
-] as const) {
-  forbiddenRanges.addSubnet(network, prefix, 'ipv6');
-}
-
-/** True for addresses a source URL may never reach unless private sources are allowed. */
-export function isForbiddenAddress(address: string): boolean {
-  const family = isIP(address);
-  if (family === 4) return forbiddenRanges.check(address, 'ipv4');
-  if (family === 6) {
-    const mapped = address.toLowerCase().match(/^(?:0{0,4}:){0,5}ffff:(\d+\.\d+\.\d+\.\d+)$/);
-    if (mapped) return forbiddenRanges.check(mapped[1]!, 'ipv4');
-    const mappedHex = address.toLowerCase().match(/^(?:0{0,4}:){0,5}ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/);
-    if (mappedHex) {
-      const high = Number.parseInt(mappedHex[1]!, 16);
-      const low = Number.parseInt(mappedHex[2]!, 16);
-      return forbiddenRanges.check(`${high >> 8}.${high & 255}.${low >> 8}.${low & 255}`, 'ipv4');
-    }
-    return forbiddenRanges.check(address, 'ipv6');
-  }
-  return true; // not an address at all: refuse
-}
-
-function forbidden(url: URL, address: string): DomainError {
+/** A refusal of the shared guard, as the image job's domain error (never the resolved address). */
+function forbidden(url: URL): DomainError {
   return new DomainError(
     'source_forbidden',
-    `The source ${url.host} resolves to ${address}, a loopback, private or link-local address`,
-    { url: url.toString(), address },
+    `The source ${url.host} is or resolves to a non-public address (loopback, private, link-local, metadata or reserved)`,
+    { url: url.toString(), setting: allowPrivateSetting },
   );
 }
 
-/** A DNS lookup that refuses forbidden addresses: node calls it when the socket connects. */
-function guardedLookup(
-  url: URL,
-  allowPrivate: boolean,
-  refused: (error: DomainError) => void,
-): LookupFunction {
-  return (hostname, options, callback) => {
-    dnsLookup(hostname, { ...options, all: true }, (error, addresses: LookupAddress[]) => {
-      if (error) return callback(error, '', 0);
-      const bad = allowPrivate ? undefined : addresses.find((a) => isForbiddenAddress(a.address));
-      if (bad) {
-        const domainError = forbidden(url, bad.address);
-        refused(domainError);
-        return callback(domainError, '', 0);
-      }
-      if (options.all) return (callback as unknown as (e: null, a: LookupAddress[]) => void)(null, addresses);
-      const first = addresses[0]!;
-      callback(null, first.address, first.family);
-    });
-  };
-}
+const allowPrivateSetting = 'IMAGE_ALLOW_PRIVATE_SOURCES';
 
 const redirectStatuses = new Set([301, 302, 303, 307, 308]);
 
@@ -175,20 +105,19 @@ function requestOnce(url: URL, options: FetchSourceOptions, deadline: AbortSigna
       }),
     );
   }
-  // An IP literal never goes through lookup: check it here.
-  const literal = url.hostname.replace(/^\[|\]$/g, '');
-  if (isIP(literal) && !options.allowPrivate && isForbiddenAddress(literal)) {
-    return Promise.reject(forbidden(url, literal));
+  // Checked again on every hop: a redirect may point anywhere.
+  let lookup: LookupFunction | undefined;
+  try {
+    lookup = connectGuard(url, { allowPrivate: options.allowPrivate, setting: allowPrivateSetting });
+  } catch (error) {
+    return Promise.reject(error instanceof TargetRefusedError ? forbidden(url) : error);
   }
   return new Promise((resolve, reject) => {
-    let refusal: DomainError | undefined;
     const client = url.protocol === 'https:' ? https : http;
     const request = client.request(url, {
       method: 'GET',
       signal: deadline,
-      lookup: guardedLookup(url, options.allowPrivate, (error) => {
-        refusal = error;
-      }),
+      lookup,
       headers: { accept: 'image/*', 'user-agent': 'stockflow-images/1' },
     });
     const connectTimer = setTimeout(() => {
@@ -213,7 +142,7 @@ function requestOnce(url: URL, options: FetchSourceOptions, deadline: AbortSigna
     });
     request.on('error', (error) => {
       clearTimeout(connectTimer);
-      if (refusal) return reject(refusal);
+      if (error instanceof TargetRefusedError) return reject(forbidden(url));
       if (error instanceof DomainError || error instanceof SourceTransientError) return reject(error);
       if (deadline.aborted) {
         return reject(new SourceTransientError(`The source took longer than ${options.totalTimeoutMs} ms`));

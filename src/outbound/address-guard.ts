@@ -1,79 +1,86 @@
 import dns from 'node:dns';
-import { BlockList, isIP, type LookupFunction } from 'node:net';
+import type { LookupFunction } from 'node:net';
+import ipaddr from 'ipaddr.js';
 
 /**
- * The SSRF guard of outbound webhooks. A webhook URL names a host the caller chose; without a
- * guard it could make our workers call loopback services, the private network or a cloud
- * metadata endpoint. The check runs where the connection is made (a custom DNS lookup, and IP
- * literals before connecting), so a name that resolves differently later is still caught.
+ * The one SSRF guard of outbound HTTP to URLs someone else chose (webhook endpoints, image
+ * source URLs, supplier APIs). Without it such a URL could make our workers call loopback
+ * services, the private network or a cloud metadata endpoint.
+ *
+ * Policy: only global unicast addresses are reachable. Ranges come from ipaddr.js (IANA special
+ * purpose registries), not from a hand-written list. IPv6 forms that carry an IPv4 address
+ * (IPv4-mapped `::ffff:0:0/96`, IPv4-compatible `::/96`, SIIT `::ffff:0:0:0/96`, NAT64
+ * `64:ff9b::/96`, 6to4 `2002::/16`) are judged by the IPv4 address they carry; local-use NAT64
+ * `64:ff9b:1::/48`, Teredo and every other special IPv6 range are refused outright, and so is
+ * anything outside `2000::/3`.
+ *
+ * The check runs where the connection is made (a DNS lookup hook, and IP literals before
+ * connecting), on every redirect, so a name that resolves differently later is still caught.
  */
 
-const blocked = new BlockList();
-for (const [network, prefix] of [
-  ['0.0.0.0', 8], // "this" network
-  ['10.0.0.0', 8], // private
-  ['100.64.0.0', 10], // carrier-grade NAT
-  ['127.0.0.0', 8], // loopback
-  ['169.254.0.0', 16], // link-local, cloud metadata (169.254.169.254)
-  ['172.16.0.0', 12], // private
-  ['192.0.0.0', 24], // IETF protocol assignments
-  ['192.0.2.0', 24], // documentation
-  ['192.168.0.0', 16], // private
-  ['198.18.0.0', 15], // benchmarking
-  ['198.51.100.0', 24], // documentation
-  ['203.0.113.0', 24], // documentation
-  ['224.0.0.0', 4], // multicast
-  ['240.0.0.0', 4], // reserved, broadcast
-] as const) {
-  blocked.addSubnet(network, prefix, 'ipv4');
-}
-for (const [network, prefix] of [
-  ['::', 128], // unspecified
-  ['::1', 128], // loopback
-  ['64:ff9b:1::', 48], // local-use NAT64
-  ['100::', 64], // discard
-  ['2001:db8::', 32], // documentation
-  ['fc00::', 7], // unique local (includes AWS metadata fd00:ec2::254)
-  ['fe80::', 10], // link-local
-  ['fec0::', 10], // site-local (deprecated)
-  ['ff00::', 8], // multicast
-] as const) {
-  blocked.addSubnet(network, prefix, 'ipv6');
+/** The range that makes an address non-public (`loopback`, `private`, `6to4 of loopback`…), or undefined when it is public. */
+export function nonPublicRange(address: string): string | undefined {
+  if (!ipaddr.isValid(address)) return 'not an IP address';
+  const parsed = ipaddr.parse(address);
+  return parsed.kind() === 'ipv4' ? ipv4Range(parsed as ipaddr.IPv4) : ipv6Range(parsed as ipaddr.IPv6);
 }
 
-/** IPv4 carried in an IPv6 address (`::ffff:127.0.0.1`, NAT64 `64:ff9b::7f00:1`), else undefined. */
-function embeddedIpv4(address: string): string | undefined {
-  const lower = address.toLowerCase();
-  const dotted = /^(?:::ffff:|::ffff:0:|64:ff9b::|::)(\d+\.\d+\.\d+\.\d+)$/.exec(lower);
-  if (dotted) return dotted[1];
-  const hex = /^(?:::ffff:|64:ff9b::)([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(lower);
-  if (hex) {
-    const high = Number.parseInt(hex[1]!, 16);
-    const low = Number.parseInt(hex[2]!, 16);
-    return [high >> 8, high & 255, low >> 8, low & 255].join('.');
+export const isPublicAddress = (address: string) => nonPublicRange(address) === undefined;
+
+function ipv4Range(address: ipaddr.IPv4): string | undefined {
+  const range = address.range();
+  return range === 'unicast' ? undefined : range;
+}
+
+const globalUnicast = ipaddr.parseCIDR('2000::/3');
+
+function ipv6Range(address: ipaddr.IPv6): string | undefined {
+  const embedded = embeddedIpv4(address);
+  if (embedded) {
+    const inner = ipv4Range(embedded.address);
+    return inner ? `${embedded.form} of ${inner}` : undefined;
+  }
+  const range = address.range();
+  if (range !== 'unicast') return range;
+  if (!address.match(globalUnicast)) return 'not global unicast';
+  return undefined;
+}
+
+const ipv4Carriers: { form: string; cidr: [ipaddr.IPv6, number]; at: 'end' | '6to4' }[] = [
+  { form: 'ipv4-mapped', cidr: ipaddr.IPv6.parseCIDR('::ffff:0:0/96'), at: 'end' },
+  { form: 'ipv4-translated', cidr: ipaddr.IPv6.parseCIDR('::ffff:0:0:0/96'), at: 'end' },
+  { form: 'ipv4-compatible', cidr: ipaddr.IPv6.parseCIDR('::/96'), at: 'end' },
+  { form: 'nat64', cidr: ipaddr.IPv6.parseCIDR('64:ff9b::/96'), at: 'end' },
+  { form: '6to4', cidr: ipaddr.IPv6.parseCIDR('2002::/16'), at: '6to4' },
+];
+
+/** The IPv4 address an IPv6 address carries, and in which form; undefined when it carries none. */
+function embeddedIpv4(address: ipaddr.IPv6): { form: string; address: ipaddr.IPv4 } | undefined {
+  // `::` and `::1` are IPv6's own unspecified and loopback addresses, not IPv4-compatible ones.
+  const range = address.range();
+  if (range === 'unspecified' || range === 'loopback') return undefined;
+  const bytes = address.toByteArray();
+  for (const carrier of ipv4Carriers) {
+    if (!address.match(carrier.cidr)) continue;
+    const octets = carrier.at === 'end' ? bytes.slice(12, 16) : bytes.slice(2, 6);
+    return { form: carrier.form, address: new ipaddr.IPv4(octets) };
   }
   return undefined;
 }
 
-/** True for loopback, private, link-local, metadata, multicast and reserved addresses. */
-export function isNonPublicAddress(address: string): boolean {
-  const family = isIP(address);
-  if (family === 4) return blocked.check(address, 'ipv4');
-  if (family === 6) {
-    const v4 = embeddedIpv4(address);
-    if (v4) return blocked.check(v4, 'ipv4');
-    return blocked.check(address, 'ipv6');
-  }
-  return true;
-}
-
-/** Refused by the SSRF guard; the attempt is recorded with this message and no connection is made. */
+/**
+ * Refused by the guard; no connection was made. The message names the host the caller gave and
+ * never the addresses DNS answered (they would map our internal network for the caller).
+ */
 export class TargetRefusedError extends Error {
-  readonly code = 'ERR_WEBHOOK_TARGET_REFUSED';
-  constructor(host: string, address: string) {
+  readonly code = 'ERR_TARGET_REFUSED';
+  constructor(
+    readonly host: string,
+    readonly setting: string,
+  ) {
     super(
-      `refused ${host}${address !== host ? ` (${address})` : ''}: loopback, private, link-local and metadata ` +
-        'addresses are not allowed (WEBHOOK_ALLOW_PRIVATE_TARGETS)',
+      `refused ${host}: it is or resolves to a non-public address (loopback, private, link-local, ` +
+        `metadata or reserved), which is not allowed (${setting})`,
     );
     this.name = 'TargetRefusedError';
   }
@@ -84,36 +91,46 @@ export function hostOf(url: URL): string {
   return url.hostname.replace(/^\[(.*)\]$/, '$1');
 }
 
+const isLocalhostName = (host: string) => /(^|\.)localhost\.?$/i.test(host);
+
 /**
  * A DNS lookup for `http.request` that refuses non-public addresses. Node calls it when it opens
  * a connection to a host name; every address the name resolves to must be public (a name that
  * mixes public and private answers is refused: DNS rebinding).
  */
-export const guardedLookup: LookupFunction = (hostname, options, callback) => {
-  dns.lookup(hostname, { ...options, all: true }, (error, addresses) => {
-    if (error) {
-      (callback as (e: NodeJS.ErrnoException | null, a: string, f: number) => void)(error, '', 0);
-      return;
-    }
-    const list = addresses as dns.LookupAddress[];
-    const refused = list.find((a) => isNonPublicAddress(a.address));
-    if (refused || list.length === 0) {
-      const failure = new TargetRefusedError(hostname, refused?.address ?? 'no address');
-      (callback as (e: NodeJS.ErrnoException | null, a: string, f: number) => void)(failure, '', 0);
-      return;
-    }
-    if (options.all) {
-      (callback as (e: null, a: dns.LookupAddress[]) => void)(null, list);
-    } else {
-      (callback as (e: null, a: string, f: number) => void)(null, list[0]!.address, list[0]!.family);
-    }
-  });
-};
+export function guardedLookup(setting: string): LookupFunction {
+  return (hostname, options, callback) => {
+    const fail = callback as (e: NodeJS.ErrnoException | null, a: string, f: number) => void;
+    dns.lookup(hostname, { ...options, all: true }, (error, addresses) => {
+      if (error) return fail(error, '', 0);
+      const list = addresses as dns.LookupAddress[];
+      if (list.length === 0 || list.some((a) => !isPublicAddress(a.address))) {
+        return fail(new TargetRefusedError(hostname, setting), '', 0);
+      }
+      if (options.all) return (callback as (e: null, a: dns.LookupAddress[]) => void)(null, list);
+      fail(null, list[0]!.address, list[0]!.family);
+    });
+  };
+}
 
 /**
- * Checks a URL before any connection: http(s) only, no credentials, and an IP literal host must
- * be public (Node does not call the lookup for IP literals). Names are checked at connect time.
- * Returns a reason when refused.
+ * The guard for one request: `undefined` when private targets are allowed, otherwise the lookup
+ * to pass to `http.request`, after refusing (by throwing TargetRefusedError) an IP literal or
+ * localhost name that would not go through a lookup.
+ */
+export function connectGuard(url: URL, policy: { allowPrivate: boolean; setting: string }) {
+  if (policy.allowPrivate) return undefined;
+  const host = hostOf(url);
+  if (ipaddr.isValid(host) ? !isPublicAddress(host) : isLocalhostName(host)) {
+    throw new TargetRefusedError(host, policy.setting);
+  }
+  return guardedLookup(policy.setting);
+}
+
+/**
+ * Checks a URL at registration, before any connection: http(s) only, no credentials, and unless
+ * private targets are allowed neither a non-public IP literal nor `localhost` (`localhost.`,
+ * `*.localhost`). Names are checked again at connect time. Returns a reason when refused.
  */
 export function refuseUrl(url: string, allowPrivate: boolean): string | undefined {
   let parsed: URL;
@@ -126,9 +143,11 @@ export function refuseUrl(url: string, allowPrivate: boolean): string | undefine
   if (parsed.username || parsed.password) return 'must not contain credentials';
   if (allowPrivate) return undefined;
   const host = hostOf(parsed);
-  if (isIP(host) && isNonPublicAddress(host)) {
-    return 'points at a loopback, private, link-local or metadata address';
+  if (ipaddr.isValid(host)) {
+    const range = nonPublicRange(host);
+    if (range) return `points at a non-public address (${range})`;
+  } else if (isLocalhostName(host)) {
+    return 'points at localhost';
   }
-  if (host === 'localhost' || host.endsWith('.localhost')) return 'points at localhost';
   return undefined;
 }

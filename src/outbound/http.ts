@@ -1,7 +1,7 @@
 import http from 'node:http';
 import https from 'node:https';
-import { isIP } from 'node:net';
-import { guardedLookup, hostOf, isNonPublicAddress, TargetRefusedError } from './address-guard.js';
+import type { LookupFunction } from 'node:net';
+import { connectGuard, TargetRefusedError } from './address-guard.js';
 
 /**
  * The outbound HTTP client every caller of a URL that someone else chose shares (webhook
@@ -41,6 +41,8 @@ export function postJson(input: {
   headers: Record<string, string>;
   timeoutMs: number;
   allowPrivate: boolean;
+  /** The setting that would allow private targets, named in a refusal. */
+  allowPrivateSetting?: string;
   userAgent: string;
 }): Promise<SendResult> {
   const started = performance.now();
@@ -62,16 +64,21 @@ export function postJson(input: {
       finish({ error: 'invalid URL' });
       return;
     }
-    const host = hostOf(url);
-    if (!input.allowPrivate && isIP(host) && isNonPublicAddress(host)) {
-      finish({ error: new TargetRefusedError(host, host).message, refused: true });
+    let lookup: LookupFunction | undefined;
+    try {
+      lookup = connectGuard(url, {
+        allowPrivate: input.allowPrivate,
+        setting: input.allowPrivateSetting ?? "the caller's *_ALLOW_PRIVATE_TARGETS setting",
+      });
+    } catch (error) {
+      finish({ error: (error as Error).message, refused: true });
       return;
     }
     const transport = url.protocol === 'https:' ? https : http;
     const request = transport.request(url, {
       method: 'POST',
       agent: agents[url.protocol as 'http:' | 'https:'],
-      lookup: input.allowPrivate ? undefined : guardedLookup,
+      lookup,
       headers: {
         'content-type': 'application/json',
         'user-agent': input.userAgent,

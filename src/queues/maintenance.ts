@@ -1,5 +1,10 @@
 import { z } from 'zod';
+import type { Config } from '../config.js';
 import { defineJob } from './job.js';
+
+/** How long applied-job records are kept: twice the job retention, so no retry of a job can outlive its record. */
+export const appliedJobsRetentionSeconds = (config: Pick<Config, 'JOB_RETENTION_SECONDS'>) =>
+  2 * config.JOB_RETENTION_SECONDS;
 
 export const maintenanceJobs = {
   pruneAppliedJobs: defineJob<{ deleted: number }>()({

@@ -9,7 +9,9 @@ export const skuSchema = z
   .regex(
     /^[A-Za-z0-9._-]{1,64}$/,
     'sku must be 1-64 characters of letters, digits, dot, underscore or hyphen',
-  );
+  )
+  // They would name the current or parent directory in every URL that carries the sku.
+  .refine((sku) => sku !== '.' && sku !== '..', 'sku must not be . or ..');
 
 /** ISO 4217, from the ICU data of the runtime (kept current with Node.js releases). */
 export const currencySchema = z

@@ -2,6 +2,7 @@ import type { Knex } from 'knex';
 import type { EventType } from '../events/catalogue.js';
 import { lastDrawnSeq } from '../events/horizon.js';
 import { appendEvent } from '../events/outbox.js';
+import type { SecretBox } from '../secrets.js';
 import { generateSecret } from './signing.js';
 
 /**
@@ -34,6 +35,7 @@ export interface EndpointRow {
   description: string | null;
   event_types: string[];
   rate_limit_per_second: number | null;
+  /** Sealed with the secret box (src/secrets.ts): never the plaintext. */
   secret: string;
   previous_secret: string | null;
   previous_secret_expires_at: Date | null;
@@ -82,15 +84,29 @@ export function toEndpoint(row: EndpointRow): WebhookEndpoint {
   };
 }
 
-/** The secrets that sign a delivery now: the current one, and the previous one during its overlap. */
+/** The secrets that sign a delivery now, opened: the current one, and the previous one during its overlap. */
 export function signingSecrets(
   row: Pick<EndpointRow, 'secret' | 'previous_secret' | 'previous_secret_expires_at'>,
-) {
+  box: SecretBox,
+): string[] {
   const previous =
     row.previous_secret && row.previous_secret_expires_at && row.previous_secret_expires_at > new Date()
       ? [row.previous_secret]
       : [];
-  return [row.secret, ...previous];
+  return [row.secret, ...previous].map((sealed) => box.open(sealed));
+}
+
+/**
+ * An endpoint URL as events carry it: pms keys and `*` subscribers read events, and a URL's
+ * userinfo or query string may hold the receiver's credentials. Origin and path only.
+ */
+export function urlForEvents(url: string): string {
+  try {
+    const parsed = new URL(url);
+    return `${parsed.origin}${parsed.pathname}`;
+  } catch {
+    return '(invalid URL)';
+  }
 }
 
 async function endpointEvent(
@@ -99,10 +115,11 @@ async function endpointEvent(
   row: EndpointRow,
   extra: Record<string, unknown> = {},
 ) {
+  const endpoint = toEndpoint(row);
   await appendEvent(db, {
     type,
     aggregate: { type: 'webhook_endpoint', id: row.id },
-    data: { endpoint: toEndpoint(row), ...extra },
+    data: { endpoint: { ...endpoint, url: urlForEvents(endpoint.url) }, ...extra },
   });
 }
 
@@ -117,12 +134,13 @@ const columns = (fields: EndpointFields) => ({
 export async function createEndpoint(
   db: Knex,
   fields: EndpointFields,
+  box: SecretBox,
 ): Promise<{ endpoint: WebhookEndpoint; secret: string }> {
   const secret = generateSecret();
   // Events already drawn belong to the past: the endpoint receives what happens from now on.
   const createdSeq = await lastDrawnSeq(db);
   const [row] = await db<EndpointRow>('webhook_endpoints')
-    .insert({ ...columns(fields), secret, created_seq: createdSeq } as never)
+    .insert({ ...columns(fields), secret: box.seal(secret), created_seq: createdSeq } as never)
     .returning('*');
   await endpointEvent(db, 'webhook.endpoint_created', row!);
   return { endpoint: toEndpoint(row!), secret };
@@ -165,6 +183,7 @@ export async function rotateSecret(
   db: Knex,
   id: string,
   overlapMs: number,
+  box: SecretBox,
 ): Promise<{ endpoint: WebhookEndpoint; secret: string } | undefined> {
   const secret = generateSecret();
   const [row] = await db<EndpointRow>('webhook_endpoints')
@@ -172,7 +191,7 @@ export async function rotateSecret(
     .update({
       previous_secret: db.ref('secret'),
       previous_secret_expires_at: db.raw(`now() + make_interval(secs => ?)`, [overlapMs / 1000]),
-      secret,
+      secret: box.seal(secret),
     } as never)
     .returning('*');
   if (!row) return undefined;

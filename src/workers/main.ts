@@ -4,6 +4,7 @@ import { openPostgres, openRedis, warnAboutRedisSettings } from '../connections.
 import { onShutdownSignal, runEntry } from '../entry.js';
 import { createLogger } from '../log.js';
 import { closeQueues, createQueues } from '../queues/queues.js';
+import { secretBoxFromConfig } from '../secrets.js';
 import { parseQueueList, startWorkers, stopWorkers } from './pool.js';
 
 /** Worker process: `node dist/src/workers/main.js [--queues products,inventory]` (default: all queues). */
@@ -16,7 +17,10 @@ runEntry(async () => {
   const redis = await openRedis(config, 'worker');
   await warnAboutRedisSettings(redis, log);
   const queues = createQueues(redis, config);
-  const workers = await startWorkers({ config, log, db, redis, queues }, queueList);
+  const workers = await startWorkers(
+    { config, log, db, redis, queues, secrets: secretBoxFromConfig(config) },
+    queueList,
+  );
 
   onShutdownSignal(async (signal) => {
     log.info({ signal }, 'stopping workers: no new jobs, waiting for active ones');

@@ -2,24 +2,49 @@ import type { JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config } from '../config.js';
 import { pruneAppliedJobs } from '../db/applied-jobs.js';
+import { DomainError } from '../errors.js';
 import { pruneEvents } from '../events/event-log.js';
 import type { Logger } from '../log.js';
 import { inventoryJobs } from '../queues/inventory.js';
 import type { JobData, QueueName } from '../queues/job.js';
-import { maintenanceJobs } from '../queues/maintenance.js';
+import { appliedJobsRetentionSeconds, maintenanceJobs } from '../queues/maintenance.js';
 import type { Queues } from '../queues/queues.js';
 import { reorderJobs } from '../queues/reorder.js';
 import { sweepDeliveries } from './delivery-sweep.js';
 import { relayOutbox } from './outbox-relay.js';
 import type { QueueHandlers } from './processor.js';
 
+/**
+ * Whoever enqueued a prune (the scheduler, or someone with queue access), it never deletes inside
+ * the configured retention.
+ */
+function refuseInsideRetention(asked: number, retained: number, unit: string, setting: string): void {
+  if (asked < retained) {
+    throw new DomainError(
+      'inside_retention',
+      `Refusing to prune records younger than the configured retention (${retained} ${unit}, ${setting})`,
+      { asked, retained, unit },
+    );
+  }
+}
+
 export const maintenanceHandlers = {
-  'maintenance.prune-applied-jobs': async ({ deps }, payload) => ({
-    deleted: await pruneAppliedJobs(deps.db, payload.olderThanSeconds),
-  }),
+  'maintenance.prune-applied-jobs': async ({ deps }, payload) => {
+    const retained = appliedJobsRetentionSeconds(deps.config);
+    refuseInsideRetention(payload.olderThanSeconds, retained, 'seconds', '2 x JOB_RETENTION_SECONDS');
+    return { deleted: await pruneAppliedJobs(deps.db, payload.olderThanSeconds) };
+  },
   'maintenance.relay-outbox': ({ deps }, payload) => relayOutbox(deps, payload.budgetMs),
   'maintenance.sweep-deliveries': ({ deps }) => sweepDeliveries(deps),
-  'maintenance.prune-events': ({ deps }, payload) => pruneEvents(deps.db, payload),
+  'maintenance.prune-events': async ({ deps }, payload) => {
+    refuseInsideRetention(
+      payload.olderThanDays,
+      deps.config.EVENT_RETENTION_DAYS,
+      'days',
+      'EVENT_RETENTION_DAYS',
+    );
+    return pruneEvents(deps.db, payload);
+  },
 } satisfies QueueHandlers<'maintenance'>;
 
 /** One BullMQ job scheduler: repeatable work, run by the processes that run its queue. */
@@ -54,7 +79,7 @@ export function schedulers(config: Config): Scheduler[] {
       every: 60 * 60 * 1000,
       name: maintenanceJobs.pruneAppliedJobs.name,
       // Twice the job retention: by then no retry of those jobs can still arrive.
-      data: { payload: { olderThanSeconds: 2 * config.JOB_RETENTION_SECONDS }, meta: system },
+      data: { payload: { olderThanSeconds: appliedJobsRetentionSeconds(config) }, meta: system },
       opts: maintenanceJobs.pruneAppliedJobs.options,
     },
     {

@@ -7,6 +7,7 @@ import type { Logger } from '../log.js';
 import { findJob, type JobNamed, type JobNamesOf } from '../queues/catalog.js';
 import type { AnyJob, JobData, JobMeta, PayloadOf, QueueName, ResultOf } from '../queues/job.js';
 import type { Queues } from '../queues/queues.js';
+import type { SecretBox } from '../secrets.js';
 
 export interface WorkerDeps {
   config: Config;
@@ -16,6 +17,8 @@ export interface WorkerDeps {
   redis: Redis;
   /** For follow-up jobs and schedulers. */
   queues: Queues;
+  /** Seals and opens secrets at rest (src/secrets.ts). */
+  secrets: SecretBox;
 }
 
 export interface JobContext {

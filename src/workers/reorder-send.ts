@@ -12,7 +12,7 @@ import {
   requestHeaders,
   type SupplierAnswer,
 } from '../domain/reorder-supplier-protocol.js';
-import { getSupplierRow, type SupplierRow, secretsOf } from '../domain/suppliers.js';
+import { getSupplierRow, type SupplierRow } from '../domain/suppliers.js';
 import { DomainError } from '../errors.js';
 import { setTransactionActor } from '../events/outbox.js';
 import { refuseUrl } from '../outbound/address-guard.js';
@@ -174,7 +174,7 @@ export async function sendPurchaseOrder(
   let verdict: Verdict;
   let apiKey: string | undefined;
   try {
-    apiKey = secretsOf(deps).open(supplier.api_key);
+    apiKey = deps.secrets.open(supplier.api_key);
   } catch (error) {
     log.error({ err: error, supplier: supplier.code }, 'supplier api key cannot be opened');
   }
@@ -196,6 +196,7 @@ export async function sendPurchaseOrder(
       headers: requestHeaders({ apiKey, purchaseOrderId: id, body, at: startedAt }),
       timeoutMs: config.SUPPLIER_TIMEOUT_MS,
       allowPrivate: config.SUPPLIER_ALLOW_PRIVATE_TARGETS,
+      allowPrivateSetting: 'SUPPLIER_ALLOW_PRIVATE_TARGETS',
       userAgent: 'Stockflow-Purchasing/1',
     });
     verdict = judge(result);

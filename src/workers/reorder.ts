@@ -5,8 +5,7 @@ import { cancelPurchaseOrder, receivePurchaseOrder } from '../domain/purchase-or
 import { checkRule } from '../domain/reorder-planner.js';
 import { loadRuleStates, setRule } from '../domain/reorder-rules.js';
 import { horizonFor } from '../events/horizon.js';
-import type { Queues } from '../queues/queues.js';
-import { checkJob, reorderJobs, type ScanResult, sendJob } from '../queues/reorder.js';
+import { checkJob, type ScanResult, sendJob } from '../queues/reorder.js';
 import { applyOnce } from './apply-once.js';
 import type { QueueHandlers, WorkerDeps } from './processor.js';
 import { SupplierAttemptError, sendPurchaseOrder, supplierRetryDelayMs } from './reorder-send.js';

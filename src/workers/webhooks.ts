@@ -144,9 +144,15 @@ async function deliver(
     userAgent: 'Stockflow-Webhooks/1',
     url: endpoint.url,
     body,
-    headers: signatureHeaders({ eventId: event.id, body, secrets: signingSecrets(endpoint), at: startedAt }),
+    headers: signatureHeaders({
+      eventId: event.id,
+      body,
+      secrets: signingSecrets(endpoint, ctx.deps.secrets),
+      at: startedAt,
+    }),
     timeoutMs: config.WEBHOOK_TIMEOUT_MS,
     allowPrivate: config.WEBHOOK_ALLOW_PRIVATE_TARGETS,
+    allowPrivateSetting: 'WEBHOOK_ALLOW_PRIVATE_TARGETS',
   });
   const status = result.statusCode;
   const succeeded = status !== undefined && status >= 200 && status < 300;

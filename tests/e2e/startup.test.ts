@@ -1,5 +1,8 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readFile, rm, stat } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { deleteScratchKeys, freePort } from '../../scripts/bench/scratch.js';
 import { exitOf, repoRoot, waitForOutput } from '../helpers/context.js';
@@ -9,7 +12,13 @@ import { dropDatabase, testDatabaseUrl } from '../helpers/databases.js';
 function start(env: Record<string, string>) {
   const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/start.ts'], {
     cwd: repoRoot,
-    env: { PATH: process.env.PATH ?? '', LOG_LEVEL: 'info', SHUTDOWN_TIMEOUT_MS: '10000', ...env },
+    env: {
+      PATH: process.env.PATH ?? '',
+      LOG_LEVEL: 'info',
+      SHUTDOWN_TIMEOUT_MS: '10000',
+      SECRETS_KEY_FILE: keyFile,
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
@@ -23,9 +32,12 @@ function start(env: Record<string, string>) {
 }
 
 const id = randomBytes(4).toString('hex');
+/** Where this file's `npm start` runs keep their generated SECRETS_KEY (not the project directory). */
+const keyFile = path.join(os.tmpdir(), `stockflow-start-${id}.key`);
 const database = `stockflow_start_${id}`;
 const prefix = `sfs-${id}`;
 afterAll(async () => {
+  await rm(keyFile, { force: true });
   await dropDatabase(database);
   await deleteScratchKeys(process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379', prefix);
 });
@@ -41,6 +53,11 @@ describe('npm start', () => {
     });
     try {
       await waitForOutput(child, /Stockflow is running/, 30_000);
+      // No SECRETS_KEY was set: a local one was generated, readable by its owner only.
+      expect(output()).toContain(`a local one was generated into ${keyFile}`);
+      const keyStat = await stat(keyFile);
+      expect(keyStat.mode & 0o777).toBe(0o600);
+      expect(Buffer.from((await readFile(keyFile, 'utf8')).trim(), 'base64')).toHaveLength(32);
       const key = output().match(/^\s+(sf_[A-Za-z0-9_-]+)$/m)?.[1];
       expect(key).toBeDefined();
       const headers = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import type { Worker } from 'bullmq';
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
 import type { Redis } from 'ioredis';
+import type { DestinationStream } from 'pino';
 import { inject } from 'vitest';
 import { deleteScratchKeys } from '../../scripts/bench/scratch.js';
 import { buildApp } from '../../src/api/app.js';
@@ -19,6 +20,9 @@ import type { QueueName } from '../../src/queues/job.js';
 import { getJobStatus, type JobStatus } from '../../src/queues/job-status.js';
 import { parseQueueList, startWorkers, stopWorkers } from '../../src/workers/pool.js';
 import { cloneTemplate, dropDatabase, openConnections, testDatabaseUrl } from './databases.js';
+
+/** The SECRETS_KEY of every test context (tests of rotation make their own). */
+export const testSecretsKey = Buffer.alloc(32, 7).toString('base64');
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -54,6 +58,8 @@ export interface ContextOptions {
   env?: Record<string, string>;
   /** In-process workers to start at once: true for all queues. */
   workers?: boolean | QueueName[];
+  /** Where the context's logs go (with LOG_LEVEL in env): for tests that read log output. */
+  logDestination?: DestinationStream;
 }
 
 export async function createTestContext(options: ContextOptions = {}): Promise<TestContext> {
@@ -68,11 +74,13 @@ export async function createTestContext(options: ContextOptions = {}): Promise<T
     QUEUE_PREFIX: `sft-${id}`,
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
     JOB_BACKOFF_MS: '20',
+    // A fixed test key, so a spawned web or worker process opens what this one sealed.
+    SECRETS_KEY: testSecretsKey,
     SHUTDOWN_TIMEOUT_MS: '10000',
     ...options.env,
   };
   const config = parseConfig(env);
-  const log = createLogger(config, 'stockflow-test');
+  const log = createLogger(config, 'stockflow-test', options.logDestination);
   const api = await openApiDeps(config, log);
   const app = await buildApp(api);
   await app.ready();
@@ -105,7 +113,7 @@ export async function createTestContext(options: ContextOptions = {}): Promise<T
       const redis = await openRedis(config, 'worker');
       workerConnections.push(redis);
       const started = await startWorkers(
-        { config, log, db, redis, queues: api.queues },
+        { config, log, db, redis, queues: api.queues, secrets: api.secrets },
         queues ?? parseQueueList('all'),
       );
       workers.push(...started);

@@ -131,6 +131,31 @@ describe('every route over a real socket', () => {
     expect(failures).toEqual([]);
   });
 
+  it('refuses pms and admin keys on every ops route (Bull Board writes), whatever the request-target form', async () => {
+    const opsRoutes = routes.filter((route) => route.scope === 'ops');
+    // The read-only board's writes and the whole ops board.
+    expect(opsRoutes.some((r) => r.url.startsWith('/admin/queues/') && r.method === 'PUT')).toBe(true);
+    expect(opsRoutes.some((r) => r.url.startsWith('/admin/ops/queues') && r.method === 'GET')).toBe(true);
+    const failures: string[] = [];
+    for (const route of opsRoutes) {
+      for (const key of [ctx.pmsKey, ctx.adminKey]) {
+        for (const variant of targetVariants(concretePath(route.url))) {
+          const response = await rawRequest(port, {
+            method: route.method,
+            target: variant.target,
+            headers: { authorization: `Bearer ${key}` },
+            body: ['POST', 'PUT', 'PATCH'].includes(route.method) ? '{}' : undefined,
+          });
+          const expected = variant.sameRoute ? [403] : [403, 404, 405];
+          if (!expected.includes(response.status)) {
+            failures.push(`${route.method} ${variant.target} (${variant.form}): ${response.status}`);
+          }
+        }
+      }
+    }
+    expect(failures).toEqual([]);
+  });
+
   it('refuses the WebSocket upgrade without a key (no 101), in every request-target form', async () => {
     const sockets = routes.filter((route) => route.websocket);
     expect(sockets.length).toBeGreaterThan(0);
@@ -197,7 +222,11 @@ describe('every route over a real socket', () => {
 });
 
 describe('fail closed', () => {
-  const verifier: KeyVerifier = { verify: async () => undefined, flush: () => undefined };
+  const verifier: KeyVerifier = {
+    verify: async () => undefined,
+    isKnown: () => false,
+    flush: () => undefined,
+  };
 
   it('refuses to start with a route that declares no scope', async () => {
     const app = Fastify();

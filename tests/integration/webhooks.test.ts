@@ -421,7 +421,7 @@ describe('SSRF guard', () => {
         .insert({
           url: receiver.url,
           event_types: ['product.*'],
-          secret: generateSecret(),
+          secret: guarded.api.secrets.seal(generateSecret()),
         })
         .returning('id');
       const [named] = await guarded.api
@@ -429,7 +429,7 @@ describe('SSRF guard', () => {
         .insert({
           url: `http://localhost:${port}/hooks`,
           event_types: ['product.*'],
-          secret: generateSecret(),
+          secret: guarded.api.secrets.seal(generateSecret()),
         })
         .returning('id');
       await guarded.request({

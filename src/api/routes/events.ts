@@ -2,18 +2,22 @@ import websocket from '@fastify/websocket';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { ackConsumer, consumerStatuses } from '../../events/consumers.js';
+import { ackConsumer, consumerStatuses, TooManyConsumersError } from '../../events/consumers.js';
 import {
+  assertNotAhead,
   assertRetained,
   EventsPrunedError,
+  PositionAheadError,
   prunedThroughSeq,
   readEventPage,
 } from '../../events/event-log.js';
 import { lastDrawnSeq } from '../../events/horizon.js';
 import { typeListQuerySchema } from '../../events/type-patterns.js';
+import { principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
 import { consumerNameSchema, registerStreams } from '../event-stream.js';
 import { HttpProblem } from '../problems.js';
+import { takeStreamSlot } from '../stream-caps.js';
 
 /** How long a read waits for in-flight writers before answering with the last proven horizon. */
 const proofWaitMs = 1000;
@@ -33,13 +37,21 @@ const seq = z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 const prunedProblem = (error: EventsPrunedError) =>
   new HttpProblem(410, 'events_pruned', error.message, { oldestSeq: error.oldestSeq });
 
+/** A resume position must be inside the log: not pruned (410), not beyond its head (400). */
 async function retained(deps: ApiDeps, after: number): Promise<void> {
   try {
     await assertRetained(deps.db, after);
+    await assertNotAhead(deps.db, after);
   } catch (error) {
+    if (error instanceof PositionAheadError) {
+      throw new HttpProblem(400, 'position_ahead_of_log', error.message, { headSeq: error.headSeq });
+    }
     throw error instanceof EventsPrunedError ? prunedProblem(error) : error;
   }
 }
+
+const consumersProblem = (error: TooManyConsumersError) =>
+  new HttpProblem(429, 'too_many_consumers', error.message, { details: { limit: error.limit } });
 
 export async function registerEventRoutes(root: FastifyInstance, deps: ApiDeps): Promise<void> {
   await root.register(websocket, {
@@ -105,6 +117,7 @@ export async function registerEventRoutes(root: FastifyInstance, deps: ApiDeps):
       const header = request.headers['last-event-id'];
       const after = header !== undefined ? Number(header) : request.query.after;
       if (after !== undefined) await retained(deps, after);
+      takeStreamSlot(deps.limits.streams, request);
       return streams.sse(reply, { after, types: request.query.types });
     },
   );
@@ -114,13 +127,19 @@ export async function registerEventRoutes(root: FastifyInstance, deps: ApiDeps):
     {
       config: { scope: 'pms' },
       websocket: true,
+      // Before the upgrade: a refused stream is a 429 problem, never a 101.
+      preHandler: async (request) => takeStreamSlot(deps.limits.streams, request),
       schema: {
         tags,
         summary:
           'Live events over WebSocket: send { subscribe: { after, types, consumer } }, then { ack: seq }',
       },
     },
-    (socket) => streams.websocket(socket),
+    (socket, request) =>
+      streams.websocket(socket, {
+        apiKeyId: principalOf(request).id,
+        maxConsumers: deps.config.CONSUMERS_PER_KEY,
+      }),
   );
 
   app.post(
@@ -148,7 +167,12 @@ export async function registerEventRoutes(root: FastifyInstance, deps: ApiDeps):
           `seq ${request.body.seq} is beyond the end of the event log`,
         );
       }
-      return ackConsumer(deps.db, request.body);
+      const owner = { apiKeyId: principalOf(request).id, maxConsumers: deps.config.CONSUMERS_PER_KEY };
+      try {
+        return await ackConsumer(deps.db, { ...request.body, owner });
+      } catch (error) {
+        throw error instanceof TooManyConsumersError ? consumersProblem(error) : error;
+      }
     },
   );
 
@@ -169,6 +193,7 @@ export async function registerEventRoutes(root: FastifyInstance, deps: ApiDeps):
                 ackedSeq: z.number().int(),
                 headSeq: z.number().int(),
                 lag: z.number().int(),
+                lagCapped: z.boolean(),
                 lastAckAt: z.string().nullable(),
               }),
             ),

@@ -99,6 +99,10 @@ export async function registerImageRoutes(root: FastifyInstance, deps: ApiDeps):
     });
   }
 
+  const intakeLimits = {
+    maxBytes: config.IMAGE_MAX_UPLOAD_BYTES,
+    allowPrivateSources: config.IMAGE_ALLOW_PRIVATE_SOURCES,
+  };
   // Multipart parsing only in this scope: every other route keeps the 1 MiB JSON body limit.
   await root.register(async (scope) => {
     await scope.register(multipart, { limits: { fileSize: config.IMAGE_MAX_UPLOAD_BYTES } });
@@ -181,7 +185,7 @@ export async function registerImageRoutes(root: FastifyInstance, deps: ApiDeps):
       },
       async (request, reply) => {
         await requireProduct(request.params.sku);
-        const intake = await readImageIntake(request, config.IMAGE_MAX_UPLOAD_BYTES);
+        const intake = await readImageIntake(request, intakeLimits);
         return submitProcess(request, reply, intake, {
           sku: request.params.sku,
           imageId: newImageId(request),
@@ -207,7 +211,7 @@ export async function registerImageRoutes(root: FastifyInstance, deps: ApiDeps):
       async (request, reply) => {
         const { sku, imageId } = request.params;
         await requireImage(sku, imageId);
-        const intake = await readImageIntake(request, config.IMAGE_MAX_UPLOAD_BYTES);
+        const intake = await readImageIntake(request, intakeLimits);
         return submitProcess(request, reply, intake, { sku, imageId, create: false });
       },
     );

@@ -14,8 +14,9 @@ import {
 } from '../../queues/inbound.js';
 import { SignatureError, verifySignature } from '../../webhooks/signing.js';
 import type { ApiDeps } from '../deps.js';
+import { parseJsonBody } from '../json-body.js';
 import { type FieldError, HttpProblem } from '../problems.js';
-import { enqueueContext, jobHandleSchema, queueUnavailable } from '../submit-job.js';
+import { enqueueContext, enqueueFailure, jobHandleSchema } from '../submit-job.js';
 
 const envelopeSchema = z.object({
   type: z.string().min(1).max(100),
@@ -65,13 +66,13 @@ const fieldErrors = (error: z.ZodError, prefix: string[] = []): FieldError[] =>
   error.issues.map((i) => ({ in: 'body', path: [...prefix, ...i.path].join('.'), message: i.message }));
 
 /** The job payload of a verified, well-formed delivery; 422 for an unknown type or data that fails its schema. */
-function parseDelivery(endpoint: InboundEndpoint, raw: string, webhookId: string, holdSeconds: number) {
-  let body: unknown;
-  try {
-    body = JSON.parse(raw);
-  } catch {
-    throw new HttpProblem(400, 'malformed_json', 'The request body is not valid JSON');
-  }
+function parseDelivery(
+  endpoint: InboundEndpoint,
+  raw: string,
+  webhookId: string,
+  settings: { holdSeconds: number; maxDepth: number },
+) {
+  const body = parseJsonBody(raw, settings.maxDepth);
   const envelope = envelopeSchema.safeParse(body);
   if (!envelope.success) {
     throw new HttpProblem(
@@ -105,7 +106,8 @@ function parseDelivery(endpoint: InboundEndpoint, raw: string, webhookId: string
       },
     );
   }
-  const filled = type === 'order.created' ? { holdSeconds, ...(data.data as object) } : data.data;
+  const filled =
+    type === 'order.created' ? { holdSeconds: settings.holdSeconds, ...(data.data as object) } : data.data;
   return { webhookId, timestamp: envelope.data.timestamp, type, data: filled } as InboundEvent;
 }
 
@@ -169,7 +171,10 @@ async function receive(
   }
   if (webhookId.length > 255)
     throw new HttpProblem(401, 'invalid_signature', 'webhook-id is over 255 characters');
-  const payload = parseDelivery(endpoint, raw, webhookId, deps.config.ORDER_HOLD_SECONDS);
+  const payload = parseDelivery(endpoint, raw, webhookId, {
+    holdSeconds: deps.config.ORDER_HOLD_SECONDS,
+    maxDepth: deps.config.JSON_MAX_DEPTH,
+  });
 
   const key = createHash('sha256').update(webhookId).digest('base64url').slice(0, 32);
   const jobId = `inbound-${key}`;
@@ -203,6 +208,6 @@ async function receive(
     });
     return answer(202, enqueued.id, enqueued.state);
   } catch (error) {
-    throw queueUnavailable(request, error, 'deliver it again with the same webhook-id');
+    throw enqueueFailure(deps, request, error, 'deliver it again with the same webhook-id');
   }
 }

@@ -6,8 +6,6 @@ import {
   createSupplier,
   getSupplierRow,
   listSuppliers,
-  SecretsUnavailableError,
-  secretsOf,
   toSupplier,
   updateSupplier,
 } from '../../domain/suppliers.js';
@@ -121,15 +119,7 @@ export function registerSupplierRoutes(root: FastifyInstance, deps: ApiDeps): vo
     }
   };
 
-  const seal = (key: string) => {
-    try {
-      return secretsOf(deps).seal(key);
-    } catch (error) {
-      if (error instanceof SecretsUnavailableError)
-        throw new HttpProblem(503, 'secrets_unavailable', error.message);
-      throw error;
-    }
-  };
+  const seal = (key: string) => deps.secrets.seal(key);
 
   app.post(
     '/api/pms/suppliers',

@@ -125,7 +125,7 @@ export function registerWebhookRoutes(root: FastifyInstance, deps: ApiDeps): voi
     async (request, reply) => {
       checkUrl(request.body);
       const { endpoint, secret } = await write(principalOf(request).name, (trx) =>
-        createEndpoint(trx, request.body),
+        createEndpoint(trx, request.body, deps.secrets),
       );
       return reply
         .code(201)
@@ -213,7 +213,7 @@ export function registerWebhookRoutes(root: FastifyInstance, deps: ApiDeps): voi
     },
     async (request) => {
       const rotated = await write(principalOf(request).name, (trx) =>
-        rotateSecret(trx, request.params.id, rotationOverlapMs),
+        rotateSecret(trx, request.params.id, rotationOverlapMs, deps.secrets),
       );
       if (!rotated) throw notFound(request.params.id);
       return { ...rotated.endpoint, secret: rotated.secret };

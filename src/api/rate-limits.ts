@@ -1,0 +1,98 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Redis } from 'ioredis';
+import {
+  BurstyRateLimiter,
+  RateLimiterMemory,
+  RateLimiterRedis,
+  RateLimiterRes,
+} from 'rate-limiter-flexible';
+import type { Config } from '../config.js';
+import { problem, sendProblem } from './problems.js';
+
+/**
+ * Request-rate limits, counted in Redis so every web process shares them (rate-limiter-flexible,
+ * fixed windows): per API key on /api/*, and per client IP on failed authentication. When Redis
+ * does not answer, each process counts on its own in memory (the insurance limiter) rather than
+ * refusing every request.
+ */
+export interface RateLimits {
+  /** Undefined when RATE_LIMIT_PER_SECOND is 0 (benchmarks). */
+  perKey: BurstyRateLimiter | undefined;
+  authFailures: RateLimiterRedis;
+}
+
+/** The reserve of a burst refills over this window. */
+const burstWindowSeconds = 10;
+
+type LimitSettings = Pick<
+  Config,
+  'QUEUE_PREFIX' | 'RATE_LIMIT_PER_SECOND' | 'RATE_LIMIT_BURST' | 'AUTH_FAILURES_PER_MINUTE'
+>;
+
+function redisLimiter(redis: Redis, keyPrefix: string, points: number, duration: number) {
+  return new RateLimiterRedis({
+    storeClient: redis,
+    keyPrefix,
+    points,
+    duration,
+    // A key far over its limit is refused from memory until its window ends: a flood costs no Redis.
+    inMemoryBlockOnConsumed: points * 2,
+    insuranceLimiter: new RateLimiterMemory({ keyPrefix, points, duration }),
+  });
+}
+
+export function createRateLimits(redis: Redis, config: LimitSettings): RateLimits {
+  const prefix = `${config.QUEUE_PREFIX}:rate`;
+  const perSecond = config.RATE_LIMIT_PER_SECOND;
+  const reserve = config.RATE_LIMIT_BURST - perSecond;
+  return {
+    perKey:
+      perSecond === 0
+        ? undefined
+        : new BurstyRateLimiter(
+            redisLimiter(redis, `${prefix}:key`, perSecond, 1),
+            redisLimiter(redis, `${prefix}:key-burst`, Math.max(reserve, 1), burstWindowSeconds),
+          ),
+    authFailures: redisLimiter(redis, `${prefix}:auth-failures`, config.AUTH_FAILURES_PER_MINUTE, 60),
+  };
+}
+
+/** Seconds until the limit lets a request through again, as Retry-After carries it. */
+export const retryAfterSeconds = (res: RateLimiterRes) =>
+  String(Math.max(1, Math.ceil(res.msBeforeNext / 1000)));
+
+export function sendRateLimited(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  res: RateLimiterRes,
+  code: 'rate_limited' | 'too_many_auth_failures',
+  detail: string,
+): FastifyReply {
+  return sendProblem(
+    reply.header('Retry-After', retryAfterSeconds(res)),
+    request,
+    problem(429, code, detail, { details: { retryAfterSeconds: Number(retryAfterSeconds(res)) } }),
+  );
+}
+
+/** The per-key limit on /api/*: runs after authentication, so it counts the key, not the address. */
+export function registerRateLimit(app: FastifyInstance, limits: RateLimits, perSecond: number): void {
+  const limiter = limits.perKey;
+  if (!limiter) return;
+  app.addHook('onRequest', async (request, reply) => {
+    const principal = request.principal;
+    if (!principal || !(request.routeOptions.url ?? '').startsWith('/api/')) return;
+    try {
+      await limiter.consume(principal.id);
+    } catch (error) {
+      if (!(error instanceof RateLimiterRes)) throw error;
+      return sendRateLimited(
+        request,
+        reply,
+        error,
+        'rate_limited',
+        `This API key sent more than ${perSecond} requests a second (and its burst reserve); retry after the Retry-After seconds`,
+      );
+    }
+  });
+}
