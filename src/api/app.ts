@@ -5,7 +5,7 @@ import { registerAuth } from './auth.js';
 import { registerBullBoard } from './bull-board.js';
 import type { ApiDeps } from './deps.js';
 import { registerDocs } from './docs.js';
-import { registerErrorHandling } from './errors.js';
+import { problemServerOptions, registerErrorHandling } from './errors.js';
 import { registerMetrics } from './metrics.js';
 import { registerEventRoutes } from './routes/events.js';
 import { registerHealthRoutes } from './routes/health.js';
@@ -29,6 +29,8 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
       return typeof given === 'string' && requestIdPattern.test(given) ? given : randomUUID();
     },
     return503OnClosing: true,
+    // Errors raised before a route runs (router, HTTP parser) are problems too.
+    ...problemServerOptions,
   });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);

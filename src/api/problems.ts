@@ -89,6 +89,17 @@ const titles: Record<string, string> = {
   invalid_position: 'Position beyond the event log',
   unsafe_webhook_url: 'Webhook URL not allowed',
   internal_error: 'Internal server error',
+  // Framework and HTTP-parser refusals (src/api/errors.ts).
+  bad_request: 'Bad request',
+  malformed_url: 'Malformed URL',
+  uri_too_long: 'URI too long',
+  invalid_content_length: 'Invalid Content-Length',
+  headers_too_large: 'Request headers too large',
+  request_timeout: 'Request timeout',
+  malformed_request: 'Malformed HTTP request',
+  incomplete_body: 'Incomplete request body',
+  forbidden_field_name: 'Forbidden field name',
+  unknown_event_type: 'Unknown event type',
 };
 
 export function problem(status: number, code: string, detail: string, extra: Partial<Problem> = {}): Problem {

@@ -15,6 +15,7 @@ import {
   ttlSecondsSchema,
 } from '../../queues/inventory.js';
 import { skuSchema } from '../../queues/products.js';
+import { levelFigures, levelSchema, reservationSchema } from '../../resources.js';
 import type { ApiDeps } from '../deps.js';
 import { problem, sendProblem } from '../problems.js';
 import { jobHandleSchema, submitJob } from '../submit-job.js';
@@ -36,30 +37,16 @@ const movementSchema = z.object({
   createdAt: z.string(),
 });
 
-const figures = {
-  onHand: z.number().int(),
-  reserved: z.number().int(),
-  available: z.number().int(),
-  safetyStock: z.number().int(),
-  incoming: z.number().int(),
-};
-const levelSchema = z.object({
-  sku: z.string(),
-  location: z.string(),
-  ...figures,
-  version: z.number().int(),
-  updatedAt: z.string(),
-});
 const statusSchema = z.object({
   items: z.array(
     z.object({
       sku: z.string(),
-      totals: z.object(figures),
+      totals: z.object(levelFigures),
       locations: z.array(
         z.object({
           location: z.string(),
           active: z.boolean(),
-          ...figures,
+          ...levelFigures,
           version: z.number().int(),
           updatedAt: z.string(),
         }),
@@ -67,26 +54,6 @@ const statusSchema = z.object({
     }),
   ),
   notFound: z.array(z.string()),
-});
-
-const reservationSchema = z.object({
-  id: z.string(),
-  reference: z.string(),
-  status: z.enum(['active', 'committed', 'released', 'expired']),
-  expiresAt: z.string(),
-  createdAt: z.string(),
-  updatedAt: z.string(),
-  closedAt: z.string().nullable(),
-  version: z.number().int(),
-  lines: z.array(
-    z.object({
-      line: z.number().int(),
-      sku: z.string(),
-      location: z.string(),
-      quantity: z.number().int(),
-      rule: z.enum(['explicit', 'single_location', 'fewest_locations', 'split']),
-    }),
-  ),
 });
 
 /** `sku=a,b,c`: 1-100 skus, comma-separated. */

@@ -8,18 +8,9 @@ import {
   locationCodeSchema,
   updateLocationPayload,
 } from '../../queues/inventory.js';
+import { locationSchema } from '../../resources.js';
 import type { ApiDeps } from '../deps.js';
 import { jobHandleSchema, submitJob } from '../submit-job.js';
-
-export const locationSchema = z.object({
-  code: z.string(),
-  name: z.string(),
-  priority: z.number().int(),
-  active: z.boolean(),
-  version: z.number().int(),
-  createdAt: z.string(),
-  updatedAt: z.string(),
-});
 
 export function registerLocationRoutes(root: FastifyInstance, deps: ApiDeps): void {
   const app = root.withTypeProvider<ZodTypeProvider>();

@@ -4,29 +4,16 @@ import { z } from 'zod';
 import { getProduct, listProducts } from '../../domain/products.js';
 import {
   createProductPayload,
-  moneySchema,
   productJobs,
   type productRefPayload,
   skuSchema,
   updateProductPayload,
   versionSchema,
 } from '../../queues/products.js';
+import { productSchema } from '../../resources.js';
 import type { ApiDeps } from '../deps.js';
 import { HttpProblem, problem, sendProblem } from '../problems.js';
 import { jobHandleSchema, submitJob } from '../submit-job.js';
-
-const productSchema = z.object({
-  sku: z.string(),
-  name: z.string(),
-  description: z.string().nullable(),
-  price: moneySchema,
-  status: z.enum(['draft', 'published', 'archived']),
-  attributes: z.record(z.string(), z.unknown()),
-  version: z.number().int(),
-  createdAt: z.string(),
-  updatedAt: z.string(),
-  publishedAt: z.string().nullable(),
-});
 
 const skuParams = z.object({ sku: skuSchema });
 const ifMatchHeaders = z.object({

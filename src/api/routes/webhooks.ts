@@ -6,6 +6,7 @@ import { setTransactionActor } from '../../events/outbox.js';
 import { typePatternSchema } from '../../events/type-patterns.js';
 import { refuseUrl } from '../../outbound/address-guard.js';
 import { deliveryJob, replayRange, webhookJobs } from '../../queues/webhooks.js';
+import { webhookEndpointSchema } from '../../resources.js';
 import { getDelivery, listDeliveries, requeueDelivery } from '../../webhooks/deliveries.js';
 import {
   createEndpoint,
@@ -26,24 +27,6 @@ import { jobHandleSchema, submitJob } from '../submit-job.js';
 
 /** The previous secret keeps signing this long after a rotation. */
 const rotationOverlapMs = 24 * 3_600_000;
-
-const endpointSchema = z.object({
-  id: z.string(),
-  url: z.string(),
-  description: z.string().nullable(),
-  eventTypes: z.array(z.string()),
-  rateLimitPerSecond: z.number().int().nullable(),
-  status: z.enum(['enabled', 'disabled']),
-  disabledReason: z.string().nullable(),
-  disabledAt: z.string().nullable(),
-  consecutiveFailures: z.number().int(),
-  failingSince: z.string().nullable(),
-  lastSuccessAt: z.string().nullable(),
-  previousSecretExpiresAt: z.string().nullable(),
-  version: z.number().int(),
-  createdAt: z.string(),
-  updatedAt: z.string(),
-});
 
 const endpointBody = z.object({
   url: z.string().max(2000),
@@ -114,7 +97,7 @@ export function registerWebhookRoutes(root: FastifyInstance, deps: ApiDeps): voi
         tags,
         summary: 'Register an endpoint; the answer carries its signing secret, shown only this once',
         body: endpointBody,
-        response: { 201: endpointSchema.extend({ secret: z.string() }) },
+        response: { 201: webhookEndpointSchema.extend({ secret: z.string() }) },
       },
     },
     async (request, reply) => {
@@ -136,7 +119,7 @@ export function registerWebhookRoutes(root: FastifyInstance, deps: ApiDeps): voi
       schema: {
         tags,
         summary: 'Every endpoint',
-        response: { 200: z.object({ items: z.array(endpointSchema) }) },
+        response: { 200: z.object({ items: z.array(webhookEndpointSchema) }) },
       },
     },
     async () => ({ items: await listEndpoints(deps.db) }),
@@ -150,7 +133,7 @@ export function registerWebhookRoutes(root: FastifyInstance, deps: ApiDeps): voi
         tags,
         summary: 'One endpoint (never its secret)',
         params: idParams,
-        response: { 200: endpointSchema },
+        response: { 200: webhookEndpointSchema },
       },
     },
     async (request) => {
@@ -169,7 +152,7 @@ export function registerWebhookRoutes(root: FastifyInstance, deps: ApiDeps): voi
         summary: 'Replace url, event types, description and rate limit',
         params: idParams,
         body: endpointBody,
-        response: { 200: endpointSchema },
+        response: { 200: webhookEndpointSchema },
       },
     },
     async (request) => {
@@ -203,7 +186,7 @@ export function registerWebhookRoutes(root: FastifyInstance, deps: ApiDeps): voi
         tags,
         summary: 'New signing secret (shown once); the old one keeps signing alongside it for 24 h',
         params: idParams,
-        response: { 200: endpointSchema.extend({ secret: z.string() }) },
+        response: { 200: webhookEndpointSchema.extend({ secret: z.string() }) },
       },
     },
     async (request) => {
@@ -223,7 +206,7 @@ export function registerWebhookRoutes(root: FastifyInstance, deps: ApiDeps): voi
         tags,
         summary: 'Enable a disabled endpoint; the deliveries held meanwhile are sent again, oldest first',
         params: idParams,
-        response: { 200: endpointSchema },
+        response: { 200: webhookEndpointSchema },
       },
     },
     async (request) => {
