@@ -1,5 +1,5 @@
 import type { FastifyRequest } from 'fastify';
-import type { z } from 'zod';
+import { z } from 'zod';
 import { declaredImageFormat, sniffImageFormat, sniffLength } from '../images/sniff.js';
 import { imageFieldsSchema, sourceUrlSchema } from '../queues/images.js';
 import { HttpProblem } from './problems.js';
@@ -17,6 +17,28 @@ export type ImageIntake =
 const urlBodySchema = imageFieldsSchema.extend({ sourceUrl: sourceUrlSchema }).strict();
 
 const multipartFieldNames = new Set(['alt', 'position', 'role']);
+
+const openapiSchema = (schema: z.ZodType) => z.toJSONSchema(schema, { target: 'openapi-3.0', io: 'input' });
+
+/** Both body forms as an OpenAPI requestBody (the routes parse them themselves): a file picker in Swagger UI. */
+export const imageIntakeRequestBody = {
+  required: true,
+  content: {
+    'multipart/form-data': {
+      schema: openapiSchema(
+        imageFieldsSchema.extend({
+          file: z
+            .string()
+            .meta({ format: 'binary', description: 'The image: JPEG, PNG, WebP, AVIF, GIF or TIFF' }),
+        }),
+      ),
+    },
+    'application/json': {
+      schema: openapiSchema(urlBodySchema),
+      example: { sourceUrl: 'https://images.example.com/shirt.jpg', role: 'main', alt: 'Red T-shirt' },
+    },
+  },
+};
 
 function validationProblem(where: string, issues: { path: string; message: string }[]): HttpProblem {
   return new HttpProblem(400, 'validation_failed', `The ${where} has ${issues.length} invalid field(s)`, {

@@ -9,18 +9,24 @@ export const skuSchema = z
   .regex(
     /^[A-Za-z0-9._-]{1,64}$/,
     'sku must be 1-64 characters of letters, digits, dot, underscore or hyphen',
-  );
+  )
+  .meta({ example: 'TSHIRT-RED-M' });
 
 export const moneySchema = z.object({
   amount: z.number().int('amount must be an integer in minor units').min(0).max(Number.MAX_SAFE_INTEGER),
-  currency: z.string().refine((c) => isoCurrencies.has(c), 'currency must be an ISO 4217 code such as EUR'),
+  currency: z
+    .string()
+    .refine((c) => isoCurrencies.has(c), 'currency must be an ISO 4217 code such as EUR')
+    .meta({ example: 'EUR' }),
 });
 
 const productFields = {
   name: z.string().trim().min(1).max(300),
   description: z.string().max(10_000).nullish(),
   price: moneySchema,
-  attributes: z.record(z.string().max(200), z.json()).optional(),
+  // Values arrive as parsed JSON (a body, a job payload), so any value is JSON; z.json()'s recursive
+  // schema would only add a self-reference the OpenAPI document cannot express.
+  attributes: z.record(z.string().max(200), z.unknown()).optional(),
 };
 
 export const versionSchema = z.number().int().min(1);

@@ -159,10 +159,12 @@ export async function registerEventRoutes(root: FastifyInstance, deps: ApiDeps):
         tags: ['sync'],
         summary:
           "Record a consumer's position: every event up to seq is processed (positions only move forward)",
-        body: z.object({
-          consumer: consumerNameSchema,
-          seq: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
-        }),
+        body: z
+          .object({
+            consumer: consumerNameSchema,
+            seq: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+          })
+          .meta({ example: { consumer: 'pms-main', seq: 0 } }),
         response: {
           200: z.object({ consumer: z.string(), ackedSeq: z.number().int(), lastAckAt: z.string() }),
         },

@@ -15,7 +15,7 @@ import { skuSchema } from '../../queues/products.js';
 import { deletedImageSchema, imageSchema, imageVersionSchema } from '../../resources.js';
 import { assignScope, principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
-import { type ImageIntake, readImageIntake } from '../image-intake.js';
+import { type ImageIntake, imageIntakeRequestBody, readImageIntake } from '../image-intake.js';
 import { HttpProblem } from '../problems.js';
 import { jobHandleSchema, submitJob } from '../submit-job.js';
 
@@ -133,7 +133,7 @@ export async function registerImageRoutes(root: FastifyInstance, deps: ApiDeps):
     app.post(
       '/api/pms/products/:sku/images',
       {
-        config: { scope: 'pms' },
+        config: { scope: 'pms', openapi: { requestBody: imageIntakeRequestBody } },
         schema: {
           tags,
           summary: 'Add an image to a product (job image.process; version 1)',
@@ -157,7 +157,7 @@ export async function registerImageRoutes(root: FastifyInstance, deps: ApiDeps):
     app.post(
       '/api/pms/products/:sku/images/:imageId/versions',
       {
-        config: { scope: 'pms' },
+        config: { scope: 'pms', openapi: { requestBody: imageIntakeRequestBody } },
         schema: {
           tags,
           summary:
@@ -184,7 +184,7 @@ export async function registerImageRoutes(root: FastifyInstance, deps: ApiDeps):
           tags,
           summary: 'Make an earlier version current again (job image.rollback)',
           params: imageParams,
-          body: z.object({ version: z.number().int().min(1) }),
+          body: z.object({ version: z.number().int().min(1) }).meta({ example: { version: 1 } }),
           response: { 202: jobHandleSchema, 200: imageSchema },
         },
       },

@@ -84,7 +84,11 @@ export function registerInventoryRoutes(root: FastifyInstance, deps: ApiDeps): v
       schema: {
         tags,
         summary: 'Adjust stock: 1-1000 lines, all or none (job inventory.adjust)',
-        body: adjustPayload,
+        body: adjustPayload.meta({
+          example: {
+            movements: [{ sku: 'TSHIRT-RED-M', location: 'default', delta: 20, reason: 'received' }],
+          },
+        }),
         response: movementsResult,
       },
     },
@@ -98,7 +102,7 @@ export function registerInventoryRoutes(root: FastifyInstance, deps: ApiDeps): v
       schema: {
         tags,
         summary: 'Record a stock count: sets on_hand through a count movement (job inventory.set)',
-        body: setPayload,
+        body: setPayload.meta({ example: { sku: 'TSHIRT-RED-M', location: 'default', onHand: 18 } }),
         response: { 202: jobHandleSchema, 200: z.object({ movement: movementSchema }) },
       },
     },
@@ -112,7 +116,9 @@ export function registerInventoryRoutes(root: FastifyInstance, deps: ApiDeps): v
       schema: {
         tags,
         summary: 'Move unreserved stock between locations, both legs at once (job inventory.transfer)',
-        body: transferPayload,
+        body: transferPayload.meta({
+          example: { sku: 'TSHIRT-RED-M', from: 'default', to: 'warehouse', quantity: 2 },
+        }),
         response: movementsResult,
       },
     },
@@ -126,7 +132,9 @@ export function registerInventoryRoutes(root: FastifyInstance, deps: ApiDeps): v
       schema: {
         tags,
         summary: 'Set the safety stock held back from available (job inventory.set-safety-stock)',
-        body: safetyStockPayload,
+        body: safetyStockPayload.meta({
+          example: { sku: 'TSHIRT-RED-M', location: 'default', safetyStock: 2 },
+        }),
         response: { 202: jobHandleSchema, 200: levelSchema },
       },
     },
@@ -141,7 +149,13 @@ export function registerInventoryRoutes(root: FastifyInstance, deps: ApiDeps): v
         tags,
         summary:
           'Reserve every line or none; lines without a location are allocated (job reservation.create)',
-        body: reservePayload,
+        body: reservePayload.meta({
+          example: {
+            reference: 'order-1001',
+            lines: [{ sku: 'TSHIRT-RED-M', quantity: 2 }],
+            ttlSeconds: 900,
+          },
+        }),
         response: { 202: jobHandleSchema, 201: reservationSchema },
       },
     },
@@ -176,7 +190,7 @@ export function registerInventoryRoutes(root: FastifyInstance, deps: ApiDeps): v
         tags,
         summary: 'Set the expiry to ttlSeconds from now (job reservation.extend)',
         params: reservationParams,
-        body: z.object({ ttlSeconds: ttlSecondsSchema }),
+        body: z.object({ ttlSeconds: ttlSecondsSchema }).meta({ example: { ttlSeconds: 1800 } }),
         response: { 202: jobHandleSchema, 200: reservationSchema },
       },
     },

@@ -53,7 +53,9 @@ export function registerProductRoutes(root: FastifyInstance, deps: ApiDeps): voi
       schema: {
         tags,
         summary: 'Create a product (job product.create; duplicate sku fails with sku_taken)',
-        body: createProductPayload,
+        body: createProductPayload.meta({
+          example: { sku: 'TSHIRT-RED-M', name: 'T-shirt red M', price: { amount: 1999, currency: 'EUR' } },
+        }),
         response: { ...accepted, 201: productSchema },
       },
     },
@@ -64,13 +66,23 @@ export function registerProductRoutes(root: FastifyInstance, deps: ApiDeps): voi
   app.put(
     '/api/pms/products/:sku',
     {
-      config: { scope: 'pms' },
+      config: { scope: 'pms', openapi: { problems: [428] } },
       schema: {
         tags,
         summary: 'Replace a product (job product.update); needs If-Match or expectedVersion',
         params: skuParams,
         headers: ifMatchHeaders,
-        body: updateProductPayload.omit({ sku: true }).extend({ expectedVersion: versionSchema.optional() }),
+        body: updateProductPayload
+          .omit({ sku: true })
+          .extend({ expectedVersion: versionSchema.optional() })
+          .meta({
+            example: {
+              name: 'T-shirt red M',
+              price: { amount: 2499, currency: 'EUR' },
+              attributes: { color: 'red' },
+              expectedVersion: 1,
+            },
+          }),
         response: { ...accepted, 200: productSchema },
       },
     },
@@ -151,7 +163,12 @@ export function registerProductRoutes(root: FastifyInstance, deps: ApiDeps): voi
   app.get(
     '/api/pms/products/:sku',
     {
-      config: { scope: 'pms' },
+      config: {
+        scope: 'pms',
+        openapi: {
+          headers: { 200: { ETag: { description: 'The version: "<n>"', schema: { type: 'string' } } } },
+        },
+      },
       schema: {
         tags,
         summary: 'Read a product; its ETag is its version',

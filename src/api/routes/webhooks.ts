@@ -28,12 +28,20 @@ import { jobHandleSchema, submitJob } from '../submit-job.js';
 /** The previous secret keeps signing this long after a rotation. */
 const rotationOverlapMs = 24 * 3_600_000;
 
-const endpointBody = z.object({
-  url: z.string().max(2000),
-  eventTypes: z.array(typePatternSchema).min(1).max(100),
-  description: z.string().max(1000).nullish(),
-  rateLimitPerSecond: z.number().int().min(1).max(10_000).nullish(),
-});
+const endpointBody = z
+  .object({
+    url: z.string().max(2000),
+    eventTypes: z.array(typePatternSchema).min(1).max(100),
+    description: z.string().max(1000).nullish(),
+    rateLimitPerSecond: z.number().int().min(1).max(10_000).nullish(),
+  })
+  .meta({
+    example: {
+      url: 'https://pms.example.com/hooks',
+      eventTypes: ['product.*', 'stock.moved'],
+      description: 'PMS',
+    },
+  });
 
 const deliverySchema = z.object({
   id: z.string(),
@@ -92,7 +100,12 @@ export function registerWebhookRoutes(root: FastifyInstance, deps: ApiDeps): voi
   app.post(
     '/api/webhooks/endpoints',
     {
-      config: { scope: 'admin' },
+      config: {
+        scope: 'admin',
+        openapi: {
+          headers: { 201: { Location: { description: 'The new endpoint', schema: { type: 'string' } } } },
+        },
+      },
       schema: {
         tags,
         summary: 'Register an endpoint; the answer carries its signing secret, shown only this once',
@@ -169,12 +182,17 @@ export function registerWebhookRoutes(root: FastifyInstance, deps: ApiDeps): voi
     '/api/webhooks/endpoints/:id',
     {
       config: { scope: 'admin' },
-      schema: { tags, summary: 'Delete an endpoint and its delivery history', params: idParams },
+      schema: {
+        tags,
+        summary: 'Delete an endpoint and its delivery history',
+        params: idParams,
+        response: { 204: z.null().meta({ description: 'Deleted' }) },
+      },
     },
     async (request, reply) => {
       const deleted = await write(principalOf(request).name, (trx) => deleteEndpoint(trx, request.params.id));
       if (!deleted) throw notFound(request.params.id);
-      return reply.code(204).send();
+      return reply.code(204).send(null);
     },
   );
 
@@ -301,7 +319,7 @@ export function registerWebhookRoutes(root: FastifyInstance, deps: ApiDeps): voi
         tags,
         summary: 'Send the endpoint every matching event of a time range again (job webhook.replay)',
         params: idParams,
-        body: replayRange,
+        body: replayRange.meta({ example: { since: '2026-12-01T00:00:00Z' } }),
         response: { 202: jobHandleSchema, 200: z.object({ events: z.number().int() }) },
       },
     },
