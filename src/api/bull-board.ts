@@ -18,6 +18,17 @@ export async function registerBullBoard(app: FastifyInstance, queues: Queues): P
   });
   await app.register(async (board) => {
     assignScope(board, 'admin');
+    // Its page links web fonts from a CDN: the deployment serves everything the board loads.
+    board.addHook('onSend', async (_request, reply, payload) =>
+      typeof payload === 'string' && String(reply.getHeader('content-type')).startsWith('text/html')
+        ? withoutExternalLinks(payload)
+        : payload,
+    );
     await board.register(serverAdapter.registerPlugin(), { prefix: bullBoardPath });
   });
+}
+
+/** Drops `<link>`s to other origins (web fonts, preconnects); the CSS falls back to system fonts. */
+export function withoutExternalLinks(html: string): string {
+  return html.replace(/<link\b[^>]*\bhref="(?:https?:)?\/\/[^"]*"[^>]*>\s*/gi, '');
 }
