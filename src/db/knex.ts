@@ -14,6 +14,12 @@ export function createDb(config: Pick<Config, 'DATABASE_URL' | 'DATABASE_POOL_MA
     connection: { connectionString: config.DATABASE_URL, connectionTimeoutMillis: 5000 },
     pool: { min: 0, max: config.DATABASE_POOL_MAX },
     acquireConnectionTimeout: 10_000,
+    // knex also prints every failed connection attempt with its stack; the caller reports the error.
+    log: {
+      warn(message: string) {
+        if (!message.startsWith('Acquire connection error')) process.stderr.write(`knex: ${message}\n`);
+      },
+    },
   });
 }
 
@@ -23,6 +29,10 @@ export const pgErrorCodes = {
   checkViolation: '23514',
   foreignKeyViolation: '23503',
   raiseException: 'P0001',
+  /** The database named in the connection string does not exist. */
+  invalidCatalogName: '3D000',
+  /** A table the code needs is not there: migrations have not run. */
+  undefinedTable: '42P01',
 } as const;
 
 export function isPgError(error: unknown, code: string, constraint?: string): boolean {
