@@ -74,7 +74,10 @@ function splitCommands(lines: string[], firstLine: number): DocCommand[] {
     }
     const start = i;
     const parts = [line];
-    while (parts[parts.length - 1]!.endsWith('\\') && i + 1 < lines.length) parts.push(lines[++i]!);
+    // A command goes on after a trailing backslash and while a quote is open.
+    while ((parts[parts.length - 1]!.endsWith('\\') || openQuote(parts.join('\n'))) && i + 1 < lines.length) {
+      parts.push(lines[++i]!);
+    }
     i++;
     const outcome: string[] = [];
     while (i < lines.length && lines[i]!.trimStart().startsWith('#')) outcome.push(lines[i++]!);
@@ -83,6 +86,27 @@ function splitCommands(lines: string[], firstLine: number): DocCommand[] {
     commands.push({ line: firstLine + start, text, expect: parseOutcome(outcome) });
   }
   return commands;
+}
+
+/** Whether shell text ends inside a '…' or "…" string. */
+function openQuote(text: string): boolean {
+  let quote: string | undefined;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (quote === "'") {
+      if (c === "'") quote = undefined;
+    } else if (c === '\\') i++;
+    else if (quote === '"') {
+      if (c === '"') quote = undefined;
+    } else if (c === "'" || c === '"') quote = c;
+    else if (c === '#' && (i === 0 || /\s/.test(text[i - 1]!))) {
+      // A comment runs to the end of its line.
+      const end = text.indexOf('\n', i);
+      if (end < 0) break;
+      i = end;
+    }
+  }
+  return quote !== undefined;
 }
 
 /** The expected outcome from the comment lines after a command (continuation lines joined). */

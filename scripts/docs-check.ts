@@ -182,7 +182,9 @@ class Session {
       [
         // Every assignment is exported: a stream's time-limited subshell sees the page's variables.
         'set -a',
-        `curl() { command curl -w '%{stderr}\\n<<http-status %{http_code}>>\\n' "$@"; }`,
+        // Headers go to a file of their own (-D), so a page's own -w / -o / -i are untouched.
+        'curl() { local h; h=$(mktemp); command curl -D "$h" "$@"; local rc=$?;',
+        '  sed -n \'s/^HTTP\\/[0-9.]* \\([0-9][0-9][0-9]\\).*/<<http-status \\1>>/p\' "$h" >&2; rm -f "$h"; return $rc; }',
         `npm() { (cd "$REPO" && command npm "$@"); }`,
         '',
       ].join('\n'),
