@@ -36,6 +36,25 @@ export const locationSchema = z
 
 export const movementKindSchema = z.enum(movementKinds);
 
+export const movementSchema = z
+  .object({
+    id: z.number().int(),
+    kind: movementKindSchema,
+    sku: z.string(),
+    location: z.string(),
+    delta: z.number().int(),
+    onHandAfter: z.number().int(),
+    reservedAfter: z.number().int(),
+    reason: z.string().nullable(),
+    reference: z.string().nullable(),
+    note: z.string().nullable(),
+    reservationId: z.string().nullable(),
+    actor: z.string().nullable(),
+    jobId: z.string().nullable(),
+    createdAt: z.string(),
+  })
+  .meta({ id: 'Movement' });
+
 export const levelFigures = {
   onHand: z.number().int(),
   reserved: z.number().int(),

@@ -4,7 +4,7 @@ import {
   imageSchema,
   levelSchema,
   locationSchema,
-  movementKindSchema,
+  movementSchema,
   productSchema,
   reservationSchema,
   webhookEndpointSchema,
@@ -51,18 +51,19 @@ export const eventTypes = [
       'One ledger movement was applied to a level (receipt, adjustment, sale, count, transfer, reservation, …)',
     writtenBy: 'trigger',
     // Written by the trigger stockflow_apply_movement (db/migrations/20261126000200_inventory.ts).
-    data: z.object({
-      movementId: z.number().int(),
-      kind: movementKindSchema,
-      sku: z.string(),
-      location: z.string(),
-      delta: z.number().int(),
-      onHandAfter: z.number().int(),
-      reservedAfter: z.number().int(),
-      reason: z.string().nullable(),
-      reference: z.string().nullable(),
-      reservationId: z.string().nullable(),
-    }),
+    data: movementSchema
+      .pick({
+        kind: true,
+        sku: true,
+        location: true,
+        delta: true,
+        onHandAfter: true,
+        reservedAfter: true,
+        reason: true,
+        reference: true,
+        reservationId: true,
+      })
+      .extend({ movementId: z.number().int() }),
   }),
   defineEventType({
     name: 'stock.safety_stock_set',

@@ -15,27 +15,10 @@ import {
   ttlSecondsSchema,
 } from '../../queues/inventory.js';
 import { skuSchema } from '../../queues/products.js';
-import { levelFigures, levelSchema, reservationSchema } from '../../resources.js';
+import { levelFigures, levelSchema, movementSchema, reservationSchema } from '../../resources.js';
 import type { ApiDeps } from '../deps.js';
 import { problem, sendProblem } from '../problems.js';
 import { jobHandleSchema, submitJob } from '../submit-job.js';
-
-const movementSchema = z.object({
-  id: z.number().int(),
-  kind: z.enum(movementKinds),
-  sku: z.string(),
-  location: z.string(),
-  delta: z.number().int(),
-  onHandAfter: z.number().int(),
-  reservedAfter: z.number().int(),
-  reason: z.string().nullable(),
-  reference: z.string().nullable(),
-  note: z.string().nullable(),
-  reservationId: z.string().nullable(),
-  actor: z.string().nullable(),
-  jobId: z.string().nullable(),
-  createdAt: z.string(),
-});
 
 const statusSchema = z.object({
   items: z.array(
