@@ -158,6 +158,8 @@ function completeDocument(document: JsonObject, routes: Map<string, RouteFacts>)
     Problem: z.toJSONSchema(problemSchema, { target: 'openapi-3.0', io: 'input' }),
   };
   components.schemas = { ...referencedOnly(components.schemas, paths), ...eventDataSchemas() };
+  const register = paths['/api/webhooks/endpoints']?.post;
+  if (register) register.callbacks = { delivery: webhookDelivery() };
   return { ...document, paths, components };
 }
 
@@ -176,6 +178,64 @@ function eventDataSchemas(): JsonObject {
       },
     ]),
   );
+}
+
+/** What an endpoint receives: the delivery POST, its body typed by the event data components. */
+function webhookDelivery(): JsonObject {
+  const signed = (name: string, description: string) => ({
+    name,
+    in: 'header',
+    required: true,
+    description,
+    schema: { type: 'string' },
+  });
+  return {
+    '{$request.body#/url}': {
+      post: {
+        operationId: 'receiveWebhookDelivery',
+        summary: 'One event delivered to the endpoint (Standard Webhooks signature)',
+        parameters: [
+          signed('webhook-id', 'The event id: the same on every retry and replay; process each once'),
+          signed('webhook-timestamp', 'When this attempt was sent, in seconds'),
+          signed(
+            'webhook-signature',
+            '`v1,<base64 HMAC-SHA256 of id.timestamp.body>`; two during a rotation',
+          ),
+        ],
+        requestBody: {
+          required: true,
+          content: {
+            'application/json': {
+              schema: {
+                type: 'object',
+                required: ['id', 'type', 'timestamp', 'seq', 'aggregate', 'data'],
+                properties: {
+                  id: { type: 'string' },
+                  type: { type: 'string', enum: eventTypes.map((t) => t.name) },
+                  timestamp: { type: 'string', format: 'date-time' },
+                  seq: { type: 'integer' },
+                  aggregate: {
+                    type: 'object',
+                    properties: { type: { type: 'string' }, id: { type: 'string' } },
+                  },
+                  data: {
+                    anyOf: eventTypes.map((t) => ({ $ref: `#/components/schemas/EventData.${t.name}` })),
+                  },
+                },
+              },
+            },
+          },
+        },
+        responses: {
+          '2XX': { description: 'Delivered' },
+          410: { description: 'Gone: the endpoint is disabled at once' },
+          '4XX': {
+            description: 'A failure: retried on the retry schedule (429 with Retry-After waits that long)',
+          },
+        },
+      },
+    },
+  };
 }
 
 /** The generator emits an input and an output copy of every named schema: keep those in use. */

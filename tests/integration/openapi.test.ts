@@ -133,6 +133,11 @@ it('documents every route, its problems, job headers and the multipart upload', 
   });
   expect(document.paths['/metrics'].get.responses[200].content).toHaveProperty(['text/plain']);
   expect(document.components.schemas['EventData.stock.moved'].properties).toHaveProperty('onHandAfter');
+  const delivery =
+    document.paths['/api/webhooks/endpoints'].post.callbacks.delivery['{$request.body#/url}'].post;
+  expect(delivery.requestBody.content['application/json'].schema.properties.data.anyOf).toContainEqual({
+    $ref: '#/components/schemas/EventData.stock.moved',
+  });
   expect(document.servers).toEqual([{ url: '/', description: 'This deployment' }]);
 });
 
