@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis';
 import type { Config } from './config.js';
-import { createDb, type Db, type DbRole } from './db/knex.js';
+import { createDb, type Db, type DbRole, isPgError, pgErrorCodes } from './db/knex.js';
 import type { Logger } from './log.js';
 
 /** A backing service could not be reached at start: entry points print this, without a stack trace. */
@@ -17,6 +17,25 @@ export class ServiceUnreachableError extends Error {
     this.name = 'ServiceUnreachableError';
   }
 }
+
+/** The server answered, but the database DATABASE_URL names does not exist on it. */
+export class DatabaseMissingError extends Error {
+  constructor(readonly url: string) {
+    super(
+      `The database ${databaseName(url)} does not exist on the PostgreSQL server at ${redactUrl(url)}.\n` +
+        'Create it and its tables with `npm run migrate` (`npm start` does this too), or point DATABASE_URL at an existing database.',
+    );
+    this.name = 'DatabaseMissingError';
+  }
+}
+
+const databaseName = (url: string) => {
+  try {
+    return `"${decodeURIComponent(new URL(url).pathname.slice(1))}"`;
+  } catch {
+    return '(unparseable url)';
+  }
+};
 
 function describe(cause: unknown): string {
   if (cause instanceof AggregateError && cause.errors.length) return describe(cause.errors[0]);
@@ -44,6 +63,8 @@ export async function openPostgres(config: Config, role?: DbRole): Promise<Db> {
     await db.raw('select 1');
   } catch (error) {
     await db.destroy();
+    if (isPgError(error, pgErrorCodes.invalidCatalogName))
+      throw new DatabaseMissingError(config.DATABASE_URL);
     throw new ServiceUnreachableError('PostgreSQL', config.DATABASE_URL, error);
   }
   return db;

@@ -1,5 +1,6 @@
 import { ConfigError } from './config.js';
-import { ServiceUnreachableError } from './connections.js';
+import { DatabaseMissingError, ServiceUnreachableError } from './connections.js';
+import { isPgError, pgErrorCodes } from './db/knex.js';
 
 /**
  * Runs an entry point. Startup problems a person can fix (bad config, a service that is down)
@@ -7,8 +8,23 @@ import { ServiceUnreachableError } from './connections.js';
  */
 export function runEntry(main: () => Promise<void>): void {
   main().catch((error: unknown) => {
-    if (error instanceof ConfigError || error instanceof ServiceUnreachableError) {
+    if (
+      error instanceof ConfigError ||
+      error instanceof ServiceUnreachableError ||
+      error instanceof DatabaseMissingError
+    ) {
       process.stderr.write(`stockflow: ${error.message}\n`);
+    } else if (String((error as { code?: unknown } | null)?.code).startsWith('ERR_PARSE_ARGS_')) {
+      // node:util parseArgs: an unknown option or argument is a usage mistake, not a crash.
+      process.stderr.write(`stockflow: ${(error as Error).message}\n`);
+      process.exit(2);
+    } else if (isPgError(error, pgErrorCodes.undefinedTable)) {
+      // pg's message ends with `relation "api_keys" does not exist`.
+      const relation =
+        /relation "[^"]+" does not exist/.exec((error as Error).message)?.[0] ?? 'a table is missing';
+      process.stderr.write(
+        `stockflow: the database has no Stockflow tables yet (${relation}); apply the migrations with \`npm run migrate\`\n`,
+      );
     } else {
       process.stderr.write(
         `stockflow: failed to start: ${error instanceof Error ? error.stack : String(error)}\n`,

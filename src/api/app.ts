@@ -5,7 +5,7 @@ import { registerAuth } from './auth.js';
 import { registerBullBoard } from './bull-board.js';
 import type { ApiDeps } from './deps.js';
 import { registerDocs } from './docs.js';
-import { registerErrorHandling } from './errors.js';
+import { problemServerOptions, registerErrorHandling } from './errors.js';
 import { registerJsonBody } from './json-body.js';
 import { registerMetrics } from './metrics.js';
 import { registerRateLimit } from './rate-limits.js';
@@ -45,6 +45,8 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
     },
     // The client IP that auth-failure limits count: the address `hops` proxies in front of us saw.
     trustProxy: (_address: string, hop: number) => hop < deps.config.TRUST_PROXY_HOPS,
+    // Errors raised before a route runs (router, HTTP parser) are problems too.
+    ...problemServerOptions,
   });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);

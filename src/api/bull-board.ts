@@ -67,6 +67,12 @@ async function registerBoard(
       }
     });
     assignScope(board, options.readScope);
+    // Its page links web fonts from a CDN: the deployment serves everything the board loads.
+    board.addHook('onSend', async (_request, reply, payload) =>
+      typeof payload === 'string' && String(reply.getHeader('content-type')).startsWith('text/html')
+        ? withoutExternalLinks(payload)
+        : payload,
+    );
     await board.register(serverAdapter.registerPlugin(), { prefix: options.path });
   });
 }
@@ -96,4 +102,9 @@ export async function registerBullBoard(
     writeScope: 'ops',
     title: 'Stockflow queues (ops)',
   });
+}
+
+/** Drops `<link>`s to other origins (web fonts, preconnects); the CSS falls back to system fonts. */
+export function withoutExternalLinks(html: string): string {
+  return html.replace(/<link\b[^>]*\bhref="(?:https?:)?\/\/[^"]*"[^>]*>\s*/gi, '');
 }

@@ -12,7 +12,7 @@ import {
 } from '../events/event-log.js';
 import { lastDrawnSeq } from '../events/horizon.js';
 import type { Subscription } from '../events/live-hub.js';
-import { typePatternSchema } from '../events/type-patterns.js';
+import { typePatternSchema, unknownEventType, unknownTypeSuggestions } from '../events/type-patterns.js';
 import type { ApiDeps } from './deps.js';
 
 /**
@@ -203,12 +203,18 @@ export function registerStreams(app: FastifyInstance, deps: ApiDeps): StreamRegi
         try {
           const result = clientMessageSchema.safeParse(JSON.parse(raw.toString()));
           if (!result.success) {
+            const errors = result.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message }));
+            // Only unknown type patterns wrong: the same code as the feed and webhook endpoints.
+            const unknown = unknownTypeSuggestions(result.error.issues);
+            if (unknown)
+              return fail(unknownEventType, errors.map((e) => e.message).join('; '), {
+                errors,
+                suggestions: unknown,
+              });
             return fail(
               'validation_failed',
               'Send { "subscribe": { "after", "types", "consumer" } } or { "ack": seq }',
-              {
-                errors: result.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })),
-              },
+              { errors },
             );
           }
           parsed = result.data;

@@ -1,5 +1,5 @@
 import type { FastifyRequest } from 'fastify';
-import type { z } from 'zod';
+import { z } from 'zod';
 import { declaredImageFormat, sniffImageFormat, sniffLength } from '../images/sniff.js';
 import { refuseUrl } from '../outbound/address-guard.js';
 import { imageFieldsSchema, sourceUrlSchema } from '../queues/images.js';
@@ -22,6 +22,27 @@ const multipartFieldNames = new Set(['alt', 'position', 'role']);
 
 /** Longest file name or content type of the file part (the job's `declaredType` holds up to 200). */
 const maxPartLabelLength = 200;
+const openapiSchema = (schema: z.ZodType) => z.toJSONSchema(schema, { target: 'openapi-3.0', io: 'input' });
+
+/** Both body forms as an OpenAPI requestBody (the routes parse them themselves): a file picker in Swagger UI. */
+export const imageIntakeRequestBody = {
+  required: true,
+  content: {
+    'multipart/form-data': {
+      schema: openapiSchema(
+        imageFieldsSchema.extend({
+          file: z
+            .string()
+            .meta({ format: 'binary', description: 'The image: JPEG, PNG, WebP, AVIF, GIF or TIFF' }),
+        }),
+      ),
+    },
+    'application/json': {
+      schema: openapiSchema(urlBodySchema),
+      example: { sourceUrl: 'https://images.example.com/shirt.jpg', role: 'main', alt: 'Red T-shirt' },
+    },
+  },
+};
 
 function validationProblem(where: string, issues: { path: string; message: string }[]): HttpProblem {
   return new HttpProblem(400, 'validation_failed', `The ${where} has ${issues.length} invalid field(s)`, {

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { z } from 'zod';
 import type { Queues } from '../queues/queues.js';
 
 const jobStates = ['waiting', 'delayed', 'active', 'completed', 'failed', 'prioritized'] as const;
@@ -43,7 +44,13 @@ export function registerMetrics(app: FastifyInstance, queues: Queues): void {
     );
   });
 
-  app.get('/metrics', { config: { scope: 'admin' }, schema: { hide: true } }, async (_request, reply) => {
+  const exposition = { description: 'Prometheus text exposition format', schema: z.string() };
+  const schema = {
+    tags: ['operations'],
+    summary: 'Prometheus metrics: process, HTTP request durations, jobs per queue and state',
+    response: { 200: { description: 'The metrics', content: { 'text/plain': exposition } } },
+  };
+  app.get('/metrics', { config: { scope: 'admin' }, schema }, async (_request, reply) => {
     reply.type(registry.contentType);
     return registry.metrics();
   });

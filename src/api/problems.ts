@@ -1,4 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { z } from 'zod';
 import type { DomainErrorCode, JobFailure } from '../errors.js';
 
 /** RFC 9457 problem details, with our stable `code` beside the standard members. */
@@ -14,6 +15,27 @@ export interface Problem {
   details?: Record<string, unknown>;
   [extension: string]: unknown;
 }
+
+/** The Problem schema of the OpenAPI document (extension members such as `suggestions` may follow). */
+export const problemSchema = z.object({
+  type: z.string().meta({ example: 'urn:stockflow:problem:validation_failed' }),
+  title: z.string(),
+  status: z.number().int(),
+  detail: z.string(),
+  code: z.string().meta({ description: 'Stable: what a client branches on (never the message)' }),
+  instance: z.string().optional(),
+  requestId: z.string().optional(),
+  errors: z
+    .array(
+      z.object({
+        in: z.string().optional().meta({ description: 'body, querystring, params or headers' }),
+        path: z.string(),
+        message: z.string(),
+      }),
+    )
+    .optional(),
+  details: z.record(z.string(), z.unknown()).optional(),
+});
 
 export interface FieldError {
   path: string;
@@ -115,6 +137,17 @@ const titles: Record<string, string> = {
   over_receipt: 'More received than ordered',
   send_failed: 'Sending the purchase order to the supplier failed',
   internal_error: 'Internal server error',
+  // Framework and HTTP-parser refusals (src/api/errors.ts).
+  bad_request: 'Bad request',
+  malformed_url: 'Malformed URL',
+  uri_too_long: 'URI too long',
+  invalid_content_length: 'Invalid Content-Length',
+  headers_too_large: 'Request headers too large',
+  request_timeout: 'Request timeout',
+  malformed_request: 'Malformed HTTP request',
+  incomplete_body: 'Incomplete request body',
+  forbidden_field_name: 'Forbidden field name',
+  unknown_event_type: 'Unknown event type',
 };
 
 export function problem(status: number, code: string, detail: string, extra: Partial<Problem> = {}): Problem {

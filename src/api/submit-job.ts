@@ -14,12 +14,14 @@ import type { ApiDeps } from './deps.js';
 import { HttpProblem, problemFromFailure, sendProblem } from './problems.js';
 
 /** Body of every 202: a handle to poll at `Location`. */
-export const jobHandleSchema = z.object({
-  id: z.string(),
-  queue: z.string(),
-  name: z.string(),
-  state: z.string(),
-});
+export const jobHandleSchema = z
+  .object({
+    id: z.string(),
+    queue: z.string(),
+    name: z.string(),
+    state: z.string(),
+  })
+  .meta({ id: 'JobHandle', description: 'A queued job: poll it at /api/jobs/{id} (the Location header)' });
 
 const idempotencyKeySchema = z.string().min(1).max(255);
 const maxWaitSeconds = 30;

@@ -46,6 +46,12 @@ export function createDb(
     acquireConnectionTimeout: 10_000,
     // A failed query's error names the statement, never its bound values (a staged image is 20 MiB).
     compileSqlOnError: false,
+    // knex also prints every failed connection attempt with its stack; the caller reports the error.
+    log: {
+      warn(message: string) {
+        if (!message.startsWith('Acquire connection error')) process.stderr.write(`knex: ${message}\n`);
+      },
+    },
   });
 }
 
@@ -55,6 +61,10 @@ export const pgErrorCodes = {
   checkViolation: '23514',
   foreignKeyViolation: '23503',
   raiseException: 'P0001',
+  /** The database named in the connection string does not exist. */
+  invalidCatalogName: '3D000',
+  /** A table the code needs is not there: migrations have not run. */
+  undefinedTable: '42P01',
 } as const;
 
 export function isPgError(error: unknown, code: string, constraint?: string): boolean {

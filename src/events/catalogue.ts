@@ -1,4 +1,14 @@
 import { z } from 'zod';
+import {
+  deletedImageSchema,
+  imageSchema,
+  levelSchema,
+  locationSchema,
+  movementSchema,
+  productSchema,
+  reservationSchema,
+  webhookEndpointSchema,
+} from '../resources.js';
 
 /**
  * Every event type the platform writes, declared once: its name, what it means, and the schema of
@@ -19,15 +29,14 @@ const defineEventType = <const Name extends string, Data extends z.ZodType>(
   definition: EventTypeDefinition<Name, Data>,
 ) => definition;
 
-// Payload schemas are deliberately open (`looseObject`): consumers must ignore fields they do not
-// know, and an event may gain fields; it never loses or retypes one.
-const product = z.looseObject({
-  product: z.looseObject({ sku: z.string(), status: z.string(), version: z.number().int() }),
-});
-const location = z.looseObject({ location: z.looseObject({ code: z.string() }) });
-const reservation = z.looseObject({
-  reservation: z.looseObject({ id: z.string(), reference: z.string().nullable(), status: z.string() }),
-});
+// Each schema lists every field its writers put in `data` (the catalogue test fails on a field
+// written but not declared). Consumers must still ignore fields they do not know: an event may
+// gain fields in a later release; it never loses or retypes one. The published JSON Schemas
+// (GET /api/pms/events/types) therefore allow additional properties.
+const product = z.object({ product: productSchema });
+const location = z.object({ location: locationSchema });
+const reservation = z.object({ reservation: reservationSchema });
+const endpoint = z.object({ endpoint: webhookEndpointSchema });
 const quantityLine = z.looseObject({ sku: z.string(), quantity: z.number().int() });
 const order = z.looseObject({
   order: z.looseObject({
@@ -61,8 +70,6 @@ const fulfilment = order.extend({
     ),
   }),
 });
-const endpoint = z.looseObject({ endpoint: z.looseObject({ id: z.string(), url: z.string() }) });
-const image = z.looseObject({ sku: z.string(), image: z.looseObject({ id: z.string() }) });
 const supplier = z.looseObject({
   supplier: z.looseObject({
     code: z.string(),
@@ -100,25 +107,28 @@ export const eventTypes = [
   defineEventType({ name: 'location.updated', description: 'A stock location was changed', data: location }),
   defineEventType({
     name: 'stock.moved',
-    description: 'One ledger movement was applied to a level (receipt, adjustment, sale, reservation, …)',
+    description:
+      'One ledger movement was applied to a level (receipt, adjustment, sale, count, transfer, reservation, …)',
     writtenBy: 'trigger',
-    data: z.looseObject({
-      movementId: z.union([z.string(), z.number()]),
-      kind: z.string(),
-      sku: z.string(),
-      location: z.string(),
-      delta: z.number().int(),
-      onHandAfter: z.number().int(),
-      reservedAfter: z.number().int(),
-      reason: z.string().nullable(),
-      reference: z.string().nullable(),
-      reservationId: z.string().nullable(),
-    }),
+    // Written by the trigger stockflow_apply_movement (db/migrations/20261126000200_inventory.ts).
+    data: movementSchema
+      .pick({
+        kind: true,
+        sku: true,
+        location: true,
+        delta: true,
+        onHandAfter: true,
+        reservedAfter: true,
+        reason: true,
+        reference: true,
+        reservationId: true,
+      })
+      .extend({ movementId: z.number().int() }),
   }),
   defineEventType({
     name: 'stock.safety_stock_set',
     description: "A level's safety stock was set",
-    data: z.looseObject({ level: z.looseObject({ sku: z.string(), location: z.string() }) }),
+    data: z.object({ level: levelSchema }),
   }),
   defineEventType({ name: 'reservation.created', description: 'Stock was reserved', data: reservation }),
   defineEventType({
@@ -198,22 +208,36 @@ export const eventTypes = [
   defineEventType({
     name: 'image.processed',
     description: 'An image version was processed and stored',
-    data: image,
+    data: z.object({ sku: z.string(), image: imageSchema }),
   }),
   defineEventType({
     name: 'image.rolled_back',
     description: 'An image was pointed back at an earlier version',
-    data: image,
+    data: z.object({
+      sku: z.string(),
+      fromVersion: z.number().int(),
+      toVersion: z.number().int(),
+      image: imageSchema,
+    }),
   }),
-  defineEventType({
-    name: 'image.deleted',
-    description: 'An image was deleted',
-    data: z.looseObject({ id: z.string(), sku: z.string(), deletedAt: z.string() }),
-  }),
+  defineEventType({ name: 'image.deleted', description: 'An image was deleted', data: deletedImageSchema }),
   defineEventType({
     name: 'image.failed',
-    description: 'Processing an image failed for good',
-    data: z.looseObject({ sku: z.string(), imageId: z.string(), error: z.looseObject({ code: z.string() }) }),
+    description: 'Processing an image failed for good; nothing of it was kept',
+    data: z.object({
+      sku: z.string(),
+      imageId: z.string(),
+      /** true: the failed job was creating the image; false: adding a version to it. */
+      create: z.boolean(),
+      /** The source URL, or `upload` for uploaded bytes. */
+      source: z.string(),
+      attempts: z.number().int(),
+      error: z.object({
+        code: z.string(),
+        message: z.string(),
+        details: z.record(z.string(), z.unknown()),
+      }),
+    }),
   }),
   defineEventType({
     name: 'webhook.endpoint_created',
@@ -237,18 +261,36 @@ export const eventTypes = [
   }),
   defineEventType({
     name: 'webhook.endpoint_enabled',
-    description: 'A webhook endpoint was enabled again',
-    data: endpoint,
+    description: 'A webhook endpoint was enabled again; its held deliveries are sent',
+    data: endpoint.extend({ heldDeliveries: z.number().int() }),
   }),
   defineEventType({
     name: 'webhook.endpoint_disabled',
-    description: 'A webhook endpoint was disabled (circuit breaker, 410 Gone, or by hand)',
-    data: endpoint,
+    description: 'A webhook endpoint was disabled by its circuit breaker or a 410 Gone answer',
+    data: endpoint.extend({
+      reason: z.enum(['gone', 'consecutive_failures', 'failing_span']),
+      /** gone: the answer and the delivery that got it. */
+      statusCode: z.number().int().optional(),
+      deliveryId: z.string().optional(),
+      eventId: z.string().optional(),
+      /** The breaker: failures counted, and the last attempt's error. */
+      consecutiveFailures: z.number().int().optional(),
+      lastError: z.string().nullable().optional(),
+    }),
   }),
   defineEventType({
     name: 'webhook.delivery_exhausted',
     description: 'A webhook delivery failed its last attempt',
-    data: z.looseObject({ deliveryId: z.string(), endpointId: z.string(), eventId: z.string() }),
+    data: z.object({
+      deliveryId: z.string(),
+      endpointId: z.string(),
+      eventId: z.string(),
+      eventSeq: z.number().int(),
+      eventType: z.string(),
+      attempts: z.number().int(),
+      lastStatusCode: z.number().int().nullable(),
+      lastError: z.string().nullable(),
+    }),
   }),
   defineEventType({ name: 'supplier.created', description: 'A supplier was registered', data: supplier }),
   defineEventType({
@@ -350,4 +392,42 @@ const byName = new Map<string, (typeof eventTypes)[number]>(eventTypes.map((t) =
 
 export function findEventType(name: string): (typeof eventTypes)[number] | undefined {
   return byName.get(name);
+}
+
+export const eventTypeNames: readonly string[] = eventTypes.map((t) => t.name);
+
+/** The catalogue as clients read it: names, descriptions and each `data` as a JSON Schema. */
+export function describeEventTypes() {
+  return eventTypes.map((t) => ({
+    name: t.name,
+    description: t.description,
+    writtenBy: t.writtenBy ?? ('application' as const),
+    // `input`: no `additionalProperties: false`, since an event may gain fields (see above).
+    dataSchema: z.toJSONSchema(t.data, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>,
+  }));
+}
+
+/**
+ * Why this event's data does not match its declared schema (undefined when it does): an unknown
+ * type, an invalid field, or a field written that the schema does not declare (zod strips unknown
+ * keys, so parsing and comparing finds them).
+ */
+export function checkEventData(type: string, data: unknown): string | undefined {
+  const definition = byName.get(type);
+  if (!definition) return `${type} is not in the catalogue`;
+  const parsed = definition.data.safeParse(data);
+  if (!parsed.success) return `${type}: ${z.prettifyError(parsed.error)}`;
+  const undeclared = strippedPaths(data, parsed.data, '');
+  if (undeclared.length > 0) return `${type}: data has undeclared field(s) ${undeclared.join(', ')}`;
+  return undefined;
+}
+
+/** The paths present in `written` but missing from `parsed` (what zod stripped). */
+function strippedPaths(written: unknown, parsed: unknown, at: string): string[] {
+  if (typeof written !== 'object' || written === null || typeof parsed !== 'object' || parsed === null)
+    return [];
+  return Object.entries(written).flatMap(([key, value]) => {
+    const path = at ? `${at}.${key}` : key;
+    return key in parsed ? strippedPaths(value, (parsed as Record<string, unknown>)[key], path) : [path];
+  });
 }

@@ -12,7 +12,8 @@ export const locationCodeSchema = z
     /^[A-Za-z0-9._-]{1,64}$/,
     'location must be a code of 1-64 letters, digits, dot, underscore or hyphen',
   )
-  .refine((code) => code !== '.' && code !== '..', 'location must not be . or ..');
+  .refine((code) => code !== '.' && code !== '..', 'location must not be . or ..')
+  .meta({ example: 'default' });
 
 /** Stock quantities are whole units; a billion keeps every sum far inside bigint and a JS number. */
 const maxQuantity = 1_000_000_000;

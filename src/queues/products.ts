@@ -11,12 +11,14 @@ export const skuSchema = z
     'sku must be 1-64 characters of letters, digits, dot, underscore or hyphen',
   )
   // They would name the current or parent directory in every URL that carries the sku.
-  .refine((sku) => sku !== '.' && sku !== '..', 'sku must not be . or ..');
+  .refine((sku) => sku !== '.' && sku !== '..', 'sku must not be . or ..')
+  .meta({ example: 'TSHIRT-RED-M' });
 
 /** ISO 4217, from the ICU data of the runtime (kept current with Node.js releases). */
 export const currencySchema = z
   .string()
-  .refine((c) => isoCurrencies.has(c), 'currency must be an ISO 4217 code such as EUR');
+  .refine((c) => isoCurrencies.has(c), 'currency must be an ISO 4217 code such as EUR')
+  .meta({ example: 'EUR' });
 
 export const moneySchema = z.object({
   amount: z.number().int('amount must be an integer in minor units').min(0).max(Number.MAX_SAFE_INTEGER),
@@ -27,7 +29,9 @@ const productFields = {
   name: z.string().trim().min(1).max(300),
   description: z.string().max(10_000).nullish(),
   price: moneySchema,
-  attributes: z.record(z.string().max(200), z.json()).optional(),
+  // Values arrive as parsed JSON (a body, a job payload), so any value is JSON; z.json()'s recursive
+  // schema would only add a self-reference the OpenAPI document cannot express.
+  attributes: z.record(z.string().max(200), z.unknown()).optional(),
 };
 
 export const versionSchema = z.number().int().min(1);

@@ -1,4 +1,4 @@
-import { DelayedError, type Job, type Processor } from 'bullmq';
+import { DelayedError, type Job, type Processor, UnrecoverableError } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config } from '../config.js';
 import type { Db } from '../db/knex.js';
@@ -34,9 +34,24 @@ export type Handler<J extends AnyJob> = (ctx: JobContext, payload: PayloadOf<J>)
 export type QueueHandlers<Q extends QueueName> = { [N in JobNamesOf<Q>]: Handler<JobNamed<N>> };
 
 /**
+ * What BullMQ stores for a job that broke a domain rule: `failedReason` carries the code, message
+ * and details, and no stack trace (a broken rule is an answer, not a crash), so Bull Board shows
+ * the rule, not our call stack. Still an UnrecoverableError: never retried. Crashes keep theirs.
+ */
+export function domainFailureForQueue(error: DomainError): UnrecoverableError {
+  const details = Object.keys(error.details).length > 0 ? ` ${JSON.stringify(error.details)}` : '';
+  const failure = new UnrecoverableError(`${error.code}: ${error.message}${details}`);
+  failure.name = 'DomainError';
+  // BullMQ appends `stack` to the job's stacktrace when it is set.
+  failure.stack = '';
+  return failure;
+}
+
+/**
  * Wraps a queue's handlers into a BullMQ processor: re-parses the payload (it may have been queued
  * by older code), logs with the request id carried from the API, and records a domain error's
- * code on the job before BullMQ fails it without retry. Any other error is rethrown for retry.
+ * code on the job before BullMQ fails it without retry (see domainFailureForQueue). Any other
+ * error is rethrown for retry.
  */
 export function createProcessor<Q extends QueueName>(
   deps: WorkerDeps,
@@ -81,6 +96,7 @@ export function createProcessor<Q extends QueueName>(
           { code: error.code, ms: Math.round(performance.now() - started) },
           'job failed a domain rule',
         );
+        throw domainFailureForQueue(error);
       } else if (!(error instanceof DelayedError)) {
         // DelayedError is no failure: the handler moved its job to a later time (a rate limit).
         log.warn({ err: error }, 'job attempt failed; it is retried while attempts remain');

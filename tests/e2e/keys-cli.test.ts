@@ -1,7 +1,8 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestContext, repoRoot, type TestContext } from '../helpers/context.js';
+import { adminQuery, testDatabaseUrl } from '../helpers/databases.js';
 
 const run = promisify(execFile);
 let ctx: TestContext;
@@ -10,12 +11,12 @@ beforeAll(async () => {
 });
 afterAll(() => ctx.close());
 
-/** Runs `npm run keys -- …` (the script behind it) against this file's database. */
-async function keys(...args: string[]) {
+/** Runs a CLI script (what `npm run <name>` runs) against this file's database unless `env` says otherwise. */
+async function cli(script: string, args: string[], env: Record<string, string> = {}) {
   try {
-    const { stdout, stderr } = await run(process.execPath, ['--import', 'tsx', 'scripts/keys.ts', ...args], {
+    const { stdout, stderr } = await run(process.execPath, ['--import', 'tsx', script, ...args], {
       cwd: repoRoot,
-      env: { ...process.env, ...ctx.env },
+      env: { ...process.env, ...ctx.env, ...env },
     });
     return { code: 0, stdout, stderr };
   } catch (error) {
@@ -23,6 +24,8 @@ async function keys(...args: string[]) {
     return { code: e.code, stdout: e.stdout, stderr: e.stderr };
   }
 }
+
+const keys = (...args: string[]) => cli('scripts/keys.ts', args);
 
 it('creates a key, printing it once alone on the last line; the key works; only its hash is stored', async () => {
   const created = await keys('create', '--name', 'pms-shop', '--scope', 'pms');
@@ -66,4 +69,51 @@ it('explains bad usage with exit code 2', async () => {
   expect(bad.code).toBe(2);
   expect(bad.stderr).toContain('unknown scope(s): root');
   expect((await keys('revoke', 'nobody')).code).toBe(2);
+});
+
+describe('a missing or empty database, or no server, is named as such without a stack trace', () => {
+  const noStack = (stderr: string) => expect(stderr).not.toMatch(/\n\s+at /);
+
+  it('names a database that does not exist (keys, reconcile, replay)', async () => {
+    const missing = { DATABASE_URL: testDatabaseUrl(`stockflow_missing_${process.pid}`) };
+    for (const [script, args] of [
+      ['scripts/keys.ts', ['list']],
+      ['scripts/reconcile.ts', []],
+      ['scripts/replay.ts', ['--from', '1']],
+    ] as const) {
+      const result = await cli(script, [...args], missing);
+      expect(result.code, script).toBe(1);
+      expect(result.stderr, script).toMatch(/database "stockflow_missing_\d+" does not exist/);
+      expect(result.stderr, script).toContain('npm run migrate');
+      expect(result.stderr, script).not.toContain('not reachable');
+      noStack(result.stderr);
+    }
+  });
+
+  it('says to migrate when the database has no tables', async () => {
+    const empty = `stockflow_empty_${process.pid}`;
+    await adminQuery(`create database ${empty}`);
+    try {
+      const result = await cli('scripts/keys.ts', ['list'], { DATABASE_URL: testDatabaseUrl(empty) });
+      expect(result.code).toBe(1);
+      expect(result.stderr).toContain('no Stockflow tables yet (relation "api_keys" does not exist)');
+      noStack(result.stderr);
+    } finally {
+      await adminQuery(`drop database if exists ${empty} with (force)`);
+    }
+  });
+
+  it('says PostgreSQL is not reachable only when it is not (migrate too)', async () => {
+    const result = await cli('scripts/migrate.ts', [], { DATABASE_URL: 'postgres://postgres@127.0.0.1:9/x' });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/PostgreSQL is not reachable at .*ECONNREFUSED/);
+    noStack(result.stderr);
+  });
+
+  it('answers a bad option with usage exit code 2, not a stack', async () => {
+    const result = await cli('scripts/reconcile.ts', ['--frobnicate']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain("Unknown option '--frobnicate'");
+    noStack(result.stderr);
+  });
 });

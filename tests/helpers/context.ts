@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import type { Worker } from 'bullmq';
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
 import type { Redis } from 'ioredis';
+import type { Knex } from 'knex';
 import type { DestinationStream } from 'pino';
 import { inject } from 'vitest';
 import { deleteScratchKeys } from '../../scripts/bench/scratch.js';
@@ -15,6 +16,7 @@ import { openPostgres, openRedis } from '../../src/connections.js';
 import { createApiKey } from '../../src/db/api-keys.js';
 import type { Db } from '../../src/db/knex.js';
 import { describeDrift, findDrift } from '../../src/domain/reconcile.js';
+import { checkEventData } from '../../src/events/catalogue.js';
 import { createLogger } from '../../src/log.js';
 import type { QueueName } from '../../src/queues/job.js';
 import { getJobStatus, type JobStatus } from '../../src/queues/job-status.js';
@@ -170,6 +172,9 @@ export async function createTestContext(options: ContextOptions = {}): Promise<T
       const drift = await findDrift(api.db);
       if (drift.length > 0)
         leaks.push(`ledger drift in ${drift.length} level(s): ${drift.map(describeDrift).join('; ')}`);
+      // Every event written is declared in the catalogue, its data as its schema says (a sample per type).
+      const eventProblems = await checkWrittenEvents(api.db);
+      if (eventProblems.length > 0) leaks.push(`events outside the catalogue: ${eventProblems.join('; ')}`);
       await app.close();
       await api.close();
       await deleteScratchKeys(config.REDIS_URL, config.QUEUE_PREFIX);
@@ -183,6 +188,16 @@ export async function createTestContext(options: ContextOptions = {}): Promise<T
   openContexts.add(ctx);
   if (options.workers) await ctx.startWorkers(options.workers === true ? undefined : options.workers);
   return ctx;
+}
+
+/** What is wrong with the events of a database against the catalogue: up to 50 of each type are checked. */
+export async function checkWrittenEvents(db: Knex): Promise<string[]> {
+  const { rows } = await db.raw<{ rows: { type: string; data: unknown }[] }>(
+    `select type, data from (
+       select type, data, row_number() over (partition by type order by seq desc) as n from events
+     ) sample where n <= 50`,
+  );
+  return [...new Set(rows.flatMap((row) => checkEventData(row.type, row.data) ?? []))];
 }
 
 /** Resolves with the first line of a child's output matching `pattern`. */

@@ -13,11 +13,17 @@ export interface RawResponse {
  */
 export function rawRequest(
   port: number,
-  options: { method: string; target: string; headers?: Record<string, string>; body?: string },
+  options: {
+    method: string;
+    target: string;
+    /** A `null` value leaves that header out (e.g. the default content-type of a body). */
+    headers?: Record<string, string | null>;
+    body?: string;
+  },
   timeoutMs = 10_000,
 ): Promise<RawResponse> {
   const body = options.body ?? '';
-  const headers: Record<string, string> = {
+  const headers: Record<string, string | null> = {
     host: `127.0.0.1:${port}`,
     connection: 'close',
     ...(body
@@ -27,7 +33,7 @@ export function rawRequest(
   };
   const head = [
     `${options.method} ${options.target} HTTP/1.1`,
-    ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`),
+    ...Object.entries(headers).flatMap(([name, value]) => (value === null ? [] : [`${name}: ${value}`])),
   ].join('\r\n');
   return new Promise((resolve, reject) => {
     const socket = net.connect(port, '127.0.0.1');

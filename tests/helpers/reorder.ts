@@ -1,5 +1,6 @@
 import { expect } from 'vitest';
 import { json, type TestContext } from './context.js';
+import { until as waitUntil } from './until.js';
 
 /** Calls of the reorder tests, through the API (Prefer: wait, so each returns the job's outcome). */
 export function reorderApi(ctx: TestContext) {
@@ -65,13 +66,7 @@ export async function until<T>(
   probe: () => Promise<T | undefined | null | false>,
   timeoutMs = 20_000,
 ): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  return (await waitUntil('condition', probe, Boolean, timeoutMs, 50)) as T;
 }
 
 /** incoming = what open purchase order lines still expect, at every level. */

@@ -324,7 +324,10 @@ describe('bounded reads', () => {
   it('looks at most 10,000 positions for one page of a rare type filter', async () => {
     await ctx.api.db.raw(
       `insert into events (type, aggregate_type, aggregate_id, data)
-       select 'location.updated', 'location', 'L' || g, '{}'::jsonb from generate_series(1, 25000) g`,
+       select 'location.updated', 'location', 'L' || g,
+              jsonb_build_object('location', jsonb_build_object('code', 'L' || g, 'name', 'Dock', 'priority', 0,
+                'active', true, 'version', 1, 'createdAt', now(), 'updatedAt', now()))
+       from generate_series(1, 25000) g`,
     );
     const page = json(
       await ctx.request({ method: 'GET', url: '/api/pms/events?types=product.archived&after=0' }),

@@ -46,6 +46,19 @@ function openTransaction(
   });
 }
 
+/** A location as the catalogue's `location.*` data carries it. */
+const locationData = (code: string) => ({
+  location: {
+    code,
+    name: code,
+    priority: 0,
+    active: true,
+    version: 1,
+    createdAt: new Date().toISOString(),
+    updatedAt: new Date().toISOString(),
+  },
+});
+
 describe('event feed', () => {
   it('pages product events in seq order with nextAfter, filters by type patterns', async () => {
     const start = (await feed('after=0')).headSeq;
@@ -71,10 +84,18 @@ describe('event feed', () => {
     expect(published.items.map((e) => e.aggregate.id)).toEqual(['F-2']);
     // Filtered pages still advance past everything scanned.
     expect(published.nextAfter).toBe(published.headSeq);
-    const wildcard = await feed(`after=${start}&types=product.*,order.created`);
+    const wildcard = await feed(`after=${start}&types=product.*,location.created`);
     expect(wildcard.items).toHaveLength(4);
-    const none = await feed(`after=${start}&types=inventory.*`);
+    const none = await feed(`after=${start}&types=stock.*`);
     expect(none.items).toEqual([]);
+    // A filter that can never match is a typo: refused, naming the closest known types.
+    const unknown = await ctx.request({ method: 'GET', url: '/api/pms/events?types=inventory.*,product.*' });
+    expect(unknown.statusCode).toBe(422);
+    expect(json(unknown)).toMatchObject({
+      code: 'unknown_event_type',
+      errors: [{ in: 'querystring', path: 'types.0' }],
+    });
+    expect(json(unknown).suggestions.length).toBeGreaterThan(0);
 
     const bad = await ctx.request({ method: 'GET', url: '/api/pms/events?types=product.*.x' });
     expect(bad.statusCode).toBe(400);
@@ -86,14 +107,14 @@ describe('event feed', () => {
     const older = await openTransaction(ctx.api.db);
     const first = await appendEvent(older.trx, {
       type: 'location.created',
-      aggregate: { type: 'test', id: 'a' },
-      data: {},
+      aggregate: { type: 'location', id: 'a' },
+      data: locationData('a'),
     });
     const newer = await openTransaction(ctx.api.db);
     const second = await appendEvent(newer.trx, {
       type: 'location.updated',
-      aggregate: { type: 'test', id: 'b' },
-      data: {},
+      aggregate: { type: 'location', id: 'b' },
+      data: locationData('b'),
     });
     expect(second.seq).toBeGreaterThan(first.seq);
     await newer.finish(true);
@@ -115,11 +136,15 @@ describe('event feed', () => {
     const doomed = await openTransaction(ctx.api.db);
     const lost = await appendEvent(doomed.trx, {
       type: 'location.created',
-      aggregate: { type: 'test', id: 'x' },
-      data: {},
+      aggregate: { type: 'location', id: 'x' },
+      data: locationData('x'),
     });
     const kept = await ctx.api.db.transaction((trx) =>
-      appendEvent(trx, { type: 'location.updated', aggregate: { type: 'test', id: 'y' }, data: {} }),
+      appendEvent(trx, {
+        type: 'location.updated',
+        aggregate: { type: 'location', id: 'y' },
+        data: locationData('y'),
+      }),
     );
     await doomed.finish(false);
     const page = await feed(`after=${before}`);

@@ -4,9 +4,13 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { type MockSupplier, startMockSupplier } from '../../scripts/mock-supplier.js';
+import { generateSecret } from '../../src/webhooks/signing.js';
 import { createTestContext, type TestContext } from '../helpers/context.js';
 import { imageUpload, noiseJpeg } from '../helpers/images.js';
+import { until } from '../helpers/until.js';
 import { type Receiver, startReceiver } from '../helpers/webhook-receiver.js';
 
 /**
@@ -34,6 +38,36 @@ let source: http.Server;
 let sourceOrigin: string;
 let receiver: Receiver;
 let photo: Buffer;
+let supplier: MockSupplier;
+const inboundSecret = generateSecret();
+
+/** The PMS's signed webhooks take no key: each sample is signed the Standard Webhooks way. */
+function signedDelivery(path: string, body: unknown): Sample {
+  const id = `msg-${path.split('/').pop()}`;
+  const at = new Date();
+  return {
+    path,
+    body,
+    headers: {
+      'webhook-id': id,
+      'webhook-timestamp': String(Math.floor(at.getTime() / 1000)),
+      'webhook-signature': new Webhook(inboundSecret).sign(id, at, JSON.stringify(body)),
+    },
+    check: (r) => expect(r).toMatchObject({ webhookId: id, applied: true }),
+  };
+}
+
+/** A purchase order of the sample rule once the mock supplier has acknowledged it. */
+const acknowledgedOrder = async (except: string[] = []): Promise<string> => {
+  const row = await until(
+    'an acknowledged purchase order',
+    () =>
+      ctx.api.db('purchase_orders').where({ status: 'acknowledged' }).whereNotIn('id', except).first('id'),
+    (found) => found !== undefined,
+    30_000,
+  );
+  return row.id as string;
+};
 
 /** In the order a client would send them; each builds its request from what earlier ones made. */
 const samples: [route: string, build: () => Sample | Promise<Sample>][] = [
@@ -214,6 +248,106 @@ const samples: [route: string, build: () => Sample | Promise<Sample>][] = [
     }),
   ],
   [
+    'POST /api/pms/orders',
+    () => ({
+      path: '/api/pms/orders',
+      body: { orderNumber: 'SO-1', currency: 'EUR', lines: [{ sku, quantity: 2, unitPrice: 5900 }] },
+      check: (r) => expect(r).toMatchObject({ order: { orderNumber: 'SO-1', status: 'reserved' } }),
+    }),
+  ],
+  [
+    'POST /api/pms/orders/{orderNumber}/confirm',
+    () => ({
+      path: '/api/pms/orders/SO-1/confirm',
+      check: (r) => expect(r).toMatchObject({ order: { status: 'confirmed' } }),
+    }),
+  ],
+  [
+    'POST /api/pms/orders/{orderNumber}/fulfill',
+    () => ({
+      path: '/api/pms/orders/SO-1/fulfill',
+      body: { lines: [{ sku, quantity: 1 }] },
+      check: (r) => expect(r).toMatchObject({ order: { status: 'partially_fulfilled' } }),
+    }),
+  ],
+  [
+    'POST /api/pms/orders/{orderNumber}/returns',
+    () => ({
+      path: '/api/pms/orders/SO-1/returns',
+      body: { lines: [{ sku, quantity: 1 }], restock: true },
+      check: (r) => expect(r).toMatchObject({ order: { orderNumber: 'SO-1' } }),
+    }),
+  ],
+  [
+    'POST /api/pms/orders/{orderNumber}/cancel',
+    () => ({
+      path: '/api/pms/orders/SO-1/cancel',
+      check: (r) => expect(r).toMatchObject({ order: { status: 'cancelled' } }),
+    }),
+  ],
+  [
+    'PUT /api/pms/inventory/reorder-rules',
+    () => ({
+      path: '/api/pms/inventory/reorder-rules',
+      // A point far above the stock: the next movement orders from the mock supplier.
+      body: { sku, location: 'LOC-A', supplier: 'acme', reorderPoint: 1000, reorderQuantity: 10 },
+      check: (r) => expect(r).toMatchObject({ sku, location: 'LOC-A', supplier: 'acme' }),
+    }),
+  ],
+  [
+    'POST /api/pms/purchase-orders/{id}/receive',
+    async () => {
+      await fetchJson('POST', '/api/pms/inventory/adjust', {
+        body: { movements: [{ sku, location: 'LOC-A', delta: 1, reason: 'found' }] },
+        headers: { prefer: 'wait=20' },
+      });
+      state.purchaseOrder = await acknowledgedOrder();
+      return {
+        path: `/api/pms/purchase-orders/${state.purchaseOrder}/receive`,
+        body: { lines: [{ sku, quantity: 10 }] },
+        check: (r) => expect(r).toMatchObject({ id: state.purchaseOrder, status: 'received' }),
+      };
+    },
+  ],
+  [
+    'POST /api/pms/purchase-orders/{id}/cancel',
+    async () => {
+      // The receipt was a movement too: the rule, still below its point, ordered again.
+      const next = await acknowledgedOrder([state.purchaseOrder!]);
+      return {
+        path: `/api/pms/purchase-orders/${next}/cancel`,
+        check: (r) => expect(r).toMatchObject({ id: next, status: 'cancelled' }),
+      };
+    },
+  ],
+  [
+    'POST /api/pms/webhook/inventory',
+    () =>
+      signedDelivery('/api/pms/webhook/inventory', {
+        type: 'inventory.adjusted',
+        timestamp: new Date().toISOString(),
+        data: { movements: [{ sku, location: 'LOC-A', delta: 3, reason: 'received' }] },
+      }),
+  ],
+  [
+    'POST /api/pms/webhook/order',
+    () =>
+      signedDelivery('/api/pms/webhook/order', {
+        type: 'order.created',
+        timestamp: new Date().toISOString(),
+        data: { orderNumber: 'SO-PMS-1', currency: 'EUR', lines: [{ sku, quantity: 1, unitPrice: 5900 }] },
+      }),
+  ],
+  [
+    'POST /api/pms/webhook/product',
+    () =>
+      signedDelivery('/api/pms/webhook/product', {
+        type: 'product.upserted',
+        timestamp: new Date().toISOString(),
+        data: { sku: 'PMS-1', name: 'From the PMS', price: { amount: 100, currency: 'EUR' }, version: 3 },
+      }),
+  ],
+  [
     'DELETE /api/pms/products/{sku}',
     () => ({
       path: `/api/pms/products/${sku}`,
@@ -254,6 +388,7 @@ beforeAll(async () => {
   await once(source, 'listening');
   sourceOrigin = `http://127.0.0.1:${(source.address() as AddressInfo).port}`;
   receiver = await startReceiver();
+  supplier = await startMockSupplier({ apiKey: 'acme-key-0001' });
   mediaDir = await mkdtemp(path.join(os.tmpdir(), 'stockflow-media-'));
   ctx = await createTestContext({
     workers: true,
@@ -262,6 +397,9 @@ beforeAll(async () => {
       IMAGE_ALLOW_PRIVATE_SOURCES: 'true',
       WEBHOOK_ALLOW_PRIVATE_TARGETS: 'true',
       WEBHOOK_RELAY_INTERVAL_MS: '100',
+      INBOUND_WEBHOOK_SECRET: inboundSecret,
+      SUPPLIER_ALLOW_PRIVATE_TARGETS: 'true',
+      REORDER_SCAN_INTERVAL_MS: '100',
     },
   });
   await ctx.app.listen({ host: '127.0.0.1', port: 0 });
@@ -272,6 +410,10 @@ beforeAll(async () => {
   });
   expect(endpoint.status).toBe(201);
   state.endpoint = endpoint.body.id;
+  const acme = await fetchJson('POST', '/api/pms/suppliers', {
+    body: { code: 'acme', name: 'Acme', apiUrl: supplier.url, apiKey: 'acme-key-0001', leadTimeDays: 2 },
+  });
+  expect(acme.status, JSON.stringify(acme.body)).toBe(201);
   const second2 = await fetchJson('POST', '/api/pms/locations', {
     body: { code: 'LOC-B', name: 'Warehouse B' },
     headers: { prefer: 'wait=20' },
@@ -282,6 +424,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await ctx?.close();
   await receiver?.close();
+  await supplier?.close();
   source?.close();
   await rm(mediaDir, { recursive: true, force: true });
 });
@@ -351,6 +494,7 @@ it('follows the Location of every job kind over plain HTTP until the job finishe
     sample.check?.(status!.body.result as Record<string, unknown>);
     seen.add(handle.name);
   }
-  // Each route gave its own kind of job (the two image uploads share image.process).
-  expect(seen.size).toBe(samples.length - 1);
+  // Each route gave its own kind of job (the two image uploads share image.process, the three
+  // inbound webhooks inbound.pms-event).
+  expect(seen.size).toBe(samples.length - 3);
 });

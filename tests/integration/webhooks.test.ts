@@ -342,11 +342,11 @@ describe('webhook endpoints and deliveries', () => {
     const put = await admin({
       method: 'PUT',
       url: `/api/webhooks/endpoints/${endpoint.id}`,
-      payload: { url: endpoint.url, eventTypes: ['product.*', 'inventory.*'], rateLimitPerSecond: 5 },
+      payload: { url: endpoint.url, eventTypes: ['product.*', 'stock.*'], rateLimitPerSecond: 5 },
     });
     expect(put.statusCode).toBe(200);
     expect(json(put)).toMatchObject({
-      eventTypes: ['product.*', 'inventory.*'],
+      eventTypes: ['product.*', 'stock.*'],
       rateLimitPerSecond: 5,
       version: 2,
     });
@@ -356,6 +356,27 @@ describe('webhook endpoints and deliveries', () => {
       payload: { url: endpoint.url, eventTypes: ['product.*x'] },
     });
     expect(badType.statusCode).toBe(400);
+    // Well-formed but matching nothing (stock events are stock.moved): refused with suggestions.
+    const unknownType = await admin({
+      method: 'PUT',
+      url: `/api/webhooks/endpoints/${endpoint.id}`,
+      payload: { url: endpoint.url, eventTypes: ['product.*', 'inventory.*'] },
+    });
+    expect(unknownType.statusCode).toBe(422);
+    expect(json(unknownType)).toMatchObject({
+      code: 'unknown_event_type',
+      errors: [{ in: 'body', path: 'eventTypes.1' }],
+    });
+    const created = await admin({
+      method: 'POST',
+      url: '/api/webhooks/endpoints',
+      payload: { url: endpoint.url, eventTypes: ['stock.moevd'] },
+    });
+    expect(created.statusCode).toBe(422);
+    expect(json(created).suggestions[0]).toBe('stock.moved');
+    expect(await ctx.api.db('webhook_endpoints').where({ id: endpoint.id }).first('event_types')).toEqual({
+      event_types: ['product.*', 'stock.*'],
+    });
     expect(
       (await admin({ method: 'DELETE', url: `/api/webhooks/endpoints/${endpoint.id}` })).statusCode,
     ).toBe(204);

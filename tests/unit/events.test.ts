@@ -1,7 +1,7 @@
 import { Webhook } from 'standardwebhooks';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, parseConfig, parseDuration } from '../../src/config.js';
-import { matchesType, typeListQuerySchema } from '../../src/events/type-patterns.js';
+import { closestTypes, matchesType, typeListQuerySchema } from '../../src/events/type-patterns.js';
 import { deliveryJobId } from '../../src/queues/webhooks.js';
 import { attemptsFor, parseRetryAfter, retryDelayMs } from '../../src/webhooks/retry-schedule.js';
 import { generateSecret, signatureHeaders } from '../../src/webhooks/signing.js';
@@ -73,8 +73,15 @@ describe('event type patterns', () => {
     expect(matchesType(['order.created'], 'order.created')).toBe(true);
     expect(matchesType(['order.created'], 'order.cancelled')).toBe(false);
     expect(matchesType(['*'], 'anything.at_all')).toBe(true);
-    expect(typeListQuerySchema.parse('inventory.*, order.created')).toEqual(['inventory.*', 'order.created']);
+    expect(typeListQuerySchema.parse('stock.*, product.created')).toEqual(['stock.*', 'product.created']);
     expect(typeListQuerySchema.safeParse('inventory.*.x').success).toBe(false);
+    // Well-formed, but no declared type matches: refused with the nearest declared names.
+    const unknown = typeListQuerySchema.safeParse('inventory.*');
+    expect(unknown.success).toBe(false);
+    expect(unknown.error?.issues[0]?.message).toMatch(/matches no known event type; did you mean/);
+    expect(closestTypes('stock.moevd')[0]).toBe('stock.moved');
+    expect(closestTypes('product.*')).toContain('product.*');
+    expect(closestTypes('reservations.created')[0]).toBe('reservation.created');
     expect(typeListQuerySchema.safeParse("x'; drop").success).toBe(false);
   });
 

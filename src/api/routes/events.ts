@@ -2,6 +2,7 @@ import websocket from '@fastify/websocket';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { describeEventTypes } from '../../events/catalogue.js';
 import { ackConsumer, consumerStatuses, TooManyConsumersError } from '../../events/consumers.js';
 import {
   assertNotAhead,
@@ -32,6 +33,9 @@ export const logEventSchema = z.object({
   actor: z.string().nullable(),
   occurredAt: z.string(),
 });
+
+/** The catalogue never changes while the process runs: its JSON Schemas are made once. */
+const eventTypeCatalogue = describeEventTypes();
 
 const seq = z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 const prunedProblem = (error: EventsPrunedError) =>
@@ -97,6 +101,30 @@ export async function registerEventRoutes(root: FastifyInstance, deps: ApiDeps):
   );
 
   app.get(
+    '/api/pms/events/types',
+    {
+      config: { scope: 'pms' },
+      schema: {
+        tags,
+        summary: 'Every event type the platform writes, with the JSON Schema of its `data`',
+        response: {
+          200: z.object({
+            items: z.array(
+              z.object({
+                name: z.string(),
+                description: z.string(),
+                writtenBy: z.enum(['application', 'trigger']),
+                dataSchema: z.record(z.string(), z.unknown()),
+              }),
+            ),
+          }),
+        },
+      },
+    },
+    async () => ({ items: eventTypeCatalogue }),
+  );
+
+  app.get(
     '/api/pms/events/stream',
     {
       config: { scope: 'pms' },
@@ -150,10 +178,12 @@ export async function registerEventRoutes(root: FastifyInstance, deps: ApiDeps):
         tags: ['sync'],
         summary:
           "Record a consumer's position: every event up to seq is processed (positions only move forward)",
-        body: z.object({
-          consumer: consumerNameSchema,
-          seq: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
-        }),
+        body: z
+          .object({
+            consumer: consumerNameSchema,
+            seq: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+          })
+          .meta({ example: { consumer: 'pms-main', seq: 0 } }),
         response: {
           200: z.object({ consumer: z.string(), ackedSeq: z.number().int(), lastAckAt: z.string() }),
         },

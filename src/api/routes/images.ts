@@ -12,48 +12,12 @@ import { getProduct } from '../../domain/products.js';
 import { deliveryUrl } from '../../images/urls.js';
 import { imageJobs } from '../../queues/images.js';
 import { skuSchema } from '../../queues/products.js';
+import { deletedImageSchema, imageSchema, imageVersionSchema } from '../../resources.js';
 import { assignScope, principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
-import { type ImageIntake, readImageIntake } from '../image-intake.js';
+import { type ImageIntake, imageIntakeRequestBody, readImageIntake } from '../image-intake.js';
 import { HttpProblem } from '../problems.js';
 import { jobHandleSchema, submitJob } from '../submit-job.js';
-
-const variantSchema = z.object({
-  width: z.number().int(),
-  height: z.number().int(),
-  urls: z.record(z.string(), z.string()),
-  bytes: z.record(z.string(), z.number().int()),
-});
-
-const versionSchema = z.object({
-  version: z.number().int(),
-  current: z.boolean(),
-  sha256: z.string(),
-  source: z.string(),
-  format: z.string(),
-  width: z.number().int(),
-  height: z.number().int(),
-  bytes: z.number().int(),
-  hasAlpha: z.boolean(),
-  orientation: z.number().int().nullable(),
-  dominantColor: z.string(),
-  placeholder: z.object({ thumbhash: z.string(), preview: z.string() }),
-  storage: z.enum(['local', 'cloudinary']),
-  variants: z.record(z.string(), variantSchema),
-  createdAt: z.string(),
-});
-
-const imageSchema = z.object({
-  id: z.string(),
-  sku: z.string(),
-  role: z.enum(['main', 'gallery']),
-  position: z.number().int(),
-  alt: z.string().nullable(),
-  currentVersion: z.number().int(),
-  createdAt: z.string(),
-  updatedAt: z.string(),
-  current: versionSchema,
-});
 
 const skuParams = z.object({ sku: skuSchema });
 const imageParams = z.object({ sku: skuSchema, imageId: z.uuid() });
@@ -173,7 +137,7 @@ export async function registerImageRoutes(root: FastifyInstance, deps: ApiDeps):
     app.post(
       '/api/pms/products/:sku/images',
       {
-        config: { scope: 'pms' },
+        config: { scope: 'pms', openapi: { requestBody: imageIntakeRequestBody } },
         schema: {
           tags,
           summary: 'Add an image to a product (job image.process; version 1)',
@@ -197,7 +161,7 @@ export async function registerImageRoutes(root: FastifyInstance, deps: ApiDeps):
     app.post(
       '/api/pms/products/:sku/images/:imageId/versions',
       {
-        config: { scope: 'pms' },
+        config: { scope: 'pms', openapi: { requestBody: imageIntakeRequestBody } },
         schema: {
           tags,
           summary:
@@ -224,7 +188,7 @@ export async function registerImageRoutes(root: FastifyInstance, deps: ApiDeps):
           tags,
           summary: 'Make an earlier version current again (job image.rollback)',
           params: imageParams,
-          body: z.object({ version: z.number().int().min(1) }),
+          body: z.object({ version: z.number().int().min(1) }).meta({ example: { version: 1 } }),
           response: { 202: jobHandleSchema, 200: imageSchema },
         },
       },
@@ -246,7 +210,7 @@ export async function registerImageRoutes(root: FastifyInstance, deps: ApiDeps):
           params: imageParams,
           response: {
             202: jobHandleSchema,
-            200: z.object({ id: z.string(), sku: z.string(), deletedAt: z.string() }),
+            200: deletedImageSchema,
           },
         },
       },
@@ -298,7 +262,7 @@ export async function registerImageRoutes(root: FastifyInstance, deps: ApiDeps):
           tags,
           summary: 'Every version of an image, newest first (`current` marks the one in use)',
           params: imageParams,
-          response: { 200: z.object({ items: z.array(versionSchema) }) },
+          response: { 200: z.object({ items: z.array(imageVersionSchema) }) },
         },
       },
       async (request) => {

@@ -15,51 +15,21 @@ import {
   ttlSecondsSchema,
 } from '../../queues/inventory.js';
 import { skuSchema } from '../../queues/products.js';
+import { levelFigures, levelSchema, movementSchema, reservationSchema } from '../../resources.js';
 import type { ApiDeps } from '../deps.js';
 import { problem, sendProblem } from '../problems.js';
 import { jobHandleSchema, submitJob } from '../submit-job.js';
 
-export const movementSchema = z.object({
-  id: z.number().int(),
-  kind: z.enum(movementKinds),
-  sku: z.string(),
-  location: z.string(),
-  delta: z.number().int(),
-  onHandAfter: z.number().int(),
-  reservedAfter: z.number().int(),
-  reason: z.string().nullable(),
-  reference: z.string().nullable(),
-  note: z.string().nullable(),
-  reservationId: z.string().nullable(),
-  actor: z.string().nullable(),
-  jobId: z.string().nullable(),
-  createdAt: z.string(),
-});
-
-const figures = {
-  onHand: z.number().int(),
-  reserved: z.number().int(),
-  available: z.number().int(),
-  safetyStock: z.number().int(),
-  incoming: z.number().int(),
-};
-const levelSchema = z.object({
-  sku: z.string(),
-  location: z.string(),
-  ...figures,
-  version: z.number().int(),
-  updatedAt: z.string(),
-});
 const statusSchema = z.object({
   items: z.array(
     z.object({
       sku: z.string(),
-      totals: z.object(figures),
+      totals: z.object(levelFigures),
       locations: z.array(
         z.object({
           location: z.string(),
           active: z.boolean(),
-          ...figures,
+          ...levelFigures,
           version: z.number().int(),
           updatedAt: z.string(),
         }),
@@ -67,29 +37,6 @@ const statusSchema = z.object({
     }),
   ),
   notFound: z.array(z.string()),
-});
-
-export const reservationSchema = z.object({
-  id: z.string(),
-  reference: z.string(),
-  status: z.enum(['active', 'committed', 'released', 'expired']),
-  expiresAt: z.string().nullable().describe('null: held until committed or released (a confirmed order)'),
-  owner: z.enum(['order']).nullable().describe('set: the reservation changes only through its owner'),
-  createdAt: z.string(),
-  updatedAt: z.string(),
-  closedAt: z.string().nullable(),
-  version: z.number().int(),
-  lines: z.array(
-    z.object({
-      line: z.number().int(),
-      sku: z.string(),
-      location: z.string(),
-      quantity: z.number().int(),
-      committed: z.number().int(),
-      released: z.number().int(),
-      rule: z.enum(['explicit', 'single_location', 'fewest_locations', 'split']),
-    }),
-  ),
 });
 
 /** `sku=a,b,c`: 1-100 skus, comma-separated. */
@@ -120,7 +67,11 @@ export function registerInventoryRoutes(root: FastifyInstance, deps: ApiDeps): v
       schema: {
         tags,
         summary: 'Adjust stock: 1-1000 lines, all or none (job inventory.adjust)',
-        body: adjustPayload,
+        body: adjustPayload.meta({
+          example: {
+            movements: [{ sku: 'TSHIRT-RED-M', location: 'default', delta: 20, reason: 'received' }],
+          },
+        }),
         response: movementsResult,
       },
     },
@@ -134,7 +85,7 @@ export function registerInventoryRoutes(root: FastifyInstance, deps: ApiDeps): v
       schema: {
         tags,
         summary: 'Record a stock count: sets on_hand through a count movement (job inventory.set)',
-        body: setPayload,
+        body: setPayload.meta({ example: { sku: 'TSHIRT-RED-M', location: 'default', onHand: 18 } }),
         response: { 202: jobHandleSchema, 200: z.object({ movement: movementSchema }) },
       },
     },
@@ -148,7 +99,9 @@ export function registerInventoryRoutes(root: FastifyInstance, deps: ApiDeps): v
       schema: {
         tags,
         summary: 'Move unreserved stock between locations, both legs at once (job inventory.transfer)',
-        body: transferPayload,
+        body: transferPayload.meta({
+          example: { sku: 'TSHIRT-RED-M', from: 'default', to: 'warehouse', quantity: 2 },
+        }),
         response: movementsResult,
       },
     },
@@ -162,7 +115,9 @@ export function registerInventoryRoutes(root: FastifyInstance, deps: ApiDeps): v
       schema: {
         tags,
         summary: 'Set the safety stock held back from available (job inventory.set-safety-stock)',
-        body: safetyStockPayload,
+        body: safetyStockPayload.meta({
+          example: { sku: 'TSHIRT-RED-M', location: 'default', safetyStock: 2 },
+        }),
         response: { 202: jobHandleSchema, 200: levelSchema },
       },
     },
@@ -177,7 +132,13 @@ export function registerInventoryRoutes(root: FastifyInstance, deps: ApiDeps): v
         tags,
         summary:
           'Reserve every line or none; lines without a location are allocated (job reservation.create)',
-        body: reservePayload,
+        body: reservePayload.meta({
+          example: {
+            reference: 'order-1001',
+            lines: [{ sku: 'TSHIRT-RED-M', quantity: 2 }],
+            ttlSeconds: 900,
+          },
+        }),
         response: { 202: jobHandleSchema, 201: reservationSchema },
       },
     },
@@ -212,7 +173,7 @@ export function registerInventoryRoutes(root: FastifyInstance, deps: ApiDeps): v
         tags,
         summary: 'Set the expiry to ttlSeconds from now (job reservation.extend)',
         params: reservationParams,
-        body: z.object({ ttlSeconds: ttlSecondsSchema }),
+        body: z.object({ ttlSeconds: ttlSecondsSchema }).meta({ example: { ttlSeconds: 1800 } }),
         response: { 202: jobHandleSchema, 200: reservationSchema },
       },
     },

@@ -8,18 +8,9 @@ import {
   locationCodeSchema,
   updateLocationPayload,
 } from '../../queues/inventory.js';
+import { locationSchema } from '../../resources.js';
 import type { ApiDeps } from '../deps.js';
 import { jobHandleSchema, submitJob } from '../submit-job.js';
-
-export const locationSchema = z.object({
-  code: z.string(),
-  name: z.string(),
-  priority: z.number().int(),
-  active: z.boolean(),
-  version: z.number().int(),
-  createdAt: z.string(),
-  updatedAt: z.string(),
-});
 
 export function registerLocationRoutes(root: FastifyInstance, deps: ApiDeps): void {
   const app = root.withTypeProvider<ZodTypeProvider>();
@@ -32,7 +23,7 @@ export function registerLocationRoutes(root: FastifyInstance, deps: ApiDeps): vo
       schema: {
         tags,
         summary: 'Create a location (job location.create; a taken code fails with location_taken)',
-        body: createLocationPayload,
+        body: createLocationPayload.meta({ example: { code: 'warehouse', name: 'Warehouse', priority: 10 } }),
         response: { 202: jobHandleSchema, 201: locationSchema },
       },
     },
@@ -48,7 +39,9 @@ export function registerLocationRoutes(root: FastifyInstance, deps: ApiDeps): vo
         tags,
         summary: 'Replace a location’s name, priority and active flag (job location.update)',
         params: z.object({ code: locationCodeSchema }),
-        body: updateLocationPayload.omit({ code: true }),
+        body: updateLocationPayload
+          .omit({ code: true })
+          .meta({ example: { name: 'Warehouse', priority: 10, active: true } }),
         response: { 202: jobHandleSchema, 200: locationSchema },
       },
     },

@@ -10,10 +10,11 @@ import {
   orderNumberSchema,
   returnBody,
 } from '../../queues/orders.js';
+import { movementSchema, reservationSchema } from '../../resources.js';
 import type { ApiDeps } from '../deps.js';
 import { problem, sendProblem } from '../problems.js';
 import { jobHandleSchema, submitJob } from '../submit-job.js';
-import { instant, movementSchema, reservationSchema } from './inventory.js';
+import { instant } from './inventory.js';
 
 const int = z.number().int();
 const at = '2026-12-02T10:00:00.000Z';

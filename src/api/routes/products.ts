@@ -4,29 +4,16 @@ import { z } from 'zod';
 import { getProduct, listProducts } from '../../domain/products.js';
 import {
   createProductPayload,
-  moneySchema,
   productJobs,
   type productRefPayload,
   skuSchema,
   updateProductPayload,
   versionSchema,
 } from '../../queues/products.js';
+import { productSchema } from '../../resources.js';
 import type { ApiDeps } from '../deps.js';
 import { HttpProblem, problem, sendProblem } from '../problems.js';
 import { jobHandleSchema, submitJob } from '../submit-job.js';
-
-const productSchema = z.object({
-  sku: z.string(),
-  name: z.string(),
-  description: z.string().nullable(),
-  price: moneySchema,
-  status: z.enum(['draft', 'published', 'archived']),
-  attributes: z.record(z.string(), z.unknown()),
-  version: z.number().int(),
-  createdAt: z.string(),
-  updatedAt: z.string(),
-  publishedAt: z.string().nullable(),
-});
 
 const skuParams = z.object({ sku: skuSchema });
 const ifMatchHeaders = z.object({
@@ -66,7 +53,9 @@ export function registerProductRoutes(root: FastifyInstance, deps: ApiDeps): voi
       schema: {
         tags,
         summary: 'Create a product (job product.create; duplicate sku fails with sku_taken)',
-        body: createProductPayload,
+        body: createProductPayload.meta({
+          example: { sku: 'TSHIRT-RED-M', name: 'T-shirt red M', price: { amount: 1999, currency: 'EUR' } },
+        }),
         response: { ...accepted, 201: productSchema },
       },
     },
@@ -77,13 +66,23 @@ export function registerProductRoutes(root: FastifyInstance, deps: ApiDeps): voi
   app.put(
     '/api/pms/products/:sku',
     {
-      config: { scope: 'pms' },
+      config: { scope: 'pms', openapi: { problems: [428] } },
       schema: {
         tags,
         summary: 'Replace a product (job product.update); needs If-Match or expectedVersion',
         params: skuParams,
         headers: ifMatchHeaders,
-        body: updateProductPayload.omit({ sku: true }).extend({ expectedVersion: versionSchema.optional() }),
+        body: updateProductPayload
+          .omit({ sku: true })
+          .extend({ expectedVersion: versionSchema.optional() })
+          .meta({
+            example: {
+              name: 'T-shirt red M',
+              price: { amount: 2499, currency: 'EUR' },
+              attributes: { color: 'red' },
+              expectedVersion: 1,
+            },
+          }),
         response: { ...accepted, 200: productSchema },
       },
     },
@@ -164,7 +163,12 @@ export function registerProductRoutes(root: FastifyInstance, deps: ApiDeps): voi
   app.get(
     '/api/pms/products/:sku',
     {
-      config: { scope: 'pms' },
+      config: {
+        scope: 'pms',
+        openapi: {
+          headers: { 200: { ETag: { description: 'The version: "<n>"', schema: { type: 'string' } } } },
+        },
+      },
       schema: {
         tags,
         summary: 'Read a product; its ETag is its version',

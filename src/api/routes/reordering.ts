@@ -349,7 +349,8 @@ export function registerReorderingRoutes(root: FastifyInstance, deps: ApiDeps): 
         body: z
           .object({ reason: z.string().min(1).max(500).optional() })
           .meta({ examples: [{ reason: 'ordered by phone instead' }] })
-          .optional(),
+          // No body at all is fine: Fastify hands such a request null.
+          .nullish(),
         response: { 202: jobHandleSchema, 200: purchaseOrderSchema },
       },
     },

@@ -6,6 +6,7 @@ import { setTransactionActor } from '../../events/outbox.js';
 import { typePatternSchema } from '../../events/type-patterns.js';
 import { refuseUrl } from '../../outbound/address-guard.js';
 import { deliveryJob, replayRange, webhookJobs } from '../../queues/webhooks.js';
+import { webhookEndpointSchema } from '../../resources.js';
 import {
   assignDeliveryJobs,
   getDelivery,
@@ -32,30 +33,20 @@ import { jobHandleSchema, submitJob } from '../submit-job.js';
 /** The previous secret keeps signing this long after a rotation. */
 const rotationOverlapMs = 24 * 3_600_000;
 
-const endpointSchema = z.object({
-  id: z.string(),
-  url: z.string(),
-  description: z.string().nullable(),
-  eventTypes: z.array(z.string()),
-  rateLimitPerSecond: z.number().int().nullable(),
-  status: z.enum(['enabled', 'disabled']),
-  disabledReason: z.string().nullable(),
-  disabledAt: z.string().nullable(),
-  consecutiveFailures: z.number().int(),
-  failingSince: z.string().nullable(),
-  lastSuccessAt: z.string().nullable(),
-  previousSecretExpiresAt: z.string().nullable(),
-  version: z.number().int(),
-  createdAt: z.string(),
-  updatedAt: z.string(),
-});
-
-const endpointBody = z.object({
-  url: z.string().max(2000),
-  eventTypes: z.array(typePatternSchema).min(1).max(100),
-  description: z.string().max(1000).nullish(),
-  rateLimitPerSecond: z.number().int().min(1).max(10_000).nullish(),
-});
+const endpointBody = z
+  .object({
+    url: z.string().max(2000),
+    eventTypes: z.array(typePatternSchema).min(1).max(100),
+    description: z.string().max(1000).nullish(),
+    rateLimitPerSecond: z.number().int().min(1).max(10_000).nullish(),
+  })
+  .meta({
+    example: {
+      url: 'https://pms.example.com/hooks',
+      eventTypes: ['product.*', 'stock.moved'],
+      description: 'PMS',
+    },
+  });
 
 const deliverySchema = z.object({
   id: z.string(),
@@ -114,12 +105,17 @@ export function registerWebhookRoutes(root: FastifyInstance, deps: ApiDeps): voi
   app.post(
     '/api/webhooks/endpoints',
     {
-      config: { scope: 'admin' },
+      config: {
+        scope: 'admin',
+        openapi: {
+          headers: { 201: { Location: { description: 'The new endpoint', schema: { type: 'string' } } } },
+        },
+      },
       schema: {
         tags,
         summary: 'Register an endpoint; the answer carries its signing secret, shown only this once',
         body: endpointBody,
-        response: { 201: endpointSchema.extend({ secret: z.string() }) },
+        response: { 201: webhookEndpointSchema.extend({ secret: z.string() }) },
       },
     },
     async (request, reply) => {
@@ -141,7 +137,7 @@ export function registerWebhookRoutes(root: FastifyInstance, deps: ApiDeps): voi
       schema: {
         tags,
         summary: 'Every endpoint',
-        response: { 200: z.object({ items: z.array(endpointSchema) }) },
+        response: { 200: z.object({ items: z.array(webhookEndpointSchema) }) },
       },
     },
     async () => ({ items: await listEndpoints(deps.db) }),
@@ -155,7 +151,7 @@ export function registerWebhookRoutes(root: FastifyInstance, deps: ApiDeps): voi
         tags,
         summary: 'One endpoint (never its secret)',
         params: idParams,
-        response: { 200: endpointSchema },
+        response: { 200: webhookEndpointSchema },
       },
     },
     async (request) => {
@@ -174,7 +170,7 @@ export function registerWebhookRoutes(root: FastifyInstance, deps: ApiDeps): voi
         summary: 'Replace url, event types, description and rate limit',
         params: idParams,
         body: endpointBody,
-        response: { 200: endpointSchema },
+        response: { 200: webhookEndpointSchema },
       },
     },
     async (request) => {
@@ -191,12 +187,17 @@ export function registerWebhookRoutes(root: FastifyInstance, deps: ApiDeps): voi
     '/api/webhooks/endpoints/:id',
     {
       config: { scope: 'admin' },
-      schema: { tags, summary: 'Delete an endpoint and its delivery history', params: idParams },
+      schema: {
+        tags,
+        summary: 'Delete an endpoint and its delivery history',
+        params: idParams,
+        response: { 204: z.null().meta({ description: 'Deleted' }) },
+      },
     },
     async (request, reply) => {
       const deleted = await write(principalOf(request).name, (trx) => deleteEndpoint(trx, request.params.id));
       if (!deleted) throw notFound(request.params.id);
-      return reply.code(204).send();
+      return reply.code(204).send(null);
     },
   );
 
@@ -208,7 +209,7 @@ export function registerWebhookRoutes(root: FastifyInstance, deps: ApiDeps): voi
         tags,
         summary: 'New signing secret (shown once); the old one keeps signing alongside it for 24 h',
         params: idParams,
-        response: { 200: endpointSchema.extend({ secret: z.string() }) },
+        response: { 200: webhookEndpointSchema.extend({ secret: z.string() }) },
       },
     },
     async (request) => {
@@ -228,7 +229,7 @@ export function registerWebhookRoutes(root: FastifyInstance, deps: ApiDeps): voi
         tags,
         summary: 'Enable a disabled endpoint; the deliveries held meanwhile are sent again, oldest first',
         params: idParams,
-        response: { 200: endpointSchema },
+        response: { 200: webhookEndpointSchema },
       },
     },
     async (request) => {
@@ -328,7 +329,7 @@ export function registerWebhookRoutes(root: FastifyInstance, deps: ApiDeps): voi
         tags,
         summary: 'Send the endpoint every matching event of a time range again (job webhook.replay)',
         params: idParams,
-        body: replayRange,
+        body: replayRange.meta({ example: { since: '2026-12-01T00:00:00Z' } }),
         response: { 202: jobHandleSchema, 200: z.object({ events: z.number().int() }) },
       },
     },
