@@ -1,7 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { buildApp } from '../src/api/app.js';
-import { openApiDeps } from '../src/api/deps.js';
+import { openApiDeps, sharedWorkerDeps } from '../src/api/deps.js';
 import { parseConfig } from '../src/config.js';
 import { openRedis } from '../src/connections.js';
 import { createApiKey } from '../src/db/api-keys.js';
@@ -51,10 +51,11 @@ runEntry(async () => {
   const appUrl = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
   const { key } = await createApiKey(api.db, { name: 'bench', scopes: ['admin'] });
   const workerRedis = await openRedis(config, 'worker');
-  const workers = await startWorkers(
-    { config, log, db: api.db, redis: workerRedis, queues: api.queues, secrets: api.secrets },
-    ['products', 'maintenance', 'webhooks'],
-  );
+  const workers = await startWorkers(sharedWorkerDeps(api, { redis: workerRedis }), [
+    'products',
+    'maintenance',
+    'webhooks',
+  ]);
   let received = 0;
   const receiver = http.createServer((req, res) => {
     req.resume();

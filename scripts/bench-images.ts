@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
 import { buildApp } from '../src/api/app.js';
-import { openApiDeps } from '../src/api/deps.js';
+import { openApiDeps, sharedWorkerDeps } from '../src/api/deps.js';
 import { parseConfig } from '../src/config.js';
 import { openRedis } from '../src/connections.js';
 import { createApiKey } from '../src/db/api-keys.js';
@@ -111,10 +111,7 @@ async function pipelinePhase(files: Buffer[], concurrency: number, label: string
   const sku = `BENCH-${process.pid}`;
   await api.db('products').insert({ sku, name: 'Bench', price_amount: 100, price_currency: 'EUR' });
   const workerRedis = await openRedis(config, 'worker');
-  const workers = await startWorkers(
-    { config, log, db: api.db, redis: workerRedis, queues: api.queues, secrets: api.secrets },
-    ['images'],
-  );
+  const workers = await startWorkers(sharedWorkerDeps(api, { redis: workerRedis }), ['images']);
 
   const submit = async (file: Buffer) => {
     const { payload, contentType } = multipartBody(file);

@@ -1,13 +1,11 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { parseConfig } from '../src/config.js';
 import { createApiKey } from '../src/db/api-keys.js';
 import { createDb } from '../src/db/knex.js';
 import { prepareDatabase } from '../src/db/migrate.js';
+import { cpuSecondsOf, startCompiled, stopProcess } from './bench/processes.js';
 import { benchLimits, deleteScratchKeys, dropScratchDatabase, freePort } from './bench/scratch.js';
 
 /**
@@ -21,7 +19,6 @@ import { benchLimits, deleteScratchKeys, dropScratchDatabase, freePort } from '.
  */
 const seconds = Number(process.env.BENCH_SECONDS ?? 10);
 const connections = Number(process.env.BENCH_CONNECTIONS ?? 10);
-const distDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 const id = randomBytes(4).toString('hex');
 const base = parseConfig();
@@ -37,54 +34,15 @@ const env = {
 } as Record<string, string>;
 const config = parseConfig(env);
 
-/** Starts a compiled entry point; ready when its output matches `ready`, or when `readyUrl` answers. */
-function startProcess(
+const startProcess = (
   script: string,
   args: string[],
   extraEnv: Record<string, string>,
   ready: RegExp | { url: string },
   niceness = 0,
-) {
-  const command = [process.execPath, path.join(distDir, script), ...args];
-  // `nice` execs node in place, so the pid (and its /proc CPU counters) stays the node process's.
-  const [file, ...argv] = niceness ? ['nice', '-n', String(niceness), ...command] : command;
-  const child = spawn(file!, argv, {
-    env: { ...env, ...extraEnv },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  return new Promise<ChildProcess>((resolve, reject) => {
-    let seen = '';
-    const onData = (chunk: Buffer) => {
-      seen += chunk.toString();
-      if (ready instanceof RegExp && ready.test(seen)) resolve(child);
-    };
-    child.stdout.on('data', onData);
-    child.stderr.on('data', onData);
-    child.once('exit', (code) => reject(new Error(`${script} exited ${code}:\n${seen}`)));
-    if (!(ready instanceof RegExp)) {
-      const poll = () =>
-        fetch(ready.url).then(
-          (res) => (res.ok ? resolve(child) : setTimeout(poll, 100)),
-          () => setTimeout(poll, 100),
-        );
-      poll();
-    }
-  });
-}
-
-async function stop(child: ChildProcess) {
-  if (child.exitCode !== null) return;
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill('SIGTERM');
-  await exited;
-}
-
-/** CPU seconds a process has used so far (user + system), from /proc. */
-function cpuSeconds(child: ChildProcess): number {
-  const stat = readFileSync(`/proc/${child.pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, in clock ticks of 10 ms
-}
+) => startCompiled(script, args, { ...env, ...extraEnv }, ready, niceness);
+const stop = stopProcess;
+const cpuSeconds = (child: ChildProcess) => cpuSecondsOf(child.pid!);
 
 interface Figures {
   label: string;

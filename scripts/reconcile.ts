@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
+import { createStamps } from '../src/cache/stamps.js';
 import { parseConfig } from '../src/config.js';
-import { openPostgres } from '../src/connections.js';
+import { openPostgres, openRedis } from '../src/connections.js';
 import { describeDrift, findDrift, fixDrift } from '../src/domain/reconcile.js';
 import { runEntry } from '../src/entry.js';
 
@@ -35,6 +36,7 @@ runEntry(async () => {
         console.error(`could not fix ${d.sku} @ ${d.location}: ${(error as Error).message}`);
       }
     }
+    await forgetCachedStock(config, [...new Set(drift.map((d) => d.sku))]);
     const left = await findDrift(db);
     for (const d of left) console.log(`still drifting: ${describeDrift(d)}`);
     console.log(left.length === 0 ? 'ledger = levels after the fix' : `${left.length} level(s) still drift`);
@@ -43,3 +45,20 @@ runEntry(async () => {
     await db.destroy();
   }
 });
+
+/** The fixed levels changed outside any job: retire their cached stock entries on every process. */
+async function forgetCachedStock(config: ReturnType<typeof parseConfig>, skus: string[]): Promise<void> {
+  if (!config.CACHE_ENABLED || skus.length === 0) return;
+  try {
+    const redis = await openRedis(config, 'producer');
+    try {
+      await createStamps(redis, config.QUEUE_PREFIX).bump(skus.map((sku) => `stock:${sku}`));
+    } finally {
+      redis.disconnect();
+    }
+  } catch (error) {
+    console.error(
+      `could not invalidate the cached stock of the fixed skus (${(error as Error).message}); reads may show the old figures for up to CACHE_TTL`,
+    );
+  }
+}

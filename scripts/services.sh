@@ -3,14 +3,18 @@
 # maxmemory-policy noeviction, AOF on) that Stockflow uses by default are running: starts them from the
 # installed binaries when they are not reachable, installing them with apt-get when they are
 # missing and this is a Debian-like machine we may administer.
-#   --with-browser   also make sure Debian's chromium is installed (the browser tests need it)
+#   --with-browser     also make sure Debian's chromium is installed (the browser tests need it)
+#   --with-prometheus  also make sure Debian's prometheus is installed (its promtool checks the
+#                      metrics, the alert rules and their tests)
 set -euo pipefail
 
 with_browser=false
+with_prometheus=false
 for arg in "$@"; do
   case "$arg" in
     --with-browser) with_browser=true ;;
-    *) echo "usage: $0 [--with-browser]" >&2; exit 2 ;;
+    --with-prometheus) with_prometheus=true ;;
+    *) echo "usage: $0 [--with-browser] [--with-prometheus]" >&2; exit 2 ;;
   esac
 done
 
@@ -89,5 +93,18 @@ if $with_browser; then
     say "chromium is installed"
   else
     apt_install chromium
+  fi
+fi
+
+# promtool for the metrics and alert-rule checks ------------------------------------------------
+if $with_prometheus; then
+  if command -v promtool >/dev/null; then
+    say "promtool is installed"
+  else
+    apt_install prometheus
+    # Only promtool is wanted: the package's own server must not hold port 9090 on a test machine.
+    if command -v systemctl >/dev/null && systemctl is-active --quiet prometheus 2>/dev/null; then
+      systemctl stop prometheus || true
+    fi
   fi
 fi

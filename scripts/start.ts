@@ -1,6 +1,6 @@
 import { writeFileSync } from 'node:fs';
 import { buildApp } from '../src/api/app.js';
-import { openApiDeps } from '../src/api/deps.js';
+import { openApiDeps, sharedWorkerDeps } from '../src/api/deps.js';
 import { type Config, parseConfig } from '../src/config.js';
 import { openPostgres, openRedis } from '../src/connections.js';
 import { countActiveApiKeys, createApiKey } from '../src/db/api-keys.js';
@@ -40,7 +40,7 @@ runEntry(async () => {
   const workerDb = await openPostgres(config, 'worker');
   const workerRedis = await openRedis(config, 'worker');
   const workers = await startWorkers(
-    { config, log, db: workerDb, redis: workerRedis, queues: api.queues, secrets: api.secrets },
+    sharedWorkerDeps(api, { redis: workerRedis, db: workerDb }),
     parseQueueList('all'),
   );
   log.info(

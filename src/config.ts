@@ -245,6 +245,50 @@ const envSchema = z.object({
   SUPPLIER_TIMEOUT_MS: integer(100, 120_000).default(10_000),
   /** Off by default: supplier URLs on loopback, private, link-local or metadata addresses are refused. */
   SUPPLIER_ALLOW_PRIVATE_TARGETS: booleanFlag.default(false),
+  // Operations (issue 11): read cache, metrics, alerts. See docs/operations.md.
+  /** Serve product and stock reads through the cache; web and worker processes must agree. */
+  CACHE_ENABLED: booleanFlag.default(true),
+  /** Redis of the read cache (may run allkeys-lru); default: REDIS_URL. */
+  CACHE_REDIS_URL: z.url({ protocol: /^rediss?$/ }).optional(),
+  /** How long a product or stock entry is served before it is reloaded. */
+  CACHE_TTL: duration.default(5 * 60_000),
+  /** Same for list pages, which every product change invalidates. */
+  CACHE_LIST_TTL: duration.default(30_000),
+  /** After its TTL an entry is still served for this long while one reader reloads it (0s: never). */
+  CACHE_GRACE: z
+    .string()
+    .transform((text, ctx) => {
+      const ms = parseDuration(text);
+      if (ms === undefined) {
+        ctx.addIssue({ code: 'custom', message: 'must be a duration such as 0s, 30s or 5m' });
+        return z.NEVER;
+      }
+      return ms;
+    })
+    .default(60_000),
+  /** Bounds of the in-process tier of each process: entries and bytes (least recently used go first). */
+  CACHE_L1_MAX_ITEMS: integer(1, 10_000_000).default(10_000),
+  CACHE_L1_MAX_BYTES: integer(1024, 4 * 1024 ** 3).default(64 * 1024 ** 2),
+  /** How often the most-read skus are loaded into the cache, and how many. */
+  CACHE_WARM_INTERVAL: duration.default(5 * 60_000),
+  CACHE_WARM_TOP: integer(0, 100_000).default(500),
+  /** Worker processes serve GET /metrics on HOST:METRICS_PORT (0: a free port; unset: no listener). */
+  METRICS_PORT: integer(0, 65535).optional(),
+  ALERT_EVALUATION_INTERVAL: duration.default(15_000),
+  /** An open alert resolves only once its condition has been quiet this long (flapping keeps it open). */
+  ALERT_HOLD_DOWN: duration.default(5 * 60_000),
+  /** queue_backlog: more than this many waiting jobs in a queue… */
+  ALERT_QUEUE_WAITING_MAX: integer(0, 100_000_000).default(1000),
+  /** …for at least this long. */
+  ALERT_QUEUE_WAITING_FOR: duration.default(2 * 60_000),
+  /** queue_oldest_waiting: the oldest waiting job of a queue is older than this. */
+  ALERT_OLDEST_WAITING_MAX: duration.default(5 * 60_000),
+  /** job_failures: more jobs of one queue failed for good in the last minute than this. */
+  ALERT_FAILED_PER_MINUTE: integer(0, 1_000_000).default(10),
+  /** route_latency: p99 of a route over the window above this, once it has served enough requests. */
+  ALERT_ROUTE_P99_MS: integer(1, 600_000).default(200),
+  ALERT_ROUTE_WINDOW: duration.default(5 * 60_000),
+  ALERT_ROUTE_MIN_REQUESTS: integer(1, 1_000_000).default(50),
 });
 
 export type Config = ReturnType<typeof parseConfig>;
@@ -307,6 +351,7 @@ export function parseConfig(env: Record<string, string | undefined> = process.en
       inbound: c.WORKER_CONCURRENCY_INBOUND,
     },
     images: imageSettings(c),
+    cacheRedisUrl: c.CACHE_REDIS_URL ?? c.REDIS_URL,
   };
 }
 

@@ -16,6 +16,7 @@ import { registerInboundRoutes } from './routes/inbound.js';
 import { registerInventoryRoutes } from './routes/inventory.js';
 import { registerJobRoutes } from './routes/jobs.js';
 import { registerLocationRoutes } from './routes/locations.js';
+import { registerOpsRoutes } from './routes/ops.js';
 import { registerOrderRoutes } from './routes/orders.js';
 import { registerProductRoutes } from './routes/products.js';
 import { registerReorderingRoutes } from './routes/reordering.js';
@@ -61,7 +62,7 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
   registerAuth(app, deps.keys, { authFailures: deps.limits.rates.authFailures });
   registerRateLimit(app, deps.limits.rates, deps.config.RATE_LIMIT_PER_SECOND);
   await registerDocs(app, { public: deps.config.DOCS_PUBLIC });
-  registerMetrics(app, deps.queues);
+  registerMetrics(app, deps);
   registerHealthRoutes(app, deps);
   registerJobRoutes(app, deps);
   registerProductRoutes(app, deps);
@@ -74,6 +75,7 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
   registerReorderingRoutes(app, deps);
   registerOrderRoutes(app, deps);
   await registerInboundRoutes(app, deps);
+  registerOpsRoutes(app, deps);
   await registerBullBoard(app, deps.queues, deps.config);
   return app;
 }

@@ -1,10 +1,24 @@
 import type { Redis } from 'ioredis';
+import { openReadCache, type ReadCache } from '../cache/read-cache.js';
 import type { Config } from '../config.js';
 import { openPostgres, openRedis, warnAboutRedisSettings } from '../connections.js';
 import type { Db } from '../db/knex.js';
 import { createHorizonTracker, type HorizonTracker } from '../events/horizon.js';
 import { createLiveHub, type LiveHub } from '../events/live-hub.js';
 import type { Logger } from '../log.js';
+import { alertRules } from '../ops/alerts.js';
+import { createLatencyRecorder, type LatencyRecorder } from '../ops/latency-windows.js';
+import {
+  collectAlerts,
+  collectCache,
+  collectEndpoints,
+  collectPool,
+  collectQueues,
+  collectStock,
+  collectStreams,
+  createMetrics,
+  type Metrics,
+} from '../ops/metrics.js';
 import { type FinishedListener, finishedChannel, listenForFinished } from '../queues/finished-signal.js';
 import { closeQueues, createQueues, type Queues } from '../queues/queues.js';
 import { type SecretBox, secretBoxFromConfig } from '../secrets.js';
@@ -29,6 +43,19 @@ export interface ApiDeps {
   secrets: SecretBox;
   /** Abuse limits (docs/security.md): request rates in Redis, this process's concurrency caps. */
   limits: { rates: RateLimits; streams: StreamCaps; waits: Slots };
+  /** Product and stock reads (and, in `npm start`, the workers' invalidations). */
+  cache: ReadCache;
+  /** This process's Prometheus registry (shared with in-process workers). */
+  metrics: Metrics;
+  /** Route latencies pooled across web processes for the route_latency alert. */
+  latencies: LatencyRecorder;
+}
+
+/** What in-process workers (`npm start`, benchmarks, tests) share with the web process: all but Redis. */
+export function sharedWorkerDeps(api: ApiDeps, worker: { redis: Redis; db?: Db }) {
+  const { config, log, queues, cache, metrics, secrets } = api;
+  // Their own pool where the caller opened one: workers run under the worker role's Postgres guards.
+  return { config, log, db: worker.db ?? api.db, redis: worker.redis, queues, cache, metrics, secrets };
 }
 
 /** Opens what the web process needs; `close()` releases it all (after the server has closed). */
@@ -64,6 +91,20 @@ export async function openApiDeps(
   subscriber.on('message', (channel) => {
     if (channel === finishedJobs) events.wake();
   });
+  const cache = await openReadCache({ config, log, db, redis });
+  const metrics = createMetrics();
+  collectPool(metrics, db);
+  collectCache(metrics, cache);
+  collectQueues(metrics, queues);
+  collectStreams(metrics, () => events.size());
+  collectStock(metrics, db);
+  collectEndpoints(metrics, db);
+  collectAlerts(metrics, db, alertRules);
+  const latencies = createLatencyRecorder(redis, config.QUEUE_PREFIX, {
+    thresholdMs: config.ALERT_ROUTE_P99_MS,
+    windowMs: config.ALERT_ROUTE_WINDOW,
+    log,
+  });
   return {
     config,
     log,
@@ -80,7 +121,12 @@ export async function openApiDeps(
       streams: createStreamCaps({ perKey: config.STREAMS_PER_KEY, perProcess: config.STREAMS_PER_PROCESS }),
       waits: createSlots(config.WAIT_MAX_CONCURRENT),
     },
+    cache,
+    metrics,
+    latencies,
     async close() {
+      await latencies.close();
+      await cache.close();
       await events.close();
       await finished.close();
       subscriber.disconnect();

@@ -1,57 +1,48 @@
-import type { FastifyInstance } from 'fastify';
-import { collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import type { Queues } from '../queues/queues.js';
+import type { ApiDeps } from './deps.js';
 
-const jobStates = ['waiting', 'delayed', 'active', 'completed', 'failed', 'prioritized'] as const;
+/** An event stream (SSE, WebSocket) lasts as long as its client stays: no request latency. */
+function isStream(request: FastifyRequest, reply: FastifyReply): boolean {
+  const type = reply.getHeader('content-type');
+  return (
+    request.headers.upgrade?.toLowerCase() === 'websocket' ||
+    (typeof type === 'string' && type.startsWith('text/event-stream'))
+  );
+}
 
 /**
- * Prometheus metrics at GET /metrics (admin scope): process metrics, request durations by route
- * and status, and job counts per queue and state read from Redis at scrape time.
+ * GET /metrics (admin scope): the process's Prometheus registry (src/ops/metrics.ts). Every
+ * response is observed by route pattern and status: requests that waited for their job
+ * (`Prefer: wait` applied) in their own histogram, streams not at all (they are counted in
+ * stockflow_stream_connections). Route latencies also go to the pooled windows of the
+ * route_latency alert.
  */
-export function registerMetrics(app: FastifyInstance, queues: Queues): void {
-  const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'stockflow_' });
-  const requests = new Histogram({
-    name: 'stockflow_http_request_duration_seconds',
-    help: 'HTTP request duration by method, route pattern and status code',
-    labelNames: ['method', 'route', 'status'] as const,
-    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 30],
-    registers: [registry],
-  });
-  new Gauge({
-    name: 'stockflow_queue_jobs',
-    help: 'Jobs per queue and state',
-    labelNames: ['queue', 'state'] as const,
-    registers: [registry],
-    async collect() {
-      this.reset();
-      await Promise.all(
-        Object.entries(queues).map(async ([name, queue]) => {
-          const counts = await queue.getJobCounts(...jobStates);
-          for (const state of jobStates) this.set({ queue: name, state }, counts[state] ?? 0);
-        }),
-      );
-    },
-  });
-
+export function registerMetrics(app: FastifyInstance, deps: Pick<ApiDeps, 'metrics' | 'latencies'>): void {
+  const { metrics, latencies } = deps;
   app.addHook('onResponse', async (request, reply) => {
+    if (isStream(request, reply)) return;
     // The route pattern, not the URL: one series per route whatever the ids in the path.
     const route = request.routeOptions.url ?? 'unknown';
-    requests.observe(
-      { method: request.method, route, status: String(reply.statusCode) },
-      reply.elapsedTime / 1000,
-    );
+    const labels = { method: request.method, route, status: String(reply.statusCode) };
+    const seconds = reply.elapsedTime / 1000;
+    if (reply.hasHeader('preference-applied')) {
+      metrics.httpWaits.observe(labels, seconds);
+      return;
+    }
+    metrics.httpRequests.observe(labels, seconds);
+    latencies.record(`${request.method} ${route}`, seconds);
   });
 
   const exposition = { description: 'Prometheus text exposition format', schema: z.string() };
   const schema = {
     tags: ['operations'],
-    summary: 'Prometheus metrics: process, HTTP request durations, jobs per queue and state',
+    summary:
+      'Prometheus metrics: process, HTTP, queues and jobs, webhooks, cache, Postgres pool, streams, stock',
     response: { 200: { description: 'The metrics', content: { 'text/plain': exposition } } },
   };
   app.get('/metrics', { config: { scope: 'admin' }, schema }, async (_request, reply) => {
-    reply.type(registry.contentType);
-    return registry.metrics();
+    reply.type(metrics.registry.contentType);
+    return metrics.registry.metrics();
   });
 }

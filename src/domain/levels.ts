@@ -167,18 +167,24 @@ function summarize(sku: string, rows: StatusRow[]): StockStatus {
       version: r.version,
       updatedAt: r.updated_at!.toISOString(),
     }));
+  return { sku, totals: totalsOf(locations), locations };
+}
+
+function totalsOf(locations: StockStatus['locations']): StockStatus['totals'] {
   const sum = (f: (l: (typeof locations)[number]) => number) => locations.reduce((n, l) => n + f(l), 0);
   return {
-    sku,
-    totals: {
-      onHand: sum((l) => l.onHand),
-      reserved: sum((l) => l.reserved),
-      available: sum((l) => l.available),
-      safetyStock: sum((l) => l.safetyStock),
-      incoming: sum((l) => l.incoming),
-    },
-    locations,
+    onHand: sum((l) => l.onHand),
+    reserved: sum((l) => l.reserved),
+    available: sum((l) => l.available),
+    safetyStock: sum((l) => l.safetyStock),
+    incoming: sum((l) => l.incoming),
   };
+}
+
+/** A sku's status narrowed to one location, as `getStockStatus(db, skus, location)` answers it. */
+export function atLocation(status: StockStatus, location: string): StockStatus {
+  const locations = status.locations.filter((l) => l.location === location);
+  return { sku: status.sku, totals: totalsOf(locations), locations };
 }
 
 /** Current stock of these skus (optionally at one location), in the order asked; unknown skus are listed apart. */

@@ -97,6 +97,39 @@ const purchaseOrder = z.looseObject({
     lines: z.array(purchaseOrderLine),
   }),
 });
+const stockStates = z.enum(['in_stock', 'low', 'out']);
+/** Written by the ledger's apply trigger (db/migrations/20261202060000_stock_notifications.ts). */
+const stockState = z.looseObject({
+  sku: z.string(),
+  location: z.string(),
+  state: stockStates,
+  previousState: stockStates,
+  /** on_hand − reserved − safety stock, at least 0: as the inventory API shows it. */
+  available: z.number().int().min(0),
+  previousAvailable: z.number().int().min(0),
+  /** The low-stock threshold in force: the reorder point of the level's reorder rule, else its safety stock. */
+  threshold: z.number().int().min(0),
+  onHand: z.number().int(),
+  reserved: z.number().int(),
+  safetyStock: z.number().int(),
+  /** What crossed: a ledger movement, or a new safety stock. */
+  cause: z.enum(['movement', 'safety_stock']),
+  movementId: z.number().int().nullable(),
+});
+/** An alert as `alert.opened` / `alert.resolved` carry it and `GET /api/ops/alerts` lists it. */
+export const alertSchema = z.looseObject({
+  id: z.string(),
+  rule: z.string(),
+  subject: z.string(),
+  labels: z.record(z.string(), z.string()),
+  state: z.enum(['open', 'resolved']),
+  value: z.number(),
+  threshold: z.number(),
+  details: z.record(z.string(), z.unknown()),
+  openedAt: z.string(),
+  resolvedAt: z.string().nullable(),
+});
+const alert = z.looseObject({ alert: alertSchema });
 
 export const eventTypes = [
   defineEventType({ name: 'product.created', description: 'A product was created', data: product }),
@@ -124,6 +157,25 @@ export const eventTypes = [
         reservationId: true,
       })
       .extend({ movementId: z.number().int() }),
+  }),
+  defineEventType({
+    name: 'inventory.low_stock',
+    description:
+      "A level's available stock fell to or below its threshold (its reorder rule's point, else its safety stock), or rose from zero to it",
+    writtenBy: 'trigger',
+    data: stockState,
+  }),
+  defineEventType({
+    name: 'inventory.out_of_stock',
+    description: "A level's available stock reached zero",
+    writtenBy: 'trigger',
+    data: stockState,
+  }),
+  defineEventType({
+    name: 'inventory.back_in_stock',
+    description: "A level's available stock rose above its threshold again",
+    writtenBy: 'trigger',
+    data: stockState,
   }),
   defineEventType({
     name: 'stock.safety_stock_set',
@@ -380,6 +432,17 @@ export const eventTypes = [
     name: 'purchase_order.cancelled',
     description: 'A purchase order was cancelled; its lines no longer count as incoming',
     data: purchaseOrder.extend({ reason: z.string().nullable() }),
+  }),
+  defineEventType({
+    name: 'alert.opened',
+    description:
+      'The platform opened an alert about itself (queue backlog, failures, latency, endpoint, stock)',
+    data: alert,
+  }),
+  defineEventType({
+    name: 'alert.resolved',
+    description: "An open alert's condition has been quiet for the hold-down period",
+    data: alert,
   }),
 ] as const;
 

@@ -22,8 +22,8 @@ export interface LiveHub {
   wake(): void;
   /** The seq every live subscription has been brought to. */
   position(): number;
-  /** Open subscriptions (0 when idle: then the hub polls nothing). */
-  subscriberCount(): number;
+  /** Open subscriptions: one per connected SSE or WebSocket stream. */
+  size(): number;
   /** Ends every subscription (their `onEnd` runs) and stops polling. */
   close(): Promise<void>;
 }
@@ -209,7 +209,7 @@ export function createLiveHub(deps: {
     },
     wake,
     position: () => dispatched ?? horizon.current(),
-    subscriberCount: () => subscriptions.size,
+    size: () => subscriptions.size,
     async close() {
       closed = true;
       wake();

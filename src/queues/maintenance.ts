@@ -38,4 +38,17 @@ export const maintenanceJobs = {
     payload: z.object({ olderThanDays: z.number().int().min(1) }),
     options: { attempts: 3 },
   }),
+  warmCache: defineJob<{ skus: number; loads: number }>()({
+    name: 'maintenance.warm-cache',
+    queue: 'maintenance',
+    payload: z.object({ top: z.number().int().min(0).max(100_000) }),
+    options: { attempts: 1, removeOnComplete: { count: 10 }, removeOnFail: { count: 10 } },
+  }),
+  evaluateAlerts: defineJob<{ opened: number; resolved: number; open: number; skipped: boolean }>()({
+    name: 'maintenance.evaluate-alerts',
+    queue: 'maintenance',
+    payload: z.object({}),
+    // Every few seconds: the next run is the retry.
+    options: { attempts: 1, removeOnComplete: true, removeOnFail: { count: 100 } },
+  }),
 };

@@ -1,10 +1,13 @@
 import { parseArgs } from 'node:util';
+import { openReadCache } from '../cache/read-cache.js';
 import { parseConfig } from '../config.js';
 import { openPostgres, openRedis, warnAboutRedisSettings } from '../connections.js';
 import { onShutdownSignal, runEntry } from '../entry.js';
 import { createLogger } from '../log.js';
+import { collectCache, collectPool, createMetrics } from '../ops/metrics.js';
 import { closeQueues, createQueues } from '../queues/queues.js';
 import { secretBoxFromConfig } from '../secrets.js';
+import { serveWorkerMetrics } from './metrics-server.js';
 import { parseQueueList, startWorkers, stopWorkers } from './pool.js';
 
 /** Worker process: `node dist/src/workers/main.js [--queues products,inventory]` (default: all queues). */
@@ -17,14 +20,34 @@ runEntry(async () => {
   const redis = await openRedis(config, 'worker');
   await warnAboutRedisSettings(redis, log);
   const queues = createQueues(redis, config);
+  const cache = await openReadCache({ config, log, db, redis });
+  const metrics = createMetrics();
+  collectPool(metrics, db);
+  collectCache(metrics, cache);
+  const metricsServer =
+    config.METRICS_PORT === undefined
+      ? undefined
+      : await serveWorkerMetrics(metrics, config.HOST, config.METRICS_PORT);
+  if (metricsServer) log.info({ url: metricsServer.url }, 'worker metrics listening');
   const workers = await startWorkers(
-    { config, log, db, redis, queues, secrets: secretBoxFromConfig(config) },
+    {
+      config,
+      log,
+      db,
+      redis,
+      queues,
+      cache,
+      metrics,
+      secrets: secretBoxFromConfig(config),
+    },
     queueList,
   );
 
   onShutdownSignal(async (signal) => {
     log.info({ signal }, 'stopping workers: no new jobs, waiting for active ones');
     const graceful = await stopWorkers(workers, config.SHUTDOWN_TIMEOUT_MS);
+    metricsServer?.server.close();
+    await cache.close();
     await closeQueues(queues);
     await redis.quit();
     await db.destroy();

@@ -5,6 +5,7 @@ import { pruneAppliedJobs } from '../db/applied-jobs.js';
 import { DomainError } from '../errors.js';
 import { pruneEvents } from '../events/event-log.js';
 import type { Logger } from '../log.js';
+import { runAlertEvaluation } from '../ops/alerts.js';
 import { inventoryJobs } from '../queues/inventory.js';
 import type { JobData, QueueName } from '../queues/job.js';
 import { appliedJobsRetentionSeconds, maintenanceJobs } from '../queues/maintenance.js';
@@ -45,6 +46,8 @@ export const maintenanceHandlers = {
     );
     return pruneEvents(deps.db, payload);
   },
+  'maintenance.warm-cache': ({ deps }, payload) => deps.cache.warm(payload.top),
+  'maintenance.evaluate-alerts': ({ deps }) => runAlertEvaluation(deps),
 } satisfies QueueHandlers<'maintenance'>;
 
 /** One BullMQ job scheduler: repeatable work, run by the processes that run its queue. */
@@ -97,6 +100,23 @@ export function schedulers(config: Config): Scheduler[] {
       name: maintenanceJobs.sweepDeliveries.name,
       data: { payload: {}, meta: system },
       opts: maintenanceJobs.sweepDeliveries.options,
+    },
+    {
+      queue: 'maintenance',
+      id: 'warm-cache',
+      every: config.CACHE_WARM_INTERVAL,
+      name: maintenanceJobs.warmCache.name,
+      data: { payload: { top: config.CACHE_WARM_TOP }, meta: system },
+      opts: maintenanceJobs.warmCache.options,
+    },
+    // One evaluator across processes: the scheduler makes one job per interval, whoever runs it.
+    {
+      queue: 'maintenance',
+      id: 'evaluate-alerts',
+      every: config.ALERT_EVALUATION_INTERVAL,
+      name: maintenanceJobs.evaluateAlerts.name,
+      data: { payload: {}, meta: system },
+      opts: maintenanceJobs.evaluateAlerts.options,
     },
     {
       queue: 'reorder',
@@ -181,4 +201,14 @@ export function keepSchedulers(
     clearInterval(timer);
     redis.off('ready', check);
   };
+}
+
+/** Warms the cache once when a worker starts (the scheduler's first run may be an interval away). */
+export async function warmCacheAtStart(queues: Queues, config: Config): Promise<void> {
+  const warm = maintenanceJobs.warmCache;
+  await queues.maintenance.add(
+    warm.name,
+    { payload: { top: config.CACHE_WARM_TOP }, meta: { actor: 'system' } },
+    warm.options,
+  );
 }

@@ -5,7 +5,7 @@ import { type JobData, type QueueName, queueNames } from '../queues/job.js';
 import { failImageJobWithoutRun, imageHandlers } from './images.js';
 import { inboundHandlers } from './inbound.js';
 import { inventoryHandlers } from './inventory.js';
-import { keepSchedulers, maintenanceHandlers, registerSchedulers } from './maintenance.js';
+import { keepSchedulers, maintenanceHandlers, registerSchedulers, warmCacheAtStart } from './maintenance.js';
 import { orderHandlers } from './orders.js';
 import { createProcessor, type QueueHandlers, type WorkerDeps } from './processor.js';
 import { productHandlers } from './products.js';
@@ -86,6 +86,7 @@ class PoolWorker extends Worker<JobData> {
 export async function startWorkers(deps: WorkerDeps, queues: QueueName[]): Promise<Worker[]> {
   const { config, log } = deps;
   await registerSchedulers(deps.queues, config, queues);
+  if (queues.includes('maintenance')) await warmCacheAtStart(deps.queues, config);
   const workers = queues.map((queue) => {
     const worker = new PoolWorker(
       queue,

@@ -1,9 +1,13 @@
 import { DelayedError, type Job, type Processor, UnrecoverableError } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { cacheChangesOf } from '../cache/job-changes.js';
+import type { ReadCache } from '../cache/read-cache.js';
 import type { Config } from '../config.js';
 import type { Db } from '../db/knex.js';
 import { DomainError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { recordFailure } from '../ops/failure-counts.js';
+import type { Metrics } from '../ops/metrics.js';
 import { findJob, type JobNamed, type JobNamesOf } from '../queues/catalog.js';
 import type { AnyJob, JobData, JobMeta, PayloadOf, QueueName, ResultOf } from '../queues/job.js';
 import type { Queues } from '../queues/queues.js';
@@ -19,6 +23,9 @@ export interface WorkerDeps {
   queues: Queues;
   /** Seals and opens secrets at rest (src/secrets.ts). */
   secrets: SecretBox;
+  /** Invalidated after each job's commit; warmed by the maintenance queue. */
+  cache: ReadCache;
+  metrics: Metrics;
 }
 
 export interface JobContext {
@@ -52,6 +59,9 @@ export function domainFailureForQueue(error: DomainError): UnrecoverableError {
  * by older code), logs with the request id carried from the API, and records a domain error's
  * code on the job before BullMQ fails it without retry (see domainFailureForQueue). Any other
  * error is rethrown for retry.
+ * After the handler's transaction has committed and before the job completes, the read cache
+ * forgets what the job changed (a failure there fails the attempt: its retry is a no-op that
+ * invalidates again). Durations, waits and outcomes go to the process's metrics.
  */
 export function createProcessor<Q extends QueueName>(
   deps: WorkerDeps,
@@ -69,6 +79,11 @@ export function createProcessor<Q extends QueueName>(
       requestId: meta.requestId,
     });
     const started = performance.now();
+    const labels = { queue, job: job.name };
+    if (job.attemptsMade === 0 && job.processedOn) {
+      const dueAt = job.timestamp + (job.delay ?? 0);
+      deps.metrics.jobWait.observe(labels, Math.max(0, job.processedOn - dueAt) / 1000);
+    }
     try {
       const definition = findJob(job.name);
       const handler = byName[job.name];
@@ -82,6 +97,10 @@ export function createProcessor<Q extends QueueName>(
         });
       }
       const result = await handler({ deps, job, meta, log }, parsed.data);
+      const changes = await cacheChangesOf(deps.db, job.name, parsed.data, result);
+      if (changes) await deps.cache.invalidate(changes);
+      deps.metrics.jobDuration.observe(labels, (performance.now() - started) / 1000);
+      deps.metrics.jobsCompleted.inc(labels);
       // Scheduled runs (relay, expiry, pruning) come every few hundred ms: keep them out of info logs.
       const level = job.repeatJobKey ? 'debug' : 'info';
       log[level]({ ms: Math.round(performance.now() - started) }, 'job completed');
@@ -101,7 +120,24 @@ export function createProcessor<Q extends QueueName>(
         // DelayedError is no failure: the handler moved its job to a later time (a rate limit).
         log.warn({ err: error }, 'job attempt failed; it is retried while attempts remain');
       }
+      if (!(error instanceof DelayedError)) {
+        deps.metrics.jobDuration.observe(labels, (performance.now() - started) / 1000);
+        countFailure(deps, job, queue, error);
+      }
       throw error;
     }
   };
+}
+
+/** Metrics of a failed attempt; a failure for good also counts toward the job_failures alert. */
+function countFailure(deps: WorkerDeps, job: Job<JobData>, queue: QueueName, error: unknown): void {
+  const final = error instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+  const labels = { queue, job: job.name, code: error instanceof DomainError ? error.code : 'error' };
+  if (!final) {
+    deps.metrics.jobRetries.inc(labels);
+    return;
+  }
+  deps.metrics.jobsFailed.inc(labels);
+  // Best effort: a lost count only makes the alert a little late.
+  recordFailure(deps.redis, deps.config.QUEUE_PREFIX, queue).catch(() => undefined);
 }

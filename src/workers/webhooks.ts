@@ -174,6 +174,8 @@ async function deliver(
     jobId: job.id ?? null,
     worker: workerName,
   };
+  deps.metrics.webhookAttempts.inc({ outcome: attempt.outcome });
+  deps.metrics.webhookAttemptDuration.observe({ outcome: attempt.outcome }, result.durationMs / 1000);
 
   const recorded = await db.transaction(async (trx) => {
     await setTransactionActor(trx, 'system', job.id);
@@ -256,6 +258,11 @@ async function deliver(
       attempt: recorded.attempt,
       statusCode: status,
     };
+  if (recorded.outcome === 'delivered' || recorded.outcome === 'gone' || isLast) {
+    deps.metrics.webhookDeliveries.inc({
+      outcome: recorded.outcome === 'failed' ? 'exhausted' : recorded.outcome,
+    });
+  }
   if (recorded.outcome === 'delivered' || recorded.outcome === 'gone') {
     if (recorded.outcome === 'gone')
       log.warn({ endpointId: endpoint.id }, 'webhook endpoint answered 410: disabled');

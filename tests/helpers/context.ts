@@ -10,7 +10,7 @@ import type { DestinationStream } from 'pino';
 import { inject } from 'vitest';
 import { deleteScratchKeys } from '../../scripts/bench/scratch.js';
 import { buildApp } from '../../src/api/app.js';
-import { type ApiDeps, openApiDeps } from '../../src/api/deps.js';
+import { type ApiDeps, openApiDeps, sharedWorkerDeps } from '../../src/api/deps.js';
 import { type Config, parseConfig } from '../../src/config.js';
 import { openPostgres, openRedis } from '../../src/connections.js';
 import { createApiKey } from '../../src/db/api-keys.js';
@@ -115,7 +115,7 @@ export async function createTestContext(options: ContextOptions = {}): Promise<T
       const redis = await openRedis(config, 'worker');
       workerConnections.push(redis);
       const started = await startWorkers(
-        { config, log, db, redis, queues: api.queues, secrets: api.secrets },
+        sharedWorkerDeps(api, { redis, db }),
         queues ?? parseQueueList('all'),
       );
       workers.push(...started);

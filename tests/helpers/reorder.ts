@@ -58,6 +58,19 @@ export function reorderApi(ctx: TestContext) {
         .where({ sku, location: 'default' })
         .first('on_hand', 'reserved', 'incoming'),
     lines: (sku: string) => ctx.api.db('purchase_order_lines').where({ sku }).orderBy('created_at'),
+    /**
+     * Waits until the planner's scan has read every movement so far. A test whose supplier fails
+     * or rejects the first order calls it before setting the rule: otherwise a scan of the stock
+     * set-up movement, landing after the failure, orders again (correctly, but not on cue).
+     */
+    scanned: () =>
+      until(async () => {
+        const { rows } = await ctx.api.db.raw(
+          `select (select position from outbox_cursors where name = 'reorder') >=
+                  coalesce((select max(seq) from events where type = 'stock.moved'), 0) as done`,
+        );
+        return rows[0].done === true;
+      }),
   };
 }
 

@@ -37,7 +37,7 @@ async function connect(): Promise<{ ws: WebSocket; messages: Message[] }> {
   return { ws, messages };
 }
 
-const hub = () => ctx.api.events.subscriberCount();
+const hub = () => ctx.api.events.size();
 
 async function createProduct(sku: string): Promise<void> {
   const res = await ctx.request({

@@ -341,6 +341,7 @@ describe('sending to a supplier', () => {
   it('fails at once on a 400 (send_failed, an event), and the rule may order again', async () => {
     supplierServer.behaviour = { fail: 0, failStatus: 503, status: 400, leadDays: 3 };
     await api.product('REFUSED', 3);
+    await api.scanned();
     await api.supplier({ code: 'refuses', apiUrl: supplierServer.url, apiKey });
     await api.rule({ sku: 'REFUSED', supplier: 'refuses', reorderPoint: 5, reorderQuantity: 10 });
     const [order] = await ordersOnce('refuses', 'failed');
@@ -371,6 +372,7 @@ describe('sending to a supplier', () => {
   it('records a supplier rejection; cancelling lowers incoming', async () => {
     supplierServer.behaviour = { fail: 0, failStatus: 503, reject: 'discontinued', leadDays: 3 };
     await api.product('REJECT', 1);
+    await api.scanned();
     await api.supplier({ code: 'rejects', apiUrl: supplierServer.url, apiKey });
     await api.rule({ sku: 'REJECT', supplier: 'rejects', reorderPoint: 2, reorderQuantity: 10 });
     const [order] = await ordersOnce('rejects', 'rejected');

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { listMovements, movementKinds } from '../../domain/ledger.js';
-import { getStockAsOf, getStockStatus } from '../../domain/levels.js';
+import { getStockAsOf } from '../../domain/levels.js';
 import { getReservation } from '../../domain/reservations.js';
 import {
   adjustPayload,
@@ -219,7 +219,7 @@ export function registerInventoryRoutes(root: FastifyInstance, deps: ApiDeps): v
         response: { 200: statusSchema },
       },
     },
-    (request) => getStockStatus(deps.db, request.query.sku, request.query.location),
+    (request) => deps.cache.stockStatus(request.query.sku, request.query.location),
   );
 
   app.get(

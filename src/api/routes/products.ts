@@ -1,7 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { getProduct, listProducts } from '../../domain/products.js';
 import {
   createProductPayload,
   productJobs,
@@ -157,7 +156,7 @@ export function registerProductRoutes(root: FastifyInstance, deps: ApiDeps): voi
         response: { 200: z.object({ items: z.array(productSchema), nextCursor: z.string().nullable() }) },
       },
     },
-    (request) => listProducts(deps.db, request.query),
+    (request) => deps.cache.products(request.query),
   );
 
   app.get(
@@ -177,7 +176,7 @@ export function registerProductRoutes(root: FastifyInstance, deps: ApiDeps): voi
       },
     },
     async (request, reply) => {
-      const product = await getProduct(deps.db, request.params.sku);
+      const product = await deps.cache.product(request.params.sku);
       if (!product) {
         return sendProblem(
           reply,

@@ -1,0 +1,341 @@
+import type { Redis } from 'ioredis';
+import type { Knex } from 'knex';
+import type { Config } from '../config.js';
+import { appendEvent, setTransactionActor } from '../events/outbox.js';
+import { queueNames } from '../queues/job.js';
+import type { Queues } from '../queues/queues.js';
+import { failuresInLastMinute } from './failure-counts.js';
+import { readRouteLatencies } from './latency-windows.js';
+import { oldestWaitingSince } from './metrics.js';
+
+/**
+ * Alerts the platform raises about itself. One evaluation (a scheduled maintenance job; an
+ * advisory lock keeps overlapping runs out) observes every rule, then in one transaction opens
+ * the alerts whose condition holds (for long enough, where the rule says so) and resolves the
+ * open ones whose condition has been quiet for the hold-down period. A flapping condition keeps
+ * its alert open instead of opening it again. Each opening and resolution writes its event
+ * (`alert.opened`, `alert.resolved`), so they reach webhooks and streams like any other.
+ */
+
+export const alertRules = [
+  'queue_backlog',
+  'queue_oldest_waiting',
+  'job_failures',
+  'route_latency',
+  'webhook_endpoint_disabled',
+  'stock_below_safety',
+] as const;
+export type AlertRule = (typeof alertRules)[number];
+
+/** A condition that holds now. */
+export interface Firing {
+  rule: AlertRule;
+  subject: string;
+  labels: Record<string, string>;
+  value: number;
+  threshold: number;
+  details?: Record<string, unknown>;
+}
+
+export interface Alert {
+  id: string;
+  rule: AlertRule;
+  subject: string;
+  labels: Record<string, string>;
+  state: 'open' | 'resolved';
+  value: number;
+  threshold: number;
+  details: Record<string, unknown>;
+  openedAt: string;
+  resolvedAt: string | null;
+}
+
+interface AlertRow {
+  id: string;
+  rule: AlertRule;
+  subject: string;
+  labels: Record<string, string>;
+  state: 'open' | 'resolved';
+  value: number;
+  threshold: number;
+  details: Record<string, unknown>;
+  opened_at: Date;
+  last_true_at: Date;
+  resolved_at: Date | null;
+}
+
+const toAlert = (row: AlertRow): Alert => ({
+  id: row.id,
+  rule: row.rule,
+  subject: row.subject,
+  labels: row.labels,
+  state: row.state,
+  value: row.value,
+  threshold: row.threshold,
+  details: row.details,
+  openedAt: row.opened_at.toISOString(),
+  resolvedAt: row.resolved_at?.toISOString() ?? null,
+});
+
+export interface AlertSettings {
+  holdDownMs: number;
+  /** How long a condition must hold before its alert opens, per rule (default: at once). */
+  forMs: Partial<Record<AlertRule, number>>;
+}
+
+export const alertSettingsOf = (config: Config): AlertSettings => ({
+  holdDownMs: config.ALERT_HOLD_DOWN,
+  forMs: { queue_backlog: config.ALERT_QUEUE_WAITING_FOR },
+});
+
+const keyOf = (f: { rule: string; subject: string }) => `${f.rule}\u0000${f.subject}`;
+
+/** Observes the conditions kept outside Postgres (queues, failures, latencies). */
+export async function observeRedis(
+  deps: { config: Config; redis: Redis; queues: Queues },
+  now: number,
+): Promise<Firing[]> {
+  const { config } = deps;
+  const firing: Firing[] = [];
+  const failures = await failuresInLastMinute(deps.redis, config.QUEUE_PREFIX, queueNames, now);
+  await Promise.all(
+    queueNames.map(async (queue) => {
+      const counts = await deps.queues[queue].getJobCounts('wait', 'prioritized');
+      const waiting = (counts.wait ?? 0) + (counts.prioritized ?? 0);
+      if (waiting > config.ALERT_QUEUE_WAITING_MAX) {
+        firing.push({
+          rule: 'queue_backlog',
+          subject: queue,
+          labels: { queue },
+          value: waiting,
+          threshold: config.ALERT_QUEUE_WAITING_MAX,
+        });
+      }
+      const since = await oldestWaitingSince(deps.queues[queue]);
+      const ageSeconds = since === undefined ? 0 : (now - since) / 1000;
+      if (ageSeconds * 1000 > config.ALERT_OLDEST_WAITING_MAX) {
+        firing.push({
+          rule: 'queue_oldest_waiting',
+          subject: queue,
+          labels: { queue },
+          value: Math.round(ageSeconds),
+          threshold: config.ALERT_OLDEST_WAITING_MAX / 1000,
+        });
+      }
+      const failed = failures.get(queue) ?? 0;
+      if (failed > config.ALERT_FAILED_PER_MINUTE) {
+        firing.push({
+          rule: 'job_failures',
+          subject: queue,
+          labels: { queue },
+          value: failed,
+          threshold: config.ALERT_FAILED_PER_MINUTE,
+        });
+      }
+    }),
+  );
+  const latencies = await readRouteLatencies(deps.redis, config.QUEUE_PREFIX, {
+    thresholdMs: config.ALERT_ROUTE_P99_MS,
+    windowMs: config.ALERT_ROUTE_WINDOW,
+    now,
+  });
+  for (const route of latencies) {
+    if (route.requests >= config.ALERT_ROUTE_MIN_REQUESTS && route.slower > 0.01 * route.requests) {
+      firing.push({
+        rule: 'route_latency',
+        subject: route.route,
+        labels: { route: route.route },
+        value: Number.isFinite(route.p99Ms) ? route.p99Ms : 1e9,
+        threshold: config.ALERT_ROUTE_P99_MS,
+        details: {
+          requests: route.requests,
+          slowerThanThreshold: route.slower,
+          windowSeconds: config.ALERT_ROUTE_WINDOW / 1000,
+        },
+      });
+    }
+  }
+  return firing;
+}
+
+/** Observes the conditions kept in Postgres (endpoints, stock), inside the evaluation's transaction. */
+async function observePostgres(trx: Knex): Promise<Firing[]> {
+  const endpoints: { id: string; url: string; disabled_reason: string | null; disabled_at: Date | null }[] =
+    await trx('webhook_endpoints')
+      .where({ status: 'disabled' })
+      .select('id', 'url', 'disabled_reason', 'disabled_at');
+  const { rows: levels } = await trx.raw<{
+    rows: { sku: string; location: string; unreserved: number; safety_stock: number }[];
+  }>(
+    `select sku, location, on_hand - reserved as unreserved, safety_stock
+     from inventory_levels where on_hand - reserved < safety_stock order by sku, location`,
+  );
+  return [
+    ...endpoints.map((e) => ({
+      rule: 'webhook_endpoint_disabled' as const,
+      subject: e.id,
+      labels: { endpointId: e.id },
+      value: 1,
+      threshold: 0,
+      details: { url: e.url, reason: e.disabled_reason, disabledAt: e.disabled_at?.toISOString() ?? null },
+    })),
+    ...levels.map((l) => ({
+      rule: 'stock_below_safety' as const,
+      subject: `${l.sku}@${l.location}`,
+      labels: { sku: l.sku, location: l.location },
+      value: l.unreserved,
+      threshold: l.safety_stock,
+    })),
+  ];
+}
+
+export interface EvaluationResult {
+  /** Another evaluation held the lock: this one changed nothing. */
+  skipped: boolean;
+  opened: Alert[];
+  resolved: Alert[];
+  open: number;
+}
+
+/**
+ * One evaluation at `now`: the Redis-side observations are passed in (so a test can drive the
+ * clock), the Postgres-side ones are read in the transaction.
+ */
+export async function evaluateAlerts(
+  db: Knex,
+  input: { now: Date; redisFiring: Firing[]; settings: AlertSettings },
+): Promise<EvaluationResult> {
+  const { now, settings } = input;
+  return db.transaction(async (trx) => {
+    const { rows } = await trx.raw<{ rows: { locked: boolean }[] }>(
+      `select pg_try_advisory_xact_lock(hashtext('stockflow.alerts')) as locked`,
+    );
+    if (!rows[0]?.locked) return { skipped: true, opened: [], resolved: [], open: 0 };
+    await setTransactionActor(trx, 'system');
+    const firing = new Map(
+      [...input.redisFiring, ...(await observePostgres(trx))].map((f) => [keyOf(f), f] as const),
+    );
+    const openRows: AlertRow[] = await trx('ops_alerts').where({ state: 'open' }).forUpdate();
+    const openByKey = new Map(openRows.map((row) => [keyOf(row), row]));
+    const pendingRows: { rule: string; subject: string; since: Date }[] =
+      await trx('ops_alert_pending').forUpdate();
+    const pendingByKey = new Map(pendingRows.map((row) => [keyOf(row), row]));
+
+    const opened: Alert[] = [];
+    const resolved: Alert[] = [];
+    for (const [key, f] of firing) {
+      const open = openByKey.get(key);
+      if (open) {
+        await trx('ops_alerts').where({ id: open.id }).update({ last_true_at: now, value: f.value });
+        continue;
+      }
+      const forMs = settings.forMs[f.rule] ?? 0;
+      const pending = pendingByKey.get(key);
+      if (forMs > 0 && !pending) {
+        await trx('ops_alert_pending').insert({ rule: f.rule, subject: f.subject, since: now });
+        continue;
+      }
+      if (pending && now.getTime() - pending.since.getTime() < forMs) continue;
+      if (pending) await trx('ops_alert_pending').where({ rule: f.rule, subject: f.subject }).delete();
+      const [row] = (await trx('ops_alerts')
+        .insert({
+          rule: f.rule,
+          subject: f.subject,
+          labels: JSON.stringify(f.labels),
+          value: f.value,
+          threshold: f.threshold,
+          details: JSON.stringify({
+            ...f.details,
+            ...(pending ? { pendingSince: pending.since.toISOString() } : {}),
+          }),
+          opened_at: now,
+          last_true_at: now,
+        })
+        .returning('*')) as AlertRow[];
+      const alert = toAlert(row!);
+      await appendEvent(trx, {
+        type: 'alert.opened',
+        aggregate: { type: 'alert', id: alert.id },
+        data: { alert },
+      });
+      opened.push(alert);
+    }
+    for (const [key, pending] of pendingByKey) {
+      if (!firing.has(key)) {
+        await trx('ops_alert_pending').where({ rule: pending.rule, subject: pending.subject }).delete();
+      }
+    }
+    for (const [key, row] of openByKey) {
+      if (firing.has(key) || now.getTime() - row.last_true_at.getTime() < settings.holdDownMs) continue;
+      const [done] = (await trx('ops_alerts')
+        .where({ id: row.id })
+        .update({ state: 'resolved', resolved_at: now })
+        .returning('*')) as AlertRow[];
+      const alert = toAlert(done!);
+      await appendEvent(trx, {
+        type: 'alert.resolved',
+        aggregate: { type: 'alert', id: alert.id },
+        data: { alert },
+      });
+      resolved.push(alert);
+    }
+    return { skipped: false, opened, resolved, open: openByKey.size + opened.length - resolved.length };
+  });
+}
+
+/** The scheduled evaluation: observe now, then evaluate. */
+export async function runAlertEvaluation(
+  deps: { config: Config; db: Knex; redis: Redis; queues: Queues },
+  now = new Date(),
+): Promise<{ opened: number; resolved: number; open: number; skipped: boolean }> {
+  const redisFiring = await observeRedis(deps, now.getTime());
+  const result = await evaluateAlerts(deps.db, { now, redisFiring, settings: alertSettingsOf(deps.config) });
+  return {
+    opened: result.opened.length,
+    resolved: result.resolved.length,
+    open: result.open,
+    skipped: result.skipped,
+  };
+}
+
+export interface AlertPage {
+  items: Alert[];
+  nextCursor: string | null;
+}
+
+/** Alerts newest first, optionally of one state and rule (keyset pagination on opened_at, id). */
+export async function listAlerts(
+  db: Knex,
+  query: { state?: 'open' | 'resolved'; rule?: AlertRule; limit: number; cursor?: string },
+): Promise<AlertPage> {
+  const builder = db<AlertRow>('ops_alerts')
+    .orderBy([
+      { column: 'opened_at', order: 'desc' },
+      { column: 'id', order: 'desc' },
+    ])
+    .limit(query.limit + 1);
+  if (query.state) builder.where('state', query.state);
+  if (query.rule) builder.where('rule', query.rule);
+  const after = query.cursor === undefined ? undefined : parseAlertCursor(query.cursor);
+  if (after) builder.whereRaw('(opened_at, id) < (?::timestamptz, ?::uuid)', [after.at, after.id]);
+  const rows = (await builder) as AlertRow[];
+  const items = rows.slice(0, query.limit).map(toAlert);
+  const last = items[items.length - 1];
+  return {
+    items,
+    nextCursor:
+      rows.length > query.limit && last
+        ? Buffer.from(`${last.openedAt}|${last.id}`, 'utf8').toString('base64url')
+        : null,
+  };
+}
+
+const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** The position a `nextCursor` names, or undefined when the text is not one. */
+export function parseAlertCursor(cursor: string): { at: string; id: string } | undefined {
+  const [at, id, ...rest] = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
+  if (rest.length > 0 || !at || !id || !uuidPattern.test(id) || Number.isNaN(Date.parse(at)))
+    return undefined;
+  return { at, id };
+}
