@@ -113,7 +113,8 @@ export async function enqueue<J extends AnyJob>(
   return { id, queue: job.queue, name: job.name, state, replayed: previous !== null };
 }
 
-function dedupedJobId(queue: QueueName, key: string): string {
+/** The job id `enqueue` gives a job added with this `dedupeKey`. */
+export function dedupedJobId(queue: QueueName, key: string): string {
   if (key.length === 0) throw new Error('dedupeKey must not be empty');
   return jobIdOf(queue, `dedupe\n${key}`);
 }
