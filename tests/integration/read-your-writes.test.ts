@@ -11,7 +11,8 @@ let ctx: TestContext;
 const webs: string[] = [];
 const children: ChildProcess[] = [];
 beforeAll(async () => {
-  ctx = await createTestContext({ workers: ['products', 'inventory'] });
+  // No rate limit: six readers in a loop send more than a key's default budget on a fast machine.
+  ctx = await createTestContext({ workers: ['products', 'inventory'], env: { RATE_LIMIT_PER_SECOND: '0' } });
   // One after the other: two processes compiling at once on a loaded machine start slowly.
   for (let i = 0; i < 2; i++) {
     const web = await ctx.spawnWeb();
@@ -54,8 +55,10 @@ describe('read-your-writes across web processes', () => {
 
     const waitFor = async (res: { status: number; body: { id: string } }) => {
       if (res.status === 200) return res.body;
+      expect(res.status, JSON.stringify(res.body)).toBe(202);
       for (;;) {
         const job = await call(webs[0]!, `/api/jobs/${res.body.id}`);
+        expect(job.status, JSON.stringify(job.body)).toBe(200);
         if (job.body.state === 'completed') return job.body.result;
         if (job.body.state === 'failed') throw new Error(`job failed: ${JSON.stringify(job.body.error)}`);
         await new Promise((r) => setTimeout(r, 20));
@@ -92,6 +95,8 @@ describe('read-your-writes across web processes', () => {
           call(base, `/api/pms/inventory/status?sku=${sku}`),
         ]);
         reads += 2;
+        expect(product.status, JSON.stringify(product.body)).toBe(200);
+        expect(status.status, JSON.stringify(status.body)).toBe(200);
         if (product.body.version < before.version) {
           violations.push(
             `${base}: product version ${product.body.version} after ${before.version} completed`,
