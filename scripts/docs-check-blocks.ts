@@ -21,6 +21,8 @@
  * - `VAR=…` where the value holds a placeholder (`KEY=sf_…`) is the reader's to fill in: skipped.
  */
 
+import { spawnSync } from 'node:child_process';
+
 export interface Expectation {
   status?: number;
   exitCode: number;
@@ -74,8 +76,14 @@ function splitCommands(lines: string[], firstLine: number): DocCommand[] {
     }
     const start = i;
     const parts = [line];
-    // A command goes on after a trailing backslash and while a quote is open.
-    while ((parts[parts.length - 1]!.endsWith('\\') || openQuote(parts.join('\n'))) && i + 1 < lines.length) {
+    // A command goes on after a trailing backslash, while a quote is open and while a compound
+    // command (`for … done`, `f() { … }`, `if … fi`) is unfinished.
+    while (
+      (parts[parts.length - 1]!.endsWith('\\') ||
+        openQuote(parts.join('\n')) ||
+        unfinished(parts.join('\n'))) &&
+      i + 1 < lines.length
+    ) {
       parts.push(lines[++i]!);
     }
     i++;
@@ -86,6 +94,16 @@ function splitCommands(lines: string[], firstLine: number): DocCommand[] {
     commands.push({ line: firstLine + start, text, expect: parseOutcome(outcome) });
   }
   return commands;
+}
+
+/**
+ * Whether bash reads the text as the start of a command that goes on (a loop without its `done`,
+ * a function without its `}`): `bash -n` then reports an unexpected end of file.
+ */
+function unfinished(text: string): boolean {
+  if (!/\b(for|while|until|if|case|select|function)\b|[{(]\s*$|\(\)/.test(text)) return false;
+  const check = spawnSync('bash', ['-n'], { input: `${text}\n`, encoding: 'utf8' });
+  return check.status !== 0 && /unexpected end of file/.test(check.stderr);
 }
 
 /** Whether shell text ends inside a '…' or "…" string. */

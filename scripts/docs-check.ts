@@ -275,9 +275,23 @@ async function checkPage(page: string): Promise<{ passed: number; failed: number
   return { passed, failed };
 }
 
+/**
+ * The pages start from `npm start`, which builds dist/ first: `npm run web`, `worker`, `keys`,
+ * `reconcile` and `replay` in an example run that build, so the check makes it once too.
+ */
+async function build(): Promise<void> {
+  const child = spawn('npm', ['run', '-s', 'build'], {
+    cwd: repoRoot,
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+  if (code !== 0) throw new Error(`npm run build failed (exit ${code})`);
+}
+
 async function main(): Promise<void> {
   let passed = 0;
   let failed = 0;
+  await build();
   for (const page of await pages(process.argv.slice(2))) {
     const result = await checkPage(page);
     passed += result.passed;

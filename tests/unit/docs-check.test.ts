@@ -19,6 +19,12 @@ const page = [
   'npm run reconcile   # prose on the same line',
   '# exit 1',
   '# and this is prose',
+  'for SKU in A B; do',
+  '  echo "$SKU"',
+  'done',
+  'sign() {  # a function',
+  '  printf \'%s\' "$1"',
+  '}',
   '```',
   '```sh no-check',
   'npm run bench',
@@ -34,8 +40,10 @@ describe('docs:check reading a page', () => {
   it('takes sh blocks only, splits commands (continuations, open quotes) and skips placeholders', () => {
     expect(blocks).toHaveLength(1);
     const commands = blocks[0]!.commands;
-    expect(commands.map((c) => c.line)).toEqual([4, 11, 15]);
+    expect(commands.map((c) => c.line)).toEqual([4, 11, 15, 18, 21]);
     expect(commands[1]!.text).toContain('{"a":1}]}');
+    expect(commands[3]!.text.split('\n')).toHaveLength(3);
+    expect(commands[4]!.text.endsWith('}')).toBe(true);
   });
 
   it('reads the outcome after each command', () => {
