@@ -19,6 +19,7 @@
  *   before.
  * - A curl that gets a status of 400 or more fails the check unless the outcome shows that status.
  * - `VAR=…` where the value holds a placeholder (`KEY=sf_…`) is the reader's to fill in: skipped.
+ * - `A=1 B=2 npm start` in a ```sh no-check block: the page's instance starts with those settings.
  */
 
 import { spawnSync } from 'node:child_process';
@@ -63,6 +64,23 @@ export function extractBlocks(markdown: string): DocBlock[] {
     i = end;
   }
   return blocks;
+}
+
+/** The settings a page starts the platform with: `VAR=value … npm start` lines of its sh blocks. */
+export function startSettings(markdown: string): Record<string, string> {
+  const settings: Record<string, string> = {};
+  let inSh = false;
+  for (const line of markdown.split('\n')) {
+    const fence = /^```(\S*)/.exec(line);
+    if (fence) {
+      inSh = !inSh && (fence[1] === 'sh' || fence[1] === 'bash');
+      continue;
+    }
+    const start = inSh ? /^\s*((?:[A-Z_][A-Z0-9_]*=[^\s'"`$]+\s+)+)npm start\s*(#.*)?$/.exec(line) : null;
+    if (!start) continue;
+    for (const [, name, value] of start[1]!.matchAll(/([A-Z_][A-Z0-9_]*)=(\S+)/g)) settings[name!] = value!;
+  }
+  return settings;
 }
 
 function splitCommands(lines: string[], firstLine: number): DocCommand[] {

@@ -10,7 +10,9 @@
  * one bash session (variables carry over) in a scratch working directory, with `KEY` set to an
  * admin key of that instance, the instance's settings exported (so `npm run keys`, `reconcile`
  * and `replay` see the same database), `localhost:3000` pointed at the instance's port, `npm`
- * run in the repository and `node` able to `require` the project's packages.
+ * and `npx` run in the repository and `node` able to `require` the project's packages. When the
+ * page starts the platform with settings (`SUPPLIER_ALLOW_PRIVATE_TARGETS=true npm start`, in a
+ * no-check block), its instance gets them too.
  *
  * The convention for examples (see scripts/docs-check-blocks.ts for the details):
  * - ```sh blocks run; ```sh no-check blocks are shown only (the page says why).
@@ -33,7 +35,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseConfig } from '../src/config.js';
 import { deleteScratchKeys, dropScratchDatabase, freePort } from './bench/scratch.js';
-import { contradictions, type DocCommand, extractBlocks } from './docs-check-blocks.js';
+import { contradictions, type DocCommand, extractBlocks, startSettings } from './docs-check-blocks.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const commandTimeoutMs = 120_000;
@@ -62,7 +64,7 @@ interface Instance {
   stop(): Promise<void>;
 }
 
-async function startInstance(scratch: string): Promise<Instance> {
+async function startInstance(scratch: string, settings: Record<string, string>): Promise<Instance> {
   const id = randomBytes(4).toString('hex');
   const base = parseConfig(process.env);
   const databaseUrl = new URL(base.DATABASE_URL);
@@ -76,6 +78,8 @@ async function startInstance(scratch: string): Promise<Instance> {
     PORT: String(port),
     MEDIA_DIR: path.join(scratch, 'media'),
     LOG_LEVEL: 'warn',
+    // What the page tells the reader to start with (`SUPPLIER_ALLOW_PRIVATE_TARGETS=true npm start`).
+    ...settings,
   };
   const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/start.ts'], {
     cwd: repoRoot,
@@ -186,6 +190,7 @@ class Session {
         'curl() { local h; h=$(mktemp); command curl -D "$h" "$@"; local rc=$?;',
         '  sed -n \'s/^HTTP\\/[0-9.]* \\([0-9][0-9][0-9]\\).*/<<http-status \\1>>/p\' "$h" >&2; rm -f "$h"; return $rc; }',
         `npm() { (cd "$REPO" && command npm "$@"); }`,
+        `npx() { (cd "$REPO" && command npx "$@"); }`,
         '',
       ].join('\n'),
     );
@@ -233,13 +238,14 @@ const isGet = (text: string) =>
   /^\s*curl\b/.test(text) && !/\s(-X|--request|-d|--data\S*|-F|--form)\b/.test(text);
 
 async function checkPage(page: string): Promise<{ passed: number; failed: number }> {
-  const blocks = extractBlocks(await readFile(path.join(repoRoot, page), 'utf8'));
+  const markdown = await readFile(path.join(repoRoot, page), 'utf8');
+  const blocks = extractBlocks(markdown);
   const commands = blocks.flatMap((b) => b.commands);
   console.log(`\n${page}: ${commands.length} command(s) in ${blocks.length} block(s)`);
   if (commands.length === 0) return { passed: 0, failed: 0 };
   const scratch = await mkdtemp(path.join(tmpdir(), 'stockflow-docs-'));
   await mkdir(path.join(scratch, 'work'));
-  const instance = await startInstance(scratch);
+  const instance = await startInstance(scratch, startSettings(markdown));
   const session = new Session(path.join(scratch, 'work'), { ...instance.env, KEY: instance.key });
   let passed = 0;
   let failed = 0;

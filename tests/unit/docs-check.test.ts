@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { contradictions, extractBlocks, matchesFragment } from '../../scripts/docs-check-blocks.js';
+import {
+  contradictions,
+  extractBlocks,
+  matchesFragment,
+  startSettings,
+} from '../../scripts/docs-check-blocks.js';
 
 const page = [
   'Text.',
@@ -78,5 +83,18 @@ describe('docs:check reading a page', () => {
     expect(contradictions(exit1, { exitCode: 0, stdout: '', statuses: [], timedOut: false })).toEqual([
       'exit code 0, expected 1',
     ]);
+  });
+
+  it('starts the instance with the settings the page starts npm start with', () => {
+    const settings = startSettings(
+      [
+        '```sh no-check',
+        'SUPPLIER_ALLOW_PRIVATE_TARGETS=true A_B=1 npm start   # terminal 2',
+        '```',
+        'X=1 npm start',
+      ].join('\n'),
+    );
+    expect(settings).toEqual({ SUPPLIER_ALLOW_PRIVATE_TARGETS: 'true', A_B: '1' });
+    expect(startSettings(page)).toEqual({});
   });
 });
