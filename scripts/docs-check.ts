@@ -77,7 +77,9 @@ async function startInstance(scratch: string, settings: Record<string, string>):
     HOST: '127.0.0.1',
     PORT: String(port),
     MEDIA_DIR: path.join(scratch, 'media'),
-    LOG_LEVEL: 'warn',
+    // info: the line `npm start` logs once its workers run is what a reader waits for (below).
+    LOG_LEVEL: 'info',
+    LOG_PRETTY: 'false',
     // What the page tells the reader to start with (`SUPPLIER_ALLOW_PRIVATE_TARGETS=true npm start`).
     ...settings,
   };
@@ -100,6 +102,7 @@ async function startInstance(scratch: string, settings: Record<string, string>):
   try {
     const key = await waitForKey(child, () => output);
     await waitForPort(port, child);
+    await waitForRunning(child, () => output);
     return {
       env,
       port,
@@ -126,6 +129,21 @@ async function waitForKey(child: ChildProcess, output: () => string): Promise<st
     }
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/**
+ * The web port answers before the workers run (and queue their start-up work, such as warming
+ * the cache); a reader starts pasting once `npm start` says it is running, a moment after it
+ * printed the key, and so does the check (a second: the start-up jobs queued by then have run).
+ */
+async function waitForRunning(child: ChildProcess, output: () => string): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while (!output().includes('Stockflow is running')) {
+    if (child.exitCode !== null || Date.now() > deadline)
+      throw new Error(`the instance never said it was running:\n${output().slice(-2000)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await new Promise((r) => setTimeout(r, 1000));
 }
 
 async function waitForPort(port: number, child: ChildProcess): Promise<void> {
