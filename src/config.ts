@@ -236,6 +236,11 @@ const envSchema = z.object({
   REORDER_DEMAND_WINDOW_DAYS: integer(1, 365).default(28),
   /** A new draft purchase order is sent this long after its creation (lines added meanwhile go with it). */
   REORDER_SEND_DELAY_MS: integer(0, 7 * 86_400_000).default(0),
+  /**
+   * A draft still unsent this long after its send was due has lost its send job (Redis lost it):
+   * the planner's scan queues the send again.
+   */
+  REORDER_DRAFT_RESEND_AFTER_MS: integer(1000, 86_400_000).default(60_000),
   /** Attempts of one purchase-order.send (network errors, 408, 429 and 5xx are tried again). */
   SUPPLIER_SEND_ATTEMPTS: integer(1, 50).default(8),
   /** First retry delay; doubles per attempt up to SUPPLIER_BACKOFF_MAX_MS, with jitter. */

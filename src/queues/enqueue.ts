@@ -48,7 +48,8 @@ export class IdempotencyKeyReusedError extends Error {
 const sha256 = (text: string) => createHash('sha256').update(text).digest('base64url');
 
 /**
- * Every job id is `<queue>-<32 characters>`: under 50, far below the router's 100-character
+ * The id of every job the API queues is `<queue>-<32 characters>` (jobs the workers queue
+ * themselves, such as deliveries and reorder checks, name theirs): under 50, far below the router's 100-character
  * parameter limit, so every route and log line that carries one takes it; `queueOfJobId` finds the
  * queue from the prefix. 32 base64url characters are 192 bits of a SHA-256: two keys never meet.
  */
@@ -113,7 +114,8 @@ export async function enqueue<J extends AnyJob>(
   return { id, queue: job.queue, name: job.name, state, replayed: previous !== null };
 }
 
-function dedupedJobId(queue: QueueName, key: string): string {
+/** The job id `enqueue` gives a job added with this `dedupeKey`. */
+export function dedupedJobId(queue: QueueName, key: string): string {
   if (key.length === 0) throw new Error('dedupeKey must not be empty');
   return jobIdOf(queue, `dedupe\n${key}`);
 }

@@ -78,6 +78,8 @@ export interface ScanResult {
   events: number;
   levels: number;
   checks: number;
+  /** Drafts whose send job was missing, queued again. */
+  resentDrafts: number;
 }
 
 export interface SendResult {

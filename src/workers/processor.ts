@@ -106,6 +106,10 @@ export function createProcessor<Q extends QueueName>(
       log[level]({ ms: Math.round(performance.now() - started) }, 'job completed');
       return result;
     } catch (error) {
+      // DelayedError is no failure: the handler moved its job to a later time (a rate limit).
+      if (error instanceof DelayedError) throw error;
+      deps.metrics.jobDuration.observe(labels, (performance.now() - started) / 1000);
+      await countFailure(deps, job, queue, error);
       if (error instanceof DomainError) {
         await job.updateData({
           ...job.data,
@@ -116,28 +120,31 @@ export function createProcessor<Q extends QueueName>(
           'job failed a domain rule',
         );
         throw domainFailureForQueue(error);
-      } else if (!(error instanceof DelayedError)) {
-        // DelayedError is no failure: the handler moved its job to a later time (a rate limit).
-        log.warn({ err: error }, 'job attempt failed; it is retried while attempts remain');
       }
-      if (!(error instanceof DelayedError)) {
-        deps.metrics.jobDuration.observe(labels, (performance.now() - started) / 1000);
-        countFailure(deps, job, queue, error);
-      }
+      log.warn({ err: error }, 'job attempt failed; it is retried while attempts remain');
       throw error;
     }
   };
 }
 
 /** Metrics of a failed attempt; a failure for good also counts toward the job_failures alert. */
-function countFailure(deps: WorkerDeps, job: Job<JobData>, queue: QueueName, error: unknown): void {
-  const final = error instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+async function countFailure(
+  deps: WorkerDeps,
+  job: Job<JobData>,
+  queue: QueueName,
+  error: unknown,
+): Promise<void> {
+  const final =
+    error instanceof DomainError ||
+    error instanceof UnrecoverableError ||
+    job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
   const labels = { queue, job: job.name, code: error instanceof DomainError ? error.code : 'error' };
   if (!final) {
     deps.metrics.jobRetries.inc(labels);
     return;
   }
   deps.metrics.jobsFailed.inc(labels);
-  // Best effort: a lost count only makes the alert a little late.
-  recordFailure(deps.redis, deps.config.QUEUE_PREFIX, queue).catch(() => undefined);
+  // Counted before the job is failed, so whoever sees it failed sees it counted. Best effort:
+  // a lost count (Redis away) only makes the alert a little late.
+  await recordFailure(deps.redis, deps.config.QUEUE_PREFIX, queue).catch(() => undefined);
 }

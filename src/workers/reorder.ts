@@ -18,7 +18,10 @@ import { SupplierAttemptError, sendPurchaseOrder, supplierRetryDelayMs } from '.
  * and a scan repeated after a lost commit adds the same jobs again, which BullMQ keeps once.
  * Concurrent scans (several worker processes) skip a cursor another scan holds.
  */
-export async function scanMovements(deps: WorkerDeps, limit: number): Promise<ScanResult> {
+export async function scanMovements(
+  deps: WorkerDeps,
+  limit: number,
+): Promise<Omit<ScanResult, 'resentDrafts'>> {
   const horizon = await horizonFor(deps.db).refresh(1000);
   return deps.db.transaction(async (trx) => {
     const cursor = await trx('outbox_cursors')
@@ -44,6 +47,28 @@ export async function scanMovements(deps: WorkerDeps, limit: number): Promise<Sc
   });
 }
 
+/**
+ * A draft's send job is queued after the draft commits; if Redis loses it (a restart without
+ * persistence), nothing else would ever send the draft. Drafts still unsent well past their send
+ * delay get their send queued again. The send job id is one per order, so a send that is still
+ * queued, delayed or backing off is kept as it is, and an order is never sent twice.
+ */
+async function resendStrandedDrafts(deps: WorkerDeps): Promise<number> {
+  const { REORDER_SEND_DELAY_MS: delayMs, REORDER_DRAFT_RESEND_AFTER_MS: graceMs } = deps.config;
+  const stranded: string[] = await deps
+    .db('purchase_orders')
+    .where({ status: 'draft' })
+    .where('created_at', '<', new Date(Date.now() - delayMs - graceMs))
+    .orderBy('created_at')
+    .limit(1000)
+    .pluck('id');
+  if (stranded.length > 0) {
+    const settings = { attempts: deps.config.SUPPLIER_SEND_ATTEMPTS, delayMs: 0 };
+    await deps.queues.reorder.addBulk(stranded.map((id) => sendJob(id, settings)));
+  }
+  return stranded.length;
+}
+
 export const reorderHandlers = {
   'reorder-rule.set': async ({ deps, job, meta }, payload) => {
     const rule = await applyOnce(deps.db, job, meta, (trx) =>
@@ -53,7 +78,10 @@ export const reorderHandlers = {
     await deps.queues.reorder.addBulk([checkJob(rule.id, `rule-v${rule.version}`)]);
     return rule;
   },
-  'reorder.scan': ({ deps }, payload) => scanMovements(deps, payload.limit),
+  'reorder.scan': async ({ deps }, payload) => ({
+    ...(await scanMovements(deps, payload.limit)),
+    resentDrafts: await resendStrandedDrafts(deps),
+  }),
   'reorder.check': async ({ deps, job, meta }, payload) => {
     const result = await applyOnce(deps.db, job, meta, (trx) => checkRule(trx, payload));
     // After commit (and again on a retry, from the stored result): the new draft goes out.

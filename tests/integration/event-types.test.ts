@@ -23,7 +23,8 @@ it('lists every catalogue type with a JSON Schema that the events actually writt
   expect(items.map((t) => t.name)).toEqual(eventTypes.map((t) => t.name));
   expect(items.find((t) => t.name === 'stock.moved')?.writtenBy).toBe('trigger');
 
-  // Real events: a product, a location, stock received through the trigger.
+  // Real events: a product, a location, stock received through the trigger (from 0, so the
+  // level is also back in stock).
   const wait = { prefer: 'wait=10' };
   for (const [url, payload] of [
     ['/api/pms/products', { sku: 'ET-1', name: 'Types', price: { amount: 100, currency: 'EUR' } }],
@@ -39,7 +40,7 @@ it('lists every catalogue type with a JSON Schema that the events actually writt
   const ajv = new Ajv2020({ strict: false });
   const rows = await ctx.api.db('events').select('type', 'data');
   expect(new Set(rows.map((r) => r.type))).toEqual(
-    new Set(['product.created', 'location.created', 'stock.moved']),
+    new Set(['product.created', 'location.created', 'stock.moved', 'inventory.back_in_stock']),
   );
   for (const row of rows) {
     const schema = items.find((t) => t.name === row.type)!.dataSchema;

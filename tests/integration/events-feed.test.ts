@@ -89,7 +89,7 @@ describe('event feed', () => {
     const none = await feed(`after=${start}&types=stock.*`);
     expect(none.items).toEqual([]);
     // A filter that can never match is a typo: refused, naming the closest known types.
-    const unknown = await ctx.request({ method: 'GET', url: '/api/pms/events?types=inventory.*,product.*' });
+    const unknown = await ctx.request({ method: 'GET', url: '/api/pms/events?types=shipment.*,product.*' });
     expect(unknown.statusCode).toBe(422);
     expect(json(unknown)).toMatchObject({
       code: 'unknown_event_type',

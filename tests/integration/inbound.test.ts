@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -170,6 +171,32 @@ describe('deduplication by webhook-id', () => {
     ).toBe(7);
   });
 
+  it('answers a redelivery 200 with the first job while that job is still waiting', async () => {
+    const id = newId();
+    const body = event('inventory.adjusted', {
+      movements: [{ sku: 'PMS-2', location: 'default', delta: 2, reason: 'received' }],
+    });
+    const before = (await ctx.api.db('inventory_levels').where({ sku: 'PMS-2', location: 'default' }).first())
+      .on_hand;
+    await ctx.api.queues.inbound.pause();
+    try {
+      const first = await deliver({ endpoint: 'inventory', body, id });
+      expect(first.status).toBe(202);
+      const again = await deliver({ endpoint: 'inventory', body, id });
+      expect(again.status).toBe(200);
+      expect(again.json()).toMatchObject({ id: first.json().id, duplicate: true });
+      expect(again.headers.location).toBe(first.headers.location);
+    } finally {
+      await ctx.api.queues.inbound.resume();
+    }
+    const jobs = await ctx.api.queues.inbound.getJobs(['completed', 'waiting', 'active', 'failed']);
+    expect(jobs.filter((j) => j.data.payload.webhookId === id)).toHaveLength(1);
+    await ctx.waitForJob(jobs.find((j) => j.data.payload.webhookId === id)!.id!);
+    expect(
+      (await ctx.api.db('inventory_levels').where({ sku: 'PMS-2', location: 'default' }).first()).on_hand,
+    ).toBe(before + 2);
+  });
+
   it('still applies once after Redis lost the job: the dedupe record is in Postgres', async () => {
     const id = newId();
     const body = event('inventory.adjusted', {
@@ -179,7 +206,8 @@ describe('deduplication by webhook-id', () => {
     await applied(first);
     // Redis forgets the job and the delivery's claim (a restart without persistence, say).
     await (await ctx.api.queues.inbound.getJob(first.json().id))!.remove();
-    await ctx.api.redis.del(`${ctx.config.QUEUE_PREFIX}:inbound:${first.json().id.slice('inbound-'.length)}`);
+    const claimKey = createHash('sha256').update(id).digest('base64url').slice(0, 32);
+    expect(await ctx.api.redis.del(`${ctx.config.QUEUE_PREFIX}:inbound:${claimKey}`)).toBe(1);
     const again = await deliver({ endpoint: 'inventory', body, id });
     expect(again.status).toBe(200);
     expect(again.json()).toMatchObject({ id: first.json().id, duplicate: true });

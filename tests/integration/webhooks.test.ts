@@ -356,11 +356,11 @@ describe('webhook endpoints and deliveries', () => {
       payload: { url: endpoint.url, eventTypes: ['product.*x'] },
     });
     expect(badType.statusCode).toBe(400);
-    // Well-formed but matching nothing (stock events are stock.moved): refused with suggestions.
+    // Well-formed but matching nothing (there are no shipment events): refused with suggestions.
     const unknownType = await admin({
       method: 'PUT',
       url: `/api/webhooks/endpoints/${endpoint.id}`,
-      payload: { url: endpoint.url, eventTypes: ['product.*', 'inventory.*'] },
+      payload: { url: endpoint.url, eventTypes: ['product.*', 'shipment.*'] },
     });
     expect(unknownType.statusCode).toBe(422);
     expect(json(unknownType)).toMatchObject({

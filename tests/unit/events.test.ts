@@ -76,7 +76,7 @@ describe('event type patterns', () => {
     expect(typeListQuerySchema.parse('stock.*, product.created')).toEqual(['stock.*', 'product.created']);
     expect(typeListQuerySchema.safeParse('inventory.*.x').success).toBe(false);
     // Well-formed, but no declared type matches: refused with the nearest declared names.
-    const unknown = typeListQuerySchema.safeParse('inventory.*');
+    const unknown = typeListQuerySchema.safeParse('shipment.*');
     expect(unknown.success).toBe(false);
     expect(unknown.error?.issues[0]?.message).toMatch(/matches no known event type; did you mean/);
     expect(closestTypes('stock.moevd')[0]).toBe('stock.moved');

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { findInboundDelivery } from '../../domain/inbound.js';
-import { enqueue } from '../../queues/enqueue.js';
+import { dedupedJobId, enqueue } from '../../queues/enqueue.js';
 import {
   type InboundEndpoint,
   type InboundEvent,
@@ -177,8 +177,8 @@ async function receive(
   });
 
   const key = createHash('sha256').update(webhookId).digest('base64url').slice(0, 32);
-  const jobId = `inbound-${key}`;
   const job = inboundJobs.apply;
+  const jobId = dedupedJobId(job.queue, key);
   const answer = (status: 200 | 202, id: string, state: string) =>
     reply
       .code(status)
