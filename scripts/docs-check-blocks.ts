@@ -19,7 +19,10 @@
  *   before.
  * - A curl that gets a status of 400 or more fails the check unless the outcome shows that status.
  * - `VAR=…` where the value holds a placeholder (`KEY=sf_…`) is the reader's to fill in: skipped.
+ * - `A=1 B=2 npm start` in a ```sh no-check block: the page's instance starts with those settings.
  */
+
+import { spawnSync } from 'node:child_process';
 
 export interface Expectation {
   status?: number;
@@ -63,6 +66,23 @@ export function extractBlocks(markdown: string): DocBlock[] {
   return blocks;
 }
 
+/** The settings a page starts the platform with: `VAR=value … npm start` lines of its sh blocks. */
+export function startSettings(markdown: string): Record<string, string> {
+  const settings: Record<string, string> = {};
+  let inSh = false;
+  for (const line of markdown.split('\n')) {
+    const fence = /^```(\S*)/.exec(line);
+    if (fence) {
+      inSh = !inSh && (fence[1] === 'sh' || fence[1] === 'bash');
+      continue;
+    }
+    const start = inSh ? /^\s*((?:[A-Z_][A-Z0-9_]*=[^\s'"`$]+\s+)+)npm start\s*(#.*)?$/.exec(line) : null;
+    if (!start) continue;
+    for (const [, name, value] of start[1]!.matchAll(/([A-Z_][A-Z0-9_]*)=(\S+)/g)) settings[name!] = value!;
+  }
+  return settings;
+}
+
 function splitCommands(lines: string[], firstLine: number): DocCommand[] {
   const commands: DocCommand[] = [];
   let i = 0;
@@ -74,8 +94,14 @@ function splitCommands(lines: string[], firstLine: number): DocCommand[] {
     }
     const start = i;
     const parts = [line];
-    // A command goes on after a trailing backslash and while a quote is open.
-    while ((parts[parts.length - 1]!.endsWith('\\') || openQuote(parts.join('\n'))) && i + 1 < lines.length) {
+    // A command goes on after a trailing backslash, while a quote is open and while a compound
+    // command (`for … done`, `f() { … }`, `if … fi`) is unfinished.
+    while (
+      (parts[parts.length - 1]!.endsWith('\\') ||
+        openQuote(parts.join('\n')) ||
+        unfinished(parts.join('\n'))) &&
+      i + 1 < lines.length
+    ) {
       parts.push(lines[++i]!);
     }
     i++;
@@ -86,6 +112,16 @@ function splitCommands(lines: string[], firstLine: number): DocCommand[] {
     commands.push({ line: firstLine + start, text, expect: parseOutcome(outcome) });
   }
   return commands;
+}
+
+/**
+ * Whether bash reads the text as the start of a command that goes on (a loop without its `done`,
+ * a function without its `}`): `bash -n` then reports an unexpected end of file.
+ */
+function unfinished(text: string): boolean {
+  if (!/\b(for|while|until|if|case|select|function)\b|[{(]\s*$|\(\)/.test(text)) return false;
+  const check = spawnSync('bash', ['-n'], { input: `${text}\n`, encoding: 'utf8' });
+  return check.status !== 0 && /unexpected end of file/.test(check.stderr);
 }
 
 /** Whether shell text ends inside a '…' or "…" string. */

@@ -10,7 +10,9 @@
  * one bash session (variables carry over) in a scratch working directory, with `KEY` set to an
  * admin key of that instance, the instance's settings exported (so `npm run keys`, `reconcile`
  * and `replay` see the same database), `localhost:3000` pointed at the instance's port, `npm`
- * run in the repository and `node` able to `require` the project's packages.
+ * and `npx` run in the repository and `node` able to `require` the project's packages. When the
+ * page starts the platform with settings (`SUPPLIER_ALLOW_PRIVATE_TARGETS=true npm start`, in a
+ * no-check block), its instance gets them too.
  *
  * The convention for examples (see scripts/docs-check-blocks.ts for the details):
  * - ```sh blocks run; ```sh no-check blocks are shown only (the page says why).
@@ -33,7 +35,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseConfig } from '../src/config.js';
 import { deleteScratchKeys, dropScratchDatabase, freePort } from './bench/scratch.js';
-import { contradictions, type DocCommand, extractBlocks } from './docs-check-blocks.js';
+import { contradictions, type DocCommand, extractBlocks, startSettings } from './docs-check-blocks.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const commandTimeoutMs = 120_000;
@@ -62,7 +64,7 @@ interface Instance {
   stop(): Promise<void>;
 }
 
-async function startInstance(scratch: string): Promise<Instance> {
+async function startInstance(scratch: string, settings: Record<string, string>): Promise<Instance> {
   const id = randomBytes(4).toString('hex');
   const base = parseConfig(process.env);
   const databaseUrl = new URL(base.DATABASE_URL);
@@ -75,7 +77,11 @@ async function startInstance(scratch: string): Promise<Instance> {
     HOST: '127.0.0.1',
     PORT: String(port),
     MEDIA_DIR: path.join(scratch, 'media'),
-    LOG_LEVEL: 'warn',
+    // info: the line `npm start` logs once its workers run is what a reader waits for (below).
+    LOG_LEVEL: 'info',
+    LOG_PRETTY: 'false',
+    // What the page tells the reader to start with (`SUPPLIER_ALLOW_PRIVATE_TARGETS=true npm start`).
+    ...settings,
   };
   const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/start.ts'], {
     cwd: repoRoot,
@@ -96,6 +102,7 @@ async function startInstance(scratch: string): Promise<Instance> {
   try {
     const key = await waitForKey(child, () => output);
     await waitForPort(port, child);
+    await waitForRunning(child, () => output);
     return {
       env,
       port,
@@ -122,6 +129,21 @@ async function waitForKey(child: ChildProcess, output: () => string): Promise<st
     }
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/**
+ * The web port answers before the workers run (and queue their start-up work, such as warming
+ * the cache); a reader starts pasting once `npm start` says it is running, a moment after it
+ * printed the key, and so does the check (a second: the start-up jobs queued by then have run).
+ */
+async function waitForRunning(child: ChildProcess, output: () => string): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while (!output().includes('Stockflow is running')) {
+    if (child.exitCode !== null || Date.now() > deadline)
+      throw new Error(`the instance never said it was running:\n${output().slice(-2000)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await new Promise((r) => setTimeout(r, 1000));
 }
 
 async function waitForPort(port: number, child: ChildProcess): Promise<void> {
@@ -186,6 +208,7 @@ class Session {
         'curl() { local h; h=$(mktemp); command curl -D "$h" "$@"; local rc=$?;',
         '  sed -n \'s/^HTTP\\/[0-9.]* \\([0-9][0-9][0-9]\\).*/<<http-status \\1>>/p\' "$h" >&2; rm -f "$h"; return $rc; }',
         `npm() { (cd "$REPO" && command npm "$@"); }`,
+        `npx() { (cd "$REPO" && command npx "$@"); }`,
         '',
       ].join('\n'),
     );
@@ -233,13 +256,14 @@ const isGet = (text: string) =>
   /^\s*curl\b/.test(text) && !/\s(-X|--request|-d|--data\S*|-F|--form)\b/.test(text);
 
 async function checkPage(page: string): Promise<{ passed: number; failed: number }> {
-  const blocks = extractBlocks(await readFile(path.join(repoRoot, page), 'utf8'));
+  const markdown = await readFile(path.join(repoRoot, page), 'utf8');
+  const blocks = extractBlocks(markdown);
   const commands = blocks.flatMap((b) => b.commands);
   console.log(`\n${page}: ${commands.length} command(s) in ${blocks.length} block(s)`);
   if (commands.length === 0) return { passed: 0, failed: 0 };
   const scratch = await mkdtemp(path.join(tmpdir(), 'stockflow-docs-'));
   await mkdir(path.join(scratch, 'work'));
-  const instance = await startInstance(scratch);
+  const instance = await startInstance(scratch, startSettings(markdown));
   const session = new Session(path.join(scratch, 'work'), { ...instance.env, KEY: instance.key });
   let passed = 0;
   let failed = 0;
@@ -275,9 +299,23 @@ async function checkPage(page: string): Promise<{ passed: number; failed: number
   return { passed, failed };
 }
 
+/**
+ * The pages start from `npm start`, which builds dist/ first: `npm run web`, `worker`, `keys`,
+ * `reconcile` and `replay` in an example run that build, so the check makes it once too.
+ */
+async function build(): Promise<void> {
+  const child = spawn('npm', ['run', '-s', 'build'], {
+    cwd: repoRoot,
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+  if (code !== 0) throw new Error(`npm run build failed (exit ${code})`);
+}
+
 async function main(): Promise<void> {
   let passed = 0;
   let failed = 0;
+  await build();
   for (const page of await pages(process.argv.slice(2))) {
     const result = await checkPage(page);
     passed += result.passed;

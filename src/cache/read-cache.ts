@@ -194,8 +194,8 @@ export async function openReadCache(deps: {
     }
   }
 
-  async function product(sku: string): Promise<Product | undefined> {
-    readCounts.record(sku);
+  async function product(sku: string, count = true): Promise<Product | undefined> {
+    if (count) readCounts.record(sku);
     const stamp = await currentStamp('product', [`product:${sku}`]);
     if (!stamp) return getProduct(db, sku);
     const value = await lookup(
@@ -232,7 +232,7 @@ export async function openReadCache(deps: {
 
   return {
     enabled: true,
-    product,
+    product: (sku) => product(sku),
     async products(query) {
       const stamp = await currentStamp('product_list', ['product-lists']);
       if (!stamp) return listProducts(db, query);
@@ -285,7 +285,8 @@ export async function openReadCache(deps: {
       const before = counts.product.loads + counts.stock.loads;
       for (let i = 0; i < skus.length; i += 100) {
         const batch = skus.slice(i, i + 100).map((s) => s.sku);
-        await Promise.all([...batch.map((sku) => product(sku)), statusOf(batch, false)]);
+        // Warming is not a read: it counts none, or every warmed sku would never fade.
+        await Promise.all([...batch.map((sku) => product(sku, false)), statusOf(batch, false)]);
       }
       await readCounts.decay(top * 10);
       return { skus: skus.length, loads: counts.product.loads + counts.stock.loads - before };

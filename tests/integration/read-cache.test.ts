@@ -200,5 +200,9 @@ describe('read cache', () => {
     // Warming halved the counts, so old favourites fade.
     const after = await ctx.api.cache.topReads(1);
     expect(after[0]!.reads).toBeLessThan(top[0]!.reads);
+    // Warming is not reading: it halves the counts and adds none of its own.
+    const counted = await ctx.api.cache.topReads(2);
+    await ctx.api.cache.warm(2);
+    expect(await ctx.api.cache.topReads(2)).toEqual(counted.map((r) => ({ ...r, reads: r.reads / 2 })));
   });
 });

@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { contradictions, extractBlocks, matchesFragment } from '../../scripts/docs-check-blocks.js';
+import {
+  contradictions,
+  extractBlocks,
+  matchesFragment,
+  startSettings,
+} from '../../scripts/docs-check-blocks.js';
 
 const page = [
   'Text.',
@@ -19,6 +24,12 @@ const page = [
   'npm run reconcile   # prose on the same line',
   '# exit 1',
   '# and this is prose',
+  'for SKU in A B; do',
+  '  echo "$SKU"',
+  'done',
+  'sign() {  # a function',
+  '  printf \'%s\' "$1"',
+  '}',
   '```',
   '```sh no-check',
   'npm run bench',
@@ -34,8 +45,10 @@ describe('docs:check reading a page', () => {
   it('takes sh blocks only, splits commands (continuations, open quotes) and skips placeholders', () => {
     expect(blocks).toHaveLength(1);
     const commands = blocks[0]!.commands;
-    expect(commands.map((c) => c.line)).toEqual([4, 11, 15]);
+    expect(commands.map((c) => c.line)).toEqual([4, 11, 15, 18, 21]);
     expect(commands[1]!.text).toContain('{"a":1}]}');
+    expect(commands[3]!.text.split('\n')).toHaveLength(3);
+    expect(commands[4]!.text.endsWith('}')).toBe(true);
   });
 
   it('reads the outcome after each command', () => {
@@ -70,5 +83,18 @@ describe('docs:check reading a page', () => {
     expect(contradictions(exit1, { exitCode: 0, stdout: '', statuses: [], timedOut: false })).toEqual([
       'exit code 0, expected 1',
     ]);
+  });
+
+  it('starts the instance with the settings the page starts npm start with', () => {
+    const settings = startSettings(
+      [
+        '```sh no-check',
+        'SUPPLIER_ALLOW_PRIVATE_TARGETS=true A_B=1 npm start   # terminal 2',
+        '```',
+        'X=1 npm start',
+      ].join('\n'),
+    );
+    expect(settings).toEqual({ SUPPLIER_ALLOW_PRIVATE_TARGETS: 'true', A_B: '1' });
+    expect(startSettings(page)).toEqual({});
   });
 });
