@@ -38,7 +38,7 @@ export interface CacheCounts {
   misses: number;
   /** Served after its TTL (within grace) while a reload ran in the background. */
   staleServes: number;
-  /** Loads from Postgres, background reloads and warming included. */
+  /** Loads from Postgres, background reloads and warming included (hits and misses are readers' only). */
   loads: number;
   /** Entries found but refused because a job had changed their data since they were loaded. */
   invalidatedOnRead: number;
@@ -149,8 +149,13 @@ export async function openReadCache(deps: {
     key: string,
     stamp: Stamp,
     load: () => Promise<T>,
-    tags?: string[],
+    options: { tags?: string[]; reading?: boolean } = {},
   ): Promise<T> {
+    const { tags, reading = true } = options;
+    // Warming (reading false) loads like a miss but counts no hit or miss: the ratio is readers'.
+    const tally = (field: 'hits' | 'misses' | 'staleServes' | 'invalidatedOnRead') => {
+      if (reading) counts[cache][field]++;
+    };
     const ttl = ttlOf[cache];
     for (let attempt = 0; attempt < maxAttempts; attempt++) {
       let loaded: Entry<T> | undefined;
@@ -170,17 +175,16 @@ export async function openReadCache(deps: {
         },
       });
       if (entry === loaded) {
-        counts[cache].misses++;
+        tally('misses');
         return entry.value;
       }
       if (isCurrent(entry.stamp, stamp)) {
-        if (Date.now() - entry.loadedAt >= ttl) counts[cache].staleServes++;
-        else counts[cache].hits++;
+        tally(Date.now() - entry.loadedAt >= ttl ? 'staleServes' : 'hits');
         return entry.value;
       }
-      counts[cache].invalidatedOnRead++;
+      tally('invalidatedOnRead');
     }
-    counts[cache].misses++;
+    tally('misses');
     return load();
   }
 
@@ -203,6 +207,7 @@ export async function openReadCache(deps: {
       `product:${sku}`,
       stamp,
       async () => (await getProduct(db, sku)) ?? null,
+      { reading: count },
     );
     return value ?? undefined;
   }
@@ -223,7 +228,7 @@ export async function openReadCache(deps: {
           `stock:${sku}`,
           { epoch: stamp.epoch, gens: [skuGens[i]!, locationsGen!] },
           () => stockLoader.load(sku),
-          ['locations'],
+          { tags: ['locations'], reading: count },
         ),
       ),
     );
@@ -240,9 +245,9 @@ export async function openReadCache(deps: {
         .update(JSON.stringify([query.status ?? null, query.q ?? null, query.limit, query.cursor ?? null]))
         .digest('base64url')
         .slice(0, 22);
-      return lookup('product_list', `product-list:${id}`, stamp, () => listProducts(db, query), [
-        'product-lists',
-      ]);
+      return lookup('product_list', `product-list:${id}`, stamp, () => listProducts(db, query), {
+        tags: ['product-lists'],
+      });
     },
     async stockStatus(skus, location) {
       const bySku = await statusOf(skus, true);

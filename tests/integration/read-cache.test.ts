@@ -202,7 +202,16 @@ describe('read cache', () => {
     expect(after[0]!.reads).toBeLessThan(top[0]!.reads);
     // Warming is not reading: it halves the counts and adds none of its own.
     const counted = await ctx.api.cache.topReads(2);
-    await ctx.api.cache.warm(2);
+    await ctx.api.cache.invalidate({ products: ['RC-W1'], stock: [] });
+    const beforeWarm = counts();
+    expect(await ctx.api.cache.warm(2)).toMatchObject({ skus: 2, loads: 1 });
     expect(await ctx.api.cache.topReads(2)).toEqual(counted.map((r) => ({ ...r, reads: r.reads / 2 })));
+    // …and its lookups are neither hits nor misses: the hit ratio is the readers'.
+    const afterWarm = counts();
+    for (const cache of ['product', 'stock'] as const) {
+      expect(afterWarm[cache].hits).toBe(beforeWarm[cache].hits);
+      expect(afterWarm[cache].misses).toBe(beforeWarm[cache].misses);
+    }
+    expect(afterWarm.product.loads - beforeWarm.product.loads).toBe(1);
   });
 });
