@@ -4,15 +4,19 @@ import { DomainError } from '../errors.js';
 import type { EventType } from '../events/catalogue.js';
 import { appendEvent } from '../events/outbox.js';
 
-/** A supplier as the API shows it: the api key is sealed at rest and never returned. */
-export interface Supplier {
-  code: string;
+/** What a supplier's settings route sets (the api key apart). */
+export interface SupplierFields {
   name: string;
   apiUrl: string;
   leadTimeDays: number;
   minOrderQuantity: number;
   orderMultiple: number;
   active: boolean;
+}
+
+/** A supplier as the API shows it: the api key is sealed at rest and never returned. */
+export interface Supplier extends SupplierFields {
+  code: string;
   version: number;
   createdAt: string;
   updatedAt: string;
@@ -30,15 +34,6 @@ export interface SupplierRow {
   version: number;
   created_at: Date;
   updated_at: Date;
-}
-
-export interface SupplierFields {
-  name: string;
-  apiUrl: string;
-  leadTimeDays: number;
-  minOrderQuantity: number;
-  orderMultiple: number;
-  active: boolean;
 }
 
 export const toSupplier = (row: SupplierRow): Supplier => ({
