@@ -1,0 +1,237 @@
+import type { Job } from 'bullmq';
+import type { Knex } from 'knex';
+import { escapeLiteral } from 'pg';
+import { DomainError } from '../errors.js';
+import type { Metrics } from '../ops/metrics.js';
+import type { JobMeta } from '../queues/job.js';
+import { applyOnce } from './apply-once.js';
+
+/**
+ * Group commit: the jobs a worker process has active at once are applied together in one
+ * PostgreSQL transaction, one commit for all (docs/inventory.md, "Group commit").
+ *
+ * - Natural batching: while one batch runs, the next gathers whatever jobs arrive; a lone job
+ *   runs at once through `applyOnce`, exactly as without group commit. A batch is bounded in jobs
+ *   and in lines.
+ * - In the batch: every job id is claimed in `applied_jobs` in one statement (an already-applied
+ *   job gets its stored result back and takes no further part); `lock` takes every row lock the
+ *   batch needs in one statement, in the global lock order; then each job applies in arrival
+ *   order inside its own savepoint, with its own actor and job id set for triggers and the
+ *   outbox; results are recorded in one statement, and the claims of jobs that broke a domain
+ *   rule are dropped in the same one.
+ * - A job that breaks a domain rule rolls back to its savepoint and fails alone with its error.
+ *   Any other error (deadlock, lost connection, serialization, a CHECK) rolls the whole batch
+ *   back, and each of its jobs is then applied alone, in arrival order (its claim decides whether
+ *   it was applied: a commit whose answer was lost is not applied twice). A job on its second
+ *   attempt or later never joins a batch, so a job that keeps failing cannot stall the others.
+ *
+ * Queue-agnostic: a queue gives its lock step and, per job, the change to apply.
+ */
+
+export interface GroupJob<I, R> {
+  job: Pick<Job, 'id' | 'queueName' | 'name' | 'attemptsMade'>;
+  meta: JobMeta;
+  /** What `lock` reads to know the rows the job touches. */
+  input: I;
+  /** Lines of the job, for the batch bound. */
+  lines: number;
+  /** The job's change, inside the batch's (or its own) transaction: today's domain function. */
+  apply: (trx: Knex.Transaction) => Promise<R>;
+}
+
+export interface GroupCommitOptions<I> {
+  queue: string;
+  maxJobs: number;
+  maxLines: number;
+  /** Locks every row the batch's jobs will lock, in the global lock order, in one statement. */
+  lock: (trx: Knex.Transaction, inputs: I[]) => Promise<void>;
+  metrics?: Metrics;
+}
+
+interface Pending<I> {
+  item: GroupJob<I, unknown>;
+  resolve: (value: unknown) => void;
+  reject: (error: unknown) => void;
+}
+
+type Outcome = { ok: true; result: unknown } | { ok: false; error: DomainError };
+
+export class GroupCommit<I> {
+  private readonly waiting: Pending<I>[] = [];
+  private running = false;
+
+  constructor(
+    private readonly db: Knex,
+    private readonly options: GroupCommitOptions<I>,
+  ) {}
+
+  /** Applies the job once, alone or in a batch; resolves with its result or rejects with its error. */
+  run<R>(item: GroupJob<I, R>): Promise<R> {
+    if (item.job.attemptsMade > 0 || item.lines > this.options.maxLines) {
+      return applyOnce(this.db, item.job, item.meta, item.apply);
+    }
+    return new Promise<R>((resolve, reject) => {
+      this.waiting.push({ item, resolve: resolve as (value: unknown) => void, reject });
+      if (!this.running) void this.drain();
+    });
+  }
+
+  /** Runs batches for as long as jobs wait: the jobs that arrived during a batch form the next. */
+  private async drain(): Promise<void> {
+    this.running = true;
+    try {
+      while (this.waiting.length > 0) await this.runBatch(this.take());
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private take(): Pending<I>[] {
+    let lines = 0;
+    let n = 0;
+    while (n < this.waiting.length && n < this.options.maxJobs) {
+      const next = this.waiting[n]!.item.lines;
+      if (n > 0 && lines + next > this.options.maxLines) break;
+      lines += next;
+      n++;
+    }
+    return this.waiting.splice(0, n);
+  }
+
+  private async runBatch(batch: Pending<I>[]): Promise<void> {
+    if (batch.length === 1) {
+      await this.alone(batch[0]!);
+      return;
+    }
+    let outcomes: Map<Pending<I>, Outcome>;
+    try {
+      outcomes = await this.db.transaction((trx) => this.apply(trx, batch));
+    } catch {
+      this.options.metrics?.batchJobs.observe(
+        { queue: this.options.queue, outcome: 'retried' },
+        batch.length,
+      );
+      // Rolled back as a whole (or its commit's answer was lost): each job again, alone, in order.
+      for (const pending of batch) await this.alone(pending);
+      return;
+    }
+    this.options.metrics?.batchJobs.observe(
+      { queue: this.options.queue, outcome: 'committed' },
+      batch.length,
+    );
+    for (const pending of batch) {
+      const outcome = outcomes.get(pending)!;
+      if (outcome.ok) pending.resolve(outcome.result);
+      else pending.reject(outcome.error);
+    }
+  }
+
+  private async alone(pending: Pending<I>): Promise<void> {
+    const { item } = pending;
+    try {
+      pending.resolve(await applyOnce(this.db, item.job, item.meta, item.apply));
+    } catch (error) {
+      pending.reject(error);
+    }
+  }
+
+  private async apply(trx: Knex.Transaction, batch: Pending<I>[]): Promise<Map<Pending<I>, Outcome>> {
+    const outcomes = new Map<Pending<I>, Outcome>();
+    const claims = await claimJobs(
+      trx,
+      batch.map((p) => p.item.job),
+    );
+    const fresh: Pending<I>[] = [];
+    for (const pending of batch) {
+      const claim = claims.get(pending.item.job.id!)!;
+      if (claim.claimed) fresh.push(pending);
+      else outcomes.set(pending, { ok: true, result: claim.result });
+    }
+    if (fresh.length === 0) return outcomes;
+    await this.options.lock(
+      trx,
+      fresh.map((p) => p.item.input),
+    );
+    // The end of one job's savepoint goes with the next job's start: one round trip between jobs.
+    let close = '';
+    const applied: { id: string; result: unknown }[] = [];
+    const failed: string[] = [];
+    for (const pending of fresh) {
+      const { job, meta } = pending.item;
+      await trx.raw(
+        `${close}savepoint group_job; select set_config('stockflow.actor', ${escapeLiteral(meta.actor)}, true), set_config('stockflow.job_id', ${escapeLiteral(job.id!)}, true)`,
+      );
+      try {
+        const result = await pending.item.apply(trx);
+        outcomes.set(pending, { ok: true, result });
+        applied.push({ id: job.id!, result });
+        close = 'release savepoint group_job; ';
+      } catch (error) {
+        if (!(error instanceof DomainError)) throw error;
+        outcomes.set(pending, { ok: false, error });
+        failed.push(job.id!);
+        close = 'rollback to savepoint group_job; release savepoint group_job; ';
+      }
+    }
+    if (close) await trx.raw(close);
+    await recordResults(trx, applied, failed);
+    return outcomes;
+  }
+}
+
+/**
+ * Claims these job ids in one statement, in id order (two batches claiming the same ids cannot
+ * deadlock). An id applied before answers its stored result; one being applied by another
+ * transaction waits on its primary key until that one ends, as a lone claim does.
+ */
+async function claimJobs(
+  trx: Knex.Transaction,
+  jobs: Pick<Job, 'id' | 'queueName' | 'name'>[],
+): Promise<Map<string, { claimed: true } | { claimed: false; result: unknown }>> {
+  const { rows } = await trx.raw<{ rows: { job_id: string; claimed: boolean }[] }>(
+    `with k as (select * from unnest(?::text[], ?::text[], ?::text[]) as k (job_id, queue, name)),
+     ins as (
+       insert into applied_jobs (job_id, queue, name)
+       select job_id, queue, name from k order by job_id
+       on conflict (job_id) do nothing
+       returning job_id
+     )
+     select k.job_id, ins.job_id is not null as claimed from k left join ins using (job_id)`,
+    [jobs.map((j) => j.id!), jobs.map((j) => j.queueName), jobs.map((j) => j.name)],
+  );
+  const claims = new Map<string, { claimed: true } | { claimed: false; result: unknown }>();
+  const taken = rows.filter((r) => !r.claimed).map((r) => r.job_id);
+  // A separate statement: it sees claims committed while the insert above waited on them.
+  const results = new Map<string, unknown>();
+  if (taken.length > 0) {
+    const stored = await trx('applied_jobs').whereIn('job_id', taken).select('job_id', 'result');
+    for (const row of stored as { job_id: string; result: unknown }[]) results.set(row.job_id, row.result);
+  }
+  for (const row of rows) {
+    claims.set(
+      row.job_id,
+      row.claimed ? { claimed: true } : { claimed: false, result: results.get(row.job_id) ?? null },
+    );
+  }
+  return claims;
+}
+
+/** Stores the results of the applied jobs and drops the claims of the failed ones, in one statement. */
+async function recordResults(
+  trx: Knex.Transaction,
+  applied: { id: string; result: unknown }[],
+  failed: string[],
+): Promise<void> {
+  await trx.raw(
+    `with recorded as (
+       update applied_jobs a set result = t.result::jsonb
+       from unnest(?::text[], ?::text[]) as t (job_id, result)
+       where a.job_id = t.job_id
+       returning 1
+     ), dropped as (
+       delete from applied_jobs where job_id = any(?::text[]) returning 1
+     )
+     select (select count(*) from recorded) as recorded, (select count(*) from dropped) as dropped`,
+    [applied.map((a) => a.id), applied.map((a) => JSON.stringify(a.result ?? null)), failed],
+  );
+}
