@@ -88,7 +88,7 @@ export function createMetrics(): Metrics {
     }),
     batchJobs: new Histogram({
       name: 'stockflow_group_commit_batch_jobs',
-      help: 'Jobs per group-commit transaction, by queue and outcome (committed, or rolled back and retried alone)',
+      help: 'Jobs per group-commit transaction, by queue and outcome (alone: a lone job; committed; retried: rolled back, its jobs run alone)',
       labelNames: ['queue', 'outcome'],
       buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
       registers,

@@ -100,6 +100,7 @@ export class GroupCommit<I> {
 
   private async runBatch(batch: Pending<I>[]): Promise<void> {
     if (batch.length === 1) {
+      this.options.metrics?.batchJobs.observe({ queue: this.options.queue, outcome: 'alone' }, 1);
       await this.alone(batch[0]!);
       return;
     }
