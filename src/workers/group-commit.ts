@@ -39,12 +39,29 @@ export interface GroupJob<I, R> {
   apply: (trx: Knex.Transaction) => Promise<R>;
 }
 
+/**
+ * What a queue keeps over one batch, from its lock step: the locked rows' figures, so that jobs
+ * it knows are decided in memory and written set-based, one statement for all of them.
+ */
+export interface BatchState<I> {
+  /**
+   * Decides the job against the figures (the same rules and errors as its domain function) and
+   * keeps its writes for `flush`: true. Throws its DomainError if it breaks a rule (the figures do
+   * not change). False: the job applies through its domain function, in a savepoint.
+   */
+  plan(input: I, job: { id: string; actor: string }): boolean;
+  /** Writes every job planned since the last flush, set-based; answers their results in plan order. */
+  flush(trx: Knex.Transaction): Promise<unknown[]>;
+  /** After a job applied through its domain function: reads again the figures it may have changed. */
+  refresh(trx: Knex.Transaction, input: I): Promise<void>;
+}
+
 export interface GroupCommitOptions<I> {
   queue: string;
   maxJobs: number;
   maxLines: number;
   /** Locks every row the batch's jobs will lock, in the global lock order, in one statement. */
-  lock: (trx: Knex.Transaction, inputs: I[]) => Promise<void>;
+  lock: (trx: Knex.Transaction, inputs: I[]) => Promise<BatchState<I>>;
   metrics?: Metrics;
 }
 
@@ -149,32 +166,54 @@ export class GroupCommit<I> {
       else outcomes.set(pending, { ok: true, result: claim.result });
     }
     if (fresh.length === 0) return outcomes;
-    await this.options.lock(
+    const state = await this.options.lock(
       trx,
       fresh.map((p) => p.item.input),
     );
-    // The end of one job's savepoint goes with the next job's start: one round trip between jobs.
-    let close = '';
     const applied: { id: string; result: unknown }[] = [];
     const failed: string[] = [];
+    let planned: Pending<I>[] = [];
+    const flush = async () => {
+      if (planned.length === 0) return;
+      const results = await state.flush(trx);
+      planned.forEach((pending, i) => {
+        outcomes.set(pending, { ok: true, result: results[i] });
+        applied.push({ id: pending.item.job.id!, result: results[i] });
+      });
+      planned = [];
+    };
     for (const pending of fresh) {
-      const { job, meta } = pending.item;
-      await trx.raw(
-        `${close}savepoint group_job; select set_config('stockflow.actor', ${escapeLiteral(meta.actor)}, true), set_config('stockflow.job_id', ${escapeLiteral(job.id!)}, true)`,
-      );
+      const { job, meta, input } = pending.item;
       try {
-        const result = await pending.item.apply(trx);
-        outcomes.set(pending, { ok: true, result });
-        applied.push({ id: job.id!, result });
-        close = 'release savepoint group_job; ';
+        if (state.plan(input, { id: job.id!, actor: meta.actor })) {
+          planned.push(pending);
+          continue;
+        }
       } catch (error) {
         if (!(error instanceof DomainError)) throw error;
         outcomes.set(pending, { ok: false, error });
         failed.push(job.id!);
-        close = 'rollback to savepoint group_job; release savepoint group_job; ';
+        continue;
       }
+      // Its domain function reads the database: what was planned before it goes first.
+      await flush();
+      await trx.raw(
+        `savepoint group_job; select set_config('stockflow.actor', ${escapeLiteral(meta.actor)}, true), set_config('stockflow.job_id', ${escapeLiteral(job.id!)}, true)`,
+      );
+      try {
+        const result = await pending.item.apply(trx);
+        await trx.raw('release savepoint group_job');
+        outcomes.set(pending, { ok: true, result });
+        applied.push({ id: job.id!, result });
+      } catch (error) {
+        if (!(error instanceof DomainError)) throw error;
+        await trx.raw('rollback to savepoint group_job; release savepoint group_job');
+        outcomes.set(pending, { ok: false, error });
+        failed.push(job.id!);
+      }
+      await state.refresh(trx, input);
     }
-    if (close) await trx.raw(close);
+    await flush();
     await recordResults(trx, applied, failed);
     return outcomes;
   }
