@@ -35,6 +35,8 @@ export interface GroupJob<I, R> {
   input: I;
   /** Lines of the job, for the batch bound. */
   lines: number;
+  /** What orders it against other jobs (skus): jobs sharing a key never run in two batches at once. */
+  keys: string[];
   /** The job's change, inside the batch's (or its own) transaction: today's domain function. */
   apply: (trx: Knex.Transaction) => Promise<R>;
 }
@@ -60,6 +62,8 @@ export interface GroupCommitOptions<I> {
   queue: string;
   maxJobs: number;
   maxLines: number;
+  /** Most batches running at once (each on its own connection, on disjoint keys). */
+  parallel: number;
   /** Locks every row the batch's jobs will lock, in the global lock order, in one statement. */
   lock: (trx: Knex.Transaction, inputs: I[]) => Promise<BatchState<I>>;
   metrics?: Metrics;
@@ -75,7 +79,9 @@ type Outcome = { ok: true; result: unknown } | { ok: false; error: DomainError }
 
 export class GroupCommit<I> {
   private readonly waiting: Pending<I>[] = [];
-  private running = false;
+  /** Keys (skus) of the batches running now: a job on one of them waits for the next round. */
+  private readonly busy = new Map<string, number>();
+  private running = 0;
 
   constructor(
     private readonly db: Knex,
@@ -89,30 +95,58 @@ export class GroupCommit<I> {
     }
     return new Promise<R>((resolve, reject) => {
       this.waiting.push({ item, resolve: resolve as (value: unknown) => void, reject });
-      if (!this.running) void this.drain();
+      this.pump();
     });
   }
 
-  /** Runs batches for as long as jobs wait: the jobs that arrived during a batch form the next. */
-  private async drain(): Promise<void> {
-    this.running = true;
-    try {
-      while (this.waiting.length > 0) await this.runBatch(this.take());
-    } finally {
-      this.running = false;
+  /**
+   * Starts batches while fewer than `parallel` run and jobs can go: the jobs that arrived while
+   * batches ran form the next ones. A job sharing a key with a running batch, or with a job left
+   * waiting before it, waits: jobs on one key apply in arrival order, one batch at a time.
+   */
+  private pump(): void {
+    while (this.running < this.options.parallel && this.waiting.length > 0) {
+      const batch = this.take();
+      if (batch.length === 0) return;
+      const keys = batch.flatMap((p) => p.item.keys);
+      for (const k of keys) this.busy.set(k, (this.busy.get(k) ?? 0) + 1);
+      this.running++;
+      void this.runBatch(batch)
+        .catch((error) => {
+          for (const p of batch) p.reject(error);
+        })
+        .finally(() => {
+          for (const k of keys) {
+            const n = this.busy.get(k)! - 1;
+            if (n === 0) this.busy.delete(k);
+            else this.busy.set(k, n);
+          }
+          this.running--;
+          this.pump();
+        });
     }
   }
 
   private take(): Pending<I>[] {
+    const blocked = new Set(this.busy.keys());
+    const taken: Pending<I>[] = [];
+    const left: Pending<I>[] = [];
     let lines = 0;
-    let n = 0;
-    while (n < this.waiting.length && n < this.options.maxJobs) {
-      const next = this.waiting[n]!.item.lines;
-      if (n > 0 && lines + next > this.options.maxLines) break;
-      lines += next;
-      n++;
+    for (const pending of this.waiting) {
+      const { keys } = pending.item;
+      const full =
+        taken.length >= this.options.maxJobs ||
+        (taken.length > 0 && lines + pending.item.lines > this.options.maxLines);
+      if (full || keys.some((k) => blocked.has(k))) {
+        for (const k of keys) blocked.add(k);
+        left.push(pending);
+        continue;
+      }
+      taken.push(pending);
+      lines += pending.item.lines;
     }
-    return this.waiting.splice(0, n);
+    this.waiting.splice(0, this.waiting.length, ...left);
+    return taken;
   }
 
   private async runBatch(batch: Pending<I>[]): Promise<void> {

@@ -93,6 +93,7 @@ function executorOf(deps: WorkerDeps): GroupCommit<InventoryLocks> {
       queue: 'inventory',
       maxJobs: deps.config.INVENTORY_BATCH_MAX_JOBS,
       maxLines: deps.config.INVENTORY_BATCH_MAX_LINES,
+      parallel: deps.config.INVENTORY_BATCH_PARALLEL,
       lock: lockInventory,
       metrics: deps.metrics,
     });
@@ -109,7 +110,8 @@ function grouped<R>(
 ): Promise<R> {
   if (!deps.config.INVENTORY_GROUP_COMMIT) return applyOnce(deps.db, job, meta, apply);
   const lines = Math.max(1, locks.keys.length + locks.skus.length);
-  return executorOf(deps).run({ job, meta, input: locks, lines, apply });
+  const keys = [...new Set([...locks.keys.map((k) => k.sku), ...locks.skus])];
+  return executorOf(deps).run({ job, meta, input: locks, lines, keys, apply });
 }
 
 export const inventoryHandlers = {
