@@ -1,13 +1,19 @@
+import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
 import { insertJobMovements, type NewMovement } from '../domain/ledger.js';
-import { type LevelKey, levelKey, lockCandidateLevels } from '../domain/levels.js';
+import { availableOf, type LevelKey, levelKey, lockCandidateLevels } from '../domain/levels.js';
 import { createLocation, updateLocation } from '../domain/locations.js';
 import { expireDue } from '../domain/orders.js';
 import {
   commitReservation,
   createReservation,
   extendReservation,
+  insertReservations,
+  type PlannedReservation,
+  planReservation,
+  type ReserveInput,
   releaseReservation,
+  reservationCreated,
 } from '../domain/reservations.js';
 import {
   type AdjustLine,
@@ -18,6 +24,7 @@ import {
   setSafetyStock,
   transferStock,
 } from '../domain/stock.js';
+import { appendJobEvents } from '../events/outbox.js';
 import { applyOnce } from './apply-once.js';
 import { type BatchState, GroupCommit } from './group-commit.js';
 import type { JobContext, QueueHandlers, WorkerDeps } from './processor.js';
@@ -25,14 +32,27 @@ import type { JobContext, QueueHandlers, WorkerDeps } from './processor.js';
 /**
  * What a batched inventory job locks: levels by key, and (reservations without a location) every
  * active level of a sku. Jobs that lock a reservation first (commit, release, extend, expiry) and
- * location jobs run alone: their lock order is not the batch's. An adjust carries its lines: the
- * batch decides it in memory (planAdjust) and writes its movements with the others'.
+ * location jobs run alone: their lock order is not the batch's. An adjust and a reservation carry
+ * their request: the batch decides them in memory (planAdjust, planReservation) and writes them
+ * with the others', set-based.
  */
 interface InventoryLocks {
   keys: LevelKey[];
   skus: string[];
   adjust?: AdjustLine[];
+  reserve?: ReserveInput;
 }
+
+type LockedLevel = LevelFigures & LevelKey & { priority: number; active: boolean };
+type JobMovement = NewMovement & { jobId: string; actor: string };
+type Planned =
+  | { kind: 'adjust'; movements: JobMovement[] }
+  | {
+      kind: 'reserve';
+      movements: JobMovement[];
+      reservation: PlannedReservation;
+      job: { id: string; actor: string };
+    };
 
 /** Locks every level the batch touches in one `SELECT … FOR UPDATE`, in (sku, location) order. */
 async function lockInventory(
@@ -42,36 +62,105 @@ async function lockInventory(
   const keys = new Map<string, LevelKey>();
   for (const input of inputs) for (const k of input.keys) keys.set(levelKey(k), k);
   const skus = [...new Set(inputs.flatMap((i) => i.skus))];
-  const levels = new Map<string, LevelFigures>();
+  const levels = new Map<string, LockedLevel>();
   for (const row of await lockCandidateLevels(trx, skus, [...keys.values()])) levels.set(levelKey(row), row);
-  let planned: { movements: (NewMovement & { jobId: string; actor: string })[] }[] = [];
+  let planned: Planned[] = [];
+
+  const planAdjustJob = (lines: AdjustLine[], job: { id: string; actor: string }) => {
+    // A level not locked (not created yet, or an unknown sku or location): adjustStock decides.
+    if (!lines.every((l) => levels.has(levelKey(l)))) return false;
+    const { movements, after } = planAdjust(levels, lines);
+    for (const [key, figures] of after) Object.assign(levels.get(key)!, figures);
+    planned.push({
+      kind: 'adjust',
+      movements: movements.map((m) => ({ ...m, jobId: job.id, actor: job.actor })),
+    });
+    return true;
+  };
+
+  const planReserveJob = (input: ReserveInput, job: { id: string; actor: string }) => {
+    const lines = input.lines.map((l, index) => ({ ...l, index }));
+    const explicit = new Set(
+      lines.flatMap((l) => (l.location ? [levelKey({ sku: l.sku, location: l.location })] : [])),
+    );
+    const open = new Set(lines.filter((l) => !l.location).map((l) => l.sku));
+    const rows = [...levels.values()].filter(
+      (r) => explicit.has(levelKey(r)) || (open.has(r.sku) && r.active),
+    );
+    // A named level that does not exist yet, or a sku without an active level: createReservation decides.
+    if ([...explicit].some((k) => !levels.has(k))) return false;
+    if ([...open].some((sku) => !rows.some((r) => r.sku === sku && r.active))) return false;
+    const allocations = planReservation(
+      lines,
+      rows.map((r) => ({
+        sku: r.sku,
+        location: r.location,
+        available: availableOf(r),
+        priority: r.priority,
+        active: r.active,
+      })),
+    );
+    for (const a of allocations) levels.get(levelKey(a))!.reserved += a.quantity;
+    const id = randomUUID();
+    planned.push({
+      kind: 'reserve',
+      job,
+      reservation: { id, input, allocations },
+      movements: allocations.map((a) => ({
+        kind: 'reserve' as const,
+        sku: a.sku,
+        location: a.location,
+        delta: a.quantity,
+        reason: 'reservation',
+        reference: input.reference,
+        reservationId: id,
+        jobId: job.id,
+        actor: job.actor,
+      })),
+    });
+    return true;
+  };
+
   return {
     plan(input, job) {
-      // A level not locked (not created yet, or an unknown sku or location): adjustStock decides.
-      if (!input.adjust?.every((l) => levels.has(levelKey(l)))) return false;
-      const { movements, after } = planAdjust(levels, input.adjust);
-      for (const [key, figures] of after) levels.set(key, figures);
-      planned.push({ movements: movements.map((m) => ({ ...m, jobId: job.id, actor: job.actor })) });
-      return true;
+      if (input.adjust) return planAdjustJob(input.adjust, job);
+      if (input.reserve) return planReserveJob(input.reserve, job);
+      return false;
     },
     async flush(db) {
+      const reserves = planned.flatMap((p) => (p.kind === 'reserve' ? [p] : []));
+      // The reservations first: their movements refer to them.
+      const reservations = await insertReservations(
+        db,
+        reserves.map((p) => p.reservation),
+      );
       const written = await insertJobMovements(
         db,
         planned.flatMap((p) => p.movements),
       );
+      await appendJobEvents(
+        db,
+        reservations.map((r, i) => ({
+          ...reservationCreated(r),
+          jobId: reserves[i]!.job.id,
+          actor: reserves[i]!.job.actor,
+        })),
+      );
       let at = 0;
+      let r = 0;
       const results = planned.map((p) => {
         const movements = written.slice(at, at + p.movements.length);
         at += p.movements.length;
-        return { movements };
+        return p.kind === 'adjust' ? { movements } : reservations[r++];
       });
       planned = [];
       return results;
     },
     async refresh(db, input) {
       const touched = [...new Set([...input.keys.map((k) => k.sku), ...input.skus])];
-      const { rows } = await db.raw<{ rows: (LevelFigures & LevelKey)[] }>(
-        'select sku, location, on_hand, reserved, safety_stock from inventory_levels where sku = any(?::text[])',
+      const { rows } = await db.raw<{ rows: LockedLevel[] }>(
+        `select l.sku, l.location, l.on_hand, l.reserved, l.safety_stock, c.priority, c.active
+         from inventory_levels l join locations c on c.code = l.location where l.sku = any(?::text[])`,
         [touched],
       );
       // Only rows this transaction holds: those locked at the start, and those the job locked.
@@ -145,6 +234,7 @@ export const inventoryHandlers = {
       {
         keys: payload.lines.flatMap((l) => (l.location ? [{ sku: l.sku, location: l.location }] : [])),
         skus: payload.lines.flatMap((l) => (l.location ? [] : [l.sku])),
+        reserve: payload,
       },
       (trx) => createReservation(trx, payload),
     ),
