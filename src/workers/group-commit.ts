@@ -15,11 +15,12 @@ import { applyOnce } from './apply-once.js';
  *   and in lines.
  * - In the batch: every job id is claimed in `applied_jobs` in one statement (an already-applied
  *   job gets its stored result back and takes no further part); `lock` takes every row lock the
- *   batch needs in one statement, in the global lock order; then each job applies in arrival
- *   order inside its own savepoint, with its own actor and job id set for triggers and the
- *   outbox; results are recorded in one statement, and the claims of jobs that broke a domain
- *   rule are dropped in the same one.
- * - A job that breaks a domain rule rolls back to its savepoint and fails alone with its error.
+ *   batch needs in one statement, in the global lock order, and answers a BatchState; each job is
+ *   then decided in arrival order in memory (`plan`) and the decided jobs are written set-based
+ *   (`flush`, one statement per table); a job the state cannot decide runs its domain function in
+ *   its own savepoint, with its own actor and job id set for triggers and the outbox. Results are
+ *   recorded in one statement, and the claims of jobs that broke a domain rule are dropped in it.
+ * - A job that breaks a domain rule fails alone with its error (its savepoint, if any, rolled back).
  *   Any other error (deadlock, lost connection, serialization, a CHECK) rolls the whole batch
  *   back, and each of its jobs is then applied alone, in arrival order (its claim decides whether
  *   it was applied: a commit whose answer was lost is not applied twice). A job on its second
