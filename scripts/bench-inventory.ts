@@ -59,6 +59,8 @@ function body(op: Op, c: Case, n: number) {
 }
 
 let stopping = false;
+/** Processes stopped on purpose between configurations. */
+const retired = new WeakSet<ChildProcess>();
 
 function start(name: string, args: string[], extra: Record<string, string>): ChildProcess {
   const child = spawn(process.execPath, args, {
@@ -70,7 +72,7 @@ function start(name: string, args: string[], extra: Record<string, string>): Chi
   child.stdout!.on('data', (c: Buffer) => log?.write(c));
   child.stderr!.on('data', (c: Buffer) => process.stderr.write(c));
   child.once('exit', (code, signal) => {
-    if (!stopping) {
+    if (!stopping && !retired.has(child)) {
       console.error(`the ${name} process exited (${code ?? signal}) during the benchmark`);
       process.exit(1);
     }
@@ -184,25 +186,6 @@ async function throughput(client: Client, queue: Queue, procs: Processes, op: Op
   };
 }
 
-/** Intake first (queue paused), then the worker drains the backlog alone: the worker's own rate. */
-async function drain(client: Client, queue: Queue, op: Op, c: Case) {
-  await queue.pause();
-  const ids: string[] = [];
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: httpConcurrency }, async () => {
-      while (next < jobsPerCase) {
-        const { path: p, payload } = body(op, c, next++);
-        ids.push((await client(p, payload)).id);
-      }
-    }),
-  );
-  const started = Date.now();
-  await queue.resume();
-  const finished = await finishedTimes(queue, ids);
-  return (jobsPerCase * 1000) / (Math.max(...finished.values()) - started);
-}
-
 /** Open loop at a fixed rate: intake and end-to-end (202 → completed) latency. */
 async function latency(client: Client, queue: Queue, op: Op, c: Case, rate: number) {
   const total = Math.max(50, Math.round(rate * latencySeconds));
@@ -232,7 +215,78 @@ async function latency(client: Client, queue: Queue, op: Op, c: Case, rate: numb
   };
 }
 
-/** The same transactions as the worker runs, as raw SQL through pg, at the worker's concurrency. */
+/** One job at a time: submit, wait for it to finish, submit the next. A lone job's end-to-end latency. */
+async function lone(client: Client, queue: Queue, op: Op, c: Case, n = 30) {
+  const e2e: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = Date.now();
+    const { path: p, payload } = body(op, c, i);
+    const { id } = await client(p, payload);
+    for (;;) {
+      const job = await queue.getJob(id);
+      if (job?.finishedOn) {
+        e2e.push(job.finishedOn - t0);
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 2));
+    }
+  }
+  return percentile(e2e, 50);
+}
+
+type Histogram = Map<string, number>;
+
+/** The worker's group-commit batch sizes so far: `outcome|le` → count, and `outcome|sum`, `outcome|count`. */
+async function batchMetrics(url: string): Promise<Histogram> {
+  const text = await (await fetch(url)).text();
+  const out: Histogram = new Map();
+  for (const line of text.split('\n')) {
+    const m = /^stockflow_group_commit_batch_jobs_(bucket|sum|count)\{([^}]*)\} (\S+)$/.exec(line);
+    if (!m) continue;
+    const labels = Object.fromEntries([...m[2]!.matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
+    const key = m[1] === 'bucket' ? `${labels.outcome}|${labels.le}` : `${labels.outcome}|${m[1]}`;
+    out.set(key, Number(m[3]));
+  }
+  return out;
+}
+
+/** Batch sizes between two readings: mean jobs per transaction and the share of jobs per size bucket. */
+function batchSizes(before: Histogram, after: Histogram) {
+  const delta = (k: string) => (after.get(k) ?? 0) - (before.get(k) ?? 0);
+  const outcomes = ['alone', 'committed', 'retried'];
+  const jobs = outcomes.reduce((n, o) => n + delta(`${o}|sum`), 0);
+  const transactions = outcomes.reduce((n, o) => n + delta(`${o}|count`), 0);
+  if (transactions === 0)
+    return { mean: 1, distribution: 'no batches (one transaction per job)', retried: 0 };
+  const bounds = [
+    ...new Set([...after.keys()].filter((k) => k.startsWith('committed|') && !/sum|count/.test(k))),
+  ]
+    .map((k) => k.split('|')[1]!)
+    .filter((le) => le !== '+Inf')
+    .map(Number)
+    .sort((a, b) => a - b);
+  const parts: string[] = [`1:${delta('alone|count')}`];
+  let below = 0;
+  for (const le of bounds) {
+    const upTo = delta(`committed|${le}`);
+    if (le > 1 && upTo - below > 0) parts.push(`≤${le}:${upTo - below}`);
+    below = upTo;
+  }
+  const over = delta('committed|+Inf') - below;
+  if (over > 0) parts.push(`>${bounds[bounds.length - 1]}:${over}`);
+  return {
+    mean: Number((jobs / transactions).toFixed(1)),
+    distribution: `transactions by jobs ${parts.join(' ')}`,
+    retried: delta('retried|count'),
+  };
+}
+
+const concurrencies = (env.BENCH_CONCURRENCIES ?? '16,64').split(',').map(Number);
+const groupModes = (env.BENCH_GROUP_COMMIT ?? 'on,off').split(',') as ('on' | 'off')[];
+const detail = env.BENCH_DETAIL !== '0';
+const caseList = (['hot', 'spread'] as const)
+  .flatMap((c) => (['adjust', 'reserve'] as const).map((op) => ({ c, op })))
+  .filter(({ c, op }) => !cases || cases.includes(`${c}-${op}`));
 
 runEntry(async () => {
   const url = new URL(databaseUrl);
@@ -251,84 +305,125 @@ runEntry(async () => {
   await db.raw('vacuum analyze');
   const { key } = await createApiKey(db, { name: 'bench', scopes: ['pms'] });
 
-  const port = await freePort();
-  const settings = {
-    DATABASE_URL: databaseUrl,
-    QUEUE_PREFIX: prefix,
-    PORT: String(port),
-    HOST: '127.0.0.1',
-    LOG_LEVEL: env.BENCH_LOG_LEVEL ?? 'warn',
-    WORKER_CONCURRENCY_INVENTORY: String(workerConcurrency),
-    ...benchLimits(),
-  };
-  const procs: Processes = {
-    web: start('web', ['dist/src/api/server.js'], settings),
-    worker: start(
-      'worker',
-      [
-        ...(env.BENCH_WORKER_NODE_ARGS?.split(' ').filter(Boolean) ?? []),
-        'dist/src/workers/main.js',
-        '--queues',
-        'inventory',
-      ],
-      {
-        ...settings,
-      },
-    ),
-  };
-  const config = parseConfig({ ...env, ...settings });
-  const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
+  const redisUrl = parseConfig({ ...env }).REDIS_URL;
+  const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
   const queue = new Queue('inventory', { connection: redis, prefix });
-  try {
-    await waitForHttp(port);
-    const client = makeClient(port, key);
-    console.log(
-      `worker concurrency ${workerConcurrency}, HTTP concurrency ${httpConcurrency}, ${jobsPerCase} jobs per case, ` +
-        `${latencySeconds} s latency runs, log level ${settings.LOG_LEVEL}\n`,
+  let procs: Processes | undefined;
+  const stopPlatform = async () => {
+    if (!procs) return;
+    const { web, worker } = procs;
+    procs = undefined;
+    for (const p of [web, worker]) retired.add(p);
+    web.kill('SIGTERM');
+    worker.kill('SIGTERM');
+    await Promise.all(
+      [web, worker].map((p) => (p.exitCode !== null ? null : new Promise((r) => p.once('exit', r)))),
     );
-    // Warm up both processes (JIT, pools) before measuring.
-    await throughput(client, queue, procs, 'adjust', 'spread');
+  };
+  const startPlatform = async (concurrency: number, group: 'on' | 'off') => {
+    const port = await freePort();
+    const metricsPort = await freePort();
+    const settings = {
+      DATABASE_URL: databaseUrl,
+      QUEUE_PREFIX: prefix,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      LOG_LEVEL: env.BENCH_LOG_LEVEL ?? 'warn',
+      WORKER_CONCURRENCY_INVENTORY: String(concurrency),
+      INVENTORY_GROUP_COMMIT: group === 'on' ? 'true' : 'false',
+      // One connection per active job when group commit is off.
+      DATABASE_POOL_MAX: String(Math.max(20, concurrency + 4)),
+      METRICS_PORT: String(metricsPort),
+      ...benchLimits(),
+    };
+    const tag = `c${concurrency}-${group}`;
+    procs = {
+      web: start(`web-${tag}`, ['dist/src/api/server.js'], settings),
+      worker: start(
+        `worker-${tag}`,
+        [
+          ...(env.BENCH_WORKER_NODE_ARGS?.split(' ').filter(Boolean) ?? []),
+          'dist/src/workers/main.js',
+          '--queues',
+          'inventory',
+        ],
+        settings,
+      ),
+    };
+    await waitForHttp(port);
+    return { client: makeClient(port, key), metricsUrl: `http://127.0.0.1:${metricsPort}/metrics` };
+  };
 
+  try {
+    console.log(
+      `worker concurrency ${concurrencies.join(' and ')}, group commit ${groupModes.join(' and ')}, ` +
+        `HTTP concurrency ${httpConcurrency}, ${jobsPerCase} jobs per case, ${latencySeconds} s latency runs\n`,
+    );
+    const raw = new Map<string, number>();
     const rows: Record<string, unknown>[] = [];
-    for (const c of ['hot', 'spread'] as const) {
-      for (const op of ['adjust', 'reserve'] as const) {
-        if (cases && !cases.includes(`${c}-${op}`)) continue;
-        const t = await throughput(client, queue, procs, op, c);
-        process.stdout.write(`${c} ${op}: ${Math.round(t.rate)}/s through the platform; `);
-        const { rate: raw, cpu: rawCpu } = await rawSql(op, c, procs);
-        process.stdout.write(`${Math.round(raw)}/s raw; `);
-        const { rate: rawBooked } = await rawSql(op, c, procs, 'separate');
-        const { rate: rawMerged } = await rawSql(op, c, procs, 'merged');
-        const bare = await bareBullmq(redis, op, c);
-        const drained = await drain(client, queue, op, c);
-        process.stdout.write(`${Math.round(drained)}/s worker alone; `);
-        const l = await latency(client, queue, op, c, t.rate / 2);
-        process.stdout.write(`e2e p99 ${ms(l.e2eP99)} at ${Math.round(l.rate)}/s\n`);
-        rows.push({
-          case: `${c} ${op}`,
-          'movements/s': Math.round(t.rate),
-          'raw SQL/s': Math.round(raw),
-          ratio: Number((t.rate / raw).toFixed(2)),
-          'raw + applied_jobs/s': Math.round(rawBooked),
-          'same, merged/s': Math.round(rawMerged),
-          'bare BullMQ/s': Math.round(bare),
-          'worker alone/s': Math.round(drained),
-          'worker ratio': Number((drained / raw).toFixed(2)),
-          'at rate/s': Math.round(l.rate),
-          'intake p50': ms(l.intakeP50),
-          'intake p99': ms(l.intakeP99),
-          'e2e p50': ms(l.e2eP50),
-          'e2e p99': ms(l.e2eP99),
-        });
-        console.log('  CPU seconds per 1000 jobs, platform:', t.cpu);
-        console.log('  CPU seconds per 1000 jobs, raw SQL: ', rawCpu);
+    const results: { concurrency: number; group: string; case: string; rate: number; e2eP99: number }[] = [];
+    for (const concurrency of concurrencies) {
+      for (const group of groupModes) {
+        const { client, metricsUrl } = await startPlatform(concurrency, group);
+        // Warm up both processes (JIT, pools) before measuring.
+        await throughput(client, queue, procs!, 'adjust', 'spread');
+        for (const { c, op } of caseList) {
+          const name = `${c} ${op}`;
+          if (!raw.has(`${concurrency}|${name}`)) {
+            const r = await rawSql(op, c, procs!, 'none', concurrency);
+            raw.set(`${concurrency}|${name}`, r.rate);
+            console.log(
+              `${name}: raw SQL, one transaction per movement, ${concurrency} connections: ${Math.round(r.rate)}/s`,
+            );
+            if (detail && concurrency === concurrencies[0]) {
+              const { rate: booked } = await rawSql(op, c, procs!, 'separate', concurrency);
+              const { rate: merged } = await rawSql(op, c, procs!, 'merged', concurrency);
+              const bare = await bareBullmq(redis, op, c);
+              console.log(
+                `  + applied_jobs ${Math.round(booked)}/s, merged ${Math.round(merged)}/s; bare BullMQ worker (concurrency ${workerConcurrency}) ${Math.round(bare)}/s`,
+              );
+            }
+          }
+          const before = await batchMetrics(metricsUrl);
+          const t = await throughput(client, queue, procs!, op, c);
+          const sizes = batchSizes(before, await batchMetrics(metricsUrl));
+          const l = await latency(client, queue, op, c, t.rate / 2);
+          const single = await lone(client, queue, op, c);
+          const base = raw.get(`${concurrency}|${name}`)!;
+          console.log(
+            `${name}, concurrency ${concurrency}, group commit ${group}: ${Math.round(t.rate)}/s (${(t.rate / base).toFixed(2)}× raw), ` +
+              `mean ${sizes.mean} jobs per transaction; ${sizes.distribution}${sizes.retried ? `; ${sizes.retried} batch(es) retried alone` : ''}; ` +
+              `e2e p50 ${ms(l.e2eP50)} p99 ${ms(l.e2eP99)} at ${Math.round(l.rate)}/s; lone job ${ms(single)}`,
+          );
+          console.log('  CPU ms per job, per process:', t.cpu);
+          results.push({ concurrency, group, case: name, rate: t.rate, e2eP99: l.e2eP99 });
+          rows.push({
+            case: name,
+            conc: concurrency,
+            group,
+            'movements/s': Math.round(t.rate),
+            'raw/s': Math.round(base),
+            ratio: Number((t.rate / base).toFixed(2)),
+            'jobs/tx': sizes.mean,
+            'worker ms/job': t.cpu.worker,
+            'web ms/job': t.cpu.web,
+            'pg ms/job': t.cpu.postgres,
+            'at rate/s': Math.round(l.rate),
+            'e2e p50': ms(l.e2eP50),
+            'e2e p99': ms(l.e2eP99),
+            'lone p50': ms(single),
+          });
+        }
+        await stopPlatform();
       }
     }
-    console.log('\nthroughput (closed loop) vs raw SQL, and latency at half that rate:');
+    console.log(
+      '\nthroughput (closed loop), ratio to raw SQL at the same concurrency, latency at half that rate:',
+    );
     console.table(rows);
 
     console.log(
-      '\nwhere a job transaction goes (sequential, no contention, knex + applyOnce in this process):',
+      '\nwhere a lone job transaction goes (sequential, no contention, knex + applyOnce in this process):',
     );
     for (const op of ['adjust', 'reserve'] as const) {
       const p = await profile(db, op);
@@ -343,15 +438,24 @@ runEntry(async () => {
       `ledger insert (EXPLAIN ANALYZE, server side): ${ms(trigger.insertMs)}, of which the apply trigger ` +
         `(level update + guard + event) ${ms(trigger.triggerMs)}`,
     );
+
+    // Machine-readable: group commit on at the highest concurrency, each case against the best raw
+    // one-transaction-per-movement figure of this run (whatever its concurrency).
+    const top = Math.max(...concurrencies);
+    const best = (name: string) => Math.max(...concurrencies.map((k) => raw.get(`${k}|${name}`) ?? 0));
+    const mine = results.filter((r) => r.group === 'on' && r.concurrency === top);
+    const ratio = (name: string) => {
+      const r = mine.find((x) => x.case === name);
+      return r ? (r.rate / best(name)).toFixed(2) : 'na';
+    };
+    const p99 = mine.length ? Math.max(...mine.map((r) => r.e2eP99)).toFixed(1) : 'na';
+    console.log(
+      `hot_adjust=${ratio('hot adjust')} hot_reserve=${ratio('hot reserve')} spread_adjust=${ratio('spread adjust')} ` +
+        `spread_reserve=${ratio('spread reserve')} p99_ms=${p99}`,
+    );
   } finally {
     stopping = true;
-    procs.web.kill('SIGTERM');
-    procs.worker.kill('SIGTERM');
-    await Promise.all(
-      [procs.web, procs.worker].map((p) =>
-        p.exitCode !== null ? null : new Promise((r) => p.once('exit', r)),
-      ),
-    );
+    await stopPlatform();
     await queue.close();
     await redis.quit();
     await deleteScratchKeys(env.REDIS_URL ?? 'redis://127.0.0.1:6379', prefix);

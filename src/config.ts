@@ -66,6 +66,14 @@ const envSchema = z.object({
   /** Image jobs are CPU-bound: keep this x IMAGE_SHARP_CONCURRENCY within the cores of the worker. */
   WORKER_CONCURRENCY_IMAGES: integer(1, 64).default(1),
   WORKER_CONCURRENCY_INVENTORY: integer(1, 500).default(16),
+  /** Group commit (docs/inventory.md): the inventory jobs a worker has active at once apply in one transaction. */
+  INVENTORY_GROUP_COMMIT: booleanFlag.default(true),
+  /** Most jobs in one group-commit batch. */
+  INVENTORY_BATCH_MAX_JOBS: integer(1, 1000).default(64),
+  /** Most lines (movements, reservation lines) in one group-commit batch; a larger job runs alone. */
+  INVENTORY_BATCH_MAX_LINES: integer(1, 100_000).default(2000),
+  /** Most group-commit batches one worker process runs at once, on disjoint skus (each holds a connection). */
+  INVENTORY_BATCH_PARALLEL: integer(1, 64).default(4),
   /** How often the reservation expiry job runs, and how many reservations one run expires at most. */
   RESERVATION_EXPIRY_INTERVAL_MS: integer(500, 3_600_000).default(5000),
   RESERVATION_EXPIRY_BATCH: integer(1, 10_000).default(500),

@@ -85,13 +85,19 @@ async function rawTransaction(
   await client.query(mode === 'merged' ? `${record}; commit` : 'commit');
 }
 
-export async function rawSql(op: Op, c: Case, procs: Processes, mode: Bookkeeping = 'none') {
+export async function rawSql(
+  op: Op,
+  c: Case,
+  procs: Processes,
+  mode: Bookkeeping = 'none',
+  concurrency = workerConcurrency,
+) {
   const cpu0 = cpuSnapshot(procs);
-  const pool = new pg.Pool({ connectionString: databaseUrl, max: workerConcurrency });
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: concurrency });
   let next = 0;
   const started = performance.now();
   await Promise.all(
-    Array.from({ length: workerConcurrency }, async () => {
+    Array.from({ length: concurrency }, async () => {
       const client = await pool.connect();
       try {
         while (next < jobsPerCase) {

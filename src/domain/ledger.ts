@@ -115,6 +115,44 @@ export async function insertMovements(db: Knex, movements: NewMovement[]): Promi
   return rows.sort((a, b) => a.id - b.id).map(toMovement);
 }
 
+/**
+ * Like `insertMovements`, with each row's job id and actor given (the ledger trigger keeps them
+ * instead of the transaction's settings, for the row and its events): the movements of several
+ * jobs in one statement (the group-commit batch). Answers the rows in the given order.
+ */
+export async function insertJobMovements(
+  db: Knex,
+  movements: (NewMovement & { jobId: string; actor: string })[],
+): Promise<Movement[]> {
+  if (movements.length === 0) return [];
+  const { rows } = await db
+    .raw<{ rows: (MovementRow & { n: number })[] }>(
+      `insert into stock_movements
+         (kind, sku, location, delta, reason, reference, note, reservation_id, job_id, actor, on_hand_after, reserved_after)
+       select kind, sku, location, delta, reason, reference, note, reservation_id, job_id, actor, 0, 0
+       from unnest(?::text[], ?::text[], ?::text[], ?::bigint[], ?::text[], ?::text[], ?::text[], ?::uuid[],
+                   ?::text[], ?::text[])
+         with ordinality as m (kind, sku, location, delta, reason, reference, note, reservation_id, job_id, actor, n)
+       order by n
+       returning ${movementColumns}`,
+      [
+        movements.map((m) => m.kind),
+        movements.map((m) => m.sku),
+        movements.map((m) => m.location),
+        movements.map((m) => m.delta),
+        movements.map((m) => m.reason),
+        movements.map((m) => m.reference ?? null),
+        movements.map((m) => m.note ?? null),
+        movements.map((m) => m.reservationId ?? null),
+        movements.map((m) => m.jobId),
+        movements.map((m) => m.actor),
+      ] as Knex.RawBinding[],
+    )
+    .options({ name: 'stockflow_insert_job_movements' });
+  // Ids come from the sequence in insertion order (`order by n`).
+  return rows.sort((a, b) => a.id - b.id).map(toMovement);
+}
+
 export interface HistoryQuery {
   sku?: string;
   location?: string;

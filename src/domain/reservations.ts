@@ -3,7 +3,13 @@ import type { Knex } from 'knex';
 import { DomainError } from '../errors.js';
 import type { EventType } from '../events/catalogue.js';
 import { appendEvent, appendEvents } from '../events/outbox.js';
-import { type AllocationRule, allocate, type Candidate } from './allocation.js';
+import {
+  type Allocation,
+  type AllocationRule,
+  allocate,
+  type Candidate,
+  type RequestLine,
+} from './allocation.js';
 import { insertMovements, type Movement } from './ledger.js';
 import { availableOf, type LevelKey, levelKey, lockCandidateLevels, lockLevels } from './levels.js';
 import { assertKnown } from './stock.js';
@@ -105,6 +111,73 @@ export interface ReserveInput {
 }
 
 /**
+ * The reservation rule over locked candidate figures, without I/O (shared by `createReservation`
+ * and the group-commit batch): where each line is served from, or insufficient_stock with every
+ * short line.
+ */
+export function planReservation(lines: RequestLine[], candidates: Candidate[]): Allocation[] {
+  const outcome = allocate(lines, candidates);
+  if (!outcome.ok) {
+    throw new DomainError(
+      'insufficient_stock',
+      `${outcome.shortages.length} line(s) cannot be reserved: not enough available stock`,
+      { lines: outcome.shortages },
+    );
+  }
+  return outcome.allocations;
+}
+
+export interface PlannedReservation {
+  id: string;
+  input: ReserveInput;
+  allocations: Allocation[];
+}
+
+/**
+ * Writes planned reservations and their lines, several jobs' in one statement (the group-commit
+ * batch); their `reserve` movements and `reservation.created` events are the caller's, as in
+ * `createReservation`. Answers the reservations in the given order.
+ */
+export async function insertReservations(db: Knex, planned: PlannedReservation[]): Promise<Reservation[]> {
+  if (planned.length === 0) return [];
+  const lines = planned.flatMap((p) => p.allocations.map((a, n) => ({ id: p.id, n, a })));
+  const { rows } = await db.raw<{ rows: ReservationRow[] }>(
+    `with r as (
+       insert into reservations (id, reference, expires_at, owner)
+       select id, reference, now() + make_interval(secs => ttl), owner
+       from unnest(?::uuid[], ?::text[], ?::float8[], ?::text[]) as t (id, reference, ttl, owner)
+       returning *
+     ), l as (
+       insert into reservation_lines (reservation_id, line_no, request_line, sku, location, quantity, rule)
+       select r.id, t.n, t.request_line, t.sku, t.location, t.quantity, t.rule
+       from unnest(?::uuid[], ?::int[], ?::int[], ?::text[], ?::text[], ?::bigint[], ?::text[])
+         as t (reservation_id, n, request_line, sku, location, quantity, rule)
+       join r on r.id = t.reservation_id
+       returning reservation_id, line_no, request_line, sku, location, quantity, committed, released, rule
+     )
+     select r.*, (select json_agg(l) from l where l.reservation_id = r.id) as lines from r`,
+    [
+      planned.map((p) => p.id),
+      planned.map((p) => p.input.reference),
+      planned.map((p) => p.input.ttlSeconds),
+      planned.map((p) => p.input.owner ?? null),
+      lines.map((l) => l.id),
+      lines.map((l) => l.n),
+      lines.map((l) => l.a.index),
+      lines.map((l) => l.a.sku),
+      lines.map((l) => l.a.location),
+      lines.map((l) => l.a.quantity),
+      lines.map((l) => l.a.rule),
+    ] as Knex.RawBinding[],
+  );
+  const byId = new Map(rows.map((row) => [row.id, toReservation(row)]));
+  return planned.map((p) => byId.get(p.id)!);
+}
+
+export const reservationCreated = (reservation: Reservation) =>
+  reservationEvent('reservation.created', reservation);
+
+/**
  * Reserves every line or none. Candidate levels (every active location of the skus without a
  * location, and the named ones) are locked in the global order first, so concurrent reservations
  * of a hot sku queue on its row lock and can never both take the last unit.
@@ -148,16 +221,8 @@ export async function createReservation(db: Knex, input: ReserveInput): Promise<
     }
   }
 
-  const outcome = allocate(lines, candidates);
-  if (!outcome.ok) {
-    throw new DomainError(
-      'insufficient_stock',
-      `${outcome.shortages.length} line(s) cannot be reserved: not enough available stock`,
-      { lines: outcome.shortages },
-    );
-  }
+  const allocations = planReservation(lines, candidates);
   const id = randomUUID();
-  const allocations = outcome.allocations;
   const { rows: created } = await db.raw<{ rows: ReservationRow[] }>(
     `with r as (
        insert into reservations (id, reference, expires_at, owner)

@@ -2,7 +2,7 @@ import type { Knex } from 'knex';
 import { DomainError } from '../errors.js';
 import { appendEvent } from '../events/outbox.js';
 import type { AdjustReason } from '../queues/inventory.js';
-import { insertMovements, type Movement, type MovementKind } from './ledger.js';
+import { insertMovements, type Movement, type MovementKind, type NewMovement } from './ledger.js';
 import {
   availableOf,
   type Level,
@@ -56,28 +56,36 @@ export function assertKnown(
   );
 }
 
-const levelFigures = (row: LevelRow) => ({
+const levelFigures = (row: LevelFigures) => ({
   onHand: row.on_hand,
   reserved: row.reserved,
   available: availableOf(row),
 });
 
+/** The figures of a level the adjust rules read and change (a locked row, or a running copy of it). */
+export type LevelFigures = Pick<LevelRow, 'on_hand' | 'reserved' | 'safety_stock'>;
+
 /**
- * Applies every line or none. Lines apply in order (two lines on one level see each other), as
- * the ledger trigger will apply them; every line that would break a constraint (on_hand below
- * reserved or below 0) or whose expectedOnHand differs is reported, not just the first.
+ * The adjust rules over locked level figures, without I/O (shared by `adjustStock` and the
+ * group-commit batch): lines apply in order (two lines on one level see each other), as the
+ * ledger trigger will apply them; every line that would break a constraint (on_hand below
+ * reserved or below 0) or whose expectedOnHand differs is reported, not just the first. Returns
+ * the movements to write and the figures after them; `levels` itself is not changed.
  */
-export async function adjustStock(
-  db: Knex,
-  input: { movements: AdjustLine[] },
-): Promise<{ movements: Movement[] }> {
-  const { levels, unknownSkus, unknownLocations } = await lockLevels(db, input.movements);
-  assertKnown(input.movements, unknownSkus, unknownLocations);
-  const running = new Map([...levels].map(([key, row]) => [key, { ...row }]));
+export function planAdjust(
+  levels: Map<string, LevelFigures>,
+  lines: AdjustLine[],
+): { movements: NewMovement[]; after: Map<string, LevelFigures> } {
+  const after = new Map<string, LevelFigures>();
   const stale: Record<string, unknown>[] = [];
   const insufficient: Record<string, unknown>[] = [];
-  input.movements.forEach((line, index) => {
-    const level = running.get(levelKey(line))!;
+  lines.forEach((line, index) => {
+    const key = levelKey(line);
+    let level = after.get(key);
+    if (!level) {
+      level = { ...levels.get(key)! };
+      after.set(key, level);
+    }
     if (line.expectedOnHand !== undefined && line.expectedOnHand !== level.on_hand) {
       stale.push({
         index,
@@ -111,19 +119,27 @@ export async function adjustStock(
       { lines: insufficient },
     );
   }
-  const movements = await insertMovements(
-    db,
-    input.movements.map((line) => ({
-      kind: kindOfReason[line.reason],
-      sku: line.sku,
-      location: line.location,
-      delta: line.delta,
-      reason: line.reason,
-      reference: line.reference,
-      note: line.note,
-    })),
-  );
-  return { movements };
+  const movements = lines.map((line) => ({
+    kind: kindOfReason[line.reason],
+    sku: line.sku,
+    location: line.location,
+    delta: line.delta,
+    reason: line.reason,
+    reference: line.reference,
+    note: line.note,
+  }));
+  return { movements, after };
+}
+
+/** Applies every line or none (the rules: `planAdjust`). */
+export async function adjustStock(
+  db: Knex,
+  input: { movements: AdjustLine[] },
+): Promise<{ movements: Movement[] }> {
+  const { levels, unknownSkus, unknownLocations } = await lockLevels(db, input.movements);
+  assertKnown(input.movements, unknownSkus, unknownLocations);
+  const { movements } = planAdjust(levels, input.movements);
+  return { movements: await insertMovements(db, movements) };
 }
 
 /** A stock count: sets on_hand by writing a `count` movement with the difference (zero included). */

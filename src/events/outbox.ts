@@ -31,6 +31,32 @@ export async function appendEvents(db: Knex, events: NewEvent[]): Promise<{ seq:
 }
 
 /**
+ * Like `appendEvents`, with each event's job id and actor given: the events of several jobs in one
+ * statement (the group-commit batch).
+ */
+export async function appendJobEvents(
+  db: Knex,
+  events: (NewEvent & { jobId: string; actor: string })[],
+): Promise<void> {
+  if (events.length === 0) return;
+  await db.raw(
+    `insert into events (type, aggregate_type, aggregate_id, data, job_id, actor)
+     select type, aggregate_type, aggregate_id, data, job_id, actor
+     from unnest(?::text[], ?::text[], ?::text[], ?::jsonb[], ?::text[], ?::text[]) with ordinality
+       as e (type, aggregate_type, aggregate_id, data, job_id, actor, n)
+     order by n`,
+    [
+      events.map((e) => e.type),
+      events.map((e) => e.aggregate.type),
+      events.map((e) => e.aggregate.id),
+      events.map((e) => JSON.stringify(e.data)),
+      events.map((e) => e.jobId),
+      events.map((e) => e.actor),
+    ],
+  );
+}
+
+/**
  * Writes a domain event into the log/outbox, inside the caller's transaction, so the event exists
  * if and only if the change does. Actor and job id come from the transaction-local settings the
  * worker sets when it opens the transaction.

@@ -18,6 +18,8 @@ export interface Metrics {
   jobsCompleted: Counter<'queue' | 'job'>;
   jobsFailed: Counter<'queue' | 'job' | 'code'>;
   jobRetries: Counter<'queue' | 'job' | 'code'>;
+  /** Jobs per group-commit transaction (src/workers/group-commit.ts), by queue. */
+  batchJobs: Histogram<'queue' | 'outcome'>;
   webhookAttempts: Counter<'outcome'>;
   webhookAttemptDuration: Histogram<'outcome'>;
   webhookDeliveries: Counter<'outcome'>;
@@ -82,6 +84,13 @@ export function createMetrics(): Metrics {
       name: 'stockflow_job_retries_total',
       help: 'Job attempts that failed and will be retried, by queue, job name and error code',
       labelNames: ['queue', 'job', 'code'],
+      registers,
+    }),
+    batchJobs: new Histogram({
+      name: 'stockflow_group_commit_batch_jobs',
+      help: 'Jobs per group-commit transaction, by queue and outcome (alone: a lone job; committed; retried: rolled back, its jobs run alone)',
+      labelNames: ['queue', 'outcome'],
+      buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
       registers,
     }),
     webhookAttempts: new Counter({

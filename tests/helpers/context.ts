@@ -79,6 +79,10 @@ export async function createTestContext(options: ContextOptions = {}): Promise<T
     // A fixed test key, so a spawned web or worker process opens what this one sealed.
     SECRETS_KEY: testSecretsKey,
     SHUTDOWN_TIMEOUT_MS: '10000',
+    // The group-commit-off project of vitest.config.ts runs the inventory tests with it off.
+    ...(process.env.INVENTORY_GROUP_COMMIT
+      ? { INVENTORY_GROUP_COMMIT: process.env.INVENTORY_GROUP_COMMIT }
+      : {}),
     ...options.env,
   };
   const config = parseConfig(env);

@@ -14,7 +14,8 @@ declare module 'vitest' {
  * (CREATE DATABASE … TEMPLATE …), which takes milliseconds instead of a migration run per file.
  */
 export default async function setup(project: TestProject) {
-  const template = `stockflow_tpl_${process.pid}`;
+  // One template per project (the inventory tests run in a second project): their setups run side by side.
+  const template = `stockflow_tpl_${process.pid}_${project.name.replace(/[^a-z0-9]/gi, '_').toLowerCase()}`;
   await adminQuery(`drop database if exists ${template} with (force)`);
   await adminQuery(`create database ${template}`);
   const db = createDb({ DATABASE_URL: testDatabaseUrl(template), DATABASE_POOL_MAX: 2 });
