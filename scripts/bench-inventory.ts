@@ -338,7 +338,8 @@ runEntry(async () => {
     };
     const tag = `c${concurrency}-${group}`;
     procs = {
-      web: start(`web-${tag}`, ['dist/src/api/server.js'], settings),
+      // The web process needs few connections: the server's connection limit is for the worker.
+      web: start(`web-${tag}`, ['dist/src/api/server.js'], { ...settings, DATABASE_POOL_MAX: '20' }),
       worker: start(
         `worker-${tag}`,
         [
