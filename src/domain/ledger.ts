@@ -84,49 +84,20 @@ export const toMovement = (row: MovementRow): Movement => ({
 
 /**
  * Appends movements in one statement, in the given order (`order by n`: the trigger applies
- * rows as they are inserted, and the callers' checks assumed this order). The ledger trigger applies each row to
- * its level (the CHECKs of inventory_levels refuse an impossible one) and writes its `stock.moved`
- * event; callers lock the levels first (`lockLevels`) so the rows apply in a deterministic order.
+ * rows as they are inserted, and the callers' checks assumed this order). The ledger trigger
+ * applies each row to its level (the CHECKs of inventory_levels refuse an impossible one) and
+ * writes its `stock.moved` event; callers lock the levels first (`lockLevels`) so the rows apply
+ * in a deterministic order. A row's job id and actor default to the transaction's settings; a
+ * group-commit batch gives each row its own (the movements of several jobs in one statement).
  */
-export async function insertMovements(db: Knex, movements: NewMovement[]): Promise<Movement[]> {
+export async function insertMovements(
+  db: Knex,
+  movements: (NewMovement & { jobId?: string; actor?: string })[],
+): Promise<Movement[]> {
   if (movements.length === 0) return [];
   // One statement text for any number of rows, prepared once per connection (named statement).
   const { rows } = await db
     .raw<{ rows: MovementRow[] }>(
-      `insert into stock_movements
-         (kind, sku, location, delta, reason, reference, note, reservation_id, on_hand_after, reserved_after)
-       select kind, sku, location, delta, reason, reference, note, reservation_id, 0, 0
-       from unnest(?::text[], ?::text[], ?::text[], ?::bigint[], ?::text[], ?::text[], ?::text[], ?::uuid[])
-         with ordinality as m (kind, sku, location, delta, reason, reference, note, reservation_id, n)
-       order by n
-       returning ${movementColumns}`,
-      [
-        movements.map((m) => m.kind),
-        movements.map((m) => m.sku),
-        movements.map((m) => m.location),
-        movements.map((m) => m.delta),
-        movements.map((m) => m.reason),
-        movements.map((m) => m.reference ?? null),
-        movements.map((m) => m.note ?? null),
-        movements.map((m) => m.reservationId ?? null),
-      ] as Knex.RawBinding[],
-    )
-    .options({ name: 'stockflow_insert_movements' });
-  return rows.sort((a, b) => a.id - b.id).map(toMovement);
-}
-
-/**
- * Like `insertMovements`, with each row's job id and actor given (the ledger trigger keeps them
- * instead of the transaction's settings, for the row and its events): the movements of several
- * jobs in one statement (the group-commit batch). Answers the rows in the given order.
- */
-export async function insertJobMovements(
-  db: Knex,
-  movements: (NewMovement & { jobId: string; actor: string })[],
-): Promise<Movement[]> {
-  if (movements.length === 0) return [];
-  const { rows } = await db
-    .raw<{ rows: (MovementRow & { n: number })[] }>(
       `insert into stock_movements
          (kind, sku, location, delta, reason, reference, note, reservation_id, job_id, actor, on_hand_after, reserved_after)
        select kind, sku, location, delta, reason, reference, note, reservation_id, job_id, actor, 0, 0
@@ -144,11 +115,11 @@ export async function insertJobMovements(
         movements.map((m) => m.reference ?? null),
         movements.map((m) => m.note ?? null),
         movements.map((m) => m.reservationId ?? null),
-        movements.map((m) => m.jobId),
-        movements.map((m) => m.actor),
+        movements.map((m) => m.jobId ?? null),
+        movements.map((m) => m.actor ?? null),
       ] as Knex.RawBinding[],
     )
-    .options({ name: 'stockflow_insert_job_movements' });
+    .options({ name: 'stockflow_insert_movements' });
   // Ids come from the sequence in insertion order (`order by n`).
   return rows.sort((a, b) => a.id - b.id).map(toMovement);
 }

@@ -10,7 +10,7 @@ import {
   type Candidate,
   type RequestLine,
 } from './allocation.js';
-import { insertMovements, type Movement } from './ledger.js';
+import { insertMovements, type Movement, type NewMovement } from './ledger.js';
 import { availableOf, type LevelKey, levelKey, lockCandidateLevels, lockLevels } from './levels.js';
 import { assertKnown } from './stock.js';
 
@@ -177,6 +177,23 @@ export async function insertReservations(db: Knex, planned: PlannedReservation[]
 export const reservationCreated = (reservation: Reservation) =>
   reservationEvent('reservation.created', reservation);
 
+/** The ledger rows that reserve a new reservation's allocations (one per allocated level). */
+export function reserveMovements(
+  reservationId: string,
+  reference: string,
+  allocations: { sku: string; location: string; quantity: number }[],
+): NewMovement[] {
+  return allocations.map((a) => ({
+    kind: 'reserve',
+    sku: a.sku,
+    location: a.location,
+    delta: a.quantity,
+    reason: 'reservation',
+    reference,
+    reservationId,
+  }));
+}
+
 /**
  * Reserves every line or none. Candidate levels (every active location of the skus without a
  * location, and the named ones) are locked in the global order first, so concurrent reservations
@@ -249,18 +266,7 @@ export async function createReservation(db: Knex, input: ReserveInput): Promise<
       allocations.map((a) => a.rule),
     ],
   );
-  await insertMovements(
-    db,
-    allocations.map((a) => ({
-      kind: 'reserve' as const,
-      sku: a.sku,
-      location: a.location,
-      delta: a.quantity,
-      reason: 'reservation',
-      reference: input.reference,
-      reservationId: id,
-    })),
-  );
+  await insertMovements(db, reserveMovements(id, input.reference, allocations));
   const reservation = toReservation(created[0]!);
   await appendEvent(db, reservationEvent('reservation.created', reservation));
   return reservation;

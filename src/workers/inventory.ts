@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
-import { insertJobMovements, type NewMovement } from '../domain/ledger.js';
+import { insertMovements, type NewMovement } from '../domain/ledger.js';
 import { availableOf, type LevelKey, levelKey, lockCandidateLevels } from '../domain/levels.js';
 import { createLocation, updateLocation } from '../domain/locations.js';
 import { expireDue } from '../domain/orders.js';
@@ -14,6 +14,7 @@ import {
   type ReserveInput,
   releaseReservation,
   reservationCreated,
+  reserveMovements,
 } from '../domain/reservations.js';
 import {
   type AdjustLine,
@@ -106,14 +107,8 @@ async function lockInventory(
       kind: 'reserve',
       job,
       reservation: { id, input, allocations },
-      movements: allocations.map((a) => ({
-        kind: 'reserve' as const,
-        sku: a.sku,
-        location: a.location,
-        delta: a.quantity,
-        reason: 'reservation',
-        reference: input.reference,
-        reservationId: id,
+      movements: reserveMovements(id, input.reference, allocations).map((m) => ({
+        ...m,
         jobId: job.id,
         actor: job.actor,
       })),
@@ -134,7 +129,7 @@ async function lockInventory(
         db,
         reserves.map((p) => p.reservation),
       );
-      const written = await insertJobMovements(
+      const written = await insertMovements(
         db,
         planned.flatMap((p) => p.movements),
       );

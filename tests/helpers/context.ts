@@ -7,7 +7,7 @@ import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fas
 import type { Redis } from 'ioredis';
 import type { Knex } from 'knex';
 import type { DestinationStream } from 'pino';
-import { inject } from 'vitest';
+import { expect, inject } from 'vitest';
 import { deleteScratchKeys } from '../../scripts/bench/scratch.js';
 import { buildApp } from '../../src/api/app.js';
 import { type ApiDeps, openApiDeps, sharedWorkerDeps } from '../../src/api/deps.js';
@@ -243,3 +243,16 @@ export function exitOf(child: ChildProcess): Promise<number | null> {
 }
 
 export const json = (response: { body: string }) => JSON.parse(response.body);
+
+/** Creates these products (price 1.00 EUR), waiting for each job; each must answer 201. */
+export async function createProducts(ctx: TestContext, skus: readonly string[]): Promise<void> {
+  for (const sku of skus) {
+    const res = await ctx.request({
+      method: 'POST',
+      url: '/api/pms/products',
+      headers: { prefer: 'wait=10' },
+      payload: { sku, name: sku, price: { amount: 100, currency: 'EUR' } },
+    });
+    expect(res.statusCode).toBe(201);
+  }
+}

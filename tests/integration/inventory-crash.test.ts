@@ -1,5 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestContext, exitOf, json, type TestContext, waitForOutput } from '../helpers/context.js';
+import {
+  createProducts,
+  createTestContext,
+  exitOf,
+  json,
+  type TestContext,
+  waitForOutput,
+} from '../helpers/context.js';
 
 /**
  * Exactly once: a worker process is killed with SIGKILL in the middle of 2,000 queued adjust
@@ -17,15 +24,7 @@ beforeAll(async () => {
     workers: ['products'],
     env: { WORKER_LOCK_DURATION_MS: '1500', RATE_LIMIT_PER_SECOND: '0' },
   });
-  for (const sku of skus) {
-    const res = await ctx.request({
-      method: 'POST',
-      url: '/api/pms/products',
-      headers: { prefer: 'wait=10' },
-      payload: { sku, name: sku, price: { amount: 100, currency: 'EUR' } },
-    });
-    expect(res.statusCode).toBe(201);
-  }
+  await createProducts(ctx, skus);
 });
 afterAll(() => ctx.close());
 

@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createTestContext, json, type TestContext } from '../helpers/context.js';
+import { createProducts, createTestContext, json, type TestContext } from '../helpers/context.js';
 import { until } from '../helpers/until.js';
 
 /**
@@ -16,15 +16,7 @@ afterEach(async () => {
 async function context(env: Record<string, string>): Promise<TestContext> {
   const ctx = await createTestContext({ workers: ['products'], env: { RATE_LIMIT_PER_SECOND: '0', ...env } });
   contexts.push(ctx);
-  for (const sku of ['A', 'B']) {
-    const res = await ctx.request({
-      method: 'POST',
-      url: '/api/pms/products',
-      headers: { prefer: 'wait=10' },
-      payload: { sku, name: sku, price: { amount: 100, currency: 'EUR' } },
-    });
-    expect(res.statusCode).toBe(201);
-  }
+  await createProducts(ctx, ['A', 'B']);
   return ctx;
 }
 
