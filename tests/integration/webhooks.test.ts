@@ -314,6 +314,12 @@ describe('webhook endpoints and deliveries', () => {
     const enabled = await admin({ method: 'POST', url: `/api/webhooks/endpoints/${endpoint.id}/enable` });
     expect(json(enabled)).toMatchObject({ status: 'enabled', consecutiveFailures: 0, disabledReason: null });
     await receiver.waitFor((r) => r.processed.has(held.id));
+    // The receiver has answered, but the worker records the success (which clears failing_since)
+    // a moment later: wait for it, or the span set below could be wiped by that write.
+    await waitUntil(
+      () => deliveryOf(endpoint.id, held.id),
+      (d) => d?.status === 'delivered',
+    );
     expect(receiver.requests.length).toBe(requestsWhileOff + 1);
     expect((await deliveryOf(endpoint.id, first.id)).status).toBe('failed');
     expect((await deliveryOf(endpoint.id, second.id)).status).toBe('failed');
