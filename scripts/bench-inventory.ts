@@ -133,8 +133,14 @@ function makeClient(port: number, key: string) {
 
 type Client = ReturnType<typeof makeClient>;
 
-async function finishedTimes(queue: Queue, ids: string[]): Promise<Map<string, number>> {
-  const done = new Map<string, number>();
+interface Finished {
+  /** When the worker took the job (BullMQ's processedOn) and when it finished (finishedOn). */
+  processedOn: number;
+  finishedOn: number;
+}
+
+async function finishedTimes(queue: Queue, ids: string[]): Promise<Map<string, Finished>> {
+  const done = new Map<string, Finished>();
   const deadline = Date.now() + 300_000;
   let pending = ids;
   while (pending.length > 0) {
@@ -146,7 +152,7 @@ async function finishedTimes(queue: Queue, ids: string[]): Promise<Map<string, n
       jobs.forEach((job, k) => {
         if (job?.finishedOn) {
           if (job.failedReason) throw new Error(`job ${job.id} failed: ${job.failedReason}`);
-          done.set(slice[k]!, job.finishedOn);
+          done.set(slice[k]!, { processedOn: job.processedOn ?? job.finishedOn, finishedOn: job.finishedOn });
         } else still.push(slice[k]!);
       });
     }
@@ -174,7 +180,7 @@ async function throughput(client: Client, queue: Queue, procs: Processes, op: Op
     queue,
     submitted.map((s) => s.id),
   );
-  const last = Math.max(...finished.values());
+  const last = Math.max(...[...finished.values()].map((f) => f.finishedOn));
   const rate = (jobsPerCase * 1000) / (last - started);
   return {
     rate,
@@ -204,7 +210,10 @@ async function latency(client: Client, queue: Queue, op: Op, c: Case, rate: numb
     queue,
     submitted.map((s) => s.id),
   );
-  const e2e = submitted.map((s) => Math.max(0, finished.get(s.id)! - s.at));
+  const e2e = submitted.map((s) => Math.max(0, finished.get(s.id)!.finishedOn - s.at));
+  // Where the end-to-end time goes: waiting in Redis for a worker, then in the worker.
+  const pickup = submitted.map((s) => Math.max(0, finished.get(s.id)!.processedOn - s.at));
+  const inWorker = submitted.map((s) => finished.get(s.id)!.finishedOn - finished.get(s.id)!.processedOn);
   const intake = submitted.map((s) => s.ms);
   return {
     rate,
@@ -212,6 +221,10 @@ async function latency(client: Client, queue: Queue, op: Op, c: Case, rate: numb
     intakeP99: percentile(intake, 99),
     e2eP50: percentile(e2e, 50),
     e2eP99: percentile(e2e, 99),
+    pickupP50: percentile(pickup, 50),
+    pickupP99: percentile(pickup, 99),
+    workerP50: percentile(inWorker, 50),
+    workerP99: percentile(inWorker, 99),
   };
 }
 
@@ -395,6 +408,10 @@ runEntry(async () => {
             `${name}, concurrency ${concurrency}, group commit ${group}: ${Math.round(t.rate)}/s (${(t.rate / base).toFixed(2)}× raw), ` +
               `mean ${sizes.mean} jobs per transaction; ${sizes.distribution}${sizes.retried ? `; ${sizes.retried} batch(es) retried alone` : ''}; ` +
               `e2e p50 ${ms(l.e2eP50)} p99 ${ms(l.e2eP99)} at ${Math.round(l.rate)}/s; lone job ${ms(single)}`,
+          );
+          console.log(
+            `  at half rate: until a worker took it p50 ${ms(l.pickupP50)} p99 ${ms(l.pickupP99)}, ` +
+              `in the worker p50 ${ms(l.workerP50)} p99 ${ms(l.workerP99)}`,
           );
           console.log('  CPU ms per job, per process:', t.cpu);
           results.push({ concurrency, group, case: name, rate: t.rate, e2eP99: l.e2eP99 });

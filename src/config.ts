@@ -73,7 +73,7 @@ const envSchema = z.object({
   /** Most lines (movements, reservation lines) in one group-commit batch; a larger job runs alone. */
   INVENTORY_BATCH_MAX_LINES: integer(1, 100_000).default(2000),
   /** Most group-commit batches one worker process runs at once, on disjoint skus (each holds a connection). */
-  INVENTORY_BATCH_PARALLEL: integer(1, 64).default(4),
+  INVENTORY_BATCH_PARALLEL: integer(1, 64).default(1),
   /** How often the reservation expiry job runs, and how many reservations one run expires at most. */
   RESERVATION_EXPIRY_INTERVAL_MS: integer(500, 3_600_000).default(5000),
   RESERVATION_EXPIRY_BATCH: integer(1, 10_000).default(500),

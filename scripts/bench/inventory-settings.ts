@@ -1,8 +1,8 @@
 import type { ChildProcess } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { cpuSecondsOf } from './processes.js';
 
 /** Settings and measuring helpers shared by `scripts/bench-inventory.ts` and its baselines. */
 
@@ -30,10 +30,10 @@ export function percentile(values: number[], p: number): number {
 export const ms = (v: number) => `${v.toFixed(1)} ms`;
 
 /** CPU seconds used so far by a process (user + system), from /proc. */
+/** A process's CPU seconds, with its exited children's (0 once it is gone itself). */
 function cpuSeconds(pid: number): number {
   try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100;
+    return cpuSecondsOf(pid, { reapedChildren: true });
   } catch {
     return 0;
   }

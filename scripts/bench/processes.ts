@@ -48,9 +48,18 @@ export async function stopProcess(child: ChildProcess): Promise<void> {
   await exited;
 }
 
-/** CPU seconds a process has used so far (user + system), from /proc. */
-export function cpuSecondsOf(pid: number): number {
+/**
+ * CPU seconds a process has used so far (user + system), from /proc. With `reapedChildren`, also
+ * the CPU of its children that have exited (cutime + cstime): the postmaster's count of the
+ * backends it reaped, so a backend that exits during a measurement keeps its time in the sum.
+ */
+export function cpuSecondsOf(pid: number, options: { reapedChildren?: boolean } = {}): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, in clock ticks of 10 ms
+  const fields = stat
+    .slice(stat.lastIndexOf(')') + 2)
+    .split(' ')
+    .map(Number);
+  // Fields 14-17 of proc(5) (utime, stime, cutime, cstime), in clock ticks of 10 ms.
+  const ticks = fields[11]! + fields[12]! + (options.reapedChildren ? fields[13]! + fields[14]! : 0);
+  return ticks / 100;
 }

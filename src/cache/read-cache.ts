@@ -137,6 +137,43 @@ export async function openReadCache(deps: {
     },
     { cache: false, maxBatchSize: 100 },
   );
+  /**
+   * The jobs of one group-commit batch complete together: their invalidations, made in the same
+   * tick, go as one bump and one delete (a caller waits for the round that carries its changes).
+   */
+  const invalidations = new DataLoader<CacheChanges, void>(
+    async (batch) => {
+      await invalidateNow(mergeChanges(batch));
+      return batch.map(() => undefined);
+    },
+    // At most one default group-commit batch per round, so one bump script stays a few thousand keys.
+    { cache: false, maxBatchSize: 64 },
+  );
+  async function invalidateNow(changes: CacheChanges): Promise<void> {
+    const products = changes.products ?? [];
+    const stock = changes.stock ?? [];
+    const dependencies = [
+      ...products.map((sku) => `product:${sku}`),
+      ...stock.map((sku) => `stock:${sku}`),
+      ...(changes.productLists ? ['product-lists'] : []),
+      ...(changes.locations ? ['locations'] : []),
+    ];
+    if (dependencies.length === 0) return;
+    // This is what readers check: it must succeed (or the job fails and is retried, a no-op).
+    await stamps.bump(dependencies);
+    // Freeing the stale entries everywhere is housekeeping: a lost delete costs a reload.
+    const tags = [
+      ...(changes.productLists ? ['product-lists'] : []),
+      ...(changes.locations ? ['locations'] : []),
+    ];
+    const keys = [...products.map((sku) => `product:${sku}`), ...stock.map((sku) => `stock:${sku}`)];
+    try {
+      if (keys.length > 0) await store.deleteMany({ keys });
+      if (tags.length > 0) await store.deleteByTag({ tags });
+    } catch (error) {
+      log.warn({ err: error }, 'could not delete stale cache entries; readers reload them');
+    }
+  }
   const ttlOf: Record<CacheName, number> = {
     product: config.CACHE_TTL,
     product_list: config.CACHE_LIST_TTL,
@@ -260,31 +297,7 @@ export async function openReadCache(deps: {
         notFound: skus.filter((sku) => !bySku.get(sku)),
       };
     },
-    async invalidate(changes) {
-      const products = changes.products ?? [];
-      const stock = changes.stock ?? [];
-      const dependencies = [
-        ...products.map((sku) => `product:${sku}`),
-        ...stock.map((sku) => `stock:${sku}`),
-        ...(changes.productLists ? ['product-lists'] : []),
-        ...(changes.locations ? ['locations'] : []),
-      ];
-      if (dependencies.length === 0) return;
-      // This is what readers check: it must succeed (or the job fails and is retried, a no-op).
-      await stamps.bump(dependencies);
-      // Freeing the stale entries everywhere is housekeeping: a lost delete costs a reload.
-      const tags = [
-        ...(changes.productLists ? ['product-lists'] : []),
-        ...(changes.locations ? ['locations'] : []),
-      ];
-      const keys = [...products.map((sku) => `product:${sku}`), ...stock.map((sku) => `stock:${sku}`)];
-      try {
-        if (keys.length > 0) await store.deleteMany({ keys });
-        if (tags.length > 0) await store.deleteByTag({ tags });
-      } catch (error) {
-        log.warn({ err: error }, 'could not delete stale cache entries; readers reload them');
-      }
-    },
+    invalidate: (changes) => invalidations.load(changes),
     async warm(top) {
       const skus = await readCounts.top(top);
       const before = counts.product.loads + counts.stock.loads;
@@ -304,6 +317,16 @@ export async function openReadCache(deps: {
       busBase.disconnect();
       cacheRedis.disconnect();
     },
+  };
+}
+
+/** Several jobs' changes as one: every sku once. */
+function mergeChanges(all: readonly CacheChanges[]): CacheChanges {
+  return {
+    products: [...new Set(all.flatMap((c) => c.products ?? []))],
+    stock: [...new Set(all.flatMap((c) => c.stock ?? []))],
+    productLists: all.some((c) => c.productLists),
+    locations: all.some((c) => c.locations),
   };
 }
 

@@ -155,6 +155,33 @@ describe('read cache', () => {
     expect(isCurrent(bumped, await stamps.read(['product:X', 'stock:X']))).toBe(false);
   });
 
+  it('sends invalidations made together (a batch of jobs completing) as one bump that carries every change', async () => {
+    const stamps = createStamps(ctx.api.redis, ctx.config.QUEUE_PREFIX);
+    const dependencies = ['product:RC-C1', 'stock:RC-C1', 'stock:RC-C2', 'stock:RC-C3'];
+    const before = await stamps.read(dependencies);
+    // Counts the calls and passes them on to Redis.
+    const scripts = ctx.api.redis as unknown as {
+      stockflowStampBump: (...args: unknown[]) => Promise<number>;
+    };
+    const bump = vi.spyOn(scripts, 'stockflowStampBump');
+    try {
+      await Promise.all([
+        ctx.api.cache.invalidate({ products: ['RC-C1'], stock: ['RC-C1'] }),
+        ctx.api.cache.invalidate({ stock: ['RC-C2'] }),
+        ctx.api.cache.invalidate({ stock: ['RC-C2', 'RC-C3'] }),
+      ]);
+      expect(bump).toHaveBeenCalledTimes(1);
+    } finally {
+      bump.mockRestore();
+    }
+    const after = await stamps.read(dependencies);
+    for (const [i, gen] of after.gens.entries()) expect(gen).toBeGreaterThan(before.gens[i]!);
+    // A later invalidation is a round of its own: it is not answered by one that went before it.
+    const again = await stamps.read(['stock:RC-C3']);
+    await ctx.api.cache.invalidate({ stock: ['RC-C3'] });
+    expect((await stamps.read(['stock:RC-C3'])).gens[0]).toBeGreaterThan(again.gens[0]!);
+  });
+
   it('warms the most-read skus from their read counts; a worker start enqueues a warm run', async () => {
     for (const sku of ['RC-W1', 'RC-W2', 'RC-W3']) await createProduct(sku);
     // More reads than any sku of the tests above (the stampede read one 100 times).
