@@ -134,6 +134,22 @@ describe('group commit', () => {
     expect(batched.claimed).toEqual(oneByOne.claimed);
   }, 60_000);
 
+  it('with batches in parallel on disjoint skus (INVENTORY_BATCH_PARALLEL=2), the same outcomes and per-sku order', async () => {
+    const parallel = await context({
+      INVENTORY_GROUP_COMMIT: 'true',
+      INVENTORY_BATCH_PARALLEL: '2',
+      WORKER_CONCURRENCY_INVENTORY: '16',
+    });
+    const batched = await mixedScenario(parallel);
+    const alone = await context({ INVENTORY_GROUP_COMMIT: 'false', WORKER_CONCURRENCY_INVENTORY: '1' });
+    const oneByOne = await mixedScenario(alone);
+    expect(batched.outcomes).toEqual(oneByOne.outcomes);
+    expect(batched.results.map(comparable)).toEqual(oneByOne.results.map(comparable));
+    expect(batched.ledger).toEqual(oneByOne.ledger);
+    expect(batched.levels).toEqual(oneByOne.levels);
+    expect(batched.claimed).toEqual(oneByOne.claimed);
+  }, 60_000);
+
   it('retries every job of a batch whose backend is terminated mid-transaction; each applies once', async () => {
     const ctx = await context({
       INVENTORY_GROUP_COMMIT: 'true',
