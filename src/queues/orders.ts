@@ -13,7 +13,9 @@ export const orderNumberSchema = z
   .regex(
     /^[A-Za-z0-9._-]{1,64}$/,
     'orderNumber must be 1-64 characters of letters, digits, dot, underscore or hyphen',
-  );
+  )
+  // They would name the current or parent directory in every URL that carries the number.
+  .refine((n) => n !== '.' && n !== '..', 'orderNumber must not be . or ..');
 
 /**
  * Every sku at most once: the issue on a repeated line names the line it repeats. It runs even
