@@ -1,8 +1,9 @@
 import type { FastifyRequest } from 'fastify';
 import { z } from 'zod';
+import { httpUrlSchema } from '../fields.js';
 import { declaredImageFormat, sniffImageFormat, sniffLength } from '../images/sniff.js';
 import { refuseUrl } from '../outbound/address-guard.js';
-import { imageFieldsSchema, sourceUrlSchema } from '../queues/images.js';
+import { imageFieldsSchema } from '../queues/images.js';
 import { isUnstorableString, unstorableProblem } from './json-body.js';
 import { HttpProblem } from './problems.js';
 
@@ -16,7 +17,7 @@ export type ImageIntake =
     }
   | { kind: 'url'; url: string; fields: z.output<typeof imageFieldsSchema> };
 
-const urlBodySchema = imageFieldsSchema.extend({ sourceUrl: sourceUrlSchema }).strict();
+const urlBodySchema = imageFieldsSchema.extend({ sourceUrl: httpUrlSchema }).strict();
 
 const multipartFieldNames = new Set(['alt', 'position', 'role']);
 

@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { cursors } from '../fields.js';
 
 export const movementKinds = [
   'receipt',
@@ -131,14 +132,15 @@ export interface HistoryQuery {
   since?: string;
   until?: string;
   limit: number;
-  cursor?: string;
+  /** The last movement id of the page before (decoded by `cursors.movement`). */
+  cursor?: number;
 }
 
 /** Movement ids one page of a history without `sku` looks at, at most (sku pages use their index). */
 export const historyScanIds = 50_000;
 
 /**
- * The ledger newest first, keyset-paginated by movement id (the cursor is opaque to callers).
+ * The ledger newest first, keyset-paginated by movement id.
  * Without a sku, a rare location, kind or time range would scan the whole ledger for one page:
  * such a page looks at `historyScanIds` ids at most, and may come back short (even empty) with a
  * nextCursor to go on from.
@@ -152,9 +154,10 @@ export async function listMovements(
     .limit(query.limit + 1);
   let floor: number | undefined;
   if (!query.sku && (query.location || query.kind || query.since || query.until)) {
-    const below = query.cursor
-      ? decodeCursor(query.cursor)
-      : Number((await db('stock_movements').max<{ max: number | null }[]>('id as max'))[0]?.max ?? 0) + 1;
+    const below =
+      query.cursor !== undefined
+        ? query.cursor
+        : Number((await db('stock_movements').max<{ max: number | null }[]>('id as max'))[0]?.max ?? 0) + 1;
     floor = Math.max(below - historyScanIds, 1);
     builder.where('id', '>=', floor);
   }
@@ -163,19 +166,12 @@ export async function listMovements(
   if (query.kind) builder.where('kind', query.kind);
   if (query.since) builder.where('created_at', '>=', query.since);
   if (query.until) builder.where('created_at', '<', query.until);
-  if (query.cursor) builder.where('id', '<', decodeCursor(query.cursor));
+  if (query.cursor !== undefined) builder.where('id', '<', query.cursor);
   const rows = (await builder) as MovementRow[];
   const items = rows.slice(0, query.limit).map(toMovement);
-  if (rows.length > query.limit) return { items, nextCursor: encodeCursor(items[items.length - 1]!.id) };
+  if (rows.length > query.limit)
+    return { items, nextCursor: cursors.movement.encode(items[items.length - 1]!.id) };
   // The window ran out before the page filled: older ids remain to be looked at.
-  if (floor !== undefined && floor > 1) return { items, nextCursor: encodeCursor(floor) };
+  if (floor !== undefined && floor > 1) return { items, nextCursor: cursors.movement.encode(floor) };
   return { items, nextCursor: null };
-}
-
-const encodeCursor = (id: number) => Buffer.from(`m:${id}`, 'utf8').toString('base64url');
-
-/** A cursor that does not decode reads as "before the first movement": an empty page, never an error. */
-function decodeCursor(cursor: string): number {
-  const match = /^m:(\d{1,15})$/.exec(Buffer.from(cursor, 'base64url').toString('utf8'));
-  return match ? Number(match[1]) : 0;
 }

@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import { DomainError } from '../errors.js';
+import { cursors } from '../fields.js';
 import { type Movement, toMovement } from './ledger.js';
 import type { OrderAction, OrderStatus } from './orders-status.js';
 import { getReservation, type Reservation } from './reservations.js';
@@ -204,7 +205,8 @@ export interface OrderListQuery {
   status?: OrderStatus;
   /** Orders created at or after this instant. */
   since?: string;
-  cursor?: string;
+  /** The last order id of the page before (decoded by `cursors.order`). */
+  cursor?: number;
   limit: number;
 }
 
@@ -219,20 +221,12 @@ export async function listOrders(
     .select('id');
   if (query.status) builder.where('status', query.status);
   if (query.since) builder.where('created_at', '>=', query.since);
-  if (query.cursor) builder.where('id', '>', decodeCursor(query.cursor));
+  if (query.cursor !== undefined) builder.where('id', '>', query.cursor);
   const ids = ((await builder) as { id: number }[]).map((r) => r.id);
   const page = ids.slice(0, query.limit);
   const more = ids.length > query.limit;
   return {
     items: await readOrders(db, page),
-    nextCursor: more ? encodeCursor(page[page.length - 1]!) : null,
+    nextCursor: more ? cursors.order.encode(page[page.length - 1]!) : null,
   };
-}
-
-const encodeCursor = (id: number) => Buffer.from(`o:${id}`, 'utf8').toString('base64url');
-
-/** A cursor that does not decode reads as "after the last order": an empty page, never an error. */
-function decodeCursor(cursor: string): number {
-  const match = /^o:(\d{1,15})$/.exec(Buffer.from(cursor, 'base64url').toString('utf8'));
-  return match ? Number(match[1]) : Number.MAX_SAFE_INTEGER;
 }

@@ -3,6 +3,7 @@ import { isPgError, pgErrorCodes } from '../db/knex.js';
 import { DomainError } from '../errors.js';
 import type { EventType } from '../events/catalogue.js';
 import { appendEvent } from '../events/outbox.js';
+import { cursors } from '../fields.js';
 import { checkPublishRules } from './publish-rules.js';
 
 export type ProductStatus = 'draft' | 'published' | 'archived';
@@ -225,7 +226,7 @@ export interface ProductPage {
   nextCursor: string | null;
 }
 
-/** Keyset pagination in sku order; the cursor is the last sku of the previous page, opaque to callers. */
+/** Keyset pagination in sku order; `cursor` is the last sku of the previous page (decoded by `cursors.product`). */
 export async function listProducts(
   db: Knex,
   query: { status?: ProductStatus; q?: string; limit: number; cursor?: string },
@@ -238,17 +239,9 @@ export async function listProducts(
     const pattern = `%${query.q.replace(/[\\%_]/g, '\\$&')}%`;
     builder.where((w) => w.whereILike('sku', pattern).orWhereILike('name', pattern));
   }
-  if (query.cursor) builder.where('sku', '>', decodeCursor(query.cursor));
+  if (query.cursor !== undefined) builder.where('sku', '>', query.cursor);
   const rows = await builder;
   const items = rows.slice(0, query.limit).map(toProduct);
   const more = rows.length > query.limit;
-  return { items, nextCursor: more ? encodeCursor(items[items.length - 1]!.sku) : null };
-}
-
-function encodeCursor(sku: string): string {
-  return Buffer.from(sku, 'utf8').toString('base64url');
-}
-
-function decodeCursor(cursor: string): string {
-  return Buffer.from(cursor, 'base64url').toString('utf8');
+  return { items, nextCursor: more ? cursors.product.encode(items[items.length - 1]!.sku) : null };
 }

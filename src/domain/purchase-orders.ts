@@ -2,6 +2,7 @@ import type { Knex } from 'knex';
 import { DomainError } from '../errors.js';
 import type { EventType } from '../events/catalogue.js';
 import { appendEvent } from '../events/outbox.js';
+import { cursors } from '../fields.js';
 import { insertMovements } from './ledger.js';
 import { lockLevels } from './levels.js';
 import { explainQuantity, type QuantityTerms } from './reorder-point.js';
@@ -235,10 +236,10 @@ export async function getPurchaseOrder(db: Knex, id: string): Promise<PurchaseOr
   return order;
 }
 
-/** Purchase orders newest first, keyset-paginated by number. */
+/** Purchase orders newest first, keyset-paginated by number (`cursor` decoded by `cursors.purchaseOrder`). */
 export async function listPurchaseOrders(
   db: Knex,
-  query: { status?: PurchaseOrderStatus; supplier?: string; sku?: string; limit: number; cursor?: string },
+  query: { status?: PurchaseOrderStatus; supplier?: string; sku?: string; limit: number; cursor?: number },
 ): Promise<{ items: PurchaseOrder[]; nextCursor: string | null }> {
   const builder = ordersQuery(db)
     .orderBy('number', 'desc')
@@ -252,13 +253,14 @@ export async function listPurchaseOrders(
         .where('sku', query.sku),
     );
   }
-  if (query.cursor && /^\d{1,15}$/.test(query.cursor)) builder.where('number', '<', Number(query.cursor));
+  if (query.cursor !== undefined) builder.where('number', '<', query.cursor);
   const orders = await selectOrders(db, builder);
   const items = orders.slice(0, query.limit);
   const last = items[items.length - 1];
   return {
     items,
-    nextCursor: orders.length > query.limit && last ? String(Number(last.number.slice(3))) : null,
+    nextCursor:
+      orders.length > query.limit && last ? cursors.purchaseOrder.encode(Number(last.number.slice(3))) : null,
   };
 }
 

@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import { DomainError } from '../errors.js';
 import { appendEvent } from '../events/outbox.js';
+import { cursors } from '../fields.js';
 import type { ReorderRuleInput } from '../queues/reorder.js';
 import { availableOf, type LevelKey, levelKey, lockLevels } from './levels.js';
 import { autoReorderPoint, type PointExplanation } from './reorder-point.js';
@@ -227,13 +228,12 @@ function toRule(state: RuleState, lastCheck: LastCheck | undefined): ReorderRule
   };
 }
 
-/** Rules with their figures, in id order, keyset-paginated (the cursor is the last id). */
+/** Rules with their figures, in id order, keyset-paginated (`cursor`: the last id, decoded by `cursors.reorderRule`). */
 export async function listRules(
   db: Knex,
-  query: { sku?: string; location?: string; supplier?: string; limit: number; cursor?: string },
+  query: { sku?: string; location?: string; supplier?: string; limit: number; cursor?: number },
 ): Promise<{ items: ReorderRule[]; nextCursor: string | null }> {
-  const afterId = query.cursor && /^\d{1,15}$/.test(query.cursor) ? Number(query.cursor) : undefined;
-  const states = await loadRuleStates(db, { ...query, afterId, limit: query.limit + 1 });
+  const states = await loadRuleStates(db, { ...query, afterId: query.cursor, limit: query.limit + 1 });
   const page = states.slice(0, query.limit);
   const checks = await lastChecks(
     db,
@@ -241,7 +241,8 @@ export async function listRules(
   );
   return {
     items: page.map((s) => toRule(s, checks.get(s.rule.id))),
-    nextCursor: states.length > query.limit ? String(page[page.length - 1]!.rule.id) : null,
+    nextCursor:
+      states.length > query.limit ? cursors.reorderRule.encode(page[page.length - 1]!.rule.id) : null,
   };
 }
 

@@ -2,6 +2,7 @@ import type { Redis } from 'ioredis';
 import type { Knex } from 'knex';
 import type { Config } from '../config.js';
 import { appendEvent, setTransactionActor } from '../events/outbox.js';
+import { cursors } from '../fields.js';
 import { queueNames } from '../queues/job.js';
 import type { Queues } from '../queues/queues.js';
 import { failuresInLastMinute } from './failure-counts.js';
@@ -306,7 +307,13 @@ export interface AlertPage {
 /** Alerts newest first, optionally of one state and rule (keyset pagination on opened_at, id). */
 export async function listAlerts(
   db: Knex,
-  query: { state?: 'open' | 'resolved'; rule?: AlertRule; limit: number; cursor?: string },
+  query: {
+    state?: 'open' | 'resolved';
+    rule?: AlertRule;
+    limit: number;
+    /** The last alert of the page before (decoded by `cursors.alert`). */
+    cursor?: { at: string; id: string };
+  },
 ): Promise<AlertPage> {
   const builder = db<AlertRow>('ops_alerts')
     .orderBy([
@@ -316,7 +323,7 @@ export async function listAlerts(
     .limit(query.limit + 1);
   if (query.state) builder.where('state', query.state);
   if (query.rule) builder.where('rule', query.rule);
-  const after = query.cursor === undefined ? undefined : parseAlertCursor(query.cursor);
+  const after = query.cursor;
   if (after) builder.whereRaw('(opened_at, id) < (?::timestamptz, ?::uuid)', [after.at, after.id]);
   const rows = (await builder) as AlertRow[];
   const items = rows.slice(0, query.limit).map(toAlert);
@@ -324,18 +331,6 @@ export async function listAlerts(
   return {
     items,
     nextCursor:
-      rows.length > query.limit && last
-        ? Buffer.from(`${last.openedAt}|${last.id}`, 'utf8').toString('base64url')
-        : null,
+      rows.length > query.limit && last ? cursors.alert.encode({ at: last.openedAt, id: last.id }) : null,
   };
-}
-
-const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-/** The position a `nextCursor` names, or undefined when the text is not one. */
-export function parseAlertCursor(cursor: string): { at: string; id: string } | undefined {
-  const [at, id, ...rest] = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
-  if (rest.length > 0 || !at || !id || !uuidPattern.test(id) || Number.isNaN(Date.parse(at)))
-    return undefined;
-  return { at, id };
 }

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { DeletedImage, Image } from '../domain/images.js';
+import { httpUrlSchema } from '../fields.js';
 import { defineJob } from './job.js';
 import { skuSchema } from './products.js';
 
@@ -11,8 +12,6 @@ export const imageFieldsSchema = z.object({
   position: z.coerce.number().int().min(0).max(10_000).optional(),
   role: imageRoleSchema.optional(),
 });
-
-export const sourceUrlSchema = z.url({ protocol: /^https?$/ }).max(2048);
 
 export const sha256Schema = z.string().regex(/^[0-9a-f]{64}$/, 'sha-256 in lowercase hex');
 
@@ -31,7 +30,9 @@ export const processImagePayload = z.object({
       declaredType: z.string().max(200).optional(),
     }),
     /** Downloaded by the worker through the SSRF guard. */
-    z.object({ kind: z.literal('url'), url: sourceUrlSchema }),
+    // Compatibility: the URL schema (src/fields.ts) now refuses surrounding spaces that the previous
+    // release accepted; a job queued with one fails invalid_payload instead of downloading.
+    z.object({ kind: z.literal('url'), url: httpUrlSchema }),
   ]),
   ...imageFieldsSchema.shape,
 });

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { InboundOutcome } from '../domain/inbound.js';
+import { instantSchema } from '../fields.js';
 import { adjustPayload, setPayload } from './inventory.js';
 import { defineJob } from './job.js';
 import { createOrderBody, createOrderPayload, orderRefPayload } from './orders.js';
@@ -36,7 +37,7 @@ const envelope = {
   /** The Standard Webhooks `webhook-id`: the delivery's identity, deduplicated. */
   webhookId: z.string().min(1).max(255),
   /** The event's own `timestamp` from the body. */
-  timestamp: z.iso.datetime({ offset: true }),
+  timestamp: instantSchema,
 };
 
 // Compatibility: a new type is a new variant; a variant's data only gains optional fields.

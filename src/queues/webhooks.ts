@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { JobsOptions } from 'bullmq';
 import { z } from 'zod';
 import { typePatternSchema } from '../events/type-patterns.js';
+import { instantSchema } from '../fields.js';
 import { defineJob } from './job.js';
 
 /**
@@ -26,8 +27,8 @@ const untilAfterSince = {
 /** The time range of a replay (ISO 8601 with offset), as the API takes it. */
 export const replayRange = z
   .object({
-    since: z.iso.datetime({ offset: true }),
-    until: z.iso.datetime({ offset: true }).optional(),
+    since: instantSchema,
+    until: instantSchema.optional(),
     /** Narrows the endpoint's own event types; default: the endpoint's types. */
     types: z.array(typePatternSchema).min(1).max(50).optional(),
   })
@@ -36,8 +37,8 @@ export const replayRange = z
 export const replayPayload = z
   .object({
     endpointId: z.uuid(),
-    since: z.iso.datetime({ offset: true }),
-    until: z.iso.datetime({ offset: true }).optional(),
+    since: instantSchema,
+    until: instantSchema.optional(),
     types: z.array(typePatternSchema).min(1).max(50).optional(),
   })
   .refine(untilAfterSince.check, { message: untilAfterSince.message, path: ['until'] });

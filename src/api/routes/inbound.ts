@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { findInboundDelivery } from '../../domain/inbound.js';
+import { instantSchema } from '../../fields.js';
 import { dedupedJobId, enqueue } from '../../queues/enqueue.js';
 import {
   type InboundEndpoint,
@@ -20,7 +21,7 @@ import { enqueueContext, enqueueFailure, jobHandleSchema } from '../submit-job.j
 
 const envelopeSchema = z.object({
   type: z.string().min(1).max(100),
-  timestamp: z.iso.datetime({ offset: true, message: 'must be an ISO 8601 date-time' }),
+  timestamp: instantSchema,
   data: z.record(z.string(), z.unknown()),
 });
 

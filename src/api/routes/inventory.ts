@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { listMovements, movementKinds } from '../../domain/ledger.js';
 import { getStockAsOf } from '../../domain/levels.js';
 import { getReservation } from '../../domain/reservations.js';
+import { cursors, instantSchema } from '../../fields.js';
 import {
   adjustPayload,
   inventoryJobs,
@@ -49,10 +50,6 @@ const skuList = z
       .filter(Boolean),
   )
   .pipe(z.array(skuSchema).min(1, 'needs at least 1 sku').max(100, 'at most 100 skus'));
-export const instant = z.iso.datetime({
-  offset: true,
-  message: 'must be an ISO 8601 date-time, e.g. 2026-11-26T10:00:00Z',
-});
 const reservationParams = z.object({ id: z.uuid() });
 
 export function registerInventoryRoutes(root: FastifyInstance, deps: ApiDeps): void {
@@ -229,7 +226,7 @@ export function registerInventoryRoutes(root: FastifyInstance, deps: ApiDeps): v
       schema: {
         tags,
         summary: 'Stock as it was at a past moment, recomputed from the ledger',
-        querystring: z.object({ sku: skuList, at: instant, location: locationCodeSchema.optional() }),
+        querystring: z.object({ sku: skuList, at: instantSchema, location: locationCodeSchema.optional() }),
         response: { 200: statusSchema },
       },
     },
@@ -247,10 +244,10 @@ export function registerInventoryRoutes(root: FastifyInstance, deps: ApiDeps): v
           sku: skuSchema.optional(),
           location: locationCodeSchema.optional(),
           kind: z.enum(movementKinds).optional(),
-          since: instant.optional(),
-          until: instant.optional(),
+          since: instantSchema.optional(),
+          until: instantSchema.optional(),
           limit: z.coerce.number().int().min(1).max(500).default(50),
-          cursor: z.string().max(200).optional(),
+          cursor: cursors.movement.schema.optional(),
         }),
         response: { 200: z.object({ items: z.array(movementSchema), nextCursor: z.string().nullable() }) },
       },

@@ -3,7 +3,8 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { cacheNames } from '../../cache/read-cache.js';
 import { alertSchema } from '../../events/catalogue.js';
-import { alertRules, listAlerts, parseAlertCursor } from '../../ops/alerts.js';
+import { cursors } from '../../fields.js';
+import { alertRules, listAlerts } from '../../ops/alerts.js';
 import type { ApiDeps } from '../deps.js';
 
 const countsSchema = z.object({
@@ -92,11 +93,7 @@ export function registerOpsRoutes(root: FastifyInstance, deps: ApiDeps): void {
           state: z.enum(['open', 'resolved']).optional(),
           rule: z.enum(alertRules).optional(),
           limit: z.coerce.number().int().min(1).max(200).default(50),
-          cursor: z
-            .string()
-            .max(200)
-            .refine((c) => parseAlertCursor(c) !== undefined, 'must be a nextCursor from an earlier page')
-            .optional(),
+          cursor: cursors.alert.schema.optional(),
         }),
         response: {
           200: z.object({

@@ -3,6 +3,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { getOrder, listOrders } from '../../domain/orders-read.js';
 import { orderStatuses } from '../../domain/orders-status.js';
+import { cursors, instantSchema } from '../../fields.js';
 import {
   createOrderBody,
   fulfillBody,
@@ -14,7 +15,6 @@ import { movementSchema, reservationSchema } from '../../resources.js';
 import type { ApiDeps } from '../deps.js';
 import { problem, sendProblem } from '../problems.js';
 import { jobHandleSchema, submitJob } from '../submit-job.js';
-import { instant } from './inventory.js';
 
 const int = z.number().int();
 const at = '2026-12-02T10:00:00.000Z';
@@ -289,8 +289,8 @@ export function registerOrderRoutes(root: FastifyInstance, deps: ApiDeps): void 
         summary: 'Orders, oldest first (keyset pagination on creation order)',
         querystring: z.object({
           status: z.enum(orderStatuses).optional(),
-          since: instant.optional().describe('orders created at or after this instant'),
-          cursor: z.string().max(200).optional(),
+          since: instantSchema.optional().describe('orders created at or after this instant'),
+          cursor: cursors.order.schema.optional(),
           limit: z.coerce.number().int().min(1).max(200).default(50),
         }),
         response: { 200: z.object({ items: z.array(orderSchema), nextCursor: z.string().nullable() }) },

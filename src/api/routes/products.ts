@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { cursors } from '../../fields.js';
 import {
   createProductPayload,
   productJobs,
@@ -151,7 +152,7 @@ export function registerProductRoutes(root: FastifyInstance, deps: ApiDeps): voi
           status: z.enum(['draft', 'published', 'archived']).optional(),
           q: z.string().min(1).max(200).optional(),
           limit: z.coerce.number().int().min(1).max(200).default(50),
-          cursor: z.string().max(200).optional(),
+          cursor: cursors.product.schema.optional(),
         }),
         response: { 200: z.object({ items: z.array(productSchema), nextCursor: z.string().nullable() }) },
       },

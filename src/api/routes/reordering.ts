@@ -3,6 +3,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { getPurchaseOrder, listPurchaseOrders, purchaseOrderStatuses } from '../../domain/purchase-orders.js';
 import { listRules } from '../../domain/reorder-rules.js';
+import { cursors } from '../../fields.js';
 import { locationCodeSchema } from '../../queues/inventory.js';
 import { skuSchema } from '../../queues/products.js';
 import { receivePayload, reorderJobs, reorderRulePayload, supplierCodeSchema } from '../../queues/reorder.js';
@@ -213,7 +214,6 @@ export const purchaseOrderSchema = z
 
 const idParams = z.object({ id: z.uuid() });
 const limit = z.coerce.number().int().min(1).max(200).default(50);
-const cursor = z.string().max(50).optional();
 
 export function registerReorderingRoutes(root: FastifyInstance, deps: ApiDeps): void {
   const app = root.withTypeProvider<ZodTypeProvider>();
@@ -261,7 +261,7 @@ export function registerReorderingRoutes(root: FastifyInstance, deps: ApiDeps): 
           location: locationCodeSchema.optional(),
           supplier: supplierCodeSchema.optional(),
           limit,
-          cursor,
+          cursor: cursors.reorderRule.schema.optional(),
         }),
         response: { 200: z.object({ items: z.array(ruleSchema), nextCursor: z.string().nullable() }) },
       },
@@ -281,7 +281,7 @@ export function registerReorderingRoutes(root: FastifyInstance, deps: ApiDeps): 
           supplier: supplierCodeSchema.optional(),
           sku: skuSchema.optional(),
           limit,
-          cursor,
+          cursor: cursors.purchaseOrder.schema.optional(),
         }),
         response: {
           200: z.object({ items: z.array(purchaseOrderSchema), nextCursor: z.string().nullable() }),

@@ -11,6 +11,7 @@ import {
 } from '../../domain/suppliers.js';
 import { DomainError } from '../../errors.js';
 import { setTransactionActor } from '../../events/outbox.js';
+import { httpUrlSchema } from '../../fields.js';
 import { refuseUrl } from '../../outbound/address-guard.js';
 import { checkJob, supplierCodeSchema } from '../../queues/reorder.js';
 import { principalOf } from '../auth.js';
@@ -48,7 +49,7 @@ export const supplierSchema = z
 const units = z.number().int('must be a whole number of units').min(1).max(1_000_000_000);
 const fields = {
   name: z.string().trim().min(1).max(200),
-  apiUrl: z.string().max(2000),
+  apiUrl: httpUrlSchema,
   leadTimeDays: z.number().int('must be a whole number of days').min(1).max(365),
   minOrderQuantity: units.default(1),
   orderMultiple: units.default(1),

@@ -4,6 +4,7 @@ import type { Knex } from 'knex';
 import { z } from 'zod';
 import { setTransactionActor } from '../../events/outbox.js';
 import { typePatternSchema } from '../../events/type-patterns.js';
+import { httpUrlSchema } from '../../fields.js';
 import { refuseUrl } from '../../outbound/address-guard.js';
 import { deliveryJob, replayRange, webhookJobs } from '../../queues/webhooks.js';
 import { webhookEndpointSchema } from '../../resources.js';
@@ -35,7 +36,7 @@ const rotationOverlapMs = 24 * 3_600_000;
 
 const endpointBody = z
   .object({
-    url: z.string().max(2000),
+    url: httpUrlSchema,
     eventTypes: z.array(typePatternSchema).min(1).max(100),
     description: z.string().max(1000).nullish(),
     rateLimitPerSecond: z.number().int().min(1).max(10_000).nullish(),
