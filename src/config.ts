@@ -200,6 +200,13 @@ const envSchema = z.object({
         .max(10),
     )
     .default([]),
+  /**
+   * Largest inbound webhook body, refused (413) before it is read or hashed. 256 KiB holds the
+   * largest event the PMS may send in practice (an inventory.adjusted of 1000 lines is ~110 KB).
+   */
+  INBOUND_BODY_LIMIT_BYTES: integer(1024, 100 * 1024 * 1024).default(256 * 1024),
+  /** Inbound webhooks with a bad signature per client IP per minute; beyond it, 429 without reading or hashing. */
+  INBOUND_SIGNATURE_FAILURES_PER_MINUTE: integer(1, 1_000_000).default(30),
   /** Events older than this are pruned; a reader asking for older positions gets 410. */
   EVENT_RETENTION_DAYS: integer(1, 3650).default(30),
   /** SSE comment / WebSocket ping interval on open event streams. */

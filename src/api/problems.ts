@@ -129,6 +129,7 @@ const titles: Record<string, string> = {
   position_ahead_of_log: 'Resume position ahead of the event log',
   rate_limited: 'Too many requests',
   too_many_auth_failures: 'Too many failed authentications',
+  too_many_signature_failures: 'Too many bad webhook signatures',
   too_many_streams: 'Too many open event streams',
   too_many_consumers: 'Too many event consumers',
   unsafe_webhook_url: 'Webhook URL not allowed',

@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Redis } from 'ioredis';
 import {
   BurstyRateLimiter,
+  type RateLimiterAbstract,
   RateLimiterMemory,
   RateLimiterRedis,
   RateLimiterRes,
@@ -11,14 +12,15 @@ import { problem, sendProblem } from './problems.js';
 
 /**
  * Request-rate limits, counted in Redis so every web process shares them (rate-limiter-flexible,
- * fixed windows): per API key on /api/*, and per client IP on failed authentication. When Redis
- * does not answer, each process counts on its own in memory (the insurance limiter) rather than
- * refusing every request.
+ * fixed windows): per API key on /api/*, and per client IP on failed authentication (API keys)
+ * and failed inbound webhook signatures. When Redis does not answer, each process counts on its
+ * own in memory (the insurance limiter) rather than refusing every request.
  */
 export interface RateLimits {
   /** Undefined when RATE_LIMIT_PER_SECOND is 0 (benchmarks). */
   perKey: BurstyRateLimiter | undefined;
   authFailures: RateLimiterRedis;
+  signatureFailures: RateLimiterRedis;
 }
 
 /** The reserve of a burst refills over this window. */
@@ -26,7 +28,11 @@ const burstWindowSeconds = 10;
 
 type LimitSettings = Pick<
   Config,
-  'QUEUE_PREFIX' | 'RATE_LIMIT_PER_SECOND' | 'RATE_LIMIT_BURST' | 'AUTH_FAILURES_PER_MINUTE'
+  | 'QUEUE_PREFIX'
+  | 'RATE_LIMIT_PER_SECOND'
+  | 'RATE_LIMIT_BURST'
+  | 'AUTH_FAILURES_PER_MINUTE'
+  | 'INBOUND_SIGNATURE_FAILURES_PER_MINUTE'
 >;
 
 function redisLimiter(redis: Redis, keyPrefix: string, points: number, duration: number) {
@@ -54,7 +60,40 @@ export function createRateLimits(redis: Redis, config: LimitSettings): RateLimit
             redisLimiter(redis, `${prefix}:key-burst`, Math.max(reserve, 1), burstWindowSeconds),
           ),
     authFailures: redisLimiter(redis, `${prefix}:auth-failures`, config.AUTH_FAILURES_PER_MINUTE, 60),
+    signatureFailures: redisLimiter(
+      redis,
+      `${prefix}:signature-failures`,
+      config.INBOUND_SIGNATURE_FAILURES_PER_MINUTE,
+      60,
+    ),
   };
+}
+
+/**
+ * Counts one failure (or one attempt that may fail) of `address`, atomically in Redis: the answer
+ * says whether it is within the limit, so however many arrive at once, at most `points` of them
+ * are let through per window. The RateLimiterRes of a refusal, or undefined when within the limit
+ * (and when the count itself failed: counting never fails a request).
+ */
+export async function countFailure(
+  limiter: RateLimiterAbstract,
+  address: string,
+): Promise<RateLimiterRes | undefined> {
+  try {
+    await limiter.consume(address);
+    return undefined;
+  } catch (error) {
+    return error instanceof RateLimiterRes ? error : undefined;
+  }
+}
+
+/** The RateLimiterRes of an address already past its limit (nothing counted), else undefined. */
+export async function pastLimit(
+  limiter: RateLimiterAbstract,
+  address: string,
+): Promise<RateLimiterRes | undefined> {
+  const seen = await limiter.get(address).catch(() => null);
+  return seen && seen.consumedPoints >= limiter.points ? seen : undefined;
 }
 
 /** Seconds until the limit lets a request through again, as Retry-After carries it. */
@@ -65,7 +104,7 @@ export function sendRateLimited(
   request: FastifyRequest,
   reply: FastifyReply,
   res: RateLimiterRes,
-  code: 'rate_limited' | 'too_many_auth_failures',
+  code: 'rate_limited' | 'too_many_auth_failures' | 'too_many_signature_failures',
   detail: string,
 ): FastifyReply {
   return sendProblem(

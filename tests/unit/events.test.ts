@@ -1,10 +1,16 @@
+import fc from 'fast-check';
 import { Webhook } from 'standardwebhooks';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, parseConfig, parseDuration } from '../../src/config.js';
 import { closestTypes, matchesType, typeListQuerySchema } from '../../src/events/type-patterns.js';
 import { deliveryJobId } from '../../src/queues/webhooks.js';
 import { attemptsFor, parseRetryAfter, retryDelayMs } from '../../src/webhooks/retry-schedule.js';
-import { generateSecret, signatureHeaders } from '../../src/webhooks/signing.js';
+import {
+  generateSecret,
+  SignatureError,
+  signatureHeaders,
+  verifySignature,
+} from '../../src/webhooks/signing.js';
 import { routes } from '../../src/workers/outbox-relay.js';
 import { DeliveryAttemptError, webhookWorkerSettings } from '../../src/workers/webhooks.js';
 
@@ -126,5 +132,55 @@ describe('signing', () => {
     expect(new Webhook(oldSecret).verify(body, headers)).toMatchObject({ id: 'evt' });
     expect(() => new Webhook(generateSecret()).verify(body, headers)).toThrow();
     expect(() => new Webhook(newSecret).verify(`${body} `, headers)).toThrow();
+  });
+
+  it('verifies natively exactly what the standardwebhooks package signs, and nothing one byte off', () => {
+    const secrets = [generateSecret(), generateSecret()];
+    fc.assert(
+      fc.property(
+        fc.string({ minLength: 1, maxLength: 40 }).filter((id) => !id.includes(' ')),
+        fc.string({ maxLength: 300, unit: 'binary' }),
+        fc.integer({ min: -299, max: 299 }),
+        fc.integer({ min: 0, max: 1 }),
+        (id, body, skew, which) => {
+          const now = Date.now();
+          const at = new Date(now + skew * 1000);
+          const signature = new Webhook(secrets[which]!).sign(id, at, body);
+          const headers = {
+            'webhook-id': id,
+            'webhook-timestamp': String(Math.floor(at.getTime() / 1000)),
+            'webhook-signature': `v1,${Buffer.alloc(32).toString('base64')} ${signature}`,
+          };
+          expect(verifySignature(secrets, Buffer.from(body), headers, now)).toBe(id);
+          expect(() => verifySignature(secrets, Buffer.from(`${body}.`), headers, now)).toThrow(
+            SignatureError,
+          );
+          expect(() => verifySignature([generateSecret()], Buffer.from(body), headers, now)).toThrow(
+            SignatureError,
+          );
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+
+  it('refuses a timestamp over 5 minutes off and malformed signatures before any HMAC', () => {
+    const secret = generateSecret();
+    const now = Date.now();
+    const headers = (at: number, signature?: string) => ({
+      'webhook-id': 'msg',
+      'webhook-timestamp': String(Math.floor(at / 1000)),
+      'webhook-signature':
+        signature ??
+        signatureHeaders({ eventId: 'msg', body: 'b', secrets: [secret], at: new Date(at) })[
+          'webhook-signature'
+        ],
+    });
+    expect(verifySignature([secret], 'b', headers(now), now)).toBe('msg');
+    expect(() => verifySignature([secret], 'b', headers(now - 301_000), now)).toThrow(/too old/);
+    expect(() => verifySignature([secret], 'b', headers(now + 301_000), now)).toThrow(/too new/);
+    for (const bad of ['v1,AAAA', 'v2,' + Buffer.alloc(32).toString('base64'), 'v1', '']) {
+      expect(() => verifySignature([secret], 'b', headers(now, bad), now)).toThrow(SignatureError);
+    }
   });
 });

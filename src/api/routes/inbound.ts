@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { RateLimiterRes } from 'rate-limiter-flexible';
 import { z } from 'zod';
 import { findInboundDelivery } from '../../domain/inbound.js';
 import { instantSchema } from '../../fields.js';
@@ -17,6 +18,7 @@ import { SignatureError, verifySignature } from '../../webhooks/signing.js';
 import type { ApiDeps } from '../deps.js';
 import { parseJsonBody } from '../json-body.js';
 import { type FieldError, HttpProblem } from '../problems.js';
+import { countFailure, pastLimit, sendRateLimited } from '../rate-limits.js';
 import { enqueueContext, enqueueFailure, jobHandleSchema } from '../submit-job.js';
 
 const envelopeSchema = z.object({
@@ -114,13 +116,21 @@ function parseDelivery(
 
 /**
  * Signed inbound webhooks from the PMS. The signature is the credential (no API key), and it
- * covers the exact bytes: this encapsulated plugin keeps the JSON body as its raw string for
- * these routes only, and validates it by hand after the signature.
+ * covers the exact bytes: this encapsulated plugin keeps the JSON body as its raw bytes for
+ * these routes only, and validates it by hand after the signature. What an unsigned caller can
+ * make us do is bounded: a body over INBOUND_BODY_LIMIT_BYTES is refused (413) before it is read,
+ * an address past INBOUND_SIGNATURE_FAILURES_PER_MINUTE bad signatures is refused (429) before
+ * its body is read, and a signature costs one native HMAC per configured secret.
  */
 export async function registerInboundRoutes(root: FastifyInstance, deps: ApiDeps): Promise<void> {
+  const failures = deps.limits.rates.signatureFailures;
+  const refuseFlooding = async (request: FastifyRequest, reply: FastifyReply) => {
+    const over = await pastLimit(failures, request.ip);
+    if (over) return tooManyFailures(request, reply, over);
+  };
   await root.register(async (scope) => {
     scope.removeContentTypeParser('application/json');
-    scope.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) =>
+    scope.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_request, body, done) =>
       done(null, body),
     );
     // The route schemas document the body and headers; they are checked in order (signature first).
@@ -131,13 +141,17 @@ export async function registerInboundRoutes(root: FastifyInstance, deps: ApiDeps
         `/api/pms/webhook/${endpoint}`,
         {
           config: { scope: 'public' },
+          bodyLimit: deps.config.INBOUND_BODY_LIMIT_BYTES,
+          onRequest: refuseFlooding,
           schema: {
             tags: ['inbound webhooks'],
             summary: `Signed PMS webhook (${types.join(', ')}): no API key, the Standard Webhooks signature is the credential`,
             description:
               'Verified over the raw body against INBOUND_WEBHOOK_SECRET. 401: missing or bad signature, or a ' +
               'timestamp more than 5 minutes off. 202: a job (queue inbound). 200: this webhook-id was received ' +
-              'before (the first delivery’s job; nothing is applied twice). 422: unknown type or invalid data.',
+              'before (the first delivery’s job; nothing is applied twice). 422: unknown type or invalid data. ' +
+              '413: a body over INBOUND_BODY_LIMIT_BYTES. 429: too many bad signatures from this address ' +
+              '(INBOUND_SIGNATURE_FAILURES_PER_MINUTE), with Retry-After.',
             security: [],
             headers: signatureHeaders,
             body: z
@@ -156,23 +170,33 @@ export async function registerInboundRoutes(root: FastifyInstance, deps: ApiDeps
   });
 }
 
+const tooManyFailures = (request: FastifyRequest, reply: FastifyReply, res: RateLimiterRes) =>
+  sendRateLimited(
+    request,
+    reply,
+    res,
+    'too_many_signature_failures',
+    'Too many webhooks with a bad signature from this address in a minute; retry after the Retry-After seconds',
+  );
+
 async function receive(
   deps: ApiDeps,
   endpoint: InboundEndpoint,
   request: FastifyRequest,
   reply: FastifyReply,
 ): Promise<void> {
-  const raw = typeof request.body === 'string' ? request.body : '';
+  const body = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
   let webhookId: string;
   try {
-    webhookId = verifySignature(deps.config.INBOUND_WEBHOOK_SECRET, raw, request.headers);
+    webhookId = verifySignature(deps.config.INBOUND_WEBHOOK_SECRET, body, request.headers);
   } catch (error) {
     if (!(error instanceof SignatureError)) throw error;
+    // Counted atomically: however many arrive at once, at most the limit are answered 401.
+    const over = await countFailure(deps.limits.rates.signatureFailures, request.ip);
+    if (over) return tooManyFailures(request, reply, over);
     throw new HttpProblem(401, 'invalid_signature', error.message);
   }
-  if (webhookId.length > 255)
-    throw new HttpProblem(401, 'invalid_signature', 'webhook-id is over 255 characters');
-  const payload = parseDelivery(endpoint, raw, webhookId, {
+  const payload = parseDelivery(endpoint, body.toString('utf8'), webhookId, {
     holdSeconds: deps.config.ORDER_HOLD_SECONDS,
     maxDepth: deps.config.JSON_MAX_DEPTH,
   });
