@@ -1,10 +1,10 @@
 import type { FastifyInstance, FastifyRequest, RouteOptions } from 'fastify';
 import type { Knex } from 'knex';
-import type { RateLimiterAbstract } from 'rate-limiter-flexible';
+import type { RateLimiterAbstract, RateLimiterRes } from 'rate-limiter-flexible';
 import { findActiveApiKey, type Scope, touchApiKey } from '../db/api-keys.js';
 import type { Logger } from '../log.js';
 import { HttpProblem, problem, sendProblem } from './problems.js';
-import { sendRateLimited } from './rate-limits.js';
+import { countFailure, sendRateLimited } from './rate-limits.js';
 
 export interface Principal {
   id: string;
@@ -127,6 +127,38 @@ export function assignScope(instance: FastifyInstance, scope: RouteScope): void 
   });
 }
 
+type Attempt = { principal: Principal | undefined } | { limited: RateLimiterRes };
+
+/**
+ * Keys this process does not know yet, checked against the failed-authentication limit of the
+ * client address: the attempt is counted first (atomically, in Redis), and only an attempt within
+ * the limit is looked up, so however many wrong keys arrive at once, at most the limit are looked
+ * up and answered 401. A key that verifies gives its count back. Concurrent requests with the same
+ * key from the same address share one attempt: a burst with a valid key after its cache entry
+ * expired costs one count and one lookup, not one each.
+ */
+function createAttempts(verifier: KeyVerifier) {
+  const inFlight = new Map<string, Promise<Attempt>>();
+  const attempt = async (address: string, key: string, limiter: RateLimiterAbstract): Promise<Attempt> => {
+    const limited = await countFailure(limiter, address);
+    if (limited) return { limited };
+    const principal = await verifier.verify(key);
+    if (principal) await limiter.reward(address, 1).catch(() => undefined);
+    return { principal };
+  };
+  return {
+    run(address: string, key: string, limiter: RateLimiterAbstract): Promise<Attempt> {
+      const id = `${address}\n${key}`;
+      let pending = inFlight.get(id);
+      if (!pending) {
+        pending = attempt(address, key, limiter).finally(() => inFlight.delete(id));
+        inFlight.set(id, pending);
+      }
+      return pending;
+    },
+  };
+}
+
 /** The caller of a route that needs a key. A missing principal is a 401, never a crash. */
 export function principalOf(request: FastifyRequest): Principal {
   if (!request.principal) {
@@ -148,6 +180,7 @@ export function registerAuth(
 ): void {
   const routes: DeclaredRoute[] = [];
   const options: RouteOptions[] = [];
+  const attempts = createAttempts(verifier);
   app.decorate('declaredRoutes', routes);
   // Runs before the onRoute hooks of child scopes (assignScope), so the check waits for onReady.
   app.addHook('onRoute', (route) => {
@@ -195,22 +228,21 @@ export function registerAuth(
         : { 'WWW-Authenticate': 'Bearer realm="Stockflow"' };
     const key = presentedKey(request);
     const failures = limits.authFailures;
-    // An address past its failed-authentication limit gets no lookup: only keys known good here pass.
+    let principal: Principal | undefined;
     if (key && failures && !verifier.isKnown(key)) {
-      const seen = await failures.get(request.ip).catch(() => null);
-      if (seen && seen.consumedPoints >= failures.points) {
+      const outcome = await attempts.run(request.ip, key, failures);
+      if ('limited' in outcome) {
         return sendRateLimited(
           request,
           reply,
-          seen,
+          outcome.limited,
           'too_many_auth_failures',
           `More than ${failures.points} failed authentications from this address in a minute; retry after the Retry-After seconds`,
         );
       }
-    }
-    const principal = key ? await verifier.verify(key) : undefined;
-    if (key && !principal && failures) {
-      await failures.penalty(request.ip).catch(() => undefined);
+      principal = outcome.principal;
+    } else if (key) {
+      principal = await verifier.verify(key);
     }
     if (!principal) {
       const detail = key

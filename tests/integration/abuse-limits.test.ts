@@ -161,6 +161,46 @@ describe('failed authentication per client IP', () => {
   });
 });
 
+describe('failed authentication counted before the lookup', () => {
+  let counted: Awaited<ReturnType<typeof countingLookups>>;
+  beforeAll(async () => {
+    counted = await countingLookups('10');
+  });
+  afterAll(() => counted?.ctx.close());
+
+  it('answers 150 concurrent wrong keys with at most 10 401s (and lookups), the rest 429', async () => {
+    const wrong = Array.from({ length: 150 }, (_, i) => `sf_burst-${i}-${'z'.repeat(30)}`);
+    counted.lookups = 0;
+    const statuses = await Promise.all(wrong.map((key) => products(counted.port, key).then((r) => r.status)));
+    expect(statuses.filter((s) => s !== 401 && s !== 429)).toEqual([]);
+    expect(statuses.filter((s) => s === 401).length).toBeLessThanOrEqual(10);
+    expect(statuses.filter((s) => s === 429).length).toBeGreaterThanOrEqual(140);
+    expect(counted.lookups).toBeLessThanOrEqual(10);
+  });
+});
+
+describe('a burst with one valid key from an address near its limit', () => {
+  let counted: Awaited<ReturnType<typeof countingLookups>>;
+  beforeAll(async () => {
+    counted = await countingLookups('3');
+  });
+  afterAll(() => counted?.ctx.close());
+
+  it('passes whole: its key is counted once and given back when it verifies', async () => {
+    // Two failures: one attempt left before the limit.
+    for (const key of ['sf_nope-1', 'sf_nope-2'])
+      expect((await products(counted.port, key)).status).toBe(401);
+    const fresh = await createApiKey(counted.ctx.api.db, { name: 'burst-pms', scopes: ['pms'] });
+    counted.lookups = 0;
+    const statuses = await burst(counted.port, fresh.key, 100);
+    expect(statuses.filter((s) => s !== 200)).toEqual([]);
+    expect(counted.lookups).toBe(1);
+    // The attempt was given back: the address still has exactly one attempt left.
+    expect((await products(counted.port, 'sf_nope-3')).status).toBe(401);
+    expect((await products(counted.port, 'sf_nope-4')).status).toBe(429);
+  });
+});
+
 describe('remembered unknown keys', () => {
   let counted: Awaited<ReturnType<typeof countingLookups>>;
   beforeAll(async () => {
