@@ -83,3 +83,36 @@ it('logs a failed insert without its bound values (no 2 MiB of image bytes)', as
   expect(line).not.toContain(marker);
   expect(line.length).toBeLessThan(4096);
 });
+
+it('logs a 500 from a database error without its detail, where, hint or values (no "Failing row contains")', async () => {
+  const port = (ctx.app.server.address() as { port: number }).port;
+  // A constraint the API does not check first: the insert fails in Postgres, the request answers 500.
+  await ctx.api.db.raw(
+    `alter table webhook_endpoints add constraint test_description_not_boom
+       check (description is distinct from 'boom') not valid`,
+  );
+  const before = output.length;
+  const res = await rawRequest(port, {
+    method: 'POST',
+    target: '/api/webhooks/endpoints',
+    headers: { authorization: `Bearer ${ctx.adminKey}` },
+    body: JSON.stringify({
+      url: 'https://hooks.example.com/in?token=URL-TOKEN-MARKER',
+      eventTypes: ['product.*'],
+      description: 'boom',
+    }),
+  });
+  expect(res.status).toBe(500);
+  const requestId = JSON.parse(res.body).requestId as string;
+  const logged = output.slice(before);
+  // The failure is logged, with what an operator needs: the request, the constraint, the code.
+  const line = logged.split('\n').find((l) => l.includes('"request failed"') && l.includes(requestId));
+  expect(line).toBeDefined();
+  expect(line).toContain('test_description_not_boom');
+  expect(line).toContain('23514');
+  // Never the row: its URL with a token, its sealed signing secret, or Postgres's detail at all.
+  for (const leak of ['URL-TOKEN-MARKER', 'Failing row contains', 'sf1:', 'sf2:', '"detail"', '"where"']) {
+    expect(logged, leak).not.toContain(leak);
+  }
+  await ctx.api.db.raw('alter table webhook_endpoints drop constraint test_description_not_boom');
+});
