@@ -196,7 +196,8 @@ export async function openReadCache(deps: {
     const ttl = ttlOf[cache];
     for (let attempt = 0; attempt < maxAttempts; attempt++) {
       let loaded: Entry<T> | undefined;
-      const entry = await store.getOrSet<Entry<T>>({
+      // Undefined when the factory skipped caching (the value does not exist).
+      const entry = await store.getOrSet<Entry<T> | undefined>({
         key,
         ttl,
         grace: config.CACHE_GRACE > 0 ? ttl + config.CACHE_GRACE : false,
@@ -205,16 +206,20 @@ export async function openReadCache(deps: {
         // A load is fresh by its stamp: other processes need no word of it (their older copies fail
         // the stamp check). The bus carries the invalidations (deletes) only, not every miss.
         skipBusNotify: true,
-        factory: async () => {
+        factory: async (factory) => {
           counts[cache].loads++;
           loaded = { stamp, loadedAt: Date.now(), value: await load() };
-          return loaded;
+          // Only what exists is cached: reads of skus that do not exist cannot fill the cache.
+          return loaded.value === null ? factory.skip() : loaded;
         },
       });
-      if (entry === loaded) {
+      // Set by the factory when this reader loaded (TypeScript does not follow the closure).
+      const mine = loaded as Entry<T> | undefined;
+      if (mine && (entry === mine || entry === undefined)) {
         tally('misses');
-        return entry.value;
+        return mine.value;
       }
+      if (entry === undefined) break;
       if (isCurrent(entry.stamp, stamp)) {
         tally(Date.now() - entry.loadedAt >= ttl ? 'staleServes' : 'hits');
         return entry.value;
@@ -235,23 +240,26 @@ export async function openReadCache(deps: {
     }
   }
 
+  // Reads are counted (for warming) only for skus that exist.
   async function product(sku: string, count = true): Promise<Product | undefined> {
-    if (count) readCounts.record(sku);
     const stamp = await currentStamp('product', [`product:${sku}`]);
-    if (!stamp) return getProduct(db, sku);
-    const value = await lookup(
-      'product',
-      `product:${sku}`,
-      stamp,
-      async () => (await getProduct(db, sku)) ?? null,
-      { reading: count },
-    );
+    const value = stamp
+      ? await lookup('product', `product:${sku}`, stamp, async () => (await getProduct(db, sku)) ?? null, {
+          reading: count,
+        })
+      : await getProduct(db, sku);
+    if (value && count) readCounts.record(sku);
     return value ?? undefined;
   }
 
   async function statusOf(skus: string[], count: boolean): Promise<Map<string, StockStatus | null>> {
     const unique = [...new Set(skus)];
-    if (count) for (const sku of unique) readCounts.record(sku);
+    const found = await loadStatuses(unique, count);
+    if (count) for (const [sku, status] of found) if (status) readCounts.record(sku);
+    return found;
+  }
+
+  async function loadStatuses(unique: string[], count: boolean): Promise<Map<string, StockStatus | null>> {
     const stamp = await currentStamp('stock', ['locations', ...unique.map((sku) => `stock:${sku}`)]);
     if (!stamp) {
       const { items } = await getStockStatus(db, unique);

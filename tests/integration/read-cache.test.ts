@@ -104,10 +104,30 @@ describe('read cache', () => {
     expect(adjust.statusCode).toBe(200);
     const status = json(await read('/api/pms/inventory/status?sku=RC-FRESH'));
     expect(status.items[0].totals.onHand).toBe(7);
-    // A sku unknown at first is cached as not found, and found once its product exists.
+    // A sku unknown at first is not cached as not found: it is found once its product exists.
     expect(json(await read('/api/pms/inventory/status?sku=RC-LATER')).notFound).toEqual(['RC-LATER']);
     await createProduct('RC-LATER');
     expect(json(await read('/api/pms/inventory/status?sku=RC-LATER')).notFound).toEqual([]);
+  });
+
+  it('neither caches nor counts reads of skus that do not exist', async () => {
+    const ghosts = Array.from({ length: 20 }, (_, i) => `RC-GHOST-${i}`);
+    const before = counts();
+    for (let round = 0; round < 3; round++) {
+      for (const sku of ghosts) {
+        expect((await read(`/api/pms/products/${sku}`)).statusCode).toBe(404);
+        expect(json(await read(`/api/pms/inventory/status?sku=${sku}`)).notFound).toEqual([sku]);
+      }
+    }
+    // Every read went to Postgres: nothing was stored to serve the next one (L1 or Redis).
+    const after = counts();
+    expect(after.product.loads - before.product.loads).toBe(60);
+    expect(after.product.hits - before.product.hits).toBe(0);
+    expect(after.stock.hits - before.stock.hits).toBe(0);
+    expect(await ctx.api.redis.keys(`${ctx.config.QUEUE_PREFIX}:cache*RC-GHOST*`)).toEqual([]);
+    // …and none of them is a top read for warming to load.
+    const top = await ctx.api.cache.topReads(1000);
+    expect(top.filter((r) => r.sku.startsWith('RC-GHOST'))).toEqual([]);
   });
 
   it('never serves an entry a slow reader loaded before a commit and stored after its invalidation', async () => {
