@@ -37,18 +37,16 @@ const hasNonUrlCharacter = (text: string) =>
 export const httpUrlSchema = z
   .string()
   .max(2000)
-  .transform((text, ctx) => {
-    if (hasNonUrlCharacter(text)) {
-      ctx.addIssue({ code: 'custom', message: 'must not contain spaces, control characters or backslashes' });
-      return z.NEVER;
-    }
-    const url = text.replace(/^[A-Za-z][A-Za-z0-9+.-]*:/, (scheme) => scheme.toLowerCase());
-    if (!/^https?:\/\/[^/]/.test(url) || !URL.canParse(url)) {
-      ctx.addIssue({ code: 'custom', message: 'must be an absolute http:// or https:// URL' });
-      return z.NEVER;
-    }
-    return url;
+  .refine((text) => !hasNonUrlCharacter(text), {
+    message: 'must not contain spaces, control characters or backslashes',
+    abort: true,
   })
+  // overwrite, not transform: the schema stays a string schema, so OpenAPI examples survive.
+  .overwrite((text) => text.replace(/^[A-Za-z][A-Za-z0-9+.-]*:/, (scheme) => scheme.toLowerCase()))
+  .refine(
+    (url) => /^https?:\/\/[^/]/.test(url) && URL.canParse(url),
+    'must be an absolute http:// or https:// URL',
+  )
   .meta({ format: 'uri', example: 'https://example.com/path' });
 
 /**
