@@ -6,18 +6,36 @@ import { ConfigError } from './config.js';
  * config (`SECRETS_KEY`). A sealed value names the key that sealed it, so after a rotation the
  * previous keys (`SECRETS_KEY_PREVIOUS`) still open old values until they are sealed again.
  *
- * Sealed form: `sf1:<key id>:<iv>:<tag>:<ciphertext>` (base64url parts; the key id is the first
- * 8 hex digits of the key's sha-256, which says nothing about the key).
+ * Sealed form: `sf2:<key id>:<iv>:<tag>:<ciphertext>` (base64url parts; the key id is the first
+ * 8 hex digits of the key's sha-256, which says nothing about the key; the IV is 12 bytes, the tag
+ * always 16). The associated data binds the form, the key id and the place the value is stored
+ * (table, column, row key): a sealed value copied to another row or column does not open.
+ * `sf1` values (associated data: the key id alone) still open, and are resealed as `sf2` by
+ * `npm run migrate` and `npm run secrets -- reseal`.
  */
 export interface SecretBox {
-  seal(plaintext: string): string;
-  open(sealed: string): string;
-  /** True when the value was sealed by a key other than the current one (it should be resealed). */
+  seal(plaintext: string, at: SealedAt): string;
+  open(sealed: string, at: SealedAt): string;
+  /** True when the value should be sealed again: by a key other than the current one, or in the `sf1` form. */
   needsReseal(sealed: string): boolean;
 }
 
-const prefix = 'sf1';
+/** Every column that holds a sealed secret. */
+export type SealedColumn =
+  | 'webhook_endpoints.secret'
+  | 'webhook_endpoints.previous_secret'
+  | 'suppliers.api_key';
+
+/** Where a sealed value is stored: its column and the key of its row (endpoint id, supplier code). */
+export interface SealedAt {
+  column: SealedColumn;
+  row: string;
+}
+
+const form = 'sf2';
+const legacyForm = 'sf1';
 const ivBytes = 12;
+const tagBytes = 16;
 
 /** Where a sealed value cannot be opened: wrong or unknown key, or a tampered value. */
 export class SecretUnreadableError extends Error {
@@ -35,7 +53,11 @@ export function generateSecretsKey(): string {
 }
 
 /** Whether a stored value is sealed (anything else is a plaintext value from before sealing). */
-export const isSealed = (value: string) => value.startsWith(`${prefix}:`);
+export const isSealed = (value: string) => value.startsWith(`${form}:`) || value.startsWith(`${legacyForm}:`);
+
+/** The associated data of a value: `sf1` bound the key id alone; `sf2` binds its place too. */
+const associatedData = (marker: string, keyId: string, at: SealedAt) =>
+  Buffer.from(marker === legacyForm ? keyId : JSON.stringify([form, keyId, at.column, at.row]));
 
 /**
  * The secret box of a process, from config: the one place it is made. Throws when no key is
@@ -59,38 +81,53 @@ export function createSecretBox(keys: { current: Buffer; previous?: readonly Buf
   const byId = new Map(all.map((key) => [keyIdOf(key), key]));
   const currentId = keyIdOf(keys.current);
   return {
-    seal(plaintext) {
+    seal(plaintext, at) {
       const iv = randomBytes(ivBytes);
-      const cipher = createCipheriv('aes-256-gcm', keys.current, iv);
-      // The key id is bound as associated data: a value cannot be passed off as another key's.
-      cipher.setAAD(Buffer.from(currentId));
+      const cipher = createCipheriv('aes-256-gcm', keys.current, iv, { authTagLength: tagBytes });
+      cipher.setAAD(associatedData(form, currentId, at));
       const ciphertext = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final()]);
       const tag = cipher.getAuthTag();
-      return [prefix, currentId, iv, tag, ciphertext]
+      return [form, currentId, iv, tag, ciphertext]
         .map((part) => (typeof part === 'string' ? part : part.toString('base64url')))
         .join(':');
     },
-    open(sealed) {
-      const [marker, keyId, iv, tag, ciphertext] = sealed.split(':');
-      if (marker !== prefix || !keyId || !iv || !tag || ciphertext === undefined) {
+    open(sealed, at) {
+      const [marker, keyId, iv, tag, ciphertext, ...rest] = sealed.split(':');
+      if (
+        (marker !== form && marker !== legacyForm) ||
+        !keyId ||
+        !iv ||
+        !tag ||
+        ciphertext === undefined ||
+        rest.length > 0
+      ) {
         throw new SecretUnreadableError('not a sealed value');
       }
       const key = byId.get(keyId);
       if (!key) throw new SecretUnreadableError(`sealed by key ${keyId}, which is not configured`);
+      const ivBuffer = Buffer.from(iv, 'base64url');
+      const tagBuffer = Buffer.from(tag, 'base64url');
+      // A short tag would be checked as short (a 4-byte tag is a 1 in 2^32 forgery): only 16 bytes.
+      if (ivBuffer.length !== ivBytes || tagBuffer.length !== tagBytes) {
+        throw new SecretUnreadableError('not a sealed value (IV or tag of the wrong length)');
+      }
       try {
-        const decipher = createDecipheriv('aes-256-gcm', key, Buffer.from(iv, 'base64url'));
-        decipher.setAAD(Buffer.from(keyId));
-        decipher.setAuthTag(Buffer.from(tag, 'base64url'));
+        const decipher = createDecipheriv('aes-256-gcm', key, ivBuffer, { authTagLength: tagBytes });
+        decipher.setAAD(associatedData(marker, keyId, at));
+        decipher.setAuthTag(tagBuffer);
         return Buffer.concat([
           decipher.update(Buffer.from(ciphertext, 'base64url')),
           decipher.final(),
         ]).toString('utf8');
       } catch {
-        throw new SecretUnreadableError('authentication failed (tampered value or wrong key)');
+        throw new SecretUnreadableError(
+          'authentication failed (tampered value, wrong key, or a value copied from another row or column)',
+        );
       }
     },
     needsReseal(sealed) {
-      return sealed.split(':')[1] !== currentId;
+      const [marker, keyId] = sealed.split(':');
+      return marker !== form || keyId !== currentId;
     },
   };
 }

@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import { isSealed, type SecretBox } from '../secrets.js';
+import { isSealed, type SealedColumn, type SecretBox } from '../secrets.js';
 
 /** Every column that holds a secret sealed at rest, with the key of its rows. */
 const sealedColumns = [
@@ -10,16 +10,19 @@ const sealedColumns = [
 export type ResealCounts = Record<(typeof sealedColumns)[number]['table'], number>;
 
 /**
- * Seals every stored secret that is not sealed under the current key: plaintext values written
- * before secrets were sealed, and values sealed by a previous key (after a rotation of
- * SECRETS_KEY). Row by row, each in its own short transaction; safe to run again at any time.
- * A direct write: resealing changes how a value is stored, not the row's meaning, so no event.
+ * Seals every stored secret that is not sealed under the current key in the current form:
+ * plaintext values written before secrets were sealed, values sealed by a previous key (after a
+ * rotation of SECRETS_KEY), and `sf1` values, whose associated data did not name their row (they
+ * are sealed again bound to the row and column they are found in). Row by row, each in its own
+ * short transaction; safe to run again at any time. A direct write: resealing changes how a value
+ * is stored, not the row's meaning, so no event.
  */
 export async function resealStoredSecrets(db: Knex, box: SecretBox): Promise<ResealCounts> {
-  const reseal = (value: string | null) => {
+  const reseal = (value: string | null, column: SealedColumn, row: string) => {
     if (value === null) return null;
-    if (!isSealed(value)) return box.seal(value);
-    return box.needsReseal(value) ? box.seal(box.open(value)) : value;
+    const at = { column, row };
+    if (!isSealed(value)) return box.seal(value, at);
+    return box.needsReseal(value) ? box.seal(box.open(value, at), at) : value;
   };
   const counts = {} as ResealCounts;
   for (const { table, key, columns } of sealedColumns) {
@@ -34,7 +37,7 @@ export async function resealStoredSecrets(db: Knex, box: SecretBox): Promise<Res
         if (!row) return;
         const changed: Record<string, string | null> = {};
         for (const column of columns) {
-          const next = reseal(row[column] as string | null);
+          const next = reseal(row[column] as string | null, `${table}.${column}` as SealedColumn, id);
           if (next !== row[column]) changed[column] = next;
         }
         if (Object.keys(changed).length === 0) return;

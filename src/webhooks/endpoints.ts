@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
 import type { EventType } from '../events/catalogue.js';
 import { lastDrawnSeq } from '../events/horizon.js';
@@ -86,14 +87,16 @@ export function toEndpoint(row: EndpointRow): WebhookEndpoint {
 
 /** The secrets that sign a delivery now, opened: the current one, and the previous one during its overlap. */
 export function signingSecrets(
-  row: Pick<EndpointRow, 'secret' | 'previous_secret' | 'previous_secret_expires_at'>,
+  row: Pick<EndpointRow, 'id' | 'secret' | 'previous_secret' | 'previous_secret_expires_at'>,
   box: SecretBox,
 ): string[] {
-  const previous =
-    row.previous_secret && row.previous_secret_expires_at && row.previous_secret_expires_at > new Date()
-      ? [row.previous_secret]
-      : [];
-  return [row.secret, ...previous].map((sealed) => box.open(sealed));
+  const current = box.open(row.secret, { column: 'webhook_endpoints.secret', row: row.id });
+  if (!row.previous_secret || !row.previous_secret_expires_at || row.previous_secret_expires_at <= new Date())
+    return [current];
+  return [
+    current,
+    box.open(row.previous_secret, { column: 'webhook_endpoints.previous_secret', row: row.id }),
+  ];
 }
 
 /**
@@ -137,10 +140,17 @@ export async function createEndpoint(
   box: SecretBox,
 ): Promise<{ endpoint: WebhookEndpoint; secret: string }> {
   const secret = generateSecret();
+  // The id is chosen here: the sealed secret is bound to its row.
+  const id = randomUUID();
   // Events already drawn belong to the past: the endpoint receives what happens from now on.
   const createdSeq = await lastDrawnSeq(db);
   const [row] = await db<EndpointRow>('webhook_endpoints')
-    .insert({ ...columns(fields), secret: box.seal(secret), created_seq: createdSeq } as never)
+    .insert({
+      id,
+      ...columns(fields),
+      secret: box.seal(secret, { column: 'webhook_endpoints.secret', row: id }),
+      created_seq: createdSeq,
+    } as never)
     .returning('*');
   await endpointEvent(db, 'webhook.endpoint_created', row!);
   return { endpoint: toEndpoint(row!), secret };
@@ -185,13 +195,17 @@ export async function rotateSecret(
   overlapMs: number,
   box: SecretBox,
 ): Promise<{ endpoint: WebhookEndpoint; secret: string } | undefined> {
+  const current = await getEndpointRow(db, id, true);
+  if (!current) return undefined;
   const secret = generateSecret();
+  // The current secret moves to the previous_secret column: sealed again for its new place.
+  const previous = box.open(current.secret, { column: 'webhook_endpoints.secret', row: id });
   const [row] = await db<EndpointRow>('webhook_endpoints')
     .where({ id })
     .update({
-      previous_secret: db.ref('secret'),
+      previous_secret: box.seal(previous, { column: 'webhook_endpoints.previous_secret', row: id }),
       previous_secret_expires_at: db.raw(`now() + make_interval(secs => ?)`, [overlapMs / 1000]),
-      secret: box.seal(secret),
+      secret: box.seal(secret, { column: 'webhook_endpoints.secret', row: id }),
     } as never)
     .returning('*');
   if (!row) return undefined;

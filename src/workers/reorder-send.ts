@@ -174,7 +174,7 @@ export async function sendPurchaseOrder(
   let verdict: Verdict;
   let apiKey: string | undefined;
   try {
-    apiKey = deps.secrets.open(supplier.api_key);
+    apiKey = deps.secrets.open(supplier.api_key, { column: 'suppliers.api_key', row: supplier.code });
   } catch (error) {
     log.error({ err: error, supplier: supplier.code }, 'supplier api key cannot be opened');
   }

@@ -61,9 +61,10 @@ describe('suppliers', () => {
     expect(created).not.toHaveProperty('apiKey');
     expect(JSON.stringify(created)).not.toContain('very-secret-key-1');
     const row = await ctx.api.db('suppliers').where({ code: 'sealed' }).first('api_key');
-    expect(row.api_key).toMatch(/^sf1:/);
+    expect(row.api_key).toMatch(/^sf2:/);
     expect(row.api_key).not.toContain('very-secret-key-1');
-    expect(createSecretBox({ current: Buffer.from(secretsKey, 'base64') }).open(row.api_key)).toBe(
+    const at = { column: 'suppliers.api_key', row: 'sealed' } as const;
+    expect(createSecretBox({ current: Buffer.from(secretsKey, 'base64') }).open(row.api_key, at)).toBe(
       'very-secret-key-1',
     );
     for (const url of ['/api/pms/suppliers/sealed', '/api/pms/suppliers']) {
@@ -112,10 +113,10 @@ describe('suppliers', () => {
     const invalid = await post({ code: '..', leadTimeDays: 0, apiKey: 'short', apiUrl: 'ftp://x' });
     expect(invalid.status).toBe(400);
     const problem = (await invalid.json()) as { errors: { path: string }[] };
-    expect(problem.errors.map((e) => e.path).sort()).toEqual(['apiKey', 'code', 'leadTimeDays']);
+    expect(problem.errors.map((e) => e.path).sort()).toEqual(['apiKey', 'apiUrl', 'code', 'leadTimeDays']);
     const badScheme = await post({ code: 'socket-2', apiUrl: 'ftp://example.com/x' });
-    expect(badScheme.status).toBe(422);
-    expect(await badScheme.json()).toMatchObject({ code: 'unsafe_supplier_url' });
+    expect(badScheme.status).toBe(400);
+    expect(await badScheme.json()).toMatchObject({ code: 'validation_failed', errors: [{ path: 'apiUrl' }] });
     const missing = await fetch(`${address}/api/pms/suppliers/nobody`, {
       headers: { authorization: `Bearer ${ctx.pmsKey}` },
     });

@@ -2,9 +2,16 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resealStoredSecrets } from '../../src/db/sealed-secrets.js';
-import { createSecretBox, generateSecretsKey, isSealed, keyIdOf } from '../../src/secrets.js';
+import {
+  createSecretBox,
+  generateSecretsKey,
+  isSealed,
+  keyIdOf,
+  SecretUnreadableError,
+} from '../../src/secrets.js';
 import { type EndpointRow, signingSecrets } from '../../src/webhooks/endpoints.js';
 import { createTestContext, json, repoRoot, type TestContext, testSecretsKey } from '../helpers/context.js';
+import { sealedTheOldWay } from '../helpers/legacy-secrets.js';
 
 const run = promisify(execFile);
 let ctx: TestContext;
@@ -62,6 +69,94 @@ describe('webhook signing secrets at rest', () => {
     expect(signingSecrets(row, ctx.api.secrets)).toEqual([rotated.secret, endpoint.secret]);
   });
 
+  it('does not open a sealed value copied to another row or column', async () => {
+    const a = await register('https://a.example.com/copied');
+    const b = await register('https://b.example.com/copied');
+    const { secret: sealedA } = await rawRow(a.id);
+    const { secret: sealedB } = await rawRow(b.id);
+    // A's sealed secret written into B's row…
+    await ctx.api.db('webhook_endpoints').where({ id: b.id }).update({ secret: sealedA });
+    const rowB = await rawRow(b.id);
+    expect(() => signingSecrets(rowB, ctx.api.secrets)).toThrow(SecretUnreadableError);
+    // …or into A's own previous_secret column.
+    await ctx.api
+      .db('webhook_endpoints')
+      .where({ id: a.id })
+      .update({ previous_secret: sealedA, previous_secret_expires_at: new Date(Date.now() + 3_600_000) });
+    const rowA = await rawRow(a.id);
+    expect(() => signingSecrets(rowA, ctx.api.secrets)).toThrow(SecretUnreadableError);
+    // In its own place it still opens.
+    expect(ctx.api.secrets.open(sealedA, { column: 'webhook_endpoints.secret', row: a.id })).toBe(a.secret);
+    // Put the rows back as they were, for the resealing tests below.
+    await ctx.api.db('webhook_endpoints').where({ id: b.id }).update({ secret: sealedB });
+    await ctx.api
+      .db('webhook_endpoints')
+      .where({ id: a.id })
+      .update({ previous_secret: null, previous_secret_expires_at: null });
+
+    // A supplier's api key copied to another supplier.
+    for (const code of ['COPY-1', 'COPY-2']) {
+      const res = await ctx.request({
+        method: 'POST',
+        url: '/api/pms/suppliers',
+        key: ctx.adminKey,
+        payload: {
+          code,
+          name: code,
+          apiUrl: 'https://s.example.com/po',
+          apiKey: `key-of-${code}`,
+          leadTimeDays: 2,
+        },
+      });
+      expect(res.statusCode, res.body).toBe(201);
+    }
+    const { api_key: sealedKey } = await ctx.api.db('suppliers').where({ code: 'COPY-1' }).first('api_key');
+    expect(() => ctx.api.secrets.open(sealedKey, { column: 'suppliers.api_key', row: 'COPY-2' })).toThrow(
+      SecretUnreadableError,
+    );
+    expect(ctx.api.secrets.open(sealedKey, { column: 'suppliers.api_key', row: 'COPY-1' })).toBe(
+      'key-of-COPY-1',
+    );
+  });
+
+  it('seals sf1 values (which named no row) again bound to their row and column, at npm run migrate', async () => {
+    const endpoint = await register('https://legacy.example.com/hook');
+    const key = Buffer.from(testSecretsKey, 'base64');
+    await ctx.api
+      .db('webhook_endpoints')
+      .where({ id: endpoint.id })
+      .update({ secret: sealedTheOldWay(key, endpoint.secret) });
+    await ctx.api.db('suppliers').insert({
+      code: 'LEGACY',
+      name: 'Legacy',
+      api_url: 'https://legacy.example.com/po',
+      api_key: sealedTheOldWay(key, 'legacy-supplier-key'),
+      lead_time_days: 2,
+    });
+    // Values sealed the old way still open where they are…
+    expect(signingSecrets(await rawRow(endpoint.id), ctx.api.secrets)).toEqual([endpoint.secret]);
+
+    // …and the release step (migrate) seals them again in the new form.
+    const { stdout } = await run(process.execPath, ['--import', 'tsx', 'scripts/migrate.ts'], {
+      cwd: repoRoot,
+      env: { ...process.env, ...ctx.env },
+    });
+    expect(stdout).toMatch(
+      /sealed the stored secrets of [1-9]\d* webhook endpoint\(s\), [1-9]\d* supplier\(s\)/,
+    );
+    const row = await rawRow(endpoint.id);
+    expect(row.secret).toMatch(/^sf2:/);
+    expect(signingSecrets(row, ctx.api.secrets)).toEqual([endpoint.secret]);
+    const { api_key: resealed } = await ctx.api.db('suppliers').where({ code: 'LEGACY' }).first('api_key');
+    expect(resealed).toMatch(/^sf2:/);
+    expect(ctx.api.secrets.open(resealed, { column: 'suppliers.api_key', row: 'LEGACY' })).toBe(
+      'legacy-supplier-key',
+    );
+    expect(() => ctx.api.secrets.open(resealed, { column: 'suppliers.api_key', row: 'COPY-1' })).toThrow(
+      SecretUnreadableError,
+    );
+  });
+
   it('seals plaintext rows of older releases and reseals under a rotated key (npm run secrets -- reseal)', async () => {
     const sealed = await register('https://a.example.com/hook');
     // A row as an older release wrote it: plaintext.
@@ -100,7 +195,9 @@ describe('webhook signing secrets at rest', () => {
     }
     const { api_key: sealedApiKey } = await ctx.api.db('suppliers').where({ code: 'ACME' }).first('api_key');
     expect(sealedApiKey.split(':')[1]).toBe(newId);
-    expect(onlyNew.open(sealedApiKey)).toBe('acme-secret-key-0001');
+    expect(onlyNew.open(sealedApiKey, { column: 'suppliers.api_key', row: 'ACME' })).toBe(
+      'acme-secret-key-0001',
+    );
     // Safe to run again: nothing left to reseal.
     expect(await resealStoredSecrets(ctx.api.db, onlyNew)).toEqual({ webhook_endpoints: 0, suppliers: 0 });
   });

@@ -94,7 +94,7 @@ describe('stock notifications', () => {
       code: 'sn-supplier',
       name: 'Supplier',
       api_url: 'https://supplier.example.com/orders',
-      api_key: ctx.api.secrets.seal('supplier-key'),
+      api_key: ctx.api.secrets.seal('supplier-key', { column: 'suppliers.api_key', row: 'sn-supplier' }),
       lead_time_days: 2,
     });
     await ctx.api.db('reorder_rules').insert({

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { claimSend } from '../../src/webhooks/rate-limit.js';
 import { generateSecret } from '../../src/webhooks/signing.js';
@@ -430,7 +431,6 @@ describe('SSRF guard', () => {
         'http://169.254.169.254/latest/meta-data',
         'http://[::1]/x',
         'http://10.1.2.3/x',
-        'ftp://example.com/x',
       ]) {
         const res = await guarded.request({
           method: 'POST',
@@ -441,23 +441,30 @@ describe('SSRF guard', () => {
         expect(res.statusCode, url).toBe(422);
         expect(json(res).code).toBe('unsafe_webhook_url');
       }
+      // Not an http(s) URL at all: the URL field schema refuses it (src/fields.ts).
+      const ftp = await guarded.request({
+        method: 'POST',
+        url: '/api/webhooks/endpoints',
+        key: guarded.adminKey,
+        payload: { url: 'ftp://example.com/x', eventTypes: ['*'] },
+      });
+      expect(ftp.statusCode).toBe(400);
+      expect(json(ftp)).toMatchObject({ code: 'validation_failed', errors: [{ path: 'url' }] });
       // Endpoints registered while private targets were allowed, or whose name resolves to a
       // private address later: the worker refuses them when it connects.
+      const endpointRow = (url: string, id = randomUUID()) => ({
+        id,
+        url,
+        event_types: ['product.*'],
+        secret: guarded.api.secrets.seal(generateSecret(), { column: 'webhook_endpoints.secret', row: id }),
+      });
       const [literal] = await guarded.api
         .db('webhook_endpoints')
-        .insert({
-          url: receiver.url,
-          event_types: ['product.*'],
-          secret: guarded.api.secrets.seal(generateSecret()),
-        })
+        .insert(endpointRow(receiver.url))
         .returning('id');
       const [named] = await guarded.api
         .db('webhook_endpoints')
-        .insert({
-          url: `http://localhost:${port}/hooks`,
-          event_types: ['product.*'],
-          secret: guarded.api.secrets.seal(generateSecret()),
-        })
+        .insert(endpointRow(`http://localhost:${port}/hooks`))
         .returning('id');
       await guarded.request({
         method: 'POST',

@@ -120,7 +120,9 @@ export function registerSupplierRoutes(root: FastifyInstance, deps: ApiDeps): vo
     }
   };
 
-  const seal = (key: string) => deps.secrets.seal(key);
+  // Bound to the supplier's row: a sealed key copied to another supplier does not open.
+  const seal = (code: string, key: string) =>
+    deps.secrets.seal(key, { column: 'suppliers.api_key', row: code });
 
   app.post(
     '/api/pms/suppliers',
@@ -137,7 +139,7 @@ export function registerSupplierRoutes(root: FastifyInstance, deps: ApiDeps): vo
       checkUrl(request.body.apiUrl);
       const { apiKey: key, ...rest } = request.body;
       const supplier = await write(principalOf(request).name, (trx) =>
-        createSupplier(trx, { ...rest, sealedApiKey: seal(key) }),
+        createSupplier(trx, { ...rest, sealedApiKey: seal(rest.code, key) }),
       );
       return reply.code(201).header('Location', `/api/pms/suppliers/${supplier.code}`).send(supplier);
     },
@@ -162,7 +164,7 @@ export function registerSupplierRoutes(root: FastifyInstance, deps: ApiDeps): vo
         updateSupplier(trx, {
           ...rest,
           code: request.params.code,
-          sealedApiKey: key ? seal(key) : undefined,
+          sealedApiKey: key ? seal(request.params.code, key) : undefined,
         }),
       );
       // An activated supplier (or a shorter lead time) may make its rules due without any movement.
