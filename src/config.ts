@@ -141,6 +141,12 @@ const envSchema = z.object({
   JSON_MAX_DEPTH: integer(2, 1000).default(32),
   /** Largest image upload (multipart) or download (sourceUrl) accepted. */
   IMAGE_MAX_UPLOAD_BYTES: integer(1024, 200 * 1024 * 1024).default(20 * 1024 * 1024),
+  /**
+   * Image uploads (multipart) being received at once per API key, and per web process; beyond
+   * them 429. Each holds at most one 256 KiB piece in memory (docs/images.md: worst-case memory).
+   */
+  IMAGE_UPLOADS_PER_KEY: integer(1, 10_000).default(4),
+  IMAGE_UPLOADS_PER_PROCESS: integer(1, 100_000).default(16),
   /** Images with more pixels (width x height) are refused from their header, before decoding. */
   IMAGE_MAX_PIXELS: integer(1, 500_000_000).default(50_000_000),
   /** `name:longEdge` pairs; variants are never enlarged beyond the original. */

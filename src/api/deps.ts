@@ -24,7 +24,7 @@ import { closeQueues, createQueues, type Queues } from '../queues/queues.js';
 import { type SecretBox, secretBoxFromConfig } from '../secrets.js';
 import { apiKeysChangedChannel, createKeyVerifier, type KeyVerifier } from './auth.js';
 import { createRateLimits, type RateLimits } from './rate-limits.js';
-import { createSlots, createStreamCaps, type Slots, type StreamCaps } from './stream-caps.js';
+import { createKeyCaps, createSlots, type KeyCaps, type Slots } from './stream-caps.js';
 
 export interface ApiDeps {
   config: Config;
@@ -42,7 +42,7 @@ export interface ApiDeps {
   /** Seals and opens secrets at rest (webhook signing secrets, supplier API keys). */
   secrets: SecretBox;
   /** Abuse limits (docs/security.md): request rates in Redis, this process's concurrency caps. */
-  limits: { rates: RateLimits; streams: StreamCaps; waits: Slots };
+  limits: { rates: RateLimits; streams: KeyCaps; uploads: KeyCaps; waits: Slots };
   /** Product and stock reads (and, in `npm start`, the workers' invalidations). */
   cache: ReadCache;
   /** This process's Prometheus registry (shared with in-process workers). */
@@ -118,7 +118,11 @@ export async function openApiDeps(
     secrets,
     limits: {
       rates: createRateLimits(redis, config),
-      streams: createStreamCaps({ perKey: config.STREAMS_PER_KEY, perProcess: config.STREAMS_PER_PROCESS }),
+      streams: createKeyCaps({ perKey: config.STREAMS_PER_KEY, perProcess: config.STREAMS_PER_PROCESS }),
+      uploads: createKeyCaps({
+        perKey: config.IMAGE_UPLOADS_PER_KEY,
+        perProcess: config.IMAGE_UPLOADS_PER_PROCESS,
+      }),
       waits: createSlots(config.WAIT_MAX_CONCURRENT),
     },
     cache,

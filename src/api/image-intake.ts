@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { httpUrlSchema } from '../fields.js';
@@ -7,15 +8,30 @@ import { imageFieldsSchema } from '../queues/images.js';
 import { isUnstorableString, unstorableProblem } from './json-body.js';
 import { HttpProblem } from './problems.js';
 
-/** What a POST of image bytes or of a source URL carries, after intake checks. */
-export type ImageIntake =
-  | {
-      kind: 'upload';
-      bytes: Buffer;
-      declaredType: string | undefined;
-      fields: z.output<typeof imageFieldsSchema>;
-    }
-  | { kind: 'url'; url: string; fields: z.output<typeof imageFieldsSchema> };
+/** What a POST of image bytes carries, after intake checks (the bytes are staged). */
+export interface UploadIntake {
+  kind: 'upload';
+  /** Of the whole file, hashed as it streamed through. */
+  sha256: string;
+  declaredType: string | undefined;
+  fields: z.output<typeof imageFieldsSchema>;
+}
+
+/** What a POST of a source URL carries, after intake checks. */
+export interface UrlIntake {
+  kind: 'url';
+  url: string;
+  fields: z.output<typeof imageFieldsSchema>;
+}
+
+/**
+ * Where the bytes of an upload go as they arrive: pieces of `uploadPieceBytes` (the last one
+ * shorter), numbered from 0. The buffer is reused once the returned promise settles.
+ */
+export type StagePiece = (seq: number, bytes: Buffer) => Promise<void>;
+
+/** Bytes of an upload held in memory before they are written to their staging place. */
+const uploadPieceBytes = 256 * 1024;
 
 const urlBodySchema = imageFieldsSchema.extend({ sourceUrl: httpUrlSchema }).strict();
 
@@ -63,39 +79,42 @@ const tooLarge = (maxBytes: number) =>
     details: { maxBytes },
   });
 
-/**
- * Reads either body form of the image routes: `multipart/form-data` (a `file` part and optional
- * `alt`, `position`, `role` fields) or JSON `{ sourceUrl, alt?, position?, role? }`. Answers 415
- * as soon as the file's first bytes are not a supported image and 413 once it passes the limit;
- * deeper checks are the job's.
- */
-export async function readImageIntake(
-  request: FastifyRequest,
-  options: { maxBytes: number; allowPrivateSources: boolean },
-): Promise<ImageIntake> {
-  const { maxBytes } = options;
-  if (!request.isMultipart()) {
-    const parsed = urlBodySchema.safeParse(request.body ?? {});
-    if (!parsed.success) {
-      throw validationProblem(
-        'body',
-        parsed.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })),
-      );
-    }
-    const { sourceUrl, ...fields } = parsed.data;
-    // Literal non-public addresses and localhost can never be fetched: refuse them here. Names are
-    // checked again by the job when it connects (after DNS, on every redirect).
-    const refused = refuseUrl(sourceUrl, options.allowPrivateSources);
-    if (refused) {
-      throw new HttpProblem(422, 'source_forbidden', `The sourceUrl ${refused}`, {
-        errors: [{ in: 'body', path: 'sourceUrl', message: refused }],
-      });
-    }
-    return { kind: 'url', url: sourceUrl, fields };
+/** Reads the JSON body form of the image routes: `{ sourceUrl, alt?, position?, role? }`. */
+export function readUrlIntake(request: FastifyRequest, options: { allowPrivateSources: boolean }): UrlIntake {
+  const parsed = urlBodySchema.safeParse(request.body ?? {});
+  if (!parsed.success) {
+    throw validationProblem(
+      'body',
+      parsed.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })),
+    );
   }
+  const { sourceUrl, ...fields } = parsed.data;
+  // Literal non-public addresses and localhost can never be fetched: refuse them here. Names are
+  // checked again by the job when it connects (after DNS, on every redirect).
+  const refused = refuseUrl(sourceUrl, options.allowPrivateSources);
+  if (refused) {
+    throw new HttpProblem(422, 'source_forbidden', `The sourceUrl ${refused}`, {
+      errors: [{ in: 'body', path: 'sourceUrl', message: refused }],
+    });
+  }
+  return { kind: 'url', url: sourceUrl, fields };
+}
 
+/**
+ * Reads the multipart body form of the image routes: a `file` part and optional `alt`,
+ * `position`, `role` fields. The file streams through: it is hashed and handed to `stage` piece
+ * by piece, never held whole. Answers 415 as soon as the file's first bytes are not a supported
+ * image and 413 once it passes `maxBytes` (the pieces staged so far are then the caller's to
+ * discard); deeper checks are the job's.
+ */
+export async function readUploadIntake(
+  request: FastifyRequest,
+  options: { maxBytes: number },
+  stage: StagePiece,
+): Promise<UploadIntake> {
+  const { maxBytes } = options;
   const rawFields: Record<string, string> = {};
-  let file: { bytes: Buffer; declaredType: string | undefined } | undefined;
+  let file: { sha256: string; declaredType: string | undefined } | undefined;
   try {
     for await (const part of request.parts({
       limits: { fileSize: maxBytes, files: 1, fields: 10, fieldSize: 1024, parts: 12 },
@@ -130,24 +149,38 @@ export async function readImageIntake(
           ]);
         }
       }
-      const chunks: Buffer[] = [];
-      let total = 0;
+      const hash = createHash('sha256');
+      // One buffer per upload, filled and written piece by piece: no copy of the file piles up.
+      const piece = Buffer.allocUnsafe(uploadPieceBytes);
+      let filled = 0;
+      let seq = 0;
       let sniffed = false;
+      const sniff = () => {
+        sniffed = true;
+        if (!sniffImageFormat(piece.subarray(0, filled)))
+          throw unsupported('The file is not a supported image');
+      };
+      const flush = async () => {
+        if (filled > 0) await stage(seq++, piece.subarray(0, filled));
+        filled = 0;
+      };
+      // Reading waits while a piece is written: the socket is paused, nothing piles up in memory.
       for await (const chunk of part.file as AsyncIterable<Buffer>) {
-        chunks.push(chunk);
-        total += chunk.length;
-        if (!sniffed && total >= sniffLength) {
-          sniffed = true;
-          if (!sniffImageFormat(Buffer.concat(chunks)))
-            throw unsupported('The file is not a supported image');
+        hash.update(chunk);
+        for (let at = 0; at < chunk.length; ) {
+          const copied = chunk.copy(piece, filled, at);
+          filled += copied;
+          at += copied;
+          if (!sniffed && filled >= sniffLength) sniff();
+          if (filled === piece.length) await flush();
         }
       }
       if (part.file.truncated) throw tooLarge(maxBytes);
-      const bytes = Buffer.concat(chunks, total);
-      if (!sniffed && !sniffImageFormat(bytes)) throw unsupported('The file is not a supported image');
+      if (!sniffed) sniff();
+      await flush();
       // A generic Content-Type says nothing: fall back to what the file name claims.
       const mime = declaredImageFormat(part.mimetype) === undefined ? undefined : part.mimetype;
-      file = { bytes, declaredType: mime ?? (part.filename || undefined) };
+      file = { sha256: hash.digest('hex'), declaredType: mime ?? (part.filename || undefined) };
     }
   } catch (error) {
     if (error instanceof HttpProblem) throw error;
@@ -170,5 +203,5 @@ export async function readImageIntake(
       fields.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })),
     );
   }
-  return { kind: 'upload', bytes: file.bytes, declaredType: file.declaredType, fields: fields.data };
+  return { kind: 'upload', sha256: file.sha256, declaredType: file.declaredType, fields: fields.data };
 }

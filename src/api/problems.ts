@@ -131,6 +131,7 @@ const titles: Record<string, string> = {
   too_many_auth_failures: 'Too many failed authentications',
   too_many_signature_failures: 'Too many bad webhook signatures',
   too_many_streams: 'Too many open event streams',
+  too_many_uploads: 'Too many image uploads in progress',
   too_many_consumers: 'Too many event consumers',
   unsafe_webhook_url: 'Webhook URL not allowed',
   supplier_taken: 'Supplier code already taken',

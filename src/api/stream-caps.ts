@@ -3,9 +3,9 @@ import { principalOf } from './auth.js';
 import { HttpProblem } from './problems.js';
 
 /**
- * Concurrency caps of one web process: open event streams (SSE and WebSocket together) per API
- * key and in all, and requests waiting on `Prefer: wait`. A slot is taken before the work starts
- * and given back exactly once when it ends.
+ * Concurrency caps of one web process: open event streams (SSE and WebSocket together) and image
+ * uploads in progress, per API key and in all, and requests waiting on `Prefer: wait`. A slot is
+ * taken before the work starts and given back exactly once when it ends.
  */
 export interface Slots {
   /** A release function, or undefined when every slot is taken. */
@@ -32,12 +32,13 @@ export function createSlots(max: number): Slots {
   };
 }
 
-export interface StreamCaps {
+/** Slots per API key within slots per process. */
+export interface KeyCaps {
   /** A release function, or which cap is full. */
   acquire(keyId: string): { release: () => void } | { full: 'key' | 'process'; limit: number };
 }
 
-export function createStreamCaps(limits: { perKey: number; perProcess: number }): StreamCaps {
+export function createKeyCaps(limits: { perKey: number; perProcess: number }): KeyCaps {
   const total = createSlots(limits.perProcess);
   const byKey = new Map<string, number>();
   return {
@@ -66,7 +67,7 @@ export function createStreamCaps(limits: { perKey: number; perProcess: number })
  * Takes a stream slot for the request's key, released when its connection closes; a 429 problem
  * when a cap is full. Call it before the stream opens (for WebSocket: before the upgrade).
  */
-export function takeStreamSlot(caps: StreamCaps, request: FastifyRequest): void {
+export function takeStreamSlot(caps: KeyCaps, request: FastifyRequest): void {
   const slot = caps.acquire(principalOf(request).id);
   if ('full' in slot) {
     throw new HttpProblem(
@@ -81,4 +82,24 @@ export function takeStreamSlot(caps: StreamCaps, request: FastifyRequest): void 
   }
   // The socket, not the response: it closes whether the stream ended, failed or was never upgraded.
   request.raw.socket.once('close', slot.release);
+}
+
+/**
+ * Takes an upload slot for the request's key, before its body is read; a 429 problem when a cap
+ * is full. Returns the release, to call once the upload is read and staged (or refused).
+ */
+export function takeUploadSlot(caps: KeyCaps, request: FastifyRequest): () => void {
+  const slot = caps.acquire(principalOf(request).id);
+  if ('full' in slot) {
+    throw new HttpProblem(
+      429,
+      'too_many_uploads',
+      slot.full === 'key'
+        ? `This API key already has ${slot.limit} image uploads in progress (IMAGE_UPLOADS_PER_KEY); retry once one has finished`
+        : `This server is already receiving ${slot.limit} image uploads (IMAGE_UPLOADS_PER_PROCESS); retry later`,
+      { details: { limit: slot.limit, per: slot.full } },
+      { 'Retry-After': '1' },
+    );
+  }
+  return slot.release;
 }

@@ -129,8 +129,8 @@ const apiWrites: Record<string, { names: string[]; why: string }> = {
     why: 'a pure function of the settings, no write',
   },
   'src/db/image-uploads.ts': {
-    names: ['stageUpload', 'deleteStagedUpload'],
-    why: 'uploaded bytes are staged in Postgres before the job is queued (too big for Redis)',
+    names: ['stageUploadChunk', 'finishStagedUpload', 'discardUploadChunks', 'deleteStagedUpload'],
+    why: 'uploaded bytes stream into Postgres and are staged before the job is queued (too big for Redis)',
   },
   'src/db/api-keys.ts': { names: ['touchApiKey'], why: 'last use of a key, for operators' },
   'src/domain/ledger.ts': { names: ['movementKinds'], why: 'a constant list, no write' },

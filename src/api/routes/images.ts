@@ -6,7 +6,12 @@ import fastifyStatic from '@fastify/static';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { deleteStagedUpload, stageUpload } from '../../db/image-uploads.js';
+import {
+  deleteStagedUpload,
+  discardUploadChunks,
+  finishStagedUpload,
+  stageUploadChunk,
+} from '../../db/image-uploads.js';
 import { findImage, findVersionBySha, getImage, listImages, listImageVersions } from '../../domain/images.js';
 import { getProduct } from '../../domain/products.js';
 import { deliveryUrl } from '../../images/urls.js';
@@ -15,8 +20,14 @@ import { skuSchema } from '../../queues/products.js';
 import { deletedImageSchema, imageSchema, imageVersionSchema } from '../../resources.js';
 import { assignScope, principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
-import { type ImageIntake, imageIntakeRequestBody, readImageIntake } from '../image-intake.js';
+import {
+  imageIntakeRequestBody,
+  readUploadIntake,
+  readUrlIntake,
+  type UploadIntake,
+} from '../image-intake.js';
 import { HttpProblem } from '../problems.js';
+import { takeUploadSlot } from '../stream-caps.js';
 import { jobHandleSchema, submitJob } from '../submit-job.js';
 
 const skuParams = z.object({ sku: skuSchema });
@@ -73,14 +84,18 @@ export async function registerImageRoutes(root: FastifyInstance, deps: ApiDeps):
     const app = scope.withTypeProvider<ZodTypeProvider>();
     const tags = ['images'];
 
-    /** Stages uploaded bytes and enqueues image.process; a URL source is downloaded by the job. */
+    /**
+     * Reads the body and enqueues image.process. An upload takes a slot of the upload caps before
+     * its body is read (429 when they are full), streams into its staging place in pieces, and
+     * gives the slot back once it is staged; a URL source is downloaded by the job.
+     */
     const submitProcess = async (
       request: FastifyRequest,
       reply: Parameters<typeof submitJob>[2],
-      intake: ImageIntake,
       target: { sku: string; imageId: string; create: boolean },
     ) => {
-      if (intake.kind === 'url') {
+      if (!request.isMultipart()) {
+        const intake = readUrlIntake(request, intakeLimits);
         return submitJob(
           deps,
           request,
@@ -90,16 +105,32 @@ export async function registerImageRoutes(root: FastifyInstance, deps: ApiDeps):
           { successStatus: target.create ? 201 : 200 },
         );
       }
-      const sha256 = createHash('sha256').update(intake.bytes).digest('hex');
-      // Bytes this image already has need no staging: the job answers with the existing version.
-      const staged =
-        !(await findVersionBySha(deps.db, target.imageId, sha256)) &&
-        (await stageUpload(deps.db, {
-          imageId: target.imageId,
-          sha256,
-          bytes: intake.bytes,
-          declaredType: intake.declaredType,
-        }));
+      const release = takeUploadSlot(deps.limits.uploads, request);
+      const uploadId = randomUUID();
+      let intake: UploadIntake;
+      let staged = false;
+      try {
+        intake = await readUploadIntake(request, intakeLimits, (seq, bytes) =>
+          stageUploadChunk(deps.db, uploadId, seq, bytes),
+        );
+        // Bytes this image already has need no staging: the job answers with the existing version.
+        if (await findVersionBySha(deps.db, target.imageId, intake.sha256)) {
+          await discardUploadChunks(deps.db, uploadId);
+        } else {
+          staged = await finishStagedUpload(deps.db, {
+            uploadId,
+            imageId: target.imageId,
+            sha256: intake.sha256,
+            declaredType: intake.declaredType,
+          });
+        }
+      } catch (error) {
+        await discardUploadChunks(deps.db, uploadId).catch(() => undefined);
+        throw error;
+      } finally {
+        release();
+      }
+      const { sha256 } = intake;
       try {
         await submitJob(
           deps,
@@ -149,8 +180,7 @@ export async function registerImageRoutes(root: FastifyInstance, deps: ApiDeps):
       },
       async (request, reply) => {
         await requireProduct(request.params.sku);
-        const intake = await readImageIntake(request, intakeLimits);
-        return submitProcess(request, reply, intake, {
+        return submitProcess(request, reply, {
           sku: request.params.sku,
           imageId: newImageId(request),
           create: true,
@@ -175,8 +205,7 @@ export async function registerImageRoutes(root: FastifyInstance, deps: ApiDeps):
       async (request, reply) => {
         const { sku, imageId } = request.params;
         await requireImage(sku, imageId);
-        const intake = await readImageIntake(request, intakeLimits);
-        return submitProcess(request, reply, intake, { sku, imageId, create: false });
+        return submitProcess(request, reply, { sku, imageId, create: false });
       },
     );
 
