@@ -23,6 +23,8 @@ export type DomainErrorCode =
   | 'supplier_taken'
   | 'over_receipt'
   | 'send_failed'
+  | 'send_unresolved'
+  | 'invalid_acceptance'
   // Orders
   | 'order_number_taken'
   | 'insufficient_reserved'

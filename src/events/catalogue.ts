@@ -366,13 +366,18 @@ export const eventTypes = [
   defineEventType({
     name: 'reorder.skipped',
     description:
-      'A rule at or below its reorder point could not order (reason: supplier_inactive, product_archived, nothing_to_order)',
+      'A rule at or below its reorder point could not order (reason: purchase_order_unresolved, supplier_inactive, product_archived, nothing_to_order)',
     data: z.looseObject({
       ruleId: z.number().int(),
       sku: z.string(),
       location: z.string(),
       supplier: z.string(),
-      reason: z.enum(['supplier_inactive', 'product_archived', 'nothing_to_order']),
+      reason: z.enum([
+        'purchase_order_unresolved',
+        'supplier_inactive',
+        'product_archived',
+        'nothing_to_order',
+      ]),
       reorderPoint: z.number().int(),
       position: z.number().int(),
     }),
@@ -389,12 +394,14 @@ export const eventTypes = [
   }),
   defineEventType({
     name: 'purchase_order.sent',
-    description: "A purchase order is being sent to its supplier's API",
+    description:
+      "A purchase order is being sent to its supplier's API (resend: true when an operator sent an unresolved order again)",
     data: purchaseOrder,
   }),
   defineEventType({
     name: 'purchase_order.acknowledged',
-    description: 'The supplier accepted the order (its reference, expected date and accepted quantities)',
+    description:
+      'The supplier accepted the order (its reference, expected date and accepted quantities; resolvedBy: "operator" when an operator acknowledged an unresolved order)',
     data: purchaseOrder.extend({ reference: z.string().nullable(), expectedDate: z.string().nullable() }),
   }),
   defineEventType({
@@ -405,7 +412,19 @@ export const eventTypes = [
   defineEventType({
     name: 'purchase_order.send_failed',
     description:
-      'Sending failed for good (a 4xx other than 408/429, a refused address, or every attempt failed)',
+      'Sending failed for good: the order did not reach the supplier or it refused it (a 4xx other than 408/429, a refused address); its rules may order again',
+    data: purchaseOrder.extend({
+      failure: z.looseObject({
+        reason: z.string(),
+        statusCode: z.number().int().nullable(),
+        error: z.string(),
+      }),
+    }),
+  }),
+  defineEventType({
+    name: 'purchase_order.unresolved',
+    description:
+      'The supplier may have the order but no answer could be taken (a 2xx outside the protocol, or every attempt without a definite answer); its rules wait for an operator to resolve or cancel it',
     data: purchaseOrder.extend({
       failure: z.looseObject({
         reason: z.string(),

@@ -321,6 +321,30 @@ const samples: [route: string, build: () => Sample | Promise<Sample>][] = [
     },
   ],
   [
+    'POST /api/pms/purchase-orders/{id}/resolve',
+    async () => {
+      // The supplier accepts more than ordered: the next order is unresolved until resolved here.
+      supplier.behaviour = { ...supplier.behaviour, accept: { [sku]: 1_000_000 } };
+      await fetchJson('POST', '/api/pms/inventory/adjust', {
+        body: { movements: [{ sku, location: 'LOC-A', delta: 1, reason: 'found' }] },
+        headers: { prefer: 'wait=20' },
+      });
+      const { id } = await until(
+        'an unresolved purchase order',
+        () => ctx.api.db('purchase_orders').where({ status: 'unresolved' }).first('id'),
+        (found) => found !== undefined,
+        30_000,
+      );
+      supplier.behaviour = { ...supplier.behaviour, accept: undefined };
+      return {
+        path: `/api/pms/purchase-orders/${id}/resolve`,
+        body: { action: 'acknowledge', reference: 'BY-PHONE-1' },
+        check: (r) =>
+          expect(r).toMatchObject({ id, status: 'acknowledged', supplierReference: 'BY-PHONE-1' }),
+      };
+    },
+  ],
+  [
     'POST /api/pms/webhook/inventory',
     () =>
       signedDelivery('/api/pms/webhook/inventory', {

@@ -404,8 +404,8 @@ describe('sending to a supplier', () => {
     });
   });
 
-  it('gives up after the last attempt when the supplier keeps failing (retries_exhausted)', async () => {
-    // A supplier that answers 503 to everything.
+  it('leaves an order unresolved after the last attempt when the supplier keeps failing (retries_exhausted)', async () => {
+    // A supplier that answers 503 to everything: each attempt may have reached it.
     const silent = http.createServer((_req, res) => {
       res.writeHead(503);
       res.end('down');
@@ -416,7 +416,7 @@ describe('sending to a supplier', () => {
       await api.product('DOWN', 1);
       await api.supplier({ code: 'down', apiUrl: url, apiKey });
       await api.rule({ sku: 'DOWN', supplier: 'down', reorderPoint: 2, reorderQuantity: 10 });
-      const [order] = await ordersOnce('down', 'failed');
+      const [order] = await ordersOnce('down', 'unresolved');
       expect((await attemptsOf(order.id)).map((a) => a.outcome)).toEqual([
         'retry',
         'retry',
@@ -424,10 +424,18 @@ describe('sending to a supplier', () => {
         'failed',
       ]);
       expect(order.failure).toMatchObject({ reason: 'retries_exhausted', statusCode: 503, attempts: 4 });
+      expect(order.closed_at).toBeNull();
       expect(await ctx.waitForJob(`reorder-send-${order.id}`)).toMatchObject({
         state: 'failed',
         attemptsMade: 4,
+        error: { code: 'send_unresolved', details: { reason: 'retries_exhausted' } },
       });
+      expect(await eventsOf(order.id)).toEqual([
+        'purchase_order.created',
+        'purchase_order.sent',
+        'purchase_order.unresolved',
+      ]);
+      expect(await api.level('DOWN')).toMatchObject({ incoming: 0 });
     } finally {
       silent.closeAllConnections();
       await new Promise((resolve) => silent.close(resolve));
@@ -460,6 +468,7 @@ describe('OpenAPI', () => {
       ['/api/pms/purchase-orders/{id}', 'get'],
       ['/api/pms/purchase-orders/{id}/receive', 'post'],
       ['/api/pms/purchase-orders/{id}/cancel', 'post'],
+      ['/api/pms/purchase-orders/{id}/resolve', 'post'],
     ];
     for (const [path, method] of routes) {
       const operation = paths[path]?.[method];
