@@ -435,6 +435,7 @@ beforeAll(async () => {
   expect(endpoint.status).toBe(201);
   state.endpoint = endpoint.body.id;
   const acme = await fetchJson('POST', '/api/pms/suppliers', {
+    key: ctx.adminKey,
     body: { code: 'acme', name: 'Acme', apiUrl: supplier.url, apiKey: 'acme-key-0001', leadTimeDays: 2 },
   });
   expect(acme.status, JSON.stringify(acme.body)).toBe(201);

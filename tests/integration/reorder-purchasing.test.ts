@@ -84,7 +84,7 @@ describe('suppliers', () => {
     const post = (body: Record<string, unknown>) =>
       fetch(`${address}/api/pms/suppliers`, {
         method: 'POST',
-        headers: { authorization: `Bearer ${ctx.pmsKey}`, 'content-type': 'application/json' },
+        headers: { authorization: `Bearer ${ctx.adminKey}`, 'content-type': 'application/json' },
         body: JSON.stringify({
           name: 'S',
           apiUrl: supplierServer.url,
