@@ -229,6 +229,10 @@ export async function sendPurchaseOrder(
     verdict = judge(result, order);
   }
   const excerpt = redactedExcerpt(result.fullBody ?? result.body, sentSecrets);
+  // An error may quote the answer (the skus it named): bounded and redacted like the excerpt.
+  if (verdict.kind !== 'answer') {
+    verdict = { ...verdict, error: redactedExcerpt(verdict.error, sentSecrets, 500) ?? '' };
+  }
   const isLast = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
 
   const recorded = await db.transaction(async (trx) => {
