@@ -123,6 +123,19 @@ async function recordAttempt(
   return rows[0]!.attempt;
 }
 
+/**
+ * Whether an earlier attempt of the order may have reached the supplier without telling us what
+ * became of it: no answer (a network error, a timeout) or a 5xx. A 408 or 429 is a definite "not
+ * processed".
+ */
+async function hadUncertainAttempt(db: Knex, purchaseOrderId: string): Promise<boolean> {
+  const row = await db('purchase_order_attempts')
+    .where({ purchase_order_id: purchaseOrderId, outcome: 'retry' })
+    .andWhere((w) => w.whereNull('status_code').orWhere('status_code', '>=', 500))
+    .first('attempt');
+  return row !== undefined;
+}
+
 /** Stores an acceptance (reference, date, accepted quantities) or a rejection. */
 async function applyAnswer(
   db: Knex,
@@ -163,7 +176,8 @@ async function applyAnswer(
  *    applied: acknowledged or rejected; a retry (thrown, so BullMQ backs off); `failed` for good
  *    (`send_failed`) when the order surely did not reach the supplier or it refused it (a 4xx other
  *    than 408/429, a refused address); `unresolved` (`send_unresolved`) when it may have reached
- *    it: a 2xx outside the protocol, or the last attempt without a definite answer. A failed order
+ *    it: a 2xx outside the protocol, the last attempt without a definite answer, or a refusal
+ *    after an attempt without one. A failed order
  *    no longer counts as incoming, so its rule may order again; an unresolved one blocks its rules
  *    until an operator resolves or cancels it.
  */
@@ -286,8 +300,13 @@ export async function sendPurchaseOrder(
       attempts: attempt,
     };
     // Surely not at the supplier (or refused by it): failed, and its rules may order again.
-    // Perhaps at the supplier: unresolved, and nothing orders this need again until an operator says.
-    const status = verdict.kind === 'permanent' ? ('failed' as const) : ('unresolved' as const);
+    // Perhaps at the supplier: unresolved, and nothing orders this need again until an operator
+    // says. A refusal after an attempt without an answer (a timeout, a 5xx) does not tell whether
+    // that earlier request placed the order.
+    const status =
+      verdict.kind === 'permanent' && !(await hadUncertainAttempt(trx, id))
+        ? ('failed' as const)
+        : ('unresolved' as const);
     await setStatus(trx, id, status, {
       failure: JSON.stringify(failure),
       ...(status === 'failed' ? { closed_at: trx.fn.now() } : {}),

@@ -457,6 +457,27 @@ describe('MEDIUM: a long answer never becomes a second order', () => {
     expect(await api.level('RESEND')).toMatchObject({ incoming: 10 });
   });
 
+  it('a 4xx after an attempt without an answer is unresolved too: the first request may have placed the order', async () => {
+    // First a 503 (the order may have gone through behind it), then a refusal of the same key.
+    let seen = 0;
+    const twoFaced = await startRecorder('127.0.0.1', () =>
+      ++seen === 1 ? { status: 503, body: '{}' } : { status: 409, body: '{"error":"key in use"}' },
+    );
+    try {
+      await register('two-faced', `${twoFaced.url}/po`);
+      await api.product('TWICE');
+      await api.rule({ sku: 'TWICE', supplier: 'two-faced', reorderPoint: 5, reorderQuantity: 10 });
+      const [order] = await ordersOnce('two-faced', 'unresolved');
+      expect(order.failure).toMatchObject({ reason: 'http_409', statusCode: 409, attempts: 2 });
+      await api.adjust('TWICE', 1, 'found');
+      await until(async () => (await lastCheck('TWICE'))?.skip_reason === 'purchase_order_unresolved');
+      expect(await ordersOf('two-faced')).toHaveLength(1);
+      expect(twoFaced.requests).toHaveLength(2);
+    } finally {
+      await twoFaced.close();
+    }
+  });
+
   it('an operator who cancels an unresolved order lets the rule order again at its next movement', async () => {
     await register('down', supplier.url);
     supplier.behaviour = { fail: 3, failStatus: 503, leadDays: 3 };
