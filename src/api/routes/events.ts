@@ -146,7 +146,7 @@ export async function registerEventRoutes(root: FastifyInstance, deps: ApiDeps):
       const after = header !== undefined ? Number(header) : request.query.after;
       if (after !== undefined) await retained(deps, after);
       takeStreamSlot(deps.limits.streams, request);
-      return streams.sse(reply, { after, types: request.query.types });
+      return streams.sse(reply, { after, types: request.query.types, apiKeyId: principalOf(request).id });
     },
   );
 
