@@ -3,7 +3,13 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { WebSocket } from 'ws';
 import { z } from 'zod';
 import { findActiveKeyScopes } from '../db/api-keys.js';
-import { ackConsumer, getConsumerPosition, TooManyConsumersError } from '../events/consumers.js';
+import {
+  ackConsumer,
+  ConsumerNotOwnedError,
+  type ConsumerOwner,
+  getConsumerPosition,
+  TooManyConsumersError,
+} from '../events/consumers.js';
 import {
   assertNotAhead,
   assertRetained,
@@ -29,8 +35,8 @@ export interface StreamRegistry {
     reply: FastifyReply,
     options: { after: number | undefined; types?: string[]; apiKeyId: string },
   ): FastifyReply;
-  /** `owner`: the connection's API key and its cap on the consumers it may create. */
-  websocket(socket: WebSocket, owner: { apiKeyId: string; maxConsumers: number }): void;
+  /** `owner`: the connection's API key, whose consumers it may use and create (up to its cap). */
+  websocket(socket: WebSocket, owner: ConsumerOwner): void;
 }
 
 /** Why the server ends a stream. */
@@ -203,7 +209,7 @@ export function registerStreams(app: FastifyInstance, deps: ApiDeps): StreamRegi
         const who = request.consumer ?? consumer;
         let after = request.after;
         try {
-          if (after === undefined && who) after = await getConsumerPosition(deps.db, who);
+          if (after === undefined && who) after = await getConsumerPosition(deps.db, who, owner);
           if (after !== undefined) await assertRetained(deps.db, after);
           if (after !== undefined) await assertNotAhead(deps.db, after);
         } catch (error) {
@@ -276,6 +282,9 @@ export function registerStreams(app: FastifyInstance, deps: ApiDeps): StreamRegi
           }
           if (error instanceof TooManyConsumersError) {
             return fail('too_many_consumers', error.message, { limit: error.limit });
+          }
+          if (error instanceof ConsumerNotOwnedError) {
+            return fail('consumer_not_owned', error.message, { consumer: error.consumer });
           }
           if (error instanceof EventsPrunedError) {
             fail('events_pruned', error.message, { oldestSeq: error.oldestSeq });
