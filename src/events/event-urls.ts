@@ -73,9 +73,8 @@ interface SchemaDef {
   in?: z.ZodType;
 }
 
-/** The paths of every `eventUrlSchema` field in a data schema. */
-export function urlPathsOf(schema: z.ZodType, at: UrlPath = []): UrlPath[] {
-  if (schema === eventUrlSchema) return [at];
+/** Every leaf of a data schema (what is not an object, array, record or union) with its path. */
+export function schemaLeaves(schema: z.ZodType, at: UrlPath = []): { path: UrlPath; schema: z.ZodType }[] {
   const def = schema._zod.def as unknown as SchemaDef;
   switch (def.type) {
     case 'optional':
@@ -85,21 +84,27 @@ export function urlPathsOf(schema: z.ZodType, at: UrlPath = []): UrlPath[] {
     case 'nonoptional':
     case 'readonly':
     case 'catch':
-      return urlPathsOf(def.innerType!, at);
+      return schemaLeaves(def.innerType!, at);
     case 'pipe':
-      return urlPathsOf(def.in!, at);
+      return schemaLeaves(def.in!, at);
     case 'object':
-      return Object.entries(def.shape!).flatMap(([key, value]) => urlPathsOf(value, [...at, key]));
+      return Object.entries(def.shape!).flatMap(([key, value]) => schemaLeaves(value, [...at, key]));
     case 'array':
-      return urlPathsOf(def.element!, [...at, '*']);
+      return schemaLeaves(def.element!, [...at, '*']);
     case 'record':
-      return urlPathsOf(def.valueType!, [...at, '*']);
+      return schemaLeaves(def.valueType!, [...at, '*']);
     case 'union':
-      return def.options!.flatMap((option) => urlPathsOf(option, at));
+      return def.options!.flatMap((option) => schemaLeaves(option, at));
     default:
-      return [];
+      return [{ path: at, schema }];
   }
 }
+
+/** The paths of every `eventUrlSchema` field in a data schema. */
+export const urlPathsOf = (schema: z.ZodType): UrlPath[] =>
+  schemaLeaves(schema)
+    .filter((leaf) => leaf.schema === eventUrlSchema)
+    .map((leaf) => leaf.path);
 
 /**
  * `data` with `urlForEvents` applied to every string at these paths (copies only what it changes;

@@ -7,6 +7,7 @@ import {
   invalidUrlForEvents,
   isUrlForEvents,
   redactUrlsAt,
+  schemaLeaves,
   type UrlPath,
   urlForEvents,
 } from '../../src/events/event-urls.js';
@@ -88,44 +89,12 @@ describe('urlForEvents', () => {
   });
 });
 
-interface Leaf {
-  path: UrlPath;
-  kind: string;
-}
-
-/** Every leaf of a data schema with its path (`*` for array elements and record values). */
-function leavesOf(schema: z.ZodType, at: UrlPath = []): Leaf[] {
-  if (schema === eventUrlSchema) return [{ path: at, kind: 'event-url' }];
-  const def = schema._zod.def as unknown as {
-    type: string;
-    innerType?: z.ZodType;
-    shape?: Record<string, z.ZodType>;
-    element?: z.ZodType;
-    valueType?: z.ZodType;
-    options?: z.ZodType[];
-    in?: z.ZodType;
-  };
-  switch (def.type) {
-    case 'optional':
-    case 'nullable':
-    case 'default':
-    case 'readonly':
-    case 'catch':
-      return leavesOf(def.innerType!, at);
-    case 'pipe':
-      return leavesOf(def.in!, at);
-    case 'object':
-      return Object.entries(def.shape!).flatMap(([key, value]) => leavesOf(value, [...at, key]));
-    case 'array':
-      return leavesOf(def.element!, [...at, '*']);
-    case 'record':
-      return leavesOf(def.valueType!, [...at, '*']);
-    case 'union':
-      return def.options!.flatMap((option) => leavesOf(option, at));
-    default:
-      return [{ path: at, kind: def.type }];
-  }
-}
+/** Every leaf of a data schema with its path and kind (`event-url` for a declared URL field). */
+const leavesOf = (schema: z.ZodType) =>
+  schemaLeaves(schema).map((leaf) => ({
+    path: leaf.path,
+    kind: leaf.schema === eventUrlSchema ? 'event-url' : leaf.schema._zod.def.type,
+  }));
 
 /** A field name that says it holds a URL. */
 const urlName = /url|uri|href|link|source|callback|redirect/i;
