@@ -5,7 +5,7 @@ import WebSocket from 'ws';
 import { announceApiKeysChanged } from '../../src/api/auth.js';
 import { keyRevokedCloseCode } from '../../src/api/event-stream.js';
 import { createApiKey, revokeApiKey } from '../../src/db/api-keys.js';
-import { createTestContext, exitOf, type TestContext } from '../helpers/context.js';
+import { createProducts, createTestContext, exitOf, type TestContext } from '../helpers/context.js';
 import { until } from '../helpers/until.js';
 
 /**
@@ -69,16 +69,6 @@ function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   ]);
 }
 
-async function createProduct(sku: string): Promise<void> {
-  const res = await ctx.request({
-    method: 'POST',
-    url: '/api/pms/products',
-    headers: { prefer: 'wait=10' },
-    payload: { sku, name: sku, price: { amount: 100, currency: 'EUR' } },
-  });
-  expect(res.statusCode).toBe(201);
-}
-
 it('revoking a key closes its streams in every web process within 2 s; another key keeps its own', async () => {
   const [webA, webB] = await Promise.all([ctx.spawnWeb(), ctx.spawnWeb()]);
   const doomed = await createApiKey(ctx.api.db, { name: 'doomed', scopes: ['pms'] });
@@ -94,7 +84,7 @@ it('revoking a key closes its streams in every web process within 2 s; another k
       (n) => n === 2,
     );
     // The doomed key's stream delivers, as it should while the key is valid.
-    await createProduct('RV-1');
+    await createProducts(ctx, ['RV-1']);
     await until(
       'the first event',
       () => sseA.state.events.length,
@@ -130,7 +120,7 @@ it('revoking a key closes its streams in every web process within 2 s; another k
     expect(sseA.state.opened).toBe(1);
 
     // The other key's stream is still open and delivering; the revoked one got nothing more.
-    await createProduct('RV-2');
+    await createProducts(ctx, ['RV-2']);
     await until(
       'the kept stream to deliver',
       () => keptSse.state.events.join(),
