@@ -2,6 +2,7 @@ import type { Knex } from 'knex';
 import { isPgError, pgErrorCodes } from '../db/knex.js';
 import { DomainError } from '../errors.js';
 import type { EventType } from '../events/catalogue.js';
+import { urlForEvents } from '../events/event-urls.js';
 import { appendEvent } from '../events/outbox.js';
 
 /** What a supplier's settings route sets (the api key apart). `apiUrl` is a credential too: see updateSupplier. */
@@ -36,20 +37,6 @@ export interface SupplierRow {
   updated_at: Date;
 }
 
-/**
- * A supplier URL as readers without the admin scope (pms keys, events, and so webhooks and streams)
- * see it: origin and path. Its query string may carry the supplier's credentials, which are the
- * shop's, not the PMS's.
- */
-export function urlForReaders(url: string): string {
-  try {
-    const parsed = new URL(url);
-    return `${parsed.origin}${parsed.pathname}`;
-  } catch {
-    return '(invalid URL)';
-  }
-}
-
 const originOf = (url: string): string | undefined => {
   try {
     return new URL(url).origin;
@@ -58,11 +45,15 @@ const originOf = (url: string): string | undefined => {
   }
 };
 
-/** `fullUrl`: the apiUrl as stored (admin readers); otherwise as `urlForReaders` shows it. */
+/**
+ * `fullUrl`: the apiUrl as stored (admin readers). Otherwise (pms keys) as events carry it
+ * (`urlForEvents`: origin and path), since its query may hold the supplier's credentials, which are
+ * the shop's, not the PMS's.
+ */
 export const toSupplier = (row: SupplierRow, view: { fullUrl: boolean }): Supplier => ({
   code: row.code,
   name: row.name,
-  apiUrl: view.fullUrl ? row.api_url : urlForReaders(row.api_url),
+  apiUrl: view.fullUrl ? row.api_url : urlForEvents(row.api_url),
   leadTimeDays: row.lead_time_days,
   minOrderQuantity: row.min_order_quantity,
   orderMultiple: row.order_multiple,
@@ -75,7 +66,8 @@ export const toSupplier = (row: SupplierRow, view: { fullUrl: boolean }): Suppli
 const supplierEvent = (type: EventType, row: SupplierRow) => ({
   type,
   aggregate: { type: 'supplier', id: row.code },
-  data: { supplier: toSupplier(row, { fullUrl: false }) },
+  // The outbox redacts apiUrl (an eventUrlSchema field) as every URL in an event.
+  data: { supplier: toSupplier(row, { fullUrl: true }) },
 });
 
 const columns = (fields: Omit<SupplierFields, 'apiUrl'>) => ({
@@ -132,7 +124,7 @@ export async function updateSupplier(
   const newUrl =
     input.apiUrl === undefined ||
     input.apiUrl === current.api_url ||
-    input.apiUrl === urlForReaders(current.api_url)
+    input.apiUrl === urlForEvents(current.api_url)
       ? undefined
       : input.apiUrl;
   const changing = [
