@@ -239,3 +239,35 @@ export function contradictions(
     if (!matchesHeader(result.stdout, header)) problems.push(`no header ${header}`);
   return problems;
 }
+
+/**
+ * The fixed ports the pages give the processes they start themselves: a second web process
+ * (docs/orders.md, :3001) and the mock supplier (docs/reordering.md, :4010). Each page run moves
+ * them to spare ports, in the commands and back in what they print, so the reader sees the
+ * page's numbers and two checks on one machine never collide.
+ */
+export const examplePorts = [3001, 4010];
+
+/** Page port → the spare port this page run uses instead (3000 is the instance's). */
+export type PortMap = Map<number, number>;
+
+/** `localhost:3001`, `127.0.0.1:4010`, `PORT=3001`, `--port 4010`: the page's ports, as the run's. */
+export function toRunPorts(text: string, ports: PortMap): string {
+  let out = text;
+  for (const [page, run] of ports) {
+    out = out
+      .replace(new RegExp(`(localhost|127\\.0\\.0\\.1):${page}\\b`, 'g'), `127.0.0.1:${run}`)
+      .replace(new RegExp(`(\\bPORT=|--port[ =])${page}\\b`, 'g'), `$1${run}`);
+  }
+  return out;
+}
+
+/** What a command printed, with the run's example ports named as the page names them. */
+export function toPagePorts(text: string, ports: PortMap): string {
+  let out = text;
+  for (const [page, run] of ports) {
+    if (page === 3000) continue;
+    out = out.replace(new RegExp(`:${run}\\b`, 'g'), `:${page}`);
+  }
+  return out;
+}

@@ -9,7 +9,8 @@
  * order, so a new guide is picked up by itself. The page's commands run one after the other in
  * one bash session (variables carry over) in a scratch working directory, with `KEY` set to an
  * admin key of that instance, the instance's settings exported (so `npm run keys`, `reconcile`
- * and `replay` see the same database), `localhost:3000` pointed at the instance's port, `npm`
+ * and `replay` see the same database), `localhost:3000` pointed at the instance's port, the
+ * ports a page gives the processes it starts itself (`examplePorts`) moved to spare ones, `npm`
  * and `npx` run in the repository and `node` able to `require` the project's packages. When the
  * page starts the platform with settings (`SUPPLIER_ALLOW_PRIVATE_TARGETS=true npm start`, in a
  * no-check block), its instance gets them too.
@@ -22,7 +23,7 @@
  *   curl -i), `# exit 1` (exit code; default 0), `# streams` (stopped after a few seconds).
  *   Other comments are prose.
  * - Any curl answer of 400 or more fails unless the page shows that status.
- * - A GET whose output does not match yet is polled for a few seconds (jobs finish
+ * - A GET whose output does not match yet is polled for up to 20 s (jobs finish
  *   asynchronously), as a reader would look again.
  *
  * Usage: npm run docs:check [-- README.md docs/inventory.md]   (default: every page)
@@ -35,12 +36,31 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseConfig } from '../src/config.js';
 import { deleteScratchKeys, dropScratchDatabase, freePort } from './bench/scratch.js';
-import { contradictions, type DocCommand, extractBlocks, startSettings } from './docs-check-blocks.js';
+import {
+  contradictions,
+  type DocCommand,
+  examplePorts,
+  extractBlocks,
+  type PortMap,
+  startSettings,
+  toPagePorts,
+  toRunPorts,
+} from './docs-check-blocks.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const commandTimeoutMs = 120_000;
 const streamMs = 3000;
-const pollMs = 6000;
+/**
+ * How long a GET that does not match yet is looked at again. It returns as soon as the state
+ * shows; the bound is for a loaded machine, where a scheduler run or a retry may come late.
+ */
+const pollMs = 20_000;
+
+async function spareExamplePorts(instancePort: number): Promise<PortMap> {
+  const map: PortMap = new Map([[3000, instancePort]]);
+  for (const port of examplePorts) map.set(port, await freePort());
+  return map;
+}
 
 interface Outcome {
   exitCode: number | null;
@@ -214,8 +234,8 @@ class Session {
     );
   }
 
-  async run(command: DocCommand, port: number): Promise<Outcome> {
-    const text = command.text.replace(/(localhost|127\.0\.0\.1):3000\b/g, `127.0.0.1:${port}`);
+  async run(command: DocCommand, ports: PortMap): Promise<Outcome> {
+    const text = toRunPorts(command.text, ports);
     const file = path.join(this.dir, `.command-${++this.n}.sh`);
     await writeFile(file, `${text}\n`);
     const marker = `<<done ${this.n} `;
@@ -238,7 +258,7 @@ class Session {
       }
       await new Promise((r) => setTimeout(r, 20));
     }
-    const stdout = this.buffer.stdout.slice(0, this.buffer.stdout.indexOf(marker));
+    const stdout = toPagePorts(this.buffer.stdout.slice(0, this.buffer.stdout.indexOf(marker)), ports);
     const code = Number(new RegExp(`${marker}(\\d+)>>`).exec(this.buffer.stdout)?.[1]);
     const rawErr = this.buffer.stderr.slice(0, this.buffer.stderr.indexOf(marker));
     const statuses = [...rawErr.matchAll(/<<http-status (\d{3})>>/g)].map((m) => Number(m[1]));
@@ -265,17 +285,18 @@ async function checkPage(page: string): Promise<{ passed: number; failed: number
   await mkdir(path.join(scratch, 'work'));
   const instance = await startInstance(scratch, startSettings(markdown));
   const session = new Session(path.join(scratch, 'work'), { ...instance.env, KEY: instance.key });
+  const ports = await spareExamplePorts(instance.port);
   let passed = 0;
   let failed = 0;
   try {
     for (const command of commands) {
-      let outcome = await session.run(command, instance.port);
+      let outcome = await session.run(command, ports);
       let problems = contradictions(command.expect, outcome);
       // A GET is a look at something that may still be on its way: look again for a while.
       const until = Date.now() + pollMs;
       while (problems.length > 0 && isGet(command.text) && Date.now() < until) {
         await new Promise((r) => setTimeout(r, 250));
-        outcome = await session.run(command, instance.port);
+        outcome = await session.run(command, ports);
         problems = contradictions(command.expect, outcome);
       }
       const first = command.text.split('\n')[0]!.slice(0, 110);

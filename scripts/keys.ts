@@ -1,12 +1,12 @@
 import { parseArgs } from 'node:util';
-import { apiKeysChangedChannel } from '../src/api/auth.js';
-import { parseConfig } from '../src/config.js';
+import { announceApiKeysChanged } from '../src/api/auth.js';
+import { parseConfig, parseDuration } from '../src/config.js';
 import { openPostgres, openRedis } from '../src/connections.js';
 import { createApiKey, listApiKeys, revokeApiKey, type Scope, scopes } from '../src/db/api-keys.js';
 import { runEntry } from '../src/entry.js';
 
 const usage = `usage:
-  npm run keys -- create --name <name> --scope pms|admin|ops [--scope ...]
+  npm run keys -- create --name <name> --scope pms|admin|ops|monitor [--scope ...] [--expires-in 90d]
   npm run keys -- list
   npm run keys -- revoke <name or id>`;
 
@@ -14,7 +14,11 @@ const usage = `usage:
 runEntry(async () => {
   const { positionals, values } = parseArgs({
     allowPositionals: true,
-    options: { name: { type: 'string' }, scope: { type: 'string', multiple: true } },
+    options: {
+      name: { type: 'string' },
+      scope: { type: 'string', multiple: true },
+      'expires-in': { type: 'string' },
+    },
   });
   const [command, target] = positionals;
   const config = parseConfig();
@@ -29,8 +33,20 @@ runEntry(async () => {
             bad.length ? `unknown scope(s): ${bad.join(', ')}` : 'create needs --name and --scope',
           );
         }
-        const { key, info } = await createApiKey(db, { name: values.name, scopes: requested as Scope[] });
-        console.log(`created API key ${info.name} (${info.id}) with scopes ${info.scopes.join(', ')}`);
+        const lifetime = values['expires-in'];
+        const lifetimeMs = lifetime === undefined ? undefined : parseDuration(lifetime);
+        if (lifetime !== undefined && !lifetimeMs) {
+          throw new UsageError(`--expires-in takes a duration such as 90d, 12h or 30m, not ${lifetime}`);
+        }
+        const { key, info } = await createApiKey(db, {
+          name: values.name,
+          scopes: requested as Scope[],
+          expiresAt: lifetimeMs ? new Date(Date.now() + lifetimeMs) : undefined,
+        });
+        const expiry = info.expiresAt ? `, expiring ${info.expiresAt}` : '';
+        console.log(
+          `created API key ${info.name} (${info.id}) with scopes ${info.scopes.join(', ')}${expiry}`,
+        );
         console.log('store it now: it is shown only this once');
         console.log(key);
         return;
@@ -39,9 +55,16 @@ runEntry(async () => {
         const keys = await listApiKeys(db);
         if (keys.length === 0) console.log('no API keys');
         for (const k of keys) {
-          const state = k.revokedAt ? `revoked ${k.revokedAt}` : 'active';
+          const expired = k.expiresAt !== null && Date.parse(k.expiresAt) <= Date.now();
+          const state = k.revokedAt
+            ? `revoked ${k.revokedAt}`
+            : expired
+              ? `expired ${k.expiresAt}`
+              : k.expiresAt
+                ? `active until ${k.expiresAt}`
+                : 'active';
           console.log(
-            `${k.id}  ${k.name.padEnd(20)} ${k.scopes.join(',').padEnd(10)} ${k.keyPrefix}…  created ${k.createdAt}  last used ${k.lastUsedAt ?? 'never'}  ${state}`,
+            `${k.id}  ${k.name.padEnd(20)} ${k.scopes.join(',').padEnd(14)} ${k.keyPrefix}…  created ${k.createdAt}  last used ${k.lastUsedAt ?? 'never'}  ${state}`,
           );
         }
         return;
@@ -71,15 +94,19 @@ runEntry(async () => {
 
 class UsageError extends Error {}
 
-/** Tells running web processes to drop cached keys now; without Redis they expire within the cache TTL. */
+/**
+ * Tells running web processes to drop cached keys and close the revoked key's streams now; without
+ * Redis they do within the cache TTL and the stream re-check.
+ */
 async function announceRevocation(config: ReturnType<typeof parseConfig>): Promise<void> {
   try {
     const redis = await openRedis(config, 'producer');
-    await redis.publish(apiKeysChangedChannel(config.QUEUE_PREFIX), 'revoked');
+    await announceApiKeysChanged(redis, config.QUEUE_PREFIX);
     await redis.quit();
   } catch {
     console.warn(
-      `could not reach Redis: running web processes forget the key within ${config.API_KEY_CACHE_SECONDS} s`,
+      `could not reach Redis: running web processes forget the key within ${config.API_KEY_CACHE_SECONDS} s ` +
+        `and close its event streams within ${config.EVENT_STREAM_KEY_CHECK_MS / 1000} s`,
     );
   }
 }

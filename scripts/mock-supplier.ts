@@ -18,7 +18,8 @@ import {
  *   npx tsx scripts/mock-supplier.ts --port 4010 --api-key supplier-key-123 [--fail 2 --fail-status 503
  *     --retry-after 1] [--reject "out of stock"] [--status 400] [--lead-days 3]
  *
- * Behaviour can be changed while it runs: `curl -X PUT localhost:4010/control -d '{"fail":2}'`;
+ * Behaviour can be changed while it runs: `curl -X PUT localhost:4010/control -d '{"fail":2}'`
+ * (also `accept` per sku, `pad` to lengthen acceptances);
  * `GET /orders` lists what it received.
  */
 
@@ -34,8 +35,13 @@ export interface SupplierBehaviour {
   status?: number;
   /** The expected date is today plus this many days. */
   leadDays: number;
-  /** Accept this quantity instead of the ordered one, per sku. */
+  /**
+   * Accept this quantity instead of the ordered one, per sku; a sku not on the order is added as
+   * a line (both outside the protocol when they exceed the order: for tests of protocol errors).
+   */
   accept?: Record<string, number>;
+  /** Add a `note` of this many characters to every acceptance (an answer longer than it needs to be). */
+  pad?: number;
 }
 
 export interface ReceivedOrder {
@@ -93,10 +99,13 @@ export async function startMockSupplier(options: {
     if (b.reject) return { status: 200, body: JSON.stringify({ status: 'rejected', reason: b.reject }) };
     references += 1;
     const expected = new Date(Date.now() + b.leadDays * 86_400_000).toISOString().slice(0, 10);
-    const lines = (order.purchaseOrder?.lines ?? []).map((l) => ({
-      sku: l.sku,
-      quantity: b.accept?.[l.sku] ?? l.quantity,
-    }));
+    const ordered = order.purchaseOrder?.lines ?? [];
+    const lines = [
+      ...ordered.map((l) => ({ sku: l.sku, quantity: b.accept?.[l.sku] ?? l.quantity })),
+      ...Object.entries(b.accept ?? {})
+        .filter(([sku]) => !ordered.some((l) => l.sku === sku))
+        .map(([sku, quantity]) => ({ sku, quantity })),
+    ];
     return {
       status: 200,
       body: JSON.stringify({
@@ -104,6 +113,7 @@ export async function startMockSupplier(options: {
         reference: `SUP-${String(references).padStart(4, '0')}`,
         expectedDate: expected,
         lines,
+        ...(b.pad ? { note: 'x'.repeat(b.pad) } : {}),
       }),
     };
   };

@@ -219,6 +219,11 @@ const envSchema = z.object({
   EVENT_STREAM_HEARTBEAT_MS: integer(100, 300_000).default(15_000),
   /** Live streams look for new events at least this often (job completions wake them sooner). */
   EVENT_STREAM_POLL_MS: integer(20, 60_000).default(1000),
+  /**
+   * Every open stream's key is checked again this often: a revocation whose Redis message was lost,
+   * or an expiry, closes the stream within it (a revocation announced on Redis closes it at once).
+   */
+  EVENT_STREAM_KEY_CHECK_MS: integer(100, 600_000).default(10_000),
   /** How often the outbox relay turns new events into webhook delivery jobs. */
   WEBHOOK_RELAY_INTERVAL_MS: integer(50, 60_000).default(500),
   /** Delays between delivery attempts, e.g. `5s,5m,30m`; attempts = entries + 1. */

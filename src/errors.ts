@@ -23,6 +23,11 @@ export type DomainErrorCode =
   | 'supplier_taken'
   | 'over_receipt'
   | 'send_failed'
+  | 'send_unresolved'
+  | 'invalid_acceptance'
+  // Supplier settings (written by the API, not by a job)
+  | 'forbidden'
+  | 'api_key_required'
   // Orders
   | 'order_number_taken'
   | 'insufficient_reserved'

@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyRequest, RouteOptions } from 'fastify';
+import type { Redis } from 'ioredis';
 import type { Knex } from 'knex';
 import type { RateLimiterAbstract, RateLimiterRes } from 'rate-limiter-flexible';
 import { findActiveApiKey, type Scope, touchApiKey } from '../db/api-keys.js';
@@ -16,8 +17,8 @@ export interface Principal {
  * What a route needs, declared in its route config (`config: { scope: 'pms' }`):
  * - `public`: no key (health, media, signed inbound webhooks);
  * - `key`: any valid key, whatever its scopes (docs);
- * - a key scope (`pms`, `admin`, `ops`): a key holding it; `admin` keys may use every route except
- *   those that need `ops` (Bull Board's write actions).
+ * - a key scope (`pms`, `admin`, `ops`, `monitor`): a key holding it; `admin` keys may use every
+ *   route except those that need `ops` (Bull Board's write actions), `monitor` ones included.
  */
 export type RouteScope = 'public' | 'key' | Scope;
 
@@ -43,8 +44,16 @@ export interface DeclaredRoute {
   schema: RouteOptions['schema'];
 }
 
-/** Published (by `npm run keys -- revoke`) so every web process drops its cached keys at once. */
+/**
+ * Published (by `npm run keys -- revoke`) so every web process drops its cached keys at once and
+ * closes the event streams of keys no longer active.
+ */
 export const apiKeysChangedChannel = (prefix: string) => `${prefix}:api-keys:changed`;
+
+/** Tells every web process that keys changed (after a revocation). */
+export async function announceApiKeysChanged(redis: Redis, prefix: string): Promise<void> {
+  await redis.publish(apiKeysChangedChannel(prefix), 'revoked');
+}
 
 export interface KeyVerifier {
   verify(key: string): Promise<Principal | undefined>;
@@ -82,7 +91,9 @@ export function createKeyVerifier(db: Knex, ttlMs: number, log: Logger, failureT
       }
       if (cache.size >= maxCachedKeys) cache.clear();
       const principal: Principal = { id: row.id, name: row.name, scopes: row.scopes };
-      if (ttlMs > 0) cache.set(key, { principal, expires: Date.now() + ttlMs });
+      // A key that expires sooner than the cache would keep it is forgotten when it expires.
+      const expires = Math.min(Date.now() + ttlMs, row.expires_at?.getTime() ?? Number.POSITIVE_INFINITY);
+      if (ttlMs > 0) cache.set(key, { principal, expires });
       touchApiKey(db, row.id).catch((err: unknown) => log.warn({ err }, 'could not record API key use'));
       return principal;
     },
@@ -111,7 +122,7 @@ function presentedKey(request: FastifyRequest): string | undefined {
   return undefined;
 }
 
-/** Whether a key with these scopes may use a route that needs `scope` (`admin` implies every scope but `ops`). */
+/** Whether a key with these scopes may use a route that needs `scope` (`admin` implies every scope but `ops`: `pms`, `monitor`). */
 export function allows(scopes: readonly Scope[], scope: Exclude<RouteScope, 'public'>): boolean {
   return scope === 'key' || scopes.includes(scope) || (scope !== 'ops' && scopes.includes('admin'));
 }

@@ -35,6 +35,11 @@ export interface ApiDeps {
   queues: Queues;
   finished: FinishedListener;
   keys: KeyVerifier;
+  /**
+   * Runs `listener` whenever keys change (a revocation announced on `<prefix>:api-keys:changed`),
+   * after the key cache was flushed; returns the function that stops it.
+   */
+  onKeysChanged(listener: () => void): () => void;
   /** The stable horizon of the event log, as proven by this process. */
   horizon: HorizonTracker;
   /** Live fan-out of the event log to this process's SSE and WebSocket clients. */
@@ -80,8 +85,11 @@ export async function openApiDeps(
     config.AUTH_FAILURE_CACHE_SECONDS * 1000,
   );
   const keysChannel = apiKeysChangedChannel(config.QUEUE_PREFIX);
+  const keyListeners = new Set<() => void>();
   subscriber.on('message', (channel) => {
-    if (channel === keysChannel) keys.flush();
+    if (channel !== keysChannel) return;
+    keys.flush();
+    for (const listener of keyListeners) listener();
   });
   await subscriber.subscribe(keysChannel);
   const horizon = createHorizonTracker(db);
@@ -113,6 +121,10 @@ export async function openApiDeps(
     queues,
     finished,
     keys,
+    onKeysChanged(listener) {
+      keyListeners.add(listener);
+      return () => keyListeners.delete(listener);
+    },
     horizon,
     events,
     secrets,

@@ -2,7 +2,14 @@ import { PassThrough } from 'node:stream';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { WebSocket } from 'ws';
 import { z } from 'zod';
-import { ackConsumer, getConsumerPosition, TooManyConsumersError } from '../events/consumers.js';
+import { findActiveKeyScopes } from '../db/api-keys.js';
+import {
+  ackConsumer,
+  ConsumerNotOwnedError,
+  type ConsumerOwner,
+  getConsumerPosition,
+  TooManyConsumersError,
+} from '../events/consumers.js';
 import {
   assertNotAhead,
   assertRetained,
@@ -13,18 +20,30 @@ import {
 import { lastDrawnSeq } from '../events/horizon.js';
 import type { Subscription } from '../events/live-hub.js';
 import { typePatternSchema, unknownEventType, unknownTypeSuggestions } from '../events/type-patterns.js';
+import { allows } from './auth.js';
 import type { ApiDeps } from './deps.js';
 
 /**
  * The live event stream over Server-Sent Events and WebSocket. Both are thin layers over the
  * process's LiveHub: they turn events into frames, heartbeat, apply backpressure, and end every
- * open stream when the server closes (so `app.close()` never waits on a client).
+ * open stream when the server closes (so `app.close()` never waits on a client). A stream lives
+ * only as long as its key: a revocation (announced on Redis) or an expiry (found by the periodic
+ * re-check, EVENT_STREAM_KEY_CHECK_MS) ends it; its client's reconnect then gets a 401.
  */
 export interface StreamRegistry {
-  sse(reply: FastifyReply, options: { after: number | undefined; types?: string[] }): FastifyReply;
-  /** `owner`: the connection's API key and its cap on the consumers it may create. */
-  websocket(socket: WebSocket, owner: { apiKeyId: string; maxConsumers: number }): void;
+  sse(
+    reply: FastifyReply,
+    options: { after: number | undefined; types?: string[]; apiKeyId: string },
+  ): FastifyReply;
+  /** `owner`: the connection's API key, whose consumers it may use and create (up to its cap). */
+  websocket(socket: WebSocket, owner: ConsumerOwner): void;
 }
+
+/** Why the server ends a stream. */
+type EndReason = 'server_closing' | 'key_revoked';
+
+/** WebSocket close code when the stream's key is revoked or expired (4xxx: the application's own). */
+export const keyRevokedCloseCode = 4401;
 
 /** A WebSocket client that has this much unsent data is paused; it resumes below a quarter of it. */
 const wsHighWaterBytes = 1024 * 1024;
@@ -60,12 +79,46 @@ type WsState =
 const sseFrame = (event: LogEvent) => `id: ${event.seq}\ndata: ${JSON.stringify(event)}\n\n`;
 
 export function registerStreams(app: FastifyInstance, deps: ApiDeps): StreamRegistry {
-  const open = new Set<() => void>();
+  /** Every open stream: how to end it, and the key it runs under. */
+  const open = new Map<(reason: EndReason) => void, string>();
   const heartbeatMs = deps.config.EVENT_STREAM_HEARTBEAT_MS;
+
+  /** Ends the streams whose key is no longer active (revoked, expired) or lost the `pms` scope. */
+  let checking: Promise<void> | undefined;
+  let checkAgain = false;
+  const closeRevoked = async (): Promise<void> => {
+    // One check at a time; a signal during a check runs one more after it.
+    if (checking) {
+      checkAgain = true;
+      return checking;
+    }
+    checking = (async () => {
+      do {
+        checkAgain = false;
+        if (open.size === 0) continue;
+        const streams = [...open];
+        const active = await findActiveKeyScopes(deps.db, [...new Set(streams.map(([, key]) => key))]);
+        for (const [end, key] of streams) {
+          const scopes = active.get(key);
+          if (!scopes || !allows(scopes, 'pms')) end('key_revoked');
+        }
+      } while (checkAgain);
+    })()
+      .catch((error: unknown) => deps.log.warn({ err: error }, 'could not check the keys of open streams'))
+      .finally(() => {
+        checking = undefined;
+      });
+    return checking;
+  };
+  const stopListening = deps.onKeysChanged(() => void closeRevoked());
+  const recheck = setInterval(() => void closeRevoked(), deps.config.EVENT_STREAM_KEY_CHECK_MS);
+  recheck.unref();
 
   // Before the server stops accepting and waits for connections: end every stream now.
   app.addHook('preClose', async () => {
-    for (const end of [...open]) end();
+    stopListening();
+    clearInterval(recheck);
+    for (const end of [...open.keys()]) end('server_closing');
   });
 
   return {
@@ -90,16 +143,17 @@ export function registerStreams(app: FastifyInstance, deps: ApiDeps): StreamRegi
       }, heartbeatMs);
       stream.on('drain', () => subscription.resume());
       let ended = false;
-      function end() {
+      function end(reason?: EndReason) {
         if (ended) return;
         ended = true;
         clearInterval(heartbeat);
         subscription.close();
         open.delete(end);
+        if (reason === 'key_revoked') stream.write(': api key revoked or expired\n\n');
         stream.end();
       }
-      open.add(end);
-      reply.raw.on('close', end);
+      open.set(end, options.apiKeyId);
+      reply.raw.on('close', () => end());
       stream.write('retry: 2000\n: connected\n\n');
       return reply
         .header('content-type', 'text/event-stream; charset=utf-8')
@@ -155,7 +209,7 @@ export function registerStreams(app: FastifyInstance, deps: ApiDeps): StreamRegi
         const who = request.consumer ?? consumer;
         let after = request.after;
         try {
-          if (after === undefined && who) after = await getConsumerPosition(deps.db, who);
+          if (after === undefined && who) after = await getConsumerPosition(deps.db, who, owner);
           if (after !== undefined) await assertRetained(deps.db, after);
           if (after !== undefined) await assertNotAhead(deps.db, after);
         } catch (error) {
@@ -229,6 +283,9 @@ export function registerStreams(app: FastifyInstance, deps: ApiDeps): StreamRegi
           if (error instanceof TooManyConsumersError) {
             return fail('too_many_consumers', error.message, { limit: error.limit });
           }
+          if (error instanceof ConsumerNotOwnedError) {
+            return fail('consumer_not_owned', error.message, { consumer: error.consumer });
+          }
           if (error instanceof EventsPrunedError) {
             fail('events_pruned', error.message, { oldestSeq: error.oldestSeq });
             socket.close(4410, 'events pruned');
@@ -245,13 +302,15 @@ export function registerStreams(app: FastifyInstance, deps: ApiDeps): StreamRegi
         leave({ kind: 'closed' });
         open.delete(close);
       };
-      // On server shutdown: say goodbye, and drop clients that do not answer the close handshake.
-      const close = () => {
+      // On server shutdown or the key's revocation: say goodbye, and drop clients that do not
+      // answer the close handshake.
+      const close = (reason: EndReason) => {
         end();
-        socket.close(1001, 'server closing');
+        if (reason === 'key_revoked') socket.close(keyRevokedCloseCode, 'api key revoked or expired');
+        else socket.close(1001, 'server closing');
         setTimeout(() => socket.terminate(), 500).unref();
       };
-      open.add(close);
+      open.set(close, owner.apiKeyId);
       socket.on('close', end);
       socket.on('error', end);
     },

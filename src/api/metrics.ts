@@ -12,7 +12,7 @@ function isStream(request: FastifyRequest, reply: FastifyReply): boolean {
 }
 
 /**
- * GET /metrics (admin scope): the process's Prometheus registry (src/ops/metrics.ts). Every
+ * GET /metrics (monitor scope, which admin implies): the process's Prometheus registry (src/ops/metrics.ts). Every
  * response is observed by route pattern and status: requests that waited for their job
  * (`Prefer: wait` applied) in their own histogram, streams not at all (they are counted in
  * stockflow_stream_connections). Route latencies also go to the pooled windows of the
@@ -41,7 +41,7 @@ export function registerMetrics(app: FastifyInstance, deps: Pick<ApiDeps, 'metri
       'Prometheus metrics: process, HTTP, queues and jobs, webhooks, cache, Postgres pool, streams, stock',
     response: { 200: { description: 'The metrics', content: { 'text/plain': exposition } } },
   };
-  app.get('/metrics', { config: { scope: 'admin' }, schema }, async (_request, reply) => {
+  app.get('/metrics', { config: { scope: 'monitor' }, schema }, async (_request, reply) => {
     reply.type(metrics.registry.contentType);
     return metrics.registry.metrics();
   });

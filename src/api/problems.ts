@@ -78,6 +78,10 @@ const domainStatus: Record<DomainErrorCode, number> = {
   supplier_taken: 409,
   over_receipt: 409,
   send_failed: 502,
+  send_unresolved: 502,
+  invalid_acceptance: 422,
+  forbidden: 403,
+  api_key_required: 422,
   // Orders
   order_number_taken: 409,
   insufficient_reserved: 409,
@@ -138,6 +142,9 @@ const titles: Record<string, string> = {
   unsafe_supplier_url: 'Supplier API URL not allowed',
   over_receipt: 'More received than ordered',
   send_failed: 'Sending the purchase order to the supplier failed',
+  send_unresolved: 'The supplier may have the purchase order, but its answer could not be taken',
+  invalid_acceptance: 'Accepted quantities do not fit the purchase order',
+  api_key_required: "A new apiUrl origin needs the supplier's api key in the same request",
   internal_error: 'Internal server error',
   // Framework and HTTP-parser refusals (src/api/errors.ts).
   bad_request: 'Bad request',

@@ -87,6 +87,7 @@ export const jobCacheChanges: { [N in JobName]: ChangesOf<N> } = {
   'purchase-order.send': (db, _payload, result) => purchaseOrderLines(db, result.purchaseOrderId),
   'purchase-order.receive': (db, _payload, result) => purchaseOrderLines(db, result.id),
   'purchase-order.cancel': (db, _payload, result) => purchaseOrderLines(db, result.id),
+  'purchase-order.resolve': (db, _payload, result) => purchaseOrderLines(db, result.id),
   'image.process': nothing,
   'image.rollback': nothing,
   'image.delete': nothing,

@@ -6,6 +6,7 @@ import { cursors } from '../fields.js';
 import { insertMovements } from './ledger.js';
 import { lockLevels } from './levels.js';
 import { explainQuantity, type QuantityTerms } from './reorder-point.js';
+import { acceptanceProblems } from './reorder-supplier-protocol.js';
 
 export const purchaseOrderStatuses = [
   'draft',
@@ -13,6 +14,7 @@ export const purchaseOrderStatuses = [
   'acknowledged',
   'rejected',
   'failed',
+  'unresolved',
   'partially_received',
   'received',
   'cancelled',
@@ -21,12 +23,17 @@ export type PurchaseOrderStatus = (typeof purchaseOrderStatuses)[number];
 
 /**
  * Where a purchase order may go from each status (the database trigger
- * `stockflow_purchase_order_transition` refuses the same). `failed`: the supplier API refused the
- * order (a 4xx) or every attempt failed; like `rejected` it no longer counts as incoming.
+ * `stockflow_purchase_order_transition` refuses the same). `failed`: the order never reached the
+ * supplier or the supplier refused it (a 4xx, a refused address); like `rejected` it no longer
+ * counts as incoming and its rules may order again. `unresolved`: it may have reached the
+ * supplier, but no answer could be taken (a 2xx outside the protocol, or every attempt without a
+ * definite answer); it does not count as incoming either, but its rules do not order again until
+ * an operator acknowledges it, sends it again (same Idempotency-Key) or cancels it.
  */
 export const purchaseOrderTransitions: Record<PurchaseOrderStatus, readonly PurchaseOrderStatus[]> = {
   draft: ['sent', 'cancelled'],
-  sent: ['acknowledged', 'rejected', 'failed', 'cancelled'],
+  sent: ['acknowledged', 'rejected', 'failed', 'unresolved', 'cancelled'],
+  unresolved: ['sent', 'acknowledged', 'cancelled'],
   acknowledged: ['partially_received', 'received', 'cancelled'],
   partially_received: ['received'],
   rejected: [],
@@ -61,7 +68,7 @@ export interface PurchaseOrderAttempt {
   startedAt: string;
   durationMs: number;
   statusCode: number | null;
-  outcome: 'acknowledged' | 'rejected' | 'retry' | 'failed' | 'refused';
+  outcome: 'acknowledged' | 'rejected' | 'retry' | 'failed' | 'refused' | 'protocol_error';
   error: string | null;
   responseExcerpt: string | null;
   retryAfterMs: number | null;
@@ -313,7 +320,99 @@ export async function recordOrderEvent(
   return order;
 }
 
-/** Cancels a draft, sent or acknowledged order: its lines stop counting as incoming. */
+/**
+ * Takes an acceptance: the accepted quantity of each line (left out: as ordered), the supplier's
+ * reference and date, status `acknowledged`, and its event. The caller has checked the quantities
+ * (`acceptanceProblems`) and that the order may be acknowledged.
+ */
+export async function acknowledgePurchaseOrder(
+  db: Knex,
+  order: Pick<PurchaseOrder, 'id' | 'lines'>,
+  input: {
+    reference?: string;
+    expectedDate?: string;
+    lines?: { sku: string; quantity: number }[];
+    /** The supplier's answer as it came (null when an operator resolved the order). */
+    answer: unknown;
+    /** Extra data of the event (how the order was resolved). */
+    event?: Record<string, unknown>;
+  },
+): Promise<PurchaseOrder> {
+  const accepted = new Map((input.lines ?? []).map((l) => [l.sku, l.quantity]));
+  for (const line of order.lines) {
+    await db('purchase_order_lines')
+      .where({ purchase_order_id: order.id, sku: line.sku })
+      .update({ accepted_quantity: accepted.get(line.sku) ?? line.quantity, updated_at: db.fn.now() });
+  }
+  await setStatus(db, order.id, 'acknowledged', {
+    supplier_reference: input.reference ?? null,
+    expected_date: input.expectedDate ?? null,
+    answer: input.answer === null ? null : JSON.stringify(input.answer),
+    failure: null,
+    acknowledged_at: db.fn.now(),
+  });
+  return recordOrderEvent(db, order.id, 'purchase_order.acknowledged', {
+    reference: input.reference ?? null,
+    expectedDate: input.expectedDate ?? null,
+    ...input.event,
+  });
+}
+
+/**
+ * An operator's decision on an unresolved order, as `resolutionSchema` of src/queues/reorder.ts
+ * gives it (declared here too: the domain takes no types from the queues that take its types).
+ */
+export type Resolution =
+  | {
+      action: 'acknowledge';
+      reference?: string;
+      expectedDate?: string;
+      lines?: { sku: string; quantity: number }[];
+    }
+  | { action: 'resend' };
+
+/**
+ * Resolves an unresolved order: `acknowledge` takes the terms the operator learnt from the
+ * supplier (accepted quantities at most as ordered, skus on the order only), `resend` puts it back
+ * to `sent` for one more round of attempts under the same Idempotency-Key (the caller queues that
+ * send after commit). Any other status: `invalid_transition`.
+ */
+export async function resolvePurchaseOrder(
+  db: Knex,
+  input: { purchaseOrderId: string; resolution: Resolution },
+): Promise<PurchaseOrder> {
+  const row = await lockPurchaseOrder(db, input.purchaseOrderId);
+  const { resolution } = input;
+  if (row.status !== 'unresolved') {
+    throw new DomainError(
+      'invalid_transition',
+      `Purchase order ${poNumber(row.number)} is ${row.status}: only an unresolved order can be resolved`,
+      { purchaseOrderId: row.id, currentStatus: row.status, allowed: purchaseOrderTransitions[row.status] },
+    );
+  }
+  const order = (await getPurchaseOrder(db, row.id))!;
+  if (resolution.action === 'resend') {
+    await setStatus(db, row.id, 'sent', { failure: null, sent_at: db.fn.now() });
+    return recordOrderEvent(db, row.id, 'purchase_order.sent', { resend: true });
+  }
+  const problems = acceptanceProblems(order.lines, resolution.lines ?? []);
+  if (problems.length > 0) {
+    throw new DomainError(
+      'invalid_acceptance',
+      `The accepted lines do not fit ${poNumber(row.number)}: ${problems.join('; ')}`,
+      { purchaseOrderId: row.id, problems },
+    );
+  }
+  return acknowledgePurchaseOrder(db, order, {
+    reference: resolution.reference,
+    expectedDate: resolution.expectedDate,
+    lines: resolution.lines,
+    answer: null,
+    event: { resolvedBy: 'operator' },
+  });
+}
+
+/** Cancels a draft, sent, unresolved or acknowledged order: its lines stop counting as incoming. */
 export async function cancelPurchaseOrder(
   db: Knex,
   input: { purchaseOrderId: string; reason?: string },

@@ -12,8 +12,16 @@ import {
 import { orderQuantity, type QuantityTerms } from './reorder-point.js';
 import { loadRuleStates, type RuleState } from './reorder-rules.js';
 
-/** Why a rule that is due could not order. */
-export type SkipReason = 'supplier_inactive' | 'product_archived' | 'nothing_to_order';
+/**
+ * Why a rule that is due could not order. `purchase_order_unresolved`: a line of the rule is on an
+ * order that may have reached the supplier without an answer we could take; ordering again (under
+ * a new Idempotency-Key) could place the same need twice, so an operator decides first.
+ */
+export type SkipReason =
+  | 'purchase_order_unresolved'
+  | 'supplier_inactive'
+  | 'product_archived'
+  | 'nothing_to_order';
 
 export interface CheckResult {
   ruleId: number;
@@ -165,9 +173,17 @@ export async function checkRule(db: Knex, input: { ruleId: number }): Promise<Ch
     minOrderQuantity: state!.supplier.minOrderQuantity,
     orderMultiple: state!.supplier.orderMultiple,
   });
-  const reason = skipReason(state!, terms);
+  const unresolved = (await db('purchase_order_lines')
+    .where({ rule_id: rule.id, po_status: 'unresolved' })
+    .first('purchase_order_id')) as { purchase_order_id: string } | undefined;
+  const reason = unresolved ? 'purchase_order_unresolved' : skipReason(state!, terms);
   if (reason) {
-    const result = { ...base, outcome: 'skipped' as const, reason, purchaseOrderId: draft?.order.id };
+    const result = {
+      ...base,
+      outcome: 'skipped' as const,
+      reason,
+      purchaseOrderId: unresolved?.purchase_order_id ?? draft?.order.id,
+    };
     await appendEvent(db, {
       type: 'reorder.skipped',
       aggregate: { type: 'reorder_rule', id: String(rule.id) },

@@ -1,6 +1,5 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
-import type { PurchaseOrder } from './purchase-orders.js';
 
 /**
  * The supplier API, both sides of it (the worker sends, scripts/mock-supplier.ts answers):
@@ -14,9 +13,10 @@ import type { PurchaseOrder } from './purchase-orders.js';
  *
  *   { "purchaseOrder": { "id", "number", "location", "lines": [{ "sku", "quantity" }] } }
  *
- * A 2xx answer is JSON: { "status": "accepted" | "rejected", "reference"?, "expectedDate"?
- * (YYYY-MM-DD), "lines"?: [{ "sku", "quantity" }] (accepted quantities; missing lines are accepted
- * as ordered), "reason"? }.
+ * A 2xx answer is JSON of at most 64 KiB: { "status": "accepted" | "rejected", "reference"?,
+ * "expectedDate"? (YYYY-MM-DD), "lines"?: [{ "sku", "quantity" }] (accepted quantities, each at
+ * most the ordered one and only for skus on the order; missing lines are accepted as ordered),
+ * "reason"? }. Any other 2xx answer is a protocol error.
  */
 
 export const signatureHeader = 'x-stockflow-signature';
@@ -27,7 +27,12 @@ export const idempotencyHeader = 'idempotency-key';
 export const idempotencyKeyOf = (purchaseOrderId: string) => `stockflow-po-${purchaseOrderId}`;
 
 /** The request body: only what does not change between attempts, so every attempt sends the same bytes. */
-export function orderBody(order: Pick<PurchaseOrder, 'id' | 'number' | 'location' | 'lines'>): string {
+export function orderBody(order: {
+  id: string;
+  number: string;
+  location: string;
+  lines: readonly { sku: string; quantity: number }[];
+}): string {
   return JSON.stringify({
     purchaseOrder: {
       id: order.id,
@@ -74,19 +79,31 @@ export function verifySignature(input: {
   return expected.length === given.length && timingSafeEqual(expected, given);
 }
 
+// Postgres text and jsonb cannot hold NUL: such an answer is outside the protocol, not a crash.
+const text = (max: number) =>
+  z
+    .string()
+    .min(1)
+    .max(max)
+    .refine((value) => !value.includes('\u0000'), 'must not contain NUL characters');
+
 export const supplierAnswerSchema = z.object({
   status: z.enum(['accepted', 'rejected']),
-  reference: z.string().min(1).max(200).optional(),
+  reference: text(200).optional(),
   expectedDate: z.iso.date().optional(),
   lines: z
-    .array(z.object({ sku: z.string(), quantity: z.number().int().min(0).max(1_000_000_000) }))
+    .array(z.object({ sku: text(200), quantity: z.number().int().min(0).max(1_000_000_000) }))
     .max(500)
     .optional(),
-  reason: z.string().max(500).optional(),
+  reason: z
+    .string()
+    .max(500)
+    .refine((value) => !value.includes('\u0000'), 'must not contain NUL characters')
+    .optional(),
 });
 export type SupplierAnswer = z.infer<typeof supplierAnswerSchema>;
 
-/** The answer of a 2xx, or why it cannot be read. */
+/** The answer of a 2xx (its whole body), or why it cannot be read. */
 export function parseAnswer(text: string | undefined): { answer: SupplierAnswer } | { error: string } {
   let json: unknown;
   try {
@@ -103,4 +120,26 @@ export function parseAnswer(text: string | undefined): { answer: SupplierAnswer 
     };
   }
   return { answer: parsed.data };
+}
+
+/**
+ * What is wrong with accepted quantities for an order's lines (a supplier's answer, or an
+ * operator's resolution): a sku not on the order, a sku named twice, or more accepted than
+ * ordered. Empty when they can be taken. Lines left out are accepted as ordered.
+ */
+export function acceptanceProblems(
+  ordered: readonly { sku: string; quantity: number }[],
+  accepted: readonly { sku: string; quantity: number }[],
+): string[] {
+  const quantities = new Map(ordered.map((line) => [line.sku, line.quantity]));
+  const seen = new Set<string>();
+  return accepted.flatMap((line) => {
+    const quantity = quantities.get(line.sku);
+    if (quantity === undefined) return [`accepts ${line.sku}, which is not on the order`];
+    if (seen.has(line.sku)) return [`names ${line.sku} twice`];
+    seen.add(line.sku);
+    return line.quantity > quantity
+      ? [`accepts ${line.quantity} of ${line.sku}, more than the ${quantity} ordered`]
+      : [];
+  });
 }

@@ -2,9 +2,10 @@ import type { Knex } from 'knex';
 import { isPgError, pgErrorCodes } from '../db/knex.js';
 import { DomainError } from '../errors.js';
 import type { EventType } from '../events/catalogue.js';
+import { urlForEvents } from '../events/event-urls.js';
 import { appendEvent } from '../events/outbox.js';
 
-/** What a supplier's settings route sets (the api key apart). */
+/** What a supplier's settings route sets (the api key apart). `apiUrl` is a credential too: see updateSupplier. */
 export interface SupplierFields {
   name: string;
   apiUrl: string;
@@ -36,10 +37,23 @@ export interface SupplierRow {
   updated_at: Date;
 }
 
-export const toSupplier = (row: SupplierRow): Supplier => ({
+const originOf = (url: string): string | undefined => {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return undefined;
+  }
+};
+
+/**
+ * `fullUrl`: the apiUrl as stored (admin readers). Otherwise (pms keys) as events carry it
+ * (`urlForEvents`: origin and path), since its query may hold the supplier's credentials, which are
+ * the shop's, not the PMS's.
+ */
+export const toSupplier = (row: SupplierRow, view: { fullUrl: boolean }): Supplier => ({
   code: row.code,
   name: row.name,
-  apiUrl: row.api_url,
+  apiUrl: view.fullUrl ? row.api_url : urlForEvents(row.api_url),
   leadTimeDays: row.lead_time_days,
   minOrderQuantity: row.min_order_quantity,
   orderMultiple: row.order_multiple,
@@ -49,15 +63,15 @@ export const toSupplier = (row: SupplierRow): Supplier => ({
   updatedAt: row.updated_at.toISOString(),
 });
 
-const supplierEvent = (type: EventType, supplier: Supplier) => ({
+const supplierEvent = (type: EventType, row: SupplierRow) => ({
   type,
-  aggregate: { type: 'supplier', id: supplier.code },
-  data: { supplier },
+  aggregate: { type: 'supplier', id: row.code },
+  // The outbox redacts apiUrl (an eventUrlSchema field) as every URL in an event.
+  data: { supplier: toSupplier(row, { fullUrl: true }) },
 });
 
-const columns = (fields: SupplierFields) => ({
+const columns = (fields: Omit<SupplierFields, 'apiUrl'>) => ({
   name: fields.name,
-  api_url: fields.apiUrl,
   lead_time_days: fields.leadTimeDays,
   min_order_quantity: fields.minOrderQuantity,
   order_multiple: fields.orderMultiple,
@@ -68,11 +82,11 @@ const columns = (fields: SupplierFields) => ({
 export async function createSupplier(
   db: Knex,
   input: SupplierFields & { code: string; sealedApiKey: string },
-): Promise<Supplier> {
+): Promise<SupplierRow> {
   let row: SupplierRow | undefined;
   try {
     [row] = await db<SupplierRow>('suppliers')
-      .insert({ code: input.code, api_key: input.sealedApiKey, ...columns(input) })
+      .insert({ code: input.code, api_key: input.sealedApiKey, api_url: input.apiUrl, ...columns(input) })
       .returning('*');
   } catch (error) {
     if (isPgError(error, pgErrorCodes.uniqueViolation, 'suppliers_pkey')) {
@@ -82,19 +96,58 @@ export async function createSupplier(
     }
     throw error;
   }
-  const supplier = toSupplier(row!);
-  await appendEvent(db, supplierEvent('supplier.created', supplier));
-  return supplier;
+  await appendEvent(db, supplierEvent('supplier.created', row!));
+  return row!;
 }
 
-/** Replaces a supplier's settings; the api key only when a new one is given. */
+/**
+ * Replaces a supplier's settings. Its credentials, the apiUrl (where its api key is sent) and the
+ * api key, change only when given, and only when `mayChangeCredentials` (an admin key): otherwise
+ * `forbidden`. An apiUrl equal to the stored one, or to the one readers are shown, is no change.
+ * A new origin (scheme, host, port) needs a new api key in the same call (`api_key_required`):
+ * the stored key was given for the old origin, and would otherwise be sent to the new one.
+ */
 export async function updateSupplier(
   db: Knex,
-  input: SupplierFields & { code: string; sealedApiKey?: string; expectedVersion?: number },
-): Promise<Supplier> {
+  input: Omit<SupplierFields, 'apiUrl'> & {
+    code: string;
+    apiUrl?: string;
+    sealedApiKey?: string;
+    expectedVersion?: number;
+    mayChangeCredentials: boolean;
+  },
+): Promise<SupplierRow> {
   const current = await db<SupplierRow>('suppliers').where({ code: input.code }).forUpdate().first();
   if (!current) {
     throw new DomainError('not_found', `Supplier ${input.code} does not exist`, { supplier: input.code });
+  }
+  const newUrl =
+    input.apiUrl === undefined ||
+    input.apiUrl === current.api_url ||
+    input.apiUrl === urlForEvents(current.api_url)
+      ? undefined
+      : input.apiUrl;
+  const changing = [
+    ...(newUrl !== undefined ? ['apiUrl'] : []),
+    ...(input.sealedApiKey !== undefined ? ['apiKey'] : []),
+  ];
+  if (changing.length > 0 && !input.mayChangeCredentials) {
+    throw new DomainError(
+      'forbidden',
+      `Changing a supplier's ${changing.join(' or ')} needs an admin key: they are the shop's credentials`,
+      { supplier: input.code, scope: 'admin', fields: changing },
+    );
+  }
+  if (newUrl !== undefined && input.sealedApiKey === undefined) {
+    const from = originOf(current.api_url);
+    const to = originOf(newUrl);
+    if (from !== to) {
+      throw new DomainError(
+        'api_key_required',
+        `The apiUrl moves supplier ${input.code} from ${from} to ${to}: send its api key for ${to} in the same request`,
+        { supplier: input.code, from, to },
+      );
+    }
   }
   if (input.expectedVersion !== undefined && current.version !== input.expectedVersion) {
     throw new DomainError(
@@ -105,18 +158,21 @@ export async function updateSupplier(
   }
   const [row] = await db<SupplierRow>('suppliers')
     .where({ code: input.code })
-    .update({ ...columns(input), ...(input.sealedApiKey ? { api_key: input.sealedApiKey } : {}) })
+    .update({
+      ...columns(input),
+      ...(newUrl !== undefined ? { api_url: newUrl } : {}),
+      ...(input.sealedApiKey !== undefined ? { api_key: input.sealedApiKey } : {}),
+    })
     .returning('*');
-  const supplier = toSupplier(row!);
-  await appendEvent(db, supplierEvent('supplier.updated', supplier));
-  return supplier;
+  await appendEvent(db, supplierEvent('supplier.updated', row!));
+  return row!;
 }
 
 export async function getSupplierRow(db: Knex, code: string): Promise<SupplierRow | undefined> {
   return (await db<SupplierRow>('suppliers').where({ code }).first()) as SupplierRow | undefined;
 }
 
-export async function listSuppliers(db: Knex): Promise<Supplier[]> {
+export async function listSuppliers(db: Knex, view: { fullUrl: boolean }): Promise<Supplier[]> {
   const rows = (await db<SupplierRow>('suppliers').orderBy('code')) as SupplierRow[];
-  return rows.map(toSupplier);
+  return rows.map((row) => toSupplier(row, view));
 }

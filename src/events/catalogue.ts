@@ -2,6 +2,7 @@ import { z } from 'zod';
 import {
   deletedImageSchema,
   imageSchema,
+  imageVersionSchema,
   levelSchema,
   locationSchema,
   movementSchema,
@@ -9,6 +10,7 @@ import {
   reservationSchema,
   webhookEndpointSchema,
 } from '../resources.js';
+import { eventUrlSchema, type UrlPath, urlPathsOf } from './event-urls.js';
 
 /**
  * Every event type the platform writes, declared once: its name, what it means, and the schema of
@@ -33,10 +35,24 @@ const defineEventType = <const Name extends string, Data extends z.ZodType>(
 // written but not declared). Consumers must still ignore fields they do not know: an event may
 // gain fields in a later release; it never loses or retypes one. The published JSON Schemas
 // (GET /api/pms/events/types) therefore allow additional properties.
+// Every URL field is an `eventUrlSchema`: the outbox redacts it (no credentials, query or
+// fragment), whatever the writer put there (tests/unit/event-urls.test.ts walks this list).
 const product = z.object({ product: productSchema });
 const location = z.object({ location: locationSchema });
 const reservation = z.object({ reservation: reservationSchema });
-const endpoint = z.object({ endpoint: webhookEndpointSchema });
+const endpoint = z.object({ endpoint: webhookEndpointSchema.extend({ url: eventUrlSchema }) });
+const variants = imageVersionSchema.shape.variants;
+/** An image as events carry it: its source URL and rendition URLs redacted. */
+const eventImage = imageSchema.extend({
+  current: imageVersionSchema.extend({
+    /** The source URL (redacted), or `upload`. */
+    source: eventUrlSchema,
+    variants: z.record(
+      variants.keyType,
+      variants.valueType.extend({ urls: z.record(z.string(), eventUrlSchema) }),
+    ),
+  }),
+});
 const quantityLine = z.looseObject({ sku: z.string(), quantity: z.number().int() });
 const order = z.looseObject({
   order: z.looseObject({
@@ -73,7 +89,7 @@ const fulfilment = order.extend({
 const supplier = z.looseObject({
   supplier: z.looseObject({
     code: z.string(),
-    apiUrl: z.string(),
+    apiUrl: eventUrlSchema,
     active: z.boolean(),
     version: z.number().int(),
   }),
@@ -129,7 +145,19 @@ export const alertSchema = z.looseObject({
   openedAt: z.string(),
   resolvedAt: z.string().nullable(),
 });
-const alert = z.looseObject({ alert: alertSchema });
+/** What the rules put in an alert's `details` (src/ops/alerts.ts); the endpoint's URL redacted. */
+const alertDetails = z
+  .object({
+    url: eventUrlSchema,
+    reason: z.string().nullable(),
+    disabledAt: z.string().nullable(),
+    requests: z.number(),
+    slowerThanThreshold: z.number(),
+    windowSeconds: z.number(),
+    pendingSince: z.string(),
+  })
+  .partial();
+const alert = z.looseObject({ alert: alertSchema.extend({ details: alertDetails }) });
 
 export const eventTypes = [
   defineEventType({ name: 'product.created', description: 'A product was created', data: product }),
@@ -260,7 +288,7 @@ export const eventTypes = [
   defineEventType({
     name: 'image.processed',
     description: 'An image version was processed and stored',
-    data: z.object({ sku: z.string(), image: imageSchema }),
+    data: z.object({ sku: z.string(), image: eventImage }),
   }),
   defineEventType({
     name: 'image.rolled_back',
@@ -269,7 +297,7 @@ export const eventTypes = [
       sku: z.string(),
       fromVersion: z.number().int(),
       toVersion: z.number().int(),
-      image: imageSchema,
+      image: eventImage,
     }),
   }),
   defineEventType({ name: 'image.deleted', description: 'An image was deleted', data: deletedImageSchema }),
@@ -281,13 +309,14 @@ export const eventTypes = [
       imageId: z.string(),
       /** true: the failed job was creating the image; false: adding a version to it. */
       create: z.boolean(),
-      /** The source URL, or `upload` for uploaded bytes. */
-      source: z.string(),
+      /** The source URL (redacted), or `upload` for uploaded bytes. */
+      source: eventUrlSchema,
       attempts: z.number().int(),
       error: z.object({
         code: z.string(),
         message: z.string(),
-        details: z.record(z.string(), z.unknown()),
+        /** The download's `url` among them is redacted too. */
+        details: z.looseObject({ url: eventUrlSchema.optional() }),
       }),
     }),
   }),
@@ -366,13 +395,18 @@ export const eventTypes = [
   defineEventType({
     name: 'reorder.skipped',
     description:
-      'A rule at or below its reorder point could not order (reason: supplier_inactive, product_archived, nothing_to_order)',
+      'A rule at or below its reorder point could not order (reason: purchase_order_unresolved, supplier_inactive, product_archived, nothing_to_order)',
     data: z.looseObject({
       ruleId: z.number().int(),
       sku: z.string(),
       location: z.string(),
       supplier: z.string(),
-      reason: z.enum(['supplier_inactive', 'product_archived', 'nothing_to_order']),
+      reason: z.enum([
+        'purchase_order_unresolved',
+        'supplier_inactive',
+        'product_archived',
+        'nothing_to_order',
+      ]),
       reorderPoint: z.number().int(),
       position: z.number().int(),
     }),
@@ -389,12 +423,14 @@ export const eventTypes = [
   }),
   defineEventType({
     name: 'purchase_order.sent',
-    description: "A purchase order is being sent to its supplier's API",
+    description:
+      "A purchase order is being sent to its supplier's API (resend: true when an operator sent an unresolved order again)",
     data: purchaseOrder,
   }),
   defineEventType({
     name: 'purchase_order.acknowledged',
-    description: 'The supplier accepted the order (its reference, expected date and accepted quantities)',
+    description:
+      'The supplier accepted the order (its reference, expected date and accepted quantities; resolvedBy: "operator" when an operator acknowledged an unresolved order)',
     data: purchaseOrder.extend({ reference: z.string().nullable(), expectedDate: z.string().nullable() }),
   }),
   defineEventType({
@@ -405,7 +441,19 @@ export const eventTypes = [
   defineEventType({
     name: 'purchase_order.send_failed',
     description:
-      'Sending failed for good (a 4xx other than 408/429, a refused address, or every attempt failed)',
+      'Sending failed for good: the order did not reach the supplier or it refused it (a 4xx other than 408/429, a refused address); its rules may order again',
+    data: purchaseOrder.extend({
+      failure: z.looseObject({
+        reason: z.string(),
+        statusCode: z.number().int().nullable(),
+        error: z.string(),
+      }),
+    }),
+  }),
+  defineEventType({
+    name: 'purchase_order.unresolved',
+    description:
+      'The supplier may have the order but no answer could be taken (a 2xx outside the protocol, or every attempt without a definite answer); its rules wait for an operator to resolve or cancel it',
     data: purchaseOrder.extend({
       failure: z.looseObject({
         reason: z.string(),
@@ -458,6 +506,19 @@ export function findEventType(name: string): (typeof eventTypes)[number] | undef
 }
 
 export const eventTypeNames: readonly string[] = eventTypes.map((t) => t.name);
+
+/** The URL fields of each type that has any: what the outbox redacts. */
+const urlPaths = new Map<string, UrlPath[]>(
+  eventTypes.flatMap((t) => {
+    const paths = urlPathsOf(t.data);
+    return paths.length > 0 ? [[t.name, paths] as const] : [];
+  }),
+);
+
+/** Where the URLs of an event type's data are (none for most types). */
+export function urlPathsOfType(type: string): readonly UrlPath[] {
+  return urlPaths.get(type) ?? [];
+}
 
 /** The catalogue as clients read it: names, descriptions and each `data` as a JSON Schema. */
 export function describeEventTypes() {

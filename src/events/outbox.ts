@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
-import type { EventType } from './catalogue.js';
+import { type EventType, urlPathsOfType } from './catalogue.js';
+import { redactUrlsAt } from './event-urls.js';
 
 export interface NewEvent {
   /** `aggregate.verb`, past tense: `product.created`, `product.published`; declared in the catalogue. */
@@ -7,6 +8,13 @@ export interface NewEvent {
   aggregate: { type: string; id: string };
   data: Record<string, unknown>;
 }
+
+/**
+ * An event's data as it is stored: every URL field the catalogue declares goes through
+ * `urlForEvents` (no credentials, query or fragment), whoever wrote it. Events are read by every
+ * `pms` key, the streams and `*` webhook subscribers.
+ */
+const storedData = (event: NewEvent) => JSON.stringify(redactUrlsAt(event.data, urlPathsOfType(event.type)));
 
 /** Writes several events in one statement (one round trip), in order; see appendEvent. */
 export async function appendEvents(db: Knex, events: NewEvent[]): Promise<{ seq: number; id: string }[]> {
@@ -24,7 +32,7 @@ export async function appendEvents(db: Knex, events: NewEvent[]): Promise<{ seq:
       events.map((e) => e.type),
       events.map((e) => e.aggregate.type),
       events.map((e) => e.aggregate.id),
-      events.map((e) => JSON.stringify(e.data)),
+      events.map(storedData),
     ],
   );
   return rows;
@@ -49,7 +57,7 @@ export async function appendJobEvents(
       events.map((e) => e.type),
       events.map((e) => e.aggregate.type),
       events.map((e) => e.aggregate.id),
-      events.map((e) => JSON.stringify(e.data)),
+      events.map(storedData),
       events.map((e) => e.jobId),
       events.map((e) => e.actor),
     ],
@@ -68,7 +76,7 @@ export async function appendEvent(db: Knex, event: NewEvent): Promise<{ seq: num
              nullif(current_setting('stockflow.job_id', true), ''),
              nullif(current_setting('stockflow.actor', true), ''))
      returning seq, id`,
-    [event.type, event.aggregate.type, event.aggregate.id, JSON.stringify(event.data)],
+    [event.type, event.aggregate.type, event.aggregate.id, storedData(event)],
   );
   return rows[0]!;
 }

@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import type { Knex } from 'knex';
 import type { Config } from '../config.js';
+import { urlForEvents } from '../events/event-urls.js';
 import { appendEvent, setTransactionActor } from '../events/outbox.js';
 import { cursors } from '../fields.js';
 import { queueNames } from '../queues/job.js';
@@ -178,7 +179,12 @@ async function observePostgres(trx: Knex): Promise<Firing[]> {
       labels: { endpointId: e.id },
       value: 1,
       threshold: 0,
-      details: { url: e.url, reason: e.disabled_reason, disabledAt: e.disabled_at?.toISOString() ?? null },
+      // Redacted here too: the alert list is readable by monitor keys, and the id names the endpoint.
+      details: {
+        url: urlForEvents(e.url),
+        reason: e.disabled_reason,
+        disabledAt: e.disabled_at?.toISOString() ?? null,
+      },
     })),
     ...levels.map((l) => ({
       rule: 'stock_below_safety' as const,

@@ -9,12 +9,20 @@ import { connectGuard, TargetRefusedError } from './address-guard.js';
  * a cap on what is read, no redirects.
  */
 
+/** At most this much of an answer is read; a longer one is cut off (`bodyTooLarge`). */
+export const maxBodyBytes = 64 * 1024;
+const keptBodyBytes = 1024;
+
 /** What one POST came to. Never throws: every failure is a result to record. */
 export interface SendResult {
   /** HTTP status, or undefined when no response came (refused, network error, timeout). */
   statusCode?: number;
-  /** The first 1 KiB of the response body (of at most 64 KiB read). */
+  /** The first 1 KiB of the response body. */
   body?: string;
+  /** The whole response body, when it was at most `maxBodyBytes` (64 KiB). */
+  fullBody?: string;
+  /** The answer was longer than `maxBodyBytes`: only its first 64 KiB were read, `fullBody` is unset. */
+  bodyTooLarge?: boolean;
   retryAfter?: string;
   error?: string;
   /** The SSRF guard refused the target: no connection was made. */
@@ -22,18 +30,27 @@ export interface SendResult {
   durationMs: number;
 }
 
-const maxBodyBytes = 64 * 1024;
-const keptBodyBytes = 1024;
+// Keep-alive pools: a busy endpoint reuses connections, each checked by the guard when it was
+// opened. One pool per policy: a socket opened where private targets are allowed (suppliers on
+// loopback in a local run) must never carry a request of a caller whose guard refuses them, since
+// a reused socket skips the guard's lookup.
+const agents = new Map<string, http.Agent>();
 
-// Keep-alive pools: a busy endpoint reuses connections (each was checked when it was opened).
-const agents = {
-  'http:': new http.Agent({ keepAlive: true, maxSockets: 64, timeout: 60_000 }),
-  'https:': new https.Agent({ keepAlive: true, maxSockets: 64, timeout: 60_000 }),
-};
+function agentFor(protocol: 'http:' | 'https:', allowPrivate: boolean): http.Agent {
+  const key = `${protocol}${allowPrivate ? 'private' : 'public'}`;
+  let agent = agents.get(key);
+  if (!agent) {
+    const options = { keepAlive: true, maxSockets: 64, timeout: 60_000 };
+    agent = protocol === 'https:' ? new https.Agent(options) : new http.Agent(options);
+    agents.set(key, agent);
+  }
+  return agent;
+}
 
 /**
  * POSTs a JSON body. Redirects are not followed (a 3xx is a failed attempt), the whole exchange
- * is bounded by `timeoutMs`, and at most 64 KiB of the answer is read.
+ * is bounded by `timeoutMs`, and at most 64 KiB of the answer is read: callers that parse the
+ * answer get all of it (`fullBody`) or know it was longer (`bodyTooLarge`), never a cut-off text.
  */
 export function postJson(input: {
   url: string;
@@ -77,7 +94,7 @@ export function postJson(input: {
     const transport = url.protocol === 'https:' ? https : http;
     const request = transport.request(url, {
       method: 'POST',
-      agent: agents[url.protocol as 'http:' | 'https:'],
+      agent: agentFor(url.protocol as 'http:' | 'https:', input.allowPrivate),
       lookup,
       headers: {
         'content-type': 'application/json',
@@ -97,21 +114,26 @@ export function postJson(input: {
     request.on('response', (response) => {
       const chunks: Buffer[] = [];
       let received = 0;
-      const done = () => {
-        const text = Buffer.concat(chunks).subarray(0, keptBodyBytes).toString('utf8');
+      const done = (tooLarge: boolean) => {
+        const all = Buffer.concat(chunks);
         const retryAfter = response.headers['retry-after'];
-        finish({ statusCode: response.statusCode, body: text, retryAfter });
+        finish({
+          statusCode: response.statusCode,
+          body: all.subarray(0, keptBodyBytes).toString('utf8'),
+          ...(tooLarge ? { bodyTooLarge: true } : { fullBody: all.toString('utf8') }),
+          retryAfter,
+        });
       };
       response.on('data', (chunk: Buffer) => {
-        if (received < keptBodyBytes) chunks.push(chunk);
+        chunks.push(chunk.subarray(0, Math.max(0, maxBodyBytes + 1 - received)));
         received += chunk.length;
-        if (received >= maxBodyBytes) {
-          // Enough read: the rest of a large answer is not worth the time or the memory.
-          done();
+        if (received > maxBodyBytes) {
+          // Over the cap: the rest of a large answer is not worth the time or the memory.
+          done(true);
           response.destroy();
         }
       });
-      response.on('end', done);
+      response.on('end', () => done(false));
       response.on('error', (error) => {
         if (!settled) finish({ statusCode: response.statusCode, error: describeError(error) });
       });

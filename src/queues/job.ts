@@ -1,5 +1,6 @@
 import type { JobsOptions } from 'bullmq';
 import type { z } from 'zod';
+import type { Scope } from '../db/api-keys.js';
 import type { JobFailure } from '../errors.js';
 
 export const queueNames = [
@@ -13,6 +14,23 @@ export const queueNames = [
   'reorder',
 ] as const;
 export type QueueName = (typeof queueNames)[number];
+
+/**
+ * The key scope that may read a queue's jobs (`GET /api/jobs/:id`; `admin` keys read every queue).
+ * The PMS's own work is `pms`. Webhook deliveries and maintenance are operators' business, and
+ * their job ids derive from ids a pms key sees in the feed, so they are `admin` only; to any other
+ * key they do not exist (404).
+ */
+export const queueReadScopes = {
+  products: 'pms',
+  maintenance: 'admin',
+  inventory: 'pms',
+  images: 'pms',
+  webhooks: 'admin',
+  orders: 'pms',
+  inbound: 'pms',
+  reorder: 'pms',
+} as const satisfies Record<QueueName, Scope>;
 
 /**
  * One job, declared once and used by both sides: the API enqueues it, the worker parses the same

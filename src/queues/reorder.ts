@@ -74,6 +74,27 @@ export const cancelPayload = z.object({
   reason: z.string().min(1).max(500).optional(),
 });
 
+/** An operator's decision on an unresolved purchase order (the body of its `resolve` route). */
+export const resolutionSchema = z.discriminatedUnion('action', [
+  z.object({
+    /** The supplier has the order: take these terms (accepted quantities at most as ordered). */
+    action: z.literal('acknowledge'),
+    reference: z.string().min(1).max(200).optional(),
+    expectedDate: z.iso.date().optional(),
+    lines: z
+      .array(z.object({ sku: skuSchema, quantity: z.number().int().min(0).max(1_000_000_000) }))
+      .min(1)
+      .max(500)
+      .optional(),
+  }),
+  /** Send it again: one more round of attempts under the same Idempotency-Key. */
+  z.object({ action: z.literal('resend') }),
+]);
+
+export type Resolution = z.output<typeof resolutionSchema>;
+
+export const resolvePayload = z.object({ purchaseOrderId, resolution: resolutionSchema });
+
 export interface ScanResult {
   events: number;
   levels: number;
@@ -126,6 +147,12 @@ export const reorderJobs = {
     queue: 'reorder',
     payload: cancelPayload,
   }),
+  /** An operator acknowledges an unresolved order, or has it sent again. */
+  resolve: defineJob<PurchaseOrder>()({
+    name: 'purchase-order.resolve',
+    queue: 'reorder',
+    payload: resolvePayload,
+  }),
 };
 
 /** bulk-add entry for a reorder check; `cause` makes the id (same cause, same job: bursts collapse). */
@@ -141,10 +168,14 @@ export function checkJob(
   };
 }
 
-/** The send job of a purchase order: one id per order, so queueing it twice sends once. */
+/**
+ * The send job of a purchase order: one id per order (and `round`: an operator's resend is a new
+ * round, named by the order's version after it), so queueing it twice sends once.
+ */
 export function sendJob(
   purchaseOrderId: string,
   settings: { attempts: number; delayMs: number },
+  round?: string,
 ): {
   name: string;
   data: { payload: { purchaseOrderId: string }; meta: { actor: string } };
@@ -157,7 +188,7 @@ export function sendJob(
       ...reorderJobs.send.options,
       attempts: settings.attempts,
       delay: settings.delayMs,
-      jobId: `reorder-send-${purchaseOrderId}`,
+      jobId: `reorder-send-${purchaseOrderId}${round ? `-${round}` : ''}`,
     },
   };
 }

@@ -99,30 +99,17 @@ export function signingSecrets(
   ];
 }
 
-/**
- * An endpoint URL as events carry it: pms keys and `*` subscribers read events, and a URL's
- * userinfo or query string may hold the receiver's credentials. Origin and path only.
- */
-export function urlForEvents(url: string): string {
-  try {
-    const parsed = new URL(url);
-    return `${parsed.origin}${parsed.pathname}`;
-  } catch {
-    return '(invalid URL)';
-  }
-}
-
 async function endpointEvent(
   db: Knex,
   type: EventType,
   row: EndpointRow,
   extra: Record<string, unknown> = {},
 ) {
-  const endpoint = toEndpoint(row);
+  // The outbox redacts the URL (a receiver's credentials may sit in its query string).
   await appendEvent(db, {
     type,
     aggregate: { type: 'webhook_endpoint', id: row.id },
-    data: { endpoint: { ...endpoint, url: urlForEvents(endpoint.url) }, ...extra },
+    data: { endpoint: toEndpoint(row), ...extra },
   });
 }
 

@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import {
+  acknowledgePurchaseOrder,
   getPurchaseOrder,
   lockPurchaseOrder,
   type PurchaseOrder,
@@ -7,16 +8,19 @@ import {
   setStatus,
 } from '../domain/purchase-orders.js';
 import {
+  acceptanceProblems,
   orderBody,
   parseAnswer,
   requestHeaders,
   type SupplierAnswer,
+  signatureHeader,
 } from '../domain/reorder-supplier-protocol.js';
 import { getSupplierRow, type SupplierRow } from '../domain/suppliers.js';
 import { DomainError } from '../errors.js';
 import { setTransactionActor } from '../events/outbox.js';
 import { refuseUrl } from '../outbound/address-guard.js';
-import { type SendResult as HttpResult, postJson } from '../outbound/http.js';
+import { redactedExcerpt } from '../outbound/excerpt.js';
+import { type SendResult as HttpResult, maxBodyBytes, postJson } from '../outbound/http.js';
 import type { PayloadOf } from '../queues/job.js';
 import type { reorderJobs, SendResult } from '../queues/reorder.js';
 import { parseRetryAfter } from '../webhooks/retry-schedule.js';
@@ -49,19 +53,33 @@ export function supplierRetryDelayMs(
 type Verdict =
   | { kind: 'answer'; answer: SupplierAnswer }
   | { kind: 'retry'; error: string; retryAfterMs?: number }
-  | { kind: 'permanent'; reason: string; error: string; refused?: boolean };
+  | { kind: 'permanent'; reason: string; error: string; refused?: boolean }
+  /** A 2xx the protocol cannot take: the supplier may have the order, on terms we do not know. */
+  | { kind: 'protocol_error'; error: string };
 
-/** What one attempt came to: network errors, 408, 429 and 5xx are tried again; any other non-2xx is final. */
-function judge(result: HttpResult): Verdict {
+/**
+ * What one attempt came to: network errors, 408, 429 and 5xx are tried again; any other non-2xx is
+ * final; a 2xx is the supplier's answer only when the whole of it (at most 64 KiB) is the
+ * protocol's JSON and its accepted lines fit the order.
+ */
+function judge(result: HttpResult, order: PurchaseOrder): Verdict {
   const status = result.statusCode;
   if (result.refused)
     return { kind: 'permanent', reason: 'target_refused', error: result.error ?? 'refused', refused: true };
   if (status === undefined) return { kind: 'retry', error: result.error ?? 'no answer' };
   if (status >= 200 && status < 300) {
-    const parsed = parseAnswer(result.body);
-    return 'answer' in parsed
-      ? { kind: 'answer', answer: parsed.answer }
-      : { kind: 'retry', error: parsed.error };
+    if (result.bodyTooLarge) {
+      return { kind: 'protocol_error', error: `the answer is larger than ${maxBodyBytes / 1024} KiB` };
+    }
+    // Cut off on the way: asked again, the supplier answers the same Idempotency-Key the same way.
+    if (result.error !== undefined) return { kind: 'retry', error: `the answer broke off: ${result.error}` };
+    const parsed = parseAnswer(result.fullBody);
+    if ('error' in parsed) return { kind: 'protocol_error', error: parsed.error };
+    const problems = acceptanceProblems(order.lines, parsed.answer.lines ?? []);
+    if (problems.length > 0) {
+      return { kind: 'protocol_error', error: `the answer ${problems.join('; ')}` };
+    }
+    return { kind: 'answer', answer: parsed.answer };
   }
   if (status === 408 || status === 429 || status >= 500) {
     return { kind: 'retry', error: `HTTP ${status}`, retryAfterMs: parseRetryAfter(result.retryAfter) };
@@ -75,8 +93,10 @@ async function recordAttempt(
     purchaseOrderId: string;
     jobId: string | undefined;
     startedAt: Date;
-    result: Pick<HttpResult, 'statusCode' | 'body' | 'durationMs'>;
-    outcome: 'acknowledged' | 'rejected' | 'retry' | 'failed' | 'refused';
+    result: Pick<HttpResult, 'statusCode' | 'durationMs'>;
+    /** The redacted excerpt of the answer (`redactedExcerpt`): never the answer itself. */
+    excerpt: string | null;
+    outcome: 'acknowledged' | 'rejected' | 'retry' | 'failed' | 'refused' | 'protocol_error';
     error: string | null;
     retryAfterMs?: number;
   },
@@ -95,12 +115,25 @@ async function recordAttempt(
       input.result.statusCode ?? null,
       input.outcome,
       input.error ? input.error.slice(0, 1000) : null,
-      input.result.body?.slice(0, 1000) ?? null,
+      input.excerpt,
       input.retryAfterMs ?? null,
       input.purchaseOrderId,
     ],
   );
   return rows[0]!.attempt;
+}
+
+/**
+ * Whether an earlier attempt of the order may have reached the supplier without telling us what
+ * became of it: no answer (a network error, a timeout) or a 5xx. A 408 or 429 is a definite "not
+ * processed".
+ */
+async function hadUncertainAttempt(db: Knex, purchaseOrderId: string): Promise<boolean> {
+  const row = await db('purchase_order_attempts')
+    .where({ purchase_order_id: purchaseOrderId, outcome: 'retry' })
+    .andWhere((w) => w.whereNull('status_code').orWhere('status_code', '>=', 500))
+    .first('attempt');
+  return row !== undefined;
 }
 
 /** Stores an acceptance (reference, date, accepted quantities) or a rejection. */
@@ -111,27 +144,27 @@ async function applyAnswer(
 ): Promise<'acknowledged' | 'rejected'> {
   const accepted = new Map((answer.lines ?? []).map((l) => [l.sku, l.quantity]));
   const nothingAccepted = order.lines.every((line) => (accepted.get(line.sku) ?? line.quantity) === 0);
-  const status = answer.status === 'rejected' || nothingAccepted ? 'rejected' : 'acknowledged';
-  if (status === 'acknowledged') {
-    for (const line of order.lines) {
-      await db('purchase_order_lines')
-        .where({ purchase_order_id: order.id, sku: line.sku })
-        .update({ accepted_quantity: accepted.get(line.sku) ?? line.quantity, updated_at: db.fn.now() });
-    }
+  if (answer.status === 'accepted' && !nothingAccepted) {
+    await acknowledgePurchaseOrder(db, order, {
+      ...answer,
+      answer,
+      event: { reason: answer.reason ?? null },
+    });
+    return 'acknowledged';
   }
-  await setStatus(db, order.id, status, {
+  await setStatus(db, order.id, 'rejected', {
     supplier_reference: answer.reference ?? null,
     expected_date: answer.expectedDate ?? null,
     answer: JSON.stringify(answer),
     acknowledged_at: db.fn.now(),
-    ...(status === 'rejected' ? { closed_at: db.fn.now() } : {}),
+    closed_at: db.fn.now(),
   });
-  await recordOrderEvent(db, order.id, `purchase_order.${status}`, {
+  await recordOrderEvent(db, order.id, 'purchase_order.rejected', {
     reference: answer.reference ?? null,
     expectedDate: answer.expectedDate ?? null,
     reason: answer.reason ?? null,
   });
-  return status;
+  return 'rejected';
 }
 
 /**
@@ -139,10 +172,14 @@ async function applyAnswer(
  * 1. (transaction) draft → sent, or go on with an order already sent by an earlier attempt;
  * 2. the signed POST, with an Idempotency-Key derived from the order id alone, so a retry after a
  *    crash (or a lost answer) cannot place the order twice;
- * 3. (transaction) the attempt is recorded and the answer applied: acknowledged or rejected, a
- *    retry (thrown, so BullMQ backs off), or failed for good (`send_failed`): a 4xx other than
- *    408/429, a refused address, or the last attempt. A failed order no longer counts as
- *    incoming, so its rule may order again.
+ * 3. (transaction) the attempt is recorded (with a redacted excerpt of the answer) and the answer
+ *    applied: acknowledged or rejected; a retry (thrown, so BullMQ backs off); `failed` for good
+ *    (`send_failed`) when the order surely did not reach the supplier or it refused it (a 4xx other
+ *    than 408/429, a refused address); `unresolved` (`send_unresolved`) when it may have reached
+ *    it: a 2xx outside the protocol, the last attempt without a definite answer, or a refusal
+ *    after an attempt without one. A failed order
+ *    no longer counts as incoming, so its rule may order again; an unresolved one blocks its rules
+ *    until an operator resolves or cancels it.
  */
 export async function sendPurchaseOrder(
   ctx: JobContext,
@@ -173,6 +210,8 @@ export async function sendPurchaseOrder(
   let result: HttpResult;
   let verdict: Verdict;
   let apiKey: string | undefined;
+  // What we sent that must never come back to a reader of the attempt (an echoing URL would).
+  let sentSecrets: string[] = [];
   try {
     apiKey = deps.secrets.open(supplier.api_key, { column: 'suppliers.api_key', row: supplier.code });
   } catch (error) {
@@ -190,23 +229,30 @@ export async function sendPurchaseOrder(
         };
   } else {
     const body = orderBody(order);
+    const headers = requestHeaders({ apiKey, purchaseOrderId: id, body, at: startedAt });
+    sentSecrets = [apiKey, headers[signatureHeader]!, headers[signatureHeader]!.replace(/^v1=/, '')];
     result = await postJson({
       url: supplier.api_url,
       body,
-      headers: requestHeaders({ apiKey, purchaseOrderId: id, body, at: startedAt }),
+      headers,
       timeoutMs: config.SUPPLIER_TIMEOUT_MS,
       allowPrivate: config.SUPPLIER_ALLOW_PRIVATE_TARGETS,
       allowPrivateSetting: 'SUPPLIER_ALLOW_PRIVATE_TARGETS',
       userAgent: 'Stockflow-Purchasing/1',
     });
-    verdict = judge(result);
+    verdict = judge(result, order);
+  }
+  const excerpt = redactedExcerpt(result.fullBody ?? result.body, sentSecrets);
+  // An error may quote the answer (the skus it named): bounded and redacted like the excerpt.
+  if (verdict.kind !== 'answer') {
+    verdict = { ...verdict, error: redactedExcerpt(verdict.error, sentSecrets, 500) ?? '' };
   }
   const isLast = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
 
   const recorded = await db.transaction(async (trx) => {
     await setTransactionActor(trx, 'system', job.id);
     const row = await lockPurchaseOrder(trx, id);
-    const common = { purchaseOrderId: id, jobId: job.id, startedAt, result };
+    const common = { purchaseOrderId: id, jobId: job.id, startedAt, result, excerpt };
     if (row.status !== 'sent') {
       // Cancelled while the call was on its way: keep the attempt, change nothing else.
       const attempt = await recordAttempt(trx, {
@@ -230,22 +276,48 @@ export async function sendPurchaseOrder(
       });
       return { status: 'sent' as const, attempt, retry: verdict };
     }
-    const reason = verdict.kind === 'retry' ? 'retries_exhausted' : verdict.reason;
     const attempt = await recordAttempt(trx, {
       ...common,
-      outcome: verdict.kind === 'permanent' && verdict.refused ? 'refused' : 'failed',
+      outcome:
+        verdict.kind === 'protocol_error'
+          ? 'protocol_error'
+          : verdict.kind === 'permanent' && verdict.refused
+            ? 'refused'
+            : 'failed',
       error: verdict.error,
     });
+    const reason =
+      verdict.kind === 'retry'
+        ? 'retries_exhausted'
+        : verdict.kind === 'protocol_error'
+          ? 'protocol_error'
+          : verdict.reason;
     const failure = {
       reason,
       statusCode: result.statusCode ?? null,
       error: verdict.error,
-      excerpt: result.body?.slice(0, 300) ?? null,
+      excerpt,
       attempts: attempt,
     };
-    await setStatus(trx, id, 'failed', { failure: JSON.stringify(failure), closed_at: trx.fn.now() });
-    await recordOrderEvent(trx, id, 'purchase_order.send_failed', { failure });
-    return { status: 'failed' as const, attempt, failure };
+    // Surely not at the supplier (or refused by it): failed, and its rules may order again.
+    // Perhaps at the supplier: unresolved, and nothing orders this need again until an operator
+    // says. A refusal after an attempt without an answer (a timeout, a 5xx) does not tell whether
+    // that earlier request placed the order.
+    const status =
+      verdict.kind === 'permanent' && !(await hadUncertainAttempt(trx, id))
+        ? ('failed' as const)
+        : ('unresolved' as const);
+    await setStatus(trx, id, status, {
+      failure: JSON.stringify(failure),
+      ...(status === 'failed' ? { closed_at: trx.fn.now() } : {}),
+    });
+    await recordOrderEvent(
+      trx,
+      id,
+      status === 'failed' ? 'purchase_order.send_failed' : 'purchase_order.unresolved',
+      { failure },
+    );
+    return { status, attempt, failure };
   });
 
   const outcome = {
@@ -261,9 +333,14 @@ export async function sendPurchaseOrder(
     );
   }
   if ('failure' in recorded && recorded.failure) {
+    // The job fails, so the processor will not invalidate what it changed: incoming fell.
+    await deps.cache.invalidate({ stock: order.lines.map((line) => line.sku) });
+    const unresolved = recorded.status === 'unresolved';
     throw new DomainError(
-      'send_failed',
-      `Supplier ${supplier.code} did not take ${order.number}: ${recorded.failure.error}`,
+      unresolved ? 'send_unresolved' : 'send_failed',
+      unresolved
+        ? `Supplier ${supplier.code} may have ${order.number}, but no answer could be taken: ${recorded.failure.error}`
+        : `Supplier ${supplier.code} did not take ${order.number}: ${recorded.failure.error}`,
       {
         purchaseOrderId: id,
         supplier: supplier.code,

@@ -1,7 +1,11 @@
 import type { AdvancedOptions } from 'bullmq';
 import type { Config } from '../config.js';
 import { levelKey } from '../domain/levels.js';
-import { cancelPurchaseOrder, receivePurchaseOrder } from '../domain/purchase-orders.js';
+import {
+  cancelPurchaseOrder,
+  receivePurchaseOrder,
+  resolvePurchaseOrder,
+} from '../domain/purchase-orders.js';
 import { checkRule } from '../domain/reorder-planner.js';
 import { loadRuleStates, setRule } from '../domain/reorder-rules.js';
 import { horizonFor } from '../events/horizon.js';
@@ -100,6 +104,17 @@ export const reorderHandlers = {
     applyOnce(deps.db, job, meta, (trx) => receivePurchaseOrder(trx, payload)),
   'purchase-order.cancel': ({ deps, job, meta }, payload) =>
     applyOnce(deps.db, job, meta, (trx) => cancelPurchaseOrder(trx, payload)),
+  'purchase-order.resolve': async ({ deps, job, meta }, payload) => {
+    const order = await applyOnce(deps.db, job, meta, (trx) => resolvePurchaseOrder(trx, payload));
+    // After commit (and again on a retry, from the stored result): a resend is a new round of
+    // attempts, its job named by the order's version so that it is queued once.
+    if (payload.resolution.action === 'resend' && order.status === 'sent') {
+      await deps.queues.reorder.addBulk([
+        sendJob(order.id, { attempts: deps.config.SUPPLIER_SEND_ATTEMPTS, delayMs: 0 }, `v${order.version}`),
+      ]);
+    }
+    return order;
+  },
 } satisfies QueueHandlers<'reorder'>;
 
 /** Worker settings of the reorder queue: the supplier backoff (Retry-After wins when given). */

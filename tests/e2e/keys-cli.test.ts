@@ -64,6 +64,29 @@ it('revokes by name: the key then gets 401 in a running web process', async () =
   expect(status).toBe(401);
 });
 
+it('creates a monitor key, optionally expiring: it reads /metrics and /api/ops/*, nothing else', async () => {
+  const created = await keys('create', '--name', 'prometheus', '--scope', 'monitor', '--expires-in', '30d');
+  expect(created.code, created.stderr).toBe(0);
+  expect(created.stdout).toMatch(/with scopes monitor, expiring 20\d\d-/);
+  const key = created.stdout.trimEnd().split('\n').pop()!;
+  for (const [url, status] of [
+    ['/metrics', 200],
+    ['/api/ops/alerts', 200],
+    ['/api/ops/cache', 200],
+    ['/api/pms/products', 403],
+    ['/api/pms/events', 403],
+    ['/api/webhooks/endpoints', 403],
+  ] as const) {
+    expect((await ctx.request({ method: 'GET', url, key })).statusCode, url).toBe(status);
+  }
+  const row = await ctx.api.db('api_keys').where({ name: 'prometheus' }).first();
+  expect(row.expires_at.getTime() - Date.now()).toBeGreaterThan(29 * 86_400_000);
+  expect((await keys('list')).stdout).toMatch(/prometheus\s+monitor\s.*active until 20\d\d-/);
+  const bad = await keys('create', '--name', 'x', '--scope', 'pms', '--expires-in', 'soon');
+  expect(bad.code).toBe(2);
+  expect(bad.stderr).toContain('--expires-in takes a duration');
+});
+
 it('explains bad usage with exit code 2', async () => {
   const bad = await keys('create', '--name', 'x', '--scope', 'root');
   expect(bad.code).toBe(2);

@@ -10,8 +10,9 @@ export function reorderApi(ctx: TestContext) {
     url: string,
     payload: Record<string, unknown>,
     status = 200,
+    key?: string,
   ) => {
-    const res = await ctx.request({ method, url, headers: wait, payload });
+    const res = await ctx.request({ method, url, headers: wait, payload, key });
     expect(res.statusCode, res.body).toBe(status);
     return json(res);
   };
@@ -38,12 +39,14 @@ export function reorderApi(ctx: TestContext) {
       );
       return call('POST', `/api/pms/inventory/reservations/${reservation.id}/commit`, {});
     },
+    /** Registers a supplier, with the admin key: its credentials are the shop's, not the PMS's. */
     supplier: (body: Record<string, unknown>) =>
       call(
         'POST',
         '/api/pms/suppliers',
         { name: 'Supplier', leadTimeDays: 3, apiKey: 'supplier-key-123', ...body },
         201,
+        ctx.adminKey,
       ),
     rule: (body: Record<string, unknown>) =>
       call('PUT', '/api/pms/inventory/reorder-rules', { location: 'default', ...body }),

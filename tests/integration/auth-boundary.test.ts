@@ -1,8 +1,11 @@
+import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
+import path from 'node:path';
 import Fastify from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assignScope, type DeclaredRoute, type KeyVerifier, registerAuth } from '../../src/api/auth.js';
-import { createTestContext, type TestContext } from '../helpers/context.js';
+import { createApiKey } from '../../src/db/api-keys.js';
+import { createTestContext, repoRoot, type TestContext } from '../helpers/context.js';
 import { rawRequest } from '../helpers/raw-http.js';
 
 /**
@@ -58,9 +61,13 @@ function targetVariants(path: string): { form: string; target: string; sameRoute
 let ctx: TestContext;
 let port: number;
 let routes: DeclaredRoute[];
+let monitorKey: string;
+let opsKey: string;
 
 beforeAll(async () => {
   ctx = await createTestContext();
+  monitorKey = (await createApiKey(ctx.api.db, { name: 'test-monitor', scopes: ['monitor'] })).key;
+  opsKey = (await createApiKey(ctx.api.db, { name: 'test-ops', scopes: ['ops'] })).key;
   await ctx.app.listen({ host: '127.0.0.1', port: 0 });
   port = (ctx.app.server.address() as AddressInfo).port;
   routes = ctx.app.declaredRoutes.filter((route) => route.method !== 'OPTIONS');
@@ -156,6 +163,67 @@ describe('every route over a real socket', () => {
     expect(failures).toEqual([]);
   });
 
+  it('lets a monitor key read /metrics and /api/ops/* only; admin keys read them too, pms and ops keys do not', async () => {
+    const monitorRoutes = routes.filter((route) => route.scope === 'monitor');
+    expect(monitorRoutes.map((r) => `${r.method} ${r.url}`).sort()).toEqual([
+      'GET /api/ops/alerts',
+      'GET /api/ops/cache',
+      'GET /metrics',
+      'HEAD /api/ops/alerts',
+      'HEAD /api/ops/cache',
+      'HEAD /metrics',
+    ]);
+    const failures: string[] = [];
+    const send = (route: DeclaredRoute, target: string, key: string) =>
+      rawRequest(port, {
+        method: route.method,
+        target,
+        headers: { authorization: `Bearer ${key}` },
+        body: ['POST', 'PUT', 'PATCH'].includes(route.method) ? '{}' : undefined,
+      });
+    for (const route of monitorRoutes) {
+      const target = concretePath(route.url);
+      for (const [key, expected] of [
+        [monitorKey, 200],
+        [ctx.adminKey, 200],
+        [ctx.pmsKey, 403],
+        [opsKey, 403],
+      ] as const) {
+        const response = await send(route, target, key);
+        if (response.status !== expected) failures.push(`${route.method} ${target}: ${response.status}`);
+      }
+    }
+    // Every route that needs another scope refuses the monitor key, whatever the request-target form.
+    for (const route of routes) {
+      if (['public', 'key', 'monitor'].includes(route.scope ?? '')) continue;
+      for (const variant of targetVariants(concretePath(route.url))) {
+        const response = await send(route, variant.target, monitorKey);
+        const expected = variant.sameRoute ? [403] : [403, 404, 405];
+        if (!expected.includes(response.status)) {
+          failures.push(`${route.method} ${variant.target} (${variant.form}): ${response.status}`);
+        }
+      }
+    }
+    expect(failures).toEqual([]);
+  });
+
+  it('lists every route in docs/security.md with the scope it declares', () => {
+    const table = routeTable();
+    expect(table.length).toBeGreaterThan(8);
+    const wrong = routes
+      .filter((route) => route.method !== 'HEAD')
+      .flatMap((route) => {
+        const row = table
+          .filter((r) => r.pattern.test(route.url) && (r.methods === 'all' || r.methods.has(route.method)))
+          .sort((a, b) => b.specificity - a.specificity)[0];
+        if (!row) return [`${route.method} ${route.url}: no row`];
+        return row.scope === route.scope
+          ? []
+          : [`${route.method} ${route.url}: ${route.scope}, listed ${row.scope}`];
+      });
+    expect(wrong).toEqual([]);
+  });
+
   it('refuses the WebSocket upgrade without a key (no 101), in every request-target form', async () => {
     const sockets = routes.filter((route) => route.websocket);
     expect(sockets.length).toBeGreaterThan(0);
@@ -220,6 +288,34 @@ describe('every route over a real socket', () => {
     expect(withKey.status).toBe(200);
   });
 });
+
+/**
+ * The table "Every route and its scope" of docs/security.md: backticked path patterns (`*` for any
+ * rest), methods (`GET, POST`, `all`, `non-GET`) and the scope.
+ */
+function routeTable() {
+  const page = readFileSync(path.join(repoRoot, 'docs/security.md'), 'utf8');
+  const section = page.split('### Every route and its scope')[1]?.split(/\n#{2,3} /)[0] ?? '';
+  const every = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];
+  return section
+    .split('\n')
+    .filter((line) => line.startsWith('| `'))
+    .flatMap((line) => {
+      const [paths = '', methods = '', scope = ''] = line.split('|').slice(1);
+      const listed =
+        methods.trim() === 'all'
+          ? ('all' as const)
+          : new Set(
+              methods.trim() === 'non-GET' ? every.filter((m) => m !== 'GET') : methods.trim().split(/,\s*/),
+            );
+      return [...paths.matchAll(/`([^`]+)`/g)].map(([, glob = '']) => ({
+        pattern: new RegExp(`^${glob.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*')}$`),
+        specificity: glob.replace(/\*/g, '').length,
+        methods: listed,
+        scope: /`(\w+)`/.exec(scope)?.[1],
+      }));
+    });
+}
 
 describe('fail closed', () => {
   const verifier: KeyVerifier = {

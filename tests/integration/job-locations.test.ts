@@ -321,6 +321,30 @@ const samples: [route: string, build: () => Sample | Promise<Sample>][] = [
     },
   ],
   [
+    'POST /api/pms/purchase-orders/{id}/resolve',
+    async () => {
+      // The supplier accepts more than ordered: the next order is unresolved until resolved here.
+      supplier.behaviour = { ...supplier.behaviour, accept: { [sku]: 1_000_000 } };
+      await fetchJson('POST', '/api/pms/inventory/adjust', {
+        body: { movements: [{ sku, location: 'LOC-A', delta: 1, reason: 'found' }] },
+        headers: { prefer: 'wait=20' },
+      });
+      const { id } = await until(
+        'an unresolved purchase order',
+        () => ctx.api.db('purchase_orders').where({ status: 'unresolved' }).first('id'),
+        (found) => found !== undefined,
+        30_000,
+      );
+      supplier.behaviour = { ...supplier.behaviour, accept: undefined };
+      return {
+        path: `/api/pms/purchase-orders/${id}/resolve`,
+        body: { action: 'acknowledge', reference: 'BY-PHONE-1' },
+        check: (r) =>
+          expect(r).toMatchObject({ id, status: 'acknowledged', supplierReference: 'BY-PHONE-1' }),
+      };
+    },
+  ],
+  [
     'POST /api/pms/webhook/inventory',
     () =>
       signedDelivery('/api/pms/webhook/inventory', {
@@ -411,6 +435,7 @@ beforeAll(async () => {
   expect(endpoint.status).toBe(201);
   state.endpoint = endpoint.body.id;
   const acme = await fetchJson('POST', '/api/pms/suppliers', {
+    key: ctx.adminKey,
     body: { code: 'acme', name: 'Acme', apiUrl: supplier.url, apiKey: 'acme-key-0001', leadTimeDays: 2 },
   });
   expect(acme.status, JSON.stringify(acme.body)).toBe(201);
@@ -472,8 +497,9 @@ it('follows the Location of every job kind over plain HTTP until the job finishe
     let status: { status: number; body: Record<string, unknown> } | undefined;
     const deadline = Date.now() + 30_000;
     for (let pause = 20; Date.now() < deadline; pause = Math.min(pause * 2, 250)) {
+      // The job is read with the key that queued it (webhooks jobs are admin-only: queueReadScopes).
       const polled = await fetch(`${base}${location}`, {
-        headers: { authorization: `Bearer ${ctx.pmsKey}` },
+        headers: { authorization: sample.headers?.authorization ?? `Bearer ${ctx.pmsKey}` },
       });
       status = { status: polled.status, body: (await polled.json()) as Record<string, unknown> };
       expect(polled.status, `${route}: GET ${location} answered ${JSON.stringify(status.body)}`).toBe(200);

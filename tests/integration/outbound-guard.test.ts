@@ -1,9 +1,12 @@
+import dns from 'node:dns/promises';
 import { once } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import os from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DomainError } from '../../src/errors.js';
 import { fetchSource } from '../../src/images/fetch-source.js';
+import { isPublicAddress, refuseUrl } from '../../src/outbound/address-guard.js';
 import { postJson } from '../../src/outbound/http.js';
 import { addressTable, literalUrl } from '../helpers/address-table.js';
 
@@ -85,5 +88,43 @@ describe.each([
     if (caller === 'webhook') expect((await webhook(withPort('127.0.0.1'), true)).statusCode).toBe(200);
     else expect((await image(withPort('127.0.0.1'), true)).bytes.toString()).toBe('x');
     expect(connections).toBe(before + 1);
+  });
+});
+
+describe('keep-alive sockets', () => {
+  it('a socket opened where private targets are allowed never serves a caller that refuses them', async (test) => {
+    // A name (not localhost) that resolves to a non-public address: this machine's own name, usually.
+    const name = os.hostname();
+    const address = await dns
+      .lookup(name)
+      .then((a) => a.address)
+      .catch(() => undefined);
+    if (!address || isPublicAddress(address) || refuseUrl(`http://${name}/`, false)) {
+      test.skip(`${name} does not resolve to a non-public address the registration check lets through`);
+      return;
+    }
+    const named = http.createServer((_req, res) => res.writeHead(200).end('{}'));
+    named.keepAliveTimeout = 60_000;
+    let opened = 0;
+    named.on('connection', () => opened++);
+    named.listen(0, address);
+    await once(named, 'listening');
+    const url = `http://${name}:${(named.address() as AddressInfo).port}/`;
+    try {
+      // A supplier call in a local run (SUPPLIER_ALLOW_PRIVATE_TARGETS): the socket stays in a pool.
+      expect((await webhook(url, true)).statusCode).toBe(200);
+      expect(opened).toBe(1);
+      // A webhook to the same name under the default policy: refused, not carried by that socket.
+      const refused = await webhook(url, false);
+      expect(refused.refused).toBe(true);
+      expect(refused.statusCode).toBeUndefined();
+      expect(opened).toBe(1);
+      // The allowing pool still reuses its socket.
+      expect((await webhook(url, true)).statusCode).toBe(200);
+      expect(opened).toBe(1);
+    } finally {
+      named.closeAllConnections();
+      named.close();
+    }
   });
 });

@@ -360,6 +360,7 @@ describe('database guards', () => {
       const res = await ctx.request({
         method: 'POST',
         url: '/api/pms/suppliers',
+        key: ctx.adminKey,
         payload: { code: 'private', name: 'P', apiUrl, apiKey: 'abcdefgh', leadTimeDays: 1 },
       });
       expect(res.statusCode, apiUrl).toBe(422);

@@ -167,6 +167,7 @@ describe('webhook signing secrets at rest', () => {
     const supplier = await ctx.request({
       method: 'POST',
       url: '/api/pms/suppliers',
+      key: ctx.adminKey,
       payload: {
         code: 'ACME',
         name: 'Acme',

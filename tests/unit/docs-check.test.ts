@@ -4,6 +4,8 @@ import {
   extractBlocks,
   matchesFragment,
   startSettings,
+  toPagePorts,
+  toRunPorts,
 } from '../../scripts/docs-check-blocks.js';
 
 const page = [
@@ -96,5 +98,31 @@ describe('docs:check reading a page', () => {
     );
     expect(settings).toEqual({ SUPPLIER_ALLOW_PRIVATE_TARGETS: 'true', A_B: '1' });
     expect(startSettings(page)).toEqual({});
+  });
+});
+
+describe('example ports', () => {
+  const ports = new Map([
+    [3000, 41000],
+    [3001, 41001],
+    [4010, 41010],
+  ]);
+
+  it('moves every form of a page port to the run port', () => {
+    const text =
+      'INBOUND_WEBHOOK_SECRET="$S" PORT=3001 npm run web &\n' +
+      'npx tsx scripts/mock-supplier.ts --port 4010 &\n' +
+      'curl -s localhost:3001/readyz http://127.0.0.1:4010/x localhost:3000/y -d \'{"q":30010}\'';
+    expect(toRunPorts(text, ports)).toBe(
+      'INBOUND_WEBHOOK_SECRET="$S" PORT=41001 npm run web &\n' +
+        'npx tsx scripts/mock-supplier.ts --port 41010 &\n' +
+        'curl -s 127.0.0.1:41001/readyz http://127.0.0.1:41010/x 127.0.0.1:41000/y -d \'{"q":30010}\'',
+    );
+  });
+
+  it('shows what a command printed with the page ports, and leaves the instance port alone', () => {
+    expect(toPagePorts('{"apiUrl":"http://127.0.0.1:41010/po","n":410100,"self":":41000"}', ports)).toBe(
+      '{"apiUrl":"http://127.0.0.1:4010/po","n":410100,"self":":41000"}',
+    );
   });
 });

@@ -121,7 +121,7 @@ const apiWrites: Record<string, { names: string[]; why: string }> = {
   'src/domain/purchase-orders.ts': { names: ['purchaseOrderStatuses'], why: 'a constant list, no write' },
   'src/events/outbox.ts': { names: ['setTransactionActor'], why: 'the endpoint writes record their actor' },
   'src/events/consumers.ts': {
-    names: ['ackConsumer', 'consumerStatuses', 'TooManyConsumersError'],
+    names: ['ackConsumer', 'consumerStatuses', 'TooManyConsumersError', 'ConsumerNotOwnedError'],
     why: "a consumer's acked position is the client's own (consumerStatuses only reads)",
   },
   'src/webhooks/retry-schedule.ts': {

@@ -1,9 +1,15 @@
 import websocket from '@fastify/websocket';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { describeEventTypes } from '../../events/catalogue.js';
-import { ackConsumer, consumerStatuses, TooManyConsumersError } from '../../events/consumers.js';
+import {
+  ackConsumer,
+  ConsumerNotOwnedError,
+  type ConsumerOwner,
+  consumerStatuses,
+  TooManyConsumersError,
+} from '../../events/consumers.js';
 import {
   assertNotAhead,
   assertRetained,
@@ -14,7 +20,7 @@ import {
 } from '../../events/event-log.js';
 import { lastDrawnSeq } from '../../events/horizon.js';
 import { typeListQuerySchema } from '../../events/type-patterns.js';
-import { principalOf } from '../auth.js';
+import { allows, principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
 import { consumerNameSchema, registerStreams } from '../event-stream.js';
 import { HttpProblem } from '../problems.js';
@@ -56,8 +62,19 @@ async function retained(deps: ApiDeps, after: number): Promise<void> {
 
 const consumersProblem = (error: TooManyConsumersError) =>
   new HttpProblem(429, 'too_many_consumers', error.message, { details: { limit: error.limit } });
+const notOwnedProblem = (error: ConsumerNotOwnedError) =>
+  new HttpProblem(403, 'consumer_not_owned', error.message, { details: { consumer: error.consumer } });
 
 export async function registerEventRoutes(root: FastifyInstance, deps: ApiDeps): Promise<void> {
+  /** The caller as the owner of event consumers (docs/events.md, "Consumers and sync status"). */
+  const ownerOf = (request: FastifyRequest): ConsumerOwner => {
+    const principal = principalOf(request);
+    return {
+      apiKeyId: principal.id,
+      maxConsumers: deps.config.CONSUMERS_PER_KEY,
+      admin: allows(principal.scopes, 'admin'),
+    };
+  };
   await root.register(websocket, {
     options: { maxPayload: 64 * 1024 },
     // The stream registry closes its sockets itself (with a bounded handshake) before this runs.
@@ -146,7 +163,7 @@ export async function registerEventRoutes(root: FastifyInstance, deps: ApiDeps):
       const after = header !== undefined ? Number(header) : request.query.after;
       if (after !== undefined) await retained(deps, after);
       takeStreamSlot(deps.limits.streams, request);
-      return streams.sse(reply, { after, types: request.query.types });
+      return streams.sse(reply, { after, types: request.query.types, apiKeyId: principalOf(request).id });
     },
   );
 
@@ -163,11 +180,7 @@ export async function registerEventRoutes(root: FastifyInstance, deps: ApiDeps):
           'Live events over WebSocket: send { subscribe: { after, types, consumer } }, then { ack: seq }',
       },
     },
-    (socket, request) =>
-      streams.websocket(socket, {
-        apiKeyId: principalOf(request).id,
-        maxConsumers: deps.config.CONSUMERS_PER_KEY,
-      }),
+    (socket, request) => streams.websocket(socket, ownerOf(request)),
   );
 
   app.post(
@@ -177,7 +190,7 @@ export async function registerEventRoutes(root: FastifyInstance, deps: ApiDeps):
       schema: {
         tags: ['sync'],
         summary:
-          "Record a consumer's position: every event up to seq is processed (positions only move forward)",
+          "Record a consumer's position: every event up to seq is processed (positions only move forward). A consumer belongs to the key that created it: another key's is 403 consumer_not_owned (admin keys excepted)",
         body: z
           .object({
             consumer: consumerNameSchema,
@@ -197,10 +210,10 @@ export async function registerEventRoutes(root: FastifyInstance, deps: ApiDeps):
           `seq ${request.body.seq} is beyond the end of the event log`,
         );
       }
-      const owner = { apiKeyId: principalOf(request).id, maxConsumers: deps.config.CONSUMERS_PER_KEY };
       try {
-        return await ackConsumer(deps.db, { ...request.body, owner });
+        return await ackConsumer(deps.db, { ...request.body, owner: ownerOf(request) });
       } catch (error) {
+        if (error instanceof ConsumerNotOwnedError) throw notOwnedProblem(error);
         throw error instanceof TooManyConsumersError ? consumersProblem(error) : error;
       }
     },
@@ -212,7 +225,8 @@ export async function registerEventRoutes(root: FastifyInstance, deps: ApiDeps):
       config: { scope: 'pms' },
       schema: {
         tags: ['sync'],
-        summary: 'Each consumer against the head of the log: ackedSeq, headSeq, lag, lastAckAt',
+        summary:
+          "This key's consumers (every consumer for an admin key) against the head of the log: ackedSeq, headSeq, lag, lastAckAt",
         response: {
           200: z.object({
             headSeq: z.number().int(),
@@ -225,16 +239,17 @@ export async function registerEventRoutes(root: FastifyInstance, deps: ApiDeps):
                 lag: z.number().int(),
                 lagCapped: z.boolean(),
                 lastAckAt: z.string().nullable(),
+                owner: z.string().nullable().meta({ description: 'Name of the API key it belongs to' }),
               }),
             ),
           }),
         },
       },
     },
-    async () => {
+    async (request) => {
       const headSeq = await deps.horizon.refresh(proofWaitMs);
       const [consumers, pruned] = await Promise.all([
-        consumerStatuses(deps.db, headSeq),
+        consumerStatuses(deps.db, headSeq, ownerOf(request)),
         prunedThroughSeq(deps.db),
       ]);
       return { headSeq, oldestSeq: pruned + 1, consumers };

@@ -1,7 +1,10 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { queueReadScopes } from '../../queues/job.js';
 import { getJobStatus } from '../../queues/job-status.js';
+import { queueOfJobId } from '../../queues/queues.js';
+import { allows, principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
 import { problem, sendProblem } from '../problems.js';
 
@@ -29,13 +32,18 @@ export function registerJobRoutes(root: FastifyInstance, deps: ApiDeps): void {
       config: { scope: 'pms' },
       schema: {
         tags: ['jobs'],
-        summary: 'State of a job: attempts, progress, result or error (kept 7 days after it finishes)',
+        summary:
+          'State of a job: attempts, progress, result or error (kept 7 days after it finishes); webhooks and maintenance jobs need an admin key (404 otherwise)',
         params: z.object({ id: z.string().min(1).max(200) }),
         response: { 200: jobStatusSchema },
       },
     },
     async (request, reply) => {
-      const status = await getJobStatus(deps.queues, request.params.id);
+      const queue = queueOfJobId(request.params.id);
+      // A job of a queue this key may not read is answered like one that does not exist, before
+      // any lookup: the answer (and its timing) does not tell whether it exists.
+      const readable = queue !== undefined && allows(principalOf(request).scopes, queueReadScopes[queue]);
+      const status = readable ? await getJobStatus(deps.queues, request.params.id) : undefined;
       if (!status) {
         return sendProblem(
           reply,

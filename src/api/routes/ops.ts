@@ -17,7 +17,7 @@ const countsSchema = z.object({
   hitRatio: z.number().nullable(),
 });
 
-/** Operators' views: the read cache's analytics and the alerts the platform raised (admin scope). */
+/** Operators' views: the read cache's analytics and the alerts the platform raised (monitor scope: read-only). */
 export function registerOpsRoutes(root: FastifyInstance, deps: ApiDeps): void {
   const app = root.withTypeProvider<ZodTypeProvider>();
   const tags = ['operations'];
@@ -25,7 +25,7 @@ export function registerOpsRoutes(root: FastifyInstance, deps: ApiDeps): void {
   app.get(
     '/api/ops/cache',
     {
-      config: { scope: 'admin' },
+      config: { scope: 'monitor' },
       schema: {
         tags,
         summary: "This process's read cache: counts per cache since start, settings, the most-read skus",
@@ -85,7 +85,7 @@ export function registerOpsRoutes(root: FastifyInstance, deps: ApiDeps): void {
   app.get(
     '/api/ops/alerts',
     {
-      config: { scope: 'admin' },
+      config: { scope: 'monitor' },
       schema: {
         tags,
         summary: 'Alerts the platform raised about itself, newest first (keyset pagination)',

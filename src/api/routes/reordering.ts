@@ -6,7 +6,13 @@ import { listRules } from '../../domain/reorder-rules.js';
 import { cursors } from '../../fields.js';
 import { locationCodeSchema } from '../../queues/inventory.js';
 import { skuSchema } from '../../queues/products.js';
-import { receivePayload, reorderJobs, reorderRulePayload, supplierCodeSchema } from '../../queues/reorder.js';
+import {
+  receivePayload,
+  reorderJobs,
+  reorderRulePayload,
+  resolutionSchema,
+  supplierCodeSchema,
+} from '../../queues/reorder.js';
 import type { ApiDeps } from '../deps.js';
 import { problem, sendProblem } from '../problems.js';
 import { jobHandleSchema, submitJob } from '../submit-job.js';
@@ -129,7 +135,7 @@ const attemptSchema = z.object({
   startedAt: z.string(),
   durationMs: int,
   statusCode: int.nullable(),
-  outcome: z.enum(['acknowledged', 'rejected', 'retry', 'failed', 'refused']),
+  outcome: z.enum(['acknowledged', 'rejected', 'retry', 'failed', 'refused', 'protocol_error']),
   error: z.string().nullable(),
   responseExcerpt: z.string().nullable(),
   retryAfterMs: int.nullable(),
@@ -339,12 +345,47 @@ export function registerReorderingRoutes(root: FastifyInstance, deps: ApiDeps): 
   );
 
   app.post(
+    '/api/pms/purchase-orders/:id/resolve',
+    {
+      config: { scope: 'pms' },
+      schema: {
+        tags,
+        summary:
+          'Decide an unresolved purchase order: acknowledge it with the terms the supplier confirmed, or send it again (job purchase-order.resolve)',
+        description:
+          'An unresolved order may have reached the supplier without an answer Stockflow could take; its rules ' +
+          'do not order again until it is resolved here or cancelled. "resend" sends it with the same ' +
+          'Idempotency-Key; "acknowledge" takes accepted quantities (at most as ordered; lines left out: as ordered).',
+        params: idParams,
+        body: resolutionSchema.meta({
+          examples: [
+            {
+              action: 'acknowledge',
+              reference: 'ACME-1001',
+              expectedDate: '2026-12-07',
+              lines: [{ sku: 'TSHIRT-M', quantity: 96 }],
+            },
+            { action: 'resend' },
+          ],
+        }),
+        response: { 202: jobHandleSchema, 200: purchaseOrderSchema },
+      },
+    },
+    (request, reply) =>
+      submitJob(deps, request, reply, reorderJobs.resolve, {
+        purchaseOrderId: request.params.id,
+        resolution: request.body,
+      }),
+  );
+
+  app.post(
     '/api/pms/purchase-orders/:id/cancel',
     {
       config: { scope: 'pms' },
       schema: {
         tags,
-        summary: 'Cancel a draft, sent or acknowledged purchase order (job purchase-order.cancel)',
+        summary:
+          'Cancel a draft, sent, unresolved or acknowledged purchase order (job purchase-order.cancel)',
         params: idParams,
         body: z
           .object({ reason: z.string().min(1).max(500).optional() })

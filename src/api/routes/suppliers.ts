@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Knex } from 'knex';
 import { z } from 'zod';
@@ -14,7 +14,7 @@ import { setTransactionActor } from '../../events/outbox.js';
 import { httpUrlSchema } from '../../fields.js';
 import { refuseUrl } from '../../outbound/address-guard.js';
 import { checkJob, supplierCodeSchema } from '../../queues/reorder.js';
-import { principalOf } from '../auth.js';
+import { allows, principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
 import { HttpProblem, problem, sendProblem, statusForCode } from '../problems.js';
 
@@ -71,17 +71,27 @@ const createBody = z.object({ code: supplierCodeSchema, ...fields, apiKey }).met
   ],
 });
 const updateBody = z
-  .object({ ...fields, apiKey: apiKey.optional(), expectedVersion: z.number().int().min(1).optional() })
+  .object({
+    ...fields,
+    apiUrl: fields.apiUrl.optional(),
+    apiKey: apiKey.optional(),
+    expectedVersion: z.number().int().min(1).optional(),
+  })
   .meta({
     examples: [
       {
         name: 'ACME Textiles',
-        apiUrl: 'https://api.acme.example/v2/purchase-orders',
         leadTimeDays: 4,
         minOrderQuantity: 12,
         orderMultiple: 6,
         active: true,
         expectedVersion: 1,
+      },
+      {
+        name: 'ACME Textiles',
+        apiUrl: 'https://orders.acme.example/v2/purchase-orders',
+        apiKey: 'acme-live-8e41a7d0',
+        leadTimeDays: 4,
       },
     ],
   });
@@ -90,6 +100,12 @@ const codeParams = z.object({ code: supplierCodeSchema });
 /**
  * Suppliers are settings written here, in one transaction with their event, rather than as jobs:
  * a job's payload sits in Redis, and the api key must never be stored unsealed.
+ *
+ * Scopes: a supplier's credentials (its apiUrl, where the worker sends its api key, and the key)
+ * are the shop's, not the PMS's. Registering a supplier needs an admin key; a pms key may read
+ * suppliers (never the key; the apiUrl as origin and path) and change the other settings, and
+ * gets `403 forbidden` for an apiUrl or apiKey. A new apiUrl origin without the api key in the
+ * same request is `422 api_key_required`, whoever asks.
  */
 export function registerSupplierRoutes(root: FastifyInstance, deps: ApiDeps): void {
   const app = root.withTypeProvider<ZodTypeProvider>();
@@ -124,13 +140,15 @@ export function registerSupplierRoutes(root: FastifyInstance, deps: ApiDeps): vo
   const seal = (code: string, key: string) =>
     deps.secrets.seal(key, { column: 'suppliers.api_key', row: code });
 
+  const isAdmin = (request: FastifyRequest) => allows(principalOf(request).scopes, 'admin');
+
   app.post(
     '/api/pms/suppliers',
     {
-      config: { scope: 'pms' },
+      config: { scope: 'admin' },
       schema: {
         tags,
-        summary: 'Register a supplier; its apiKey is sealed at rest and never returned',
+        summary: 'Register a supplier (admin key); its apiKey is sealed at rest and never returned',
         body: createBody,
         response: { 201: supplierSchema },
       },
@@ -138,10 +156,13 @@ export function registerSupplierRoutes(root: FastifyInstance, deps: ApiDeps): vo
     async (request, reply) => {
       checkUrl(request.body.apiUrl);
       const { apiKey: key, ...rest } = request.body;
-      const supplier = await write(principalOf(request).name, (trx) =>
+      const row = await write(principalOf(request).name, (trx) =>
         createSupplier(trx, { ...rest, sealedApiKey: seal(rest.code, key) }),
       );
-      return reply.code(201).header('Location', `/api/pms/suppliers/${supplier.code}`).send(supplier);
+      return reply
+        .code(201)
+        .header('Location', `/api/pms/suppliers/${row.code}`)
+        .send(toSupplier(row, { fullUrl: true }));
     },
   );
 
@@ -151,22 +172,32 @@ export function registerSupplierRoutes(root: FastifyInstance, deps: ApiDeps): vo
       config: { scope: 'pms' },
       schema: {
         tags,
-        summary: "Replace a supplier's settings (apiKey only when given); its rules are checked again",
+        summary:
+          "Replace a supplier's settings; apiUrl and apiKey only when given, and only with an admin key; its rules are checked again",
         params: codeParams,
         body: updateBody,
         response: { 200: supplierSchema },
       },
     },
     async (request) => {
-      checkUrl(request.body.apiUrl);
+      const admin = isAdmin(request);
+      if (request.body.apiKey !== undefined && !admin) {
+        throw new HttpProblem(403, 'forbidden', "Changing a supplier's apiKey needs an admin key", {
+          details: { supplier: request.params.code, scope: 'admin', fields: ['apiKey'] },
+        });
+      }
+      // A pms key's apiUrl is refused by updateSupplier unless it is the stored one: nothing to check.
+      if (request.body.apiUrl !== undefined && admin) checkUrl(request.body.apiUrl);
       const { apiKey: key, ...rest } = request.body;
-      const supplier = await write(principalOf(request).name, (trx) =>
+      const row = await write(principalOf(request).name, (trx) =>
         updateSupplier(trx, {
           ...rest,
           code: request.params.code,
-          sealedApiKey: key ? seal(request.params.code, key) : undefined,
+          sealedApiKey: key !== undefined ? seal(request.params.code, key) : undefined,
+          mayChangeCredentials: admin,
         }),
       );
+      const supplier = toSupplier(row, { fullUrl: admin });
       // An activated supplier (or a shorter lead time) may make its rules due without any movement.
       const rules = await deps.db('reorder_rules').where({ supplier_code: supplier.code }).select('id');
       if (rules.length > 0) {
@@ -185,11 +216,11 @@ export function registerSupplierRoutes(root: FastifyInstance, deps: ApiDeps): vo
       config: { scope: 'pms' },
       schema: {
         tags,
-        summary: 'Every supplier, by code',
+        summary: 'Every supplier, by code (apiUrl as origin and path unless the key is an admin key)',
         response: { 200: z.object({ items: z.array(supplierSchema) }) },
       },
     },
-    async () => ({ items: await listSuppliers(deps.db) }),
+    async (request) => ({ items: await listSuppliers(deps.db, { fullUrl: isAdmin(request) }) }),
   );
 
   app.get(
@@ -207,7 +238,7 @@ export function registerSupplierRoutes(root: FastifyInstance, deps: ApiDeps): vo
           problem(404, 'not_found', `Supplier ${request.params.code} does not exist`),
         );
       }
-      return toSupplier(row);
+      return toSupplier(row, { fullUrl: isAdmin(request) });
     },
   );
 }
