@@ -9,6 +9,7 @@ declare
   on_hand_delta bigint := 0;
   reserved_delta bigint := 0;
   level_safety bigint;
+  level_reorder_point bigint;
 begin
   if new.kind in ('reserve', 'release') then
     reserved_delta := new.delta;
@@ -22,11 +23,13 @@ begin
     set on_hand = on_hand + on_hand_delta, reserved = reserved + reserved_delta,
         version = version + 1, updated_at = now()
     where sku = new.sku and location = new.location
-    returning on_hand, reserved, safety_stock into new.on_hand_after, new.reserved_after, level_safety;
+    returning on_hand, reserved, safety_stock, reorder_point
+      into new.on_hand_after, new.reserved_after, level_safety, level_reorder_point;
   if not found then
     insert into inventory_levels (sku, location, on_hand, reserved)
     values (new.sku, new.location, on_hand_delta, reserved_delta)
-    returning on_hand, reserved, safety_stock into new.on_hand_after, new.reserved_after, level_safety;
+    returning on_hand, reserved, safety_stock, reorder_point
+      into new.on_hand_after, new.reserved_after, level_safety, level_reorder_point;
   end if;
   new.actor := coalesce(new.actor, nullif(current_setting('stockflow.actor', true), ''));
   new.job_id := coalesce(new.job_id, nullif(current_setting('stockflow.job_id', true), ''));
@@ -40,7 +43,7 @@ begin
   perform stockflow_notify_stock_state(
     new.sku, new.location,
     new.on_hand_after - on_hand_delta, new.reserved_after - reserved_delta, level_safety,
-    new.on_hand_after, new.reserved_after, level_safety,
+    new.on_hand_after, new.reserved_after, level_safety, level_reorder_point,
     'movement', new.id, new.job_id, new.actor);
   return new;
 end $$;

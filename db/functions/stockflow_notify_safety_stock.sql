@@ -6,7 +6,7 @@ begin
   perform stockflow_notify_stock_state(
     new.sku, new.location,
     old.on_hand, old.reserved, old.safety_stock,
-    new.on_hand, new.reserved, new.safety_stock,
+    new.on_hand, new.reserved, new.safety_stock, new.reorder_point,
     'safety_stock', null,
     nullif(current_setting('stockflow.job_id', true), ''),
     nullif(current_setting('stockflow.actor', true), ''));
