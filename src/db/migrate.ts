@@ -4,7 +4,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Knex } from 'knex';
 import pg from 'pg';
 import type { Config } from '../config.js';
-import { ServiceUnreachableError } from '../connections.js';
+import { ServiceUnreachableError } from '../errors/service-unreachable-error.js';
 import { createDb } from './knex.js';
 import { listFunctionFiles, loadFunctions } from './sql-functions.js';
 
