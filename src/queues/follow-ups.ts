@@ -6,7 +6,7 @@ import type { JobName, JobNamed } from './catalog.js';
 import type { AnyJob, JobData, JobMeta, PayloadOf, ResultOf } from './job.js';
 import type { Queues } from './queues.js';
 import { reorderJobs } from './reorder.js';
-import { type DeliveryCause, webhookJobs } from './webhooks.js';
+import { webhookJobs } from './webhooks.js';
 
 /**
  * A job the platform queues itself, as whoever decides it names it. `key` tells it apart from the
@@ -14,14 +14,22 @@ import { type DeliveryCause, webhookJobs } from './webhooks.js';
  * system actor.
  */
 export type FollowUp = (
-  | { kind: 'delivery'; payload: { eventId: string; endpointId: string; cause: DeliveryCause } }
-  | { kind: 'check'; payload: { ruleId: number }; key: string }
-  | { kind: 'send'; payload: { purchaseOrderId: string }; delayMs?: number }
+  | { kind: 'delivery'; payload: PayloadOf<typeof webhookJobs.deliver> }
+  | { kind: 'check'; payload: PayloadOf<typeof reorderJobs.check>; key: string }
+  | { kind: 'send'; payload: PayloadOf<typeof reorderJobs.send>; delayMs?: number }
 ) & { key?: string; meta?: JobMeta };
 
-type Kind = FollowUp['kind'];
-type PayloadOfKind<K extends Kind> = Extract<FollowUp, { kind: K }>['payload'];
 type Settings = Pick<Config, 'WEBHOOK_RETRY_SCHEDULE' | 'SUPPLIER_SEND_ATTEMPTS'>;
+
+/** The job each kind queues, and its attempts where the settings decide them. */
+const kinds: Record<FollowUp['kind'], { job: AnyJob; attempts?: (settings: Settings) => number }> = {
+  delivery: {
+    job: webhookJobs.deliver,
+    attempts: (settings) => attemptsFor({ schedule: settings.WEBHOOK_RETRY_SCHEDULE }),
+  },
+  check: { job: reorderJobs.check },
+  send: { job: reorderJobs.send, attempts: (settings) => settings.SUPPLIER_SEND_ATTEMPTS },
+};
 
 const digest = (text: string, length: number) =>
   createHash('sha256').update(text).digest('hex').slice(0, length);
@@ -31,41 +39,27 @@ const digest = (text: string, length: number) =>
  * retried job, a relay that ran twice, a commit lost after the add) adds it once. Every id starts
  * with its queue's name (`queueOfJobId`).
  */
-const kinds: {
-  [K in Kind]: {
-    job: AnyJob;
-    id: (payload: PayloadOfKind<K>, key: string | undefined) => string;
-    attempts?: (settings: Settings) => number;
-  };
-} = {
-  /** `webhooks-<40 hex>` of (event, endpoint, cause, key: the enqueue count or the replay job). */
-  delivery: {
-    job: webhookJobs.deliver,
-    id: (p, key = '0') => `webhooks-${digest(`${p.eventId}\n${p.endpointId}\n${p.cause}\n${key}`, 40)}`,
-    attempts: (settings) => attemptsFor({ schedule: settings.WEBHOOK_RETRY_SCHEDULE }),
-  },
-  /** `reorder-check-<rule>-<24 hex>` of (rule, key: the cause; one cause, one check: bursts collapse). */
-  check: {
-    job: reorderJobs.check,
-    id: (p, key) => `reorder-check-${p.ruleId}-${digest(`${p.ruleId}\n${key}`, 24)}`,
-  },
-  /** `reorder-send-<order>`, one per order; an operator's resend is a new round: `-<key>`. */
-  send: {
-    job: reorderJobs.send,
-    id: (p, key) => `reorder-send-${p.purchaseOrderId}${key ? `-${key}` : ''}`,
-    attempts: (settings) => settings.SUPPLIER_SEND_ATTEMPTS,
-  },
-};
+export function followUpJobId(followUp: FollowUp): string {
+  const { key } = followUp;
+  switch (followUp.kind) {
+    // Of (event, endpoint, cause, key: the enqueue count or the replay job).
+    case 'delivery': {
+      const { eventId, endpointId, cause } = followUp.payload;
+      return `webhooks-${digest(`${eventId}\n${endpointId}\n${cause}\n${key ?? '0'}`, 40)}`;
+    }
+    // Of (rule, key: the cause): one cause, one check, so a burst of causes collapses.
+    case 'check':
+      return `reorder-check-${followUp.payload.ruleId}-${digest(`${followUp.payload.ruleId}\n${key}`, 24)}`;
+    // One per order; an operator's resend is a new round, named by its key.
+    case 'send':
+      return `reorder-send-${followUp.payload.purchaseOrderId}${key ? `-${key}` : ''}`;
+  }
+}
 
 export interface FollowUpJob {
   name: string;
   data: JobData;
   opts: JobsOptions & { jobId: string };
-}
-
-export function followUpJobId(followUp: FollowUp): string {
-  const kind = kinds[followUp.kind] as (typeof kinds)[Kind] & { id: (p: unknown, key?: string) => string };
-  return kind.id(followUp.payload, followUp.key);
 }
 
 /** The bulk-add entry of a follow-up: its job's name and options, its id, its attempts. */

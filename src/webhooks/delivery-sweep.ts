@@ -4,7 +4,7 @@ import type { Knex } from 'knex';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import type { Queues } from '../queues/queues.js';
-import { queueDeliveryJobs, requeueDeliveries } from './deliveries.js';
+import { queueDeliveryJobs, requeueDeliveries } from './delivery-jobs.js';
 
 /**
  * The delivery sweep: finds pending deliveries whose job is gone from Redis (Redis lost or

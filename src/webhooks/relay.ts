@@ -5,7 +5,7 @@ import { readAtCursor } from '../events/outbox-cursor.js';
 import { matchesType } from '../events/type-patterns.js';
 import { addFollowUps, type FollowUp, followUpJobId } from '../queues/follow-ups.js';
 import type { Queues } from '../queues/queues.js';
-import { queueDeliveryJobs, takeHeldDeliveries } from './deliveries.js';
+import { queueDeliveryJobs, takeHeldDeliveries } from './delivery-jobs.js';
 
 /**
  * The outbox relay: turns events into webhook delivery jobs, one per event and matching endpoint.
@@ -19,7 +19,7 @@ import { queueDeliveryJobs, takeHeldDeliveries } from './deliveries.js';
 const batchSize = 1000;
 const resumeBatchSize = 500;
 
-export interface RelayDeps {
+interface RelayDeps {
   db: Knex;
   queues: Queues;
   config: Config;
@@ -70,6 +70,11 @@ export async function relayOutbox(
   return totals;
 }
 
+const firstDelivery = (eventId: string, endpointId: string): FollowUp => ({
+  kind: 'delivery',
+  payload: { eventId, endpointId, cause: 'new' },
+});
+
 /** Creates the deliveries of these events (held for disabled endpoints) and adds the pending ones' jobs. */
 async function queueDeliveries(deps: RelayDeps, trx: Knex.Transaction, events: EventHead[]): Promise<number> {
   const endpoints = (await trx('webhook_endpoints').select(
@@ -83,17 +88,13 @@ async function queueDeliveries(deps: RelayDeps, trx: Knex.Transaction, events: E
       .filter((endpoint) => routes(endpoint, event))
       .map((endpoint) => {
         const pending = endpoint.status === 'enabled';
-        const delivery: FollowUp = {
-          kind: 'delivery',
-          payload: { eventId: event.id, endpointId: endpoint.id, cause: 'new' },
-        };
         return {
           endpoint_id: endpoint.id,
           event_id: event.id,
           event_seq: event.seq,
           event_type: event.type,
           status: pending ? 'pending' : 'held',
-          job_id: pending ? followUpJobId(delivery) : null,
+          job_id: pending ? followUpJobId(firstDelivery(event.id, endpoint.id)) : null,
         };
       }),
   );
@@ -111,10 +112,7 @@ async function queueDeliveries(deps: RelayDeps, trx: Knex.Transaction, events: E
     const pending = inserted.filter((row) => row.status === 'pending');
     await addFollowUps(
       deps,
-      pending.map((row) => ({
-        kind: 'delivery',
-        payload: { eventId: row.event_id, endpointId: row.endpoint_id, cause: 'new' },
-      })),
+      pending.map((row) => firstDelivery(row.event_id, row.endpoint_id)),
     );
     queued += pending.length;
   }

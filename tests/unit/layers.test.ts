@@ -110,7 +110,7 @@ const apiWrites: Record<string, { names: string[]; why: string }> = {
     names: ['createEndpoint', 'updateEndpoint', 'deleteEndpoint', 'rotateSecret', 'enableEndpoint'],
     why: 'endpoint settings are configuration, written synchronously (the secret is shown once)',
   },
-  'src/webhooks/deliveries.ts': {
+  'src/webhooks/delivery-jobs.ts': {
     names: ['requeueDeliveries', 'queueDeliveryJobs'],
     why: 'a manual retry names its job on the row and resets it in the transaction that enqueues',
   },

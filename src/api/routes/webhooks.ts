@@ -8,12 +8,8 @@ import { httpUrlSchema } from '../../fields.js';
 import { refuseUrl } from '../../outbound/address-guard.js';
 import { replayRange, webhookJobs } from '../../queues/webhooks.js';
 import { webhookEndpointSchema } from '../../resources.js';
-import {
-  getDelivery,
-  listDeliveries,
-  queueDeliveryJobs,
-  requeueDeliveries,
-} from '../../webhooks/deliveries.js';
+import { getDelivery, listDeliveries } from '../../webhooks/deliveries.js';
+import { queueDeliveryJobs, requeueDeliveries } from '../../webhooks/delivery-jobs.js';
 import {
   createEndpoint,
   deleteEndpoint,
