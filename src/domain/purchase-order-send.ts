@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import type { Config } from '../config.js';
+import { DomainError } from '../errors/domain-error.js';
 import { RetryLaterError } from '../errors/retry-later-error.js';
-import { DomainError } from '../errors.js';
 import { setTransactionActor } from '../events/outbox.js';
 import type { Logger } from '../log.js';
 import type { SendResult } from '../queues/reorder.js';

@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import { deleteStagedUpload, loadStagedUpload, pruneStagedUploads } from '../db/image-uploads.js';
 import { findVersionBySha, getImage, recordImageVersion, type UrlBuilder } from '../domain/images.js';
-import { DomainError } from '../errors.js';
+import { DomainError } from '../errors/domain-error.js';
 import type { ProcessedImage } from '../queues/images.js';
 import { isLastAttempt } from '../queues/job.js';
 import { fetchSource } from './fetch-source.js';

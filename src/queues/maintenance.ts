@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { Config } from '../config.js';
-import { DomainError } from '../errors.js';
+import { DomainError } from '../errors/domain-error.js';
 import { defineJob, defineScheduler, type Scheduler } from './job.js';
 
 /** How long applied-job records are kept: twice the job retention, so no retry of a job can outlive its record. */

@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import type { Config } from '../config.js';
-import { DomainError } from '../errors.js';
+import { DomainError } from '../errors/domain-error.js';
 import { readEventsBetween } from '../events/event-log.js';
 import { addFollowUps, type FollowUp, followUpJobId } from '../queues/follow-ups.js';
 import type { PayloadOf } from '../queues/job.js';

@@ -1,19 +1,16 @@
 import fc from 'fast-check';
 import { Webhook } from 'standardwebhooks';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, parseConfig, parseDuration } from '../../src/config.js';
+import { parseConfig, parseDuration } from '../../src/config.js';
+import { ConfigError } from '../../src/errors/config-error.js';
 import { RetryLaterError } from '../../src/errors/retry-later-error.js';
+import { SignatureError } from '../../src/errors/signature-error.js';
 import { closestTypes, matchesType, typeListQuerySchema } from '../../src/events/type-patterns.js';
 import { parseRetryAfter } from '../../src/outbound/http.js';
 import { attemptsFor, backoffStrategy, retryDelayMs } from '../../src/queues/backoff.js';
 import { followUpJobId } from '../../src/queues/follow-ups.js';
 import { routes } from '../../src/webhooks/relay.js';
-import {
-  generateSecret,
-  SignatureError,
-  signatureHeaders,
-  verifySignature,
-} from '../../src/webhooks/signing.js';
+import { generateSecret, signatureHeaders, verifySignature } from '../../src/webhooks/signing.js';
 
 describe('durations and the retry schedule', () => {
   it('parses durations and the default schedule', () => {
