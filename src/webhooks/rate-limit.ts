@@ -1,4 +1,7 @@
+import { randomUUID } from 'node:crypto';
+import { DelayedError, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
+import type { JobData } from '../queues/job.js';
 
 /**
  * Per-endpoint delivery rate, shared by every worker process through Redis (its clock, keys per
@@ -38,7 +41,7 @@ export const rateKey = (prefix: string, endpointId: string) => `${prefix}:webhoo
 const windowKey = (prefix: string, endpointId: string) => `${prefix}:webhooks:sent:${endpointId}`;
 
 /** Books a slot for one delivery; resolves with the ms to wait for it (0: go now). */
-export async function reserveDeliverySlot(
+async function reserveDeliverySlot(
   redis: Redis,
   prefix: string,
   endpointId: string,
@@ -66,4 +69,39 @@ export async function claimSend(
   sendId: string,
 ): Promise<number> {
   return Number(await redis.eval(sendScript, 1, windowKey(prefix, endpointId), String(perSecond), sendId));
+}
+
+type RateData = JobData & { rateSlotReserved?: boolean };
+
+/**
+ * Holds a delivery job until the endpoint's rate limit lets it go: first until its booked slot
+ * (pacing), then, as it goes, until the endpoint's last second has room (the limit). Holding moves
+ * the job back to the queue, marked as holding a slot, and ends this run (BullMQ's DelayedError).
+ */
+export async function waitForRateSlot(
+  redis: Redis,
+  prefix: string,
+  job: Job<JobData>,
+  endpointId: string,
+  perSecond: number | null,
+): Promise<void> {
+  if (!perSecond) return;
+  const data = job.data as RateData;
+  if (!data.rateSlotReserved) {
+    const waitMs = await reserveDeliverySlot(redis, prefix, endpointId, perSecond);
+    if (waitMs > 2) return delayUntil(job, Date.now() + waitMs);
+  }
+  const fullForMs = await claimSend(redis, prefix, endpointId, perSecond, `${job.id}:${randomUUID()}`);
+  if (fullForMs > 0) return delayUntil(job, Date.now() + fullForMs);
+  if (data.rateSlotReserved) {
+    // Going now: a later attempt books a slot of its own.
+    const { rateSlotReserved: _, ...rest } = data;
+    await job.updateData(rest);
+  }
+}
+
+async function delayUntil(job: Job<JobData>, at: number): Promise<never> {
+  await job.updateData({ ...job.data, rateSlotReserved: true } as RateData);
+  await job.moveToDelayed(at, job.token);
+  throw new DelayedError();
 }

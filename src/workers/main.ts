@@ -8,7 +8,7 @@ import { collectCache, collectPool, createMetrics } from '../ops/metrics.js';
 import { closeQueues, createQueues } from '../queues/queues.js';
 import { secretBoxFromConfig } from '../secrets.js';
 import { serveWorkerMetrics } from './metrics-server.js';
-import { parseQueueList, startWorkers, stopWorkers } from './pool.js';
+import { parseQueueList, startWorkers, stopWorkers } from './queue-workers.js';
 
 /** Worker process: `node dist/src/workers/main.js [--queues products,inventory]` (default: all queues). */
 runEntry(async () => {

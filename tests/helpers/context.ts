@@ -20,7 +20,7 @@ import { checkEventData } from '../../src/events/catalogue.js';
 import { createLogger } from '../../src/log.js';
 import type { QueueName } from '../../src/queues/job.js';
 import { getJobStatus, type JobStatus } from '../../src/queues/job-status.js';
-import { parseQueueList, startWorkers, stopWorkers } from '../../src/workers/pool.js';
+import { parseQueueList, startWorkers, stopWorkers } from '../../src/workers/queue-workers.js';
 import { cloneTemplate, dropDatabase, openConnections, testDatabaseUrl } from './databases.js';
 
 /** The SECRETS_KEY of every test context (tests of rotation make their own). */

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { purchaseOrderStatuses, purchaseOrderTransitions } from '../../src/domain/purchase-orders.js';
-import { checkJob, reorderJobs, sendJob } from '../../src/queues/reorder.js';
+import { followUpJob } from '../../src/queues/follow-ups.js';
+import { reorderJobs } from '../../src/queues/reorder.js';
 import { generateSecretsKey } from '../../src/secrets.js';
 import { createTestContext, json, type TestContext } from '../helpers/context.js';
 import { expectIncomingMatchesLines, reorderApi, until } from '../helpers/reorder.js';
@@ -31,7 +32,7 @@ afterAll(async () => {
 });
 
 const runCheck = async (ruleId: number, cause: string) => {
-  const job = checkJob(ruleId, cause);
+  const job = followUpJob(ctx.config, { kind: 'check', payload: { ruleId }, key: cause });
   await ctx.api.queues.reorder.add(job.name, job.data, job.opts);
   const status = await ctx.waitForJob(job.opts.jobId!);
   expect(status.state, JSON.stringify(status.error)).toBe('completed');
@@ -384,7 +385,10 @@ describe('database guards', () => {
       const lines = await api.lines('INSIDE');
       return lines.length > 0 ? lines : undefined;
     });
-    const job = sendJob(line.purchase_order_id, { attempts: 3, delayMs: 0 });
+    const job = followUpJob(ctx.config, {
+      kind: 'send',
+      payload: { purchaseOrderId: line.purchase_order_id },
+    });
     await ctx.api.queues.reorder.add(job.name, job.data, {
       ...job.opts,
       jobId: `reorder-send-now-${line.purchase_order_id}`,

@@ -1,16 +1,18 @@
-import { type AdvancedOptions, type Job, Worker } from 'bullmq';
-import type { Config } from '../config.js';
+import { type Job, Worker } from 'bullmq';
+import { failImageJobWithoutRun } from '../images/image-failures.js';
+import { backoffStrategy } from '../queues/backoff.js';
 import { publishFinished } from '../queues/finished-signal.js';
 import { type JobData, type QueueName, queueNames } from '../queues/job.js';
-import { failImageJobWithoutRun, imageHandlers } from './images.js';
+import { imageHandlers } from './images.js';
 import { inboundHandlers } from './inbound.js';
 import { inventoryHandlers } from './inventory.js';
-import { keepSchedulers, maintenanceHandlers, registerSchedulers, warmCacheAtStart } from './maintenance.js';
+import { maintenanceHandlers } from './maintenance.js';
 import { orderHandlers } from './orders.js';
 import { createProcessor, type QueueHandlers, type WorkerDeps } from './processor.js';
 import { productHandlers } from './products.js';
-import { reorderHandlers, reorderWorkerSettings } from './reorder.js';
-import { webhookHandlers, webhookWorkerSettings } from './webhooks.js';
+import { reorderHandlers } from './reorder.js';
+import { keepSchedulers, registerSchedulers } from './schedulers.js';
+import { webhookHandlers } from './webhooks.js';
 
 const handlersByQueue: { [Q in QueueName]: QueueHandlers<Q> } = {
   products: productHandlers,
@@ -21,12 +23,6 @@ const handlersByQueue: { [Q in QueueName]: QueueHandlers<Q> } = {
   reorder: reorderHandlers,
   orders: orderHandlers,
   inbound: inboundHandlers,
-};
-
-/** Queue-specific worker settings (custom backoff strategies). */
-const settingsByQueue: { [Q in QueueName]?: (config: Config) => AdvancedOptions } = {
-  webhooks: webhookWorkerSettings,
-  reorder: reorderWorkerSettings,
 };
 
 export function parseQueueList(list: string | undefined): QueueName[] {
@@ -86,7 +82,6 @@ class PoolWorker extends Worker<JobData> {
 export async function startWorkers(deps: WorkerDeps, queues: QueueName[]): Promise<Worker[]> {
   const { config, log } = deps;
   await registerSchedulers(deps.queues, config, queues);
-  if (queues.includes('maintenance')) await warmCacheAtStart(deps.queues, config);
   const workers = queues.map((queue) => {
     const worker = new PoolWorker(
       queue,
@@ -97,7 +92,7 @@ export async function startWorkers(deps: WorkerDeps, queues: QueueName[]): Promi
         concurrency: config.concurrency[queue],
         lockDuration: config.WORKER_LOCK_DURATION_MS,
         stalledInterval: config.WORKER_LOCK_DURATION_MS,
-        settings: settingsByQueue[queue]?.(config),
+        settings: { backoffStrategy: backoffStrategy(config) },
       },
     );
     const unrun = beforeFailingUnrun[queue];
