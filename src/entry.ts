@@ -1,5 +1,5 @@
 import { ConfigError } from './config.js';
-import { DatabaseMissingError, ServiceUnreachableError } from './connections.js';
+import { DatabaseMissingError, RedisNotDurableError, ServiceUnreachableError } from './connections.js';
 import { isPgError, pgErrorCodes } from './db/knex.js';
 
 /**
@@ -11,7 +11,8 @@ export function runEntry(main: () => Promise<void>): void {
     if (
       error instanceof ConfigError ||
       error instanceof ServiceUnreachableError ||
-      error instanceof DatabaseMissingError
+      error instanceof DatabaseMissingError ||
+      error instanceof RedisNotDurableError
     ) {
       process.stderr.write(`stockflow: ${error.message}\n`);
     } else if (String((error as { code?: unknown } | null)?.code).startsWith('ERR_PARSE_ARGS_')) {
