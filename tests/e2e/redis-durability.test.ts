@@ -34,10 +34,13 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await ctx?.close();
-  redis.kill('SIGTERM');
-  await exitOf(redis);
-  await rm(dir, { recursive: true, force: true });
+  try {
+    await ctx?.close();
+  } finally {
+    redis.kill('SIGTERM');
+    await exitOf(redis);
+    await rm(dir, { recursive: true, force: true });
+  }
 });
 
 async function output(child: ChildProcess): Promise<{ code: number | null; text: string }> {

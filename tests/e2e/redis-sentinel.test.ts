@@ -128,12 +128,15 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  await ctx?.close();
-  for (const child of children.reverse()) {
-    child.kill('SIGTERM');
-    await exitOf(child);
+  try {
+    await ctx?.close();
+  } finally {
+    for (const child of children.reverse()) {
+      child.kill('SIGTERM');
+      await exitOf(child);
+    }
+    await rm(dir, { recursive: true, force: true });
   }
-  await rm(dir, { recursive: true, force: true });
 });
 
 it('reaches the master through the sentinel with every connection, and follows failovers', async () => {
