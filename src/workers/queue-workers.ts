@@ -12,6 +12,7 @@ import { createProcessor, type QueueHandlers, type WorkerDeps } from './processo
 import { productHandlers } from './products.js';
 import { reorderHandlers } from './reorder.js';
 import { keepSchedulers, registerSchedulers } from './schedulers.js';
+import { watchWorkers } from './watchdog.js';
 import { webhookHandlers } from './webhooks.js';
 
 const handlersByQueue: { [Q in QueueName]: QueueHandlers<Q> } = {
@@ -78,11 +79,24 @@ class PoolWorker extends Worker<JobData> {
   }
 }
 
-/** Starts one BullMQ Worker per queue, each with its configured concurrency. */
+/**
+ * Starts one BullMQ Worker per queue, each with its configured concurrency. A job whose worker
+ * died is taken over within lockDuration + stalledInterval (WORKER_LOCK_DURATION_MS +
+ * WORKER_STALLED_INTERVAL_MS, 20 s by default). The returned array stays live: the watchdog
+ * (./watchdog.ts) puts a fresh worker in the place of one that is stuck.
+ */
 export async function startWorkers(deps: WorkerDeps, queues: QueueName[]): Promise<Worker[]> {
   const { config, log } = deps;
   await registerSchedulers(deps.queues, config, queues);
-  const workers = queues.map((queue) => {
+  // The schedulers are kept, and the workers watched, for as long as these workers run: both stop
+  // when the first one closes (a worker the watchdog replaces does not count).
+  let stopWatching: () => void = () => undefined;
+  const stopKeeping = keepSchedulers(deps, queues);
+  const onClosing = () => {
+    stopKeeping();
+    stopWatching();
+  };
+  const build = (queue: QueueName) => {
     const worker = new PoolWorker(
       queue,
       createProcessor(deps, queue, handlersByQueue[queue] as QueueHandlers<typeof queue>),
@@ -91,7 +105,7 @@ export async function startWorkers(deps: WorkerDeps, queues: QueueName[]): Promi
         prefix: config.QUEUE_PREFIX,
         concurrency: config.concurrency[queue],
         lockDuration: config.WORKER_LOCK_DURATION_MS,
-        stalledInterval: config.WORKER_LOCK_DURATION_MS,
+        stalledInterval: config.workerStalledIntervalMs,
         settings: { backoffStrategy: backoffStrategy(config) },
       },
     );
@@ -104,12 +118,27 @@ export async function startWorkers(deps: WorkerDeps, queues: QueueName[]): Promi
     worker.on('completed', (job) => signal(job.id));
     worker.on('failed', (job) => signal(job?.id));
     worker.on('error', (err) => log.error({ err, queue }, 'worker error'));
+    worker.once('closing', onClosing);
     log.info({ queue, concurrency: config.concurrency[queue] }, 'worker started');
     return worker;
+  };
+  const workers = queues.map(build);
+  stopWatching = watchWorkers({
+    workers,
+    boundMs: config.WORKER_WATCHDOG_MS,
+    log,
+    replace(index, reason) {
+      const stuck = workers[index]!;
+      const queue = queues[index]!;
+      stuck.off('closing', onClosing);
+      workers[index] = build(queue);
+      deps.metrics.workerRecreated.inc({ queue, reason });
+      // Its active jobs may still finish; if not, they are taken over once their locks expire.
+      void stopWorkers([stuck], config.SHUTDOWN_TIMEOUT_MS).catch((err: unknown) =>
+        log.error({ err, queue }, 'closing a stuck worker failed'),
+      );
+    },
   });
-  // The schedulers are kept for as long as these workers run: stopped when the first one closes.
-  const stopKeeping = keepSchedulers(deps, queues);
-  for (const worker of workers) worker.once('closing', stopKeeping);
   return workers;
 }
 
