@@ -57,8 +57,14 @@ export async function deliver(
   if ('outcome' in claimed) return claimed;
   const { delivery, endpoint } = claimed;
 
-  await waitForRateSlot(deps.redis, config.QUEUE_PREFIX, job, endpoint.id, endpoint.rate_limit_per_second);
-  const { attempt, result } = await send(deps, claimed, job.id ?? null);
+  const sendAt = await waitForRateSlot(
+    deps.redis,
+    config.QUEUE_PREFIX,
+    job,
+    endpoint.id,
+    endpoint.rate_limit_per_second,
+  );
+  const { attempt, result } = await send(deps, claimed, job.id ?? null, sendAt);
   const status = result.statusCode;
   const isLast = isLastAttempt(job);
   metrics.webhookAttempts.inc({ outcome: attempt.outcome });
@@ -118,11 +124,15 @@ async function claimAttempt(
   return context;
 }
 
-/** The signed POST (Standard Webhooks), and the attempt as it is recorded. */
+/**
+ * The signed POST (Standard Webhooks), and the attempt as it is recorded. It starts when the
+ * endpoint's rate limit let it go (`sendAt`), or now.
+ */
 async function send(
   deps: DeliveryDeps,
   { endpoint, event }: DeliveryContext,
   jobId: string | null,
+  sendAt: Date | undefined,
 ): Promise<{ attempt: Attempt; result: SendResult }> {
   const { config } = deps;
   const body = JSON.stringify({
@@ -133,7 +143,7 @@ async function send(
     aggregate: event.aggregate,
     data: event.data,
   });
-  const startedAt = new Date();
+  const startedAt = sendAt ?? new Date();
   const result = await postJson({
     userAgent: 'Stockflow-Webhooks/1',
     url: endpoint.url,

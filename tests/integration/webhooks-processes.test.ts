@@ -86,9 +86,10 @@ describe('webhook workers as separate processes', () => {
         .join('webhook_deliveries', 'webhook_deliveries.id', 'webhook_attempts.delivery_id')
         .where('webhook_deliveries.endpoint_id', endpoint.id)
         .select('webhook_attempts.started_at', 'webhook_attempts.worker');
-      // When the workers sent, as they recorded it: the limit is on sends. The receiver's own
-      // clock is no judge here: it runs in this busy test process, which stamps requests late in
-      // bunches whenever its event loop is held up.
+      // When each send was let go, as the workers recorded it (the instant the endpoint's window
+      // counted it): the limit is on sends. Arrival times are no judge of it: this busy test
+      // process stamps requests late, in bunches, whenever its event loop is held up, and a worker
+      // descheduled between its go and its POST sends late.
       const times = attempts.map((a) => a.started_at.getTime()).sort((x, y) => x - y);
       // Slots are 100 ms apart: no 1-second window holds more than the limit (+1 for the edge).
       for (const [i, start] of times.entries()) {
