@@ -19,11 +19,13 @@ export function postgresBinDir(): string {
 }
 
 /**
- * A private PostgreSQL cluster for the fault suite: `initdb` into a scratch directory, a spare port
- * on 127.0.0.1, its socket in that directory. It can be restarted (fast shutdown, as an operator or
- * a managed service does) and have its backends terminated, which the machine's shared server must
- * never be. Default settings, max_connections 100 included: the suite runs against what a fresh
- * Postgres allows. Postgres refuses to run as root, so as root it runs as the `postgres` user.
+ * A private PostgreSQL cluster for the fault suite and the replica tests: `initdb` into a scratch
+ * directory (or `pg_basebackup` of another one: a streaming replica), a spare port on 127.0.0.1,
+ * its socket in that directory. It can be restarted (fast shutdown, as an operator or a managed
+ * service does) and have its backends terminated, which the machine's shared server must never be.
+ * Default settings, max_connections 100 included, unless `settings` says otherwise: the suite runs
+ * against what a fresh Postgres allows. Postgres refuses to run as root, so as root it runs as the
+ * `postgres` user.
  */
 export interface PostgresCluster {
   port: number;
@@ -36,10 +38,48 @@ export interface PostgresCluster {
   query<T extends pg.QueryResultRow>(database: string, sql: string, params?: unknown[]): Promise<T[]>;
 }
 
-export async function createPostgresCluster(dir: string, port: number): Promise<PostgresCluster> {
-  const bin = postgresBinDir();
+/** postgresql.conf settings beyond the defaults (`{ wal_level: 'replica' }`), quoted as needed. */
+export type PostgresSettings = Record<string, string | number>;
+
+export async function createPostgresCluster(
+  dir: string,
+  port: number,
+  settings: PostgresSettings = {},
+): Promise<PostgresCluster> {
+  const as = await clusterDirectory(dir);
   const data = path.join(dir, 'data');
-  const log = path.join(dir, 'postgres.log');
+  await as('initdb', ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync']);
+  await includeSettings(dir, port, settings);
+  return clusterAt(dir, port, as);
+}
+
+/**
+ * A streaming replica of `primary` (`pg_basebackup -R`: standby.signal and primary_conninfo), not
+ * started. `settings` are its own, e.g. `recovery_min_apply_delay`; the primary's authentication
+ * (initdb's trust, replication included) lets it connect over 127.0.0.1.
+ */
+export async function createStandby(
+  primary: PostgresCluster,
+  dir: string,
+  port: number,
+  settings: PostgresSettings = {},
+): Promise<PostgresCluster> {
+  const as = await clusterDirectory(dir);
+  const data = path.join(dir, 'data');
+  await as('pg_basebackup', [
+    ...['-D', data, '-h', '127.0.0.1', '-p', String(primary.port), '-U', 'postgres'],
+    ...['-R', '-X', 'stream', '-c', 'fast', '--no-sync'],
+  ]);
+  // The copied postgresql.conf includes the primary's settings; this include, read after it, wins.
+  await includeSettings(dir, port, settings);
+  return clusterAt(dir, port, as);
+}
+
+type Run = (command: string, args: string[]) => Promise<unknown>;
+
+/** Makes `dir` a cluster's home (owned by `postgres` as root); answers how to run its binaries. */
+async function clusterDirectory(dir: string): Promise<Run> {
+  const bin = postgresBinDir();
   const asRoot = userInfo().uid === 0;
   await mkdir(dir, { recursive: true });
   if (asRoot) {
@@ -48,30 +88,36 @@ export async function createPostgresCluster(dir: string, port: number): Promise<
     await chown(dir, Number(stdout.trim()), Number(gid.trim()));
   }
   await chmod(dir, 0o700);
-  const as = (command: string, args: string[]) =>
+  return (command, args) =>
     asRoot
       ? run('runuser', ['-u', 'postgres', '--', path.join(bin, command), ...args], { cwd: '/' })
       : run(path.join(bin, command), args);
+}
 
-  await as('initdb', ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync']);
-  // Durable enough for a suite that never crashes the machine: a fast shutdown writes a checkpoint.
+/** The cluster's own settings in `dir/extra.conf`, included at the end of its postgresql.conf. */
+async function includeSettings(dir: string, port: number, settings: PostgresSettings): Promise<void> {
+  const extra = path.join(dir, 'extra.conf');
+  const quoted = (value: string | number) => (typeof value === 'number' ? String(value) : `'${value}'`);
+  // Durable enough for runs that never crash the machine: a fast shutdown writes a checkpoint.
   await writeFile(
-    path.join(dir, 'extra.conf'),
+    extra,
     [
       `port = ${port}`,
       "listen_addresses = '127.0.0.1'",
       `unix_socket_directories = '${dir}'`,
       'fsync = off',
       'full_page_writes = off',
+      ...Object.entries(settings).map(([name, value]) => `${name} = ${quoted(value)}`),
       '',
     ].join('\n'),
   );
-  if (asRoot) await run('chown', ['postgres', path.join(dir, 'extra.conf')]);
-  await run('sh', [
-    '-c',
-    `echo "include '${path.join(dir, 'extra.conf')}'" >> ${path.join(data, 'postgresql.conf')}`,
-  ]);
+  if (userInfo().uid === 0) await run('chown', ['postgres', extra]);
+  await run('sh', ['-c', `echo "include '${extra}'" >> ${path.join(dir, 'data', 'postgresql.conf')}`]);
+}
 
+function clusterAt(dir: string, port: number, as: Run): PostgresCluster {
+  const data = path.join(dir, 'data');
+  const log = path.join(dir, 'postgres.log');
   const url = (database: string) => `postgres://postgres@127.0.0.1:${port}/${database}`;
   const cluster: PostgresCluster = {
     port,
