@@ -180,11 +180,21 @@ export async function submitJob<J extends AnyJob>(
       } else {
         sendProblem(reply, request, { ...problemFromFailure(status.error!), jobId: status.id });
       }
-      return;
+      return sent(reply);
     }
     if (status) enqueued.state = status.state;
   }
   reply
     .code(202)
     .send({ id: enqueued.id, queue: enqueued.queue, name: enqueued.name, state: enqueued.state });
+  return sent(reply);
+}
+
+/**
+ * Resolves once the answer is sent. A handler that resolves before (with nothing) while an async
+ * onSend hook still runs (the commit position's, src/api/replica-reads.ts) makes Fastify send a
+ * second, empty answer.
+ */
+async function sent(reply: FastifyReply): Promise<void> {
+  await reply;
 }
