@@ -61,6 +61,16 @@ const envSchema = z.object({
   DATABASE_POOL_MAX: integer(1, 200).default(10),
   /** Connections kept free for the release step (migrate) and an operator (psql, reconcile). */
   DATABASE_RESERVED_CONNECTIONS: integer(0, 1000).default(5),
+  /**
+   * A streaming replica of DATABASE_URL for the reads that may lag (docs/architecture.md, "Read
+   * replicas"); unset: every read goes to the primary.
+   */
+  DATABASE_REPLICA_URL: z.url({ protocol: /^postgres(ql)?$/ }).optional(),
+  /**
+   * How long a read waits for the replica: to replay up to the position the caller sent back
+   * (X-Stockflow-LSN), or to tell its position at all. Past it the primary serves the read.
+   */
+  REPLICA_WAIT_MS: integer(1, 10_000).default(200),
   /** Credentials, database number and TLS of the queue Redis (with REDIS_SENTINELS: of its master). */
   REDIS_URL: z.url({ protocol: /^rediss?$/ }).default('redis://127.0.0.1:6379'),
   /**

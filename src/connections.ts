@@ -1,6 +1,7 @@
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Config } from './config.js';
 import { createDb, type Db, type DbRole, isPgError, pgErrorCodes } from './db/knex.js';
+import { createReplicaTracker, type ReplicaTracker } from './db/wal-position.js';
 import { DatabaseMissingError } from './errors/database-missing-error.js';
 import { RedisNotDurableError } from './errors/redis-not-durable-error.js';
 import { ServiceUnreachableError } from './errors/service-unreachable-error.js';
@@ -21,6 +22,19 @@ export async function openPostgres(config: Config, role?: DbRole): Promise<Db> {
     throw new ServiceUnreachableError('PostgreSQL', config.DATABASE_URL, error);
   }
   return db;
+}
+
+/**
+ * The web process's replica (DATABASE_REPLICA_URL), if set: a pool under the `api` role's guards
+ * and the tracker of its replay position. Not checked at start, unlike openPostgres: a replica
+ * that is away sends its reads to the primary (the tracker warns), it keeps no web process down.
+ */
+export function openReplica(config: Config, log: Logger): { db: Db; tracker: ReplicaTracker } | undefined {
+  const url = config.DATABASE_REPLICA_URL;
+  if (!url) return undefined;
+  const db = createDb({ ...config, DATABASE_URL: url }, 'api');
+  log.info({ replica: redactUrl(url) }, 'reads that may lag go to the Postgres replica');
+  return { db, tracker: createReplicaTracker(db, log) };
 }
 
 /**

@@ -9,6 +9,7 @@ import { problemServerOptions, registerErrorHandling } from './errors.js';
 import { registerJsonBody } from './json-body.js';
 import { registerMetrics } from './metrics.js';
 import { registerRateLimit } from './rate-limits.js';
+import { registerCommitPositions } from './replica-reads.js';
 import { registerEventRoutes } from './routes/events.js';
 import { registerHealthRoutes } from './routes/health.js';
 import { registerImageRoutes } from './routes/images.js';
@@ -61,6 +62,7 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
   registerJsonBody(app, { maxDepth: deps.config.JSON_MAX_DEPTH });
   registerAuth(app, deps.keys, { authFailures: deps.limits.rates.authFailures });
   registerRateLimit(app, deps.limits.rates, deps.config.RATE_LIMIT_PER_SECOND);
+  registerCommitPositions(app, deps);
   await registerDocs(app, { public: deps.config.DOCS_PUBLIC });
   registerMetrics(app, deps);
   registerHealthRoutes(app, deps);

@@ -1,9 +1,17 @@
 import type { Redis } from 'ioredis';
 import { openReadCache, type ReadCache } from '../cache/read-cache.js';
 import type { Config } from '../config.js';
-import { checkPostgresRoom, checkRedisDurability, openPostgres, openRedis } from '../connections.js';
+import {
+  checkPostgresRoom,
+  checkRedisDurability,
+  openPostgres,
+  openRedis,
+  openReplica,
+} from '../connections.js';
 import type { Db } from '../db/knex.js';
+import type { ReplicaTracker } from '../db/wal-position.js';
 import { createHorizonTracker, type HorizonTracker } from '../events/horizon.js';
+import { createHorizonPositions, type HorizonPositions } from '../events/horizon-positions.js';
 import { createLiveHub, type LiveHub } from '../events/live-hub.js';
 import type { Logger } from '../log.js';
 import { alertRules } from '../ops/alerts.js';
@@ -30,7 +38,13 @@ import { createKeyCaps, createSlots, type KeyCaps, type Slots } from './stream-c
 export interface ApiDeps {
   config: Config;
   log: Logger;
+  /** The primary: every write, and every read that must see the caller's own writes. */
   db: Db;
+  /**
+   * DATABASE_REPLICA_URL, when set: the reads that may lag (src/api/replica-reads.ts). `horizons`
+   * pairs the event log's proven horizons with the primary's WAL position, for feed reads there.
+   */
+  replica?: { db: Db; tracker: ReplicaTracker; horizons: HorizonPositions };
   /** Producer-role connection: fails fast so requests never hang on a Redis outage. */
   redis: Redis;
   queues: Queues;
@@ -120,10 +134,12 @@ export async function openApiDeps(
     windowMs: config.ALERT_ROUTE_WINDOW,
     log,
   });
+  const replica = openReplica(config, log);
   return {
     config,
     log,
     db,
+    replica: replica && { ...replica, horizons: createHorizonPositions() },
     redis,
     queues,
     finished,
@@ -155,6 +171,7 @@ export async function openApiDeps(
       subscriber.disconnect();
       await closeQueues(queues);
       await redis.quit().catch(() => undefined);
+      await replica?.db.destroy();
       await db.destroy();
     },
   };

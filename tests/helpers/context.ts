@@ -62,15 +62,22 @@ export interface ContextOptions {
   workers?: boolean | QueueName[];
   /** Where the context's logs go (with LOG_LEVEL in env): for tests that read log output. */
   logDestination?: DestinationStream;
+  /**
+   * A migrated database of another server (a private cluster) to use instead of a clone of the
+   * template; its owner drops it.
+   */
+  databaseUrl?: string;
 }
 
 export async function createTestContext(options: ContextOptions = {}): Promise<TestContext> {
   const id = randomBytes(5).toString('hex');
-  const database = `stockflow_test_${id}`;
-  await cloneTemplate(inject('templateDatabase'), database);
+  const database = options.databaseUrl
+    ? new URL(options.databaseUrl).pathname.slice(1)
+    : `stockflow_test_${id}`;
+  if (!options.databaseUrl) await cloneTemplate(inject('templateDatabase'), database);
   const env: Record<string, string> = {
     NODE_ENV: 'test',
-    DATABASE_URL: testDatabaseUrl(database),
+    DATABASE_URL: options.databaseUrl ?? testDatabaseUrl(database),
     DATABASE_POOL_MAX: '10',
     REDIS_URL: process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379',
     QUEUE_PREFIX: `sft-${id}`,
@@ -183,9 +190,11 @@ export async function createTestContext(options: ContextOptions = {}): Promise<T
       await app.close();
       await api.close();
       await deleteScratchKeys(config.REDIS_URL, config.QUEUE_PREFIX);
-      const connections = await openConnections(database);
-      if (connections > 0) leaks.push(`${connections} Postgres connection(s) still open`);
-      await dropDatabase(database);
+      if (!options.databaseUrl) {
+        const connections = await openConnections(database);
+        if (connections > 0) leaks.push(`${connections} Postgres connection(s) still open`);
+        await dropDatabase(database);
+      }
       openContexts.delete(ctx);
       if (leaks.length > 0) throw new Error(`test context leaked: ${leaks.join('; ')}`);
     },

@@ -15,6 +15,7 @@ import { typeListQuerySchema } from '../../events/type-patterns.js';
 import { allows, principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
 import { consumerNameSchema, registerStreams } from '../event-stream.js';
+import { lsnHeaders, lsnQuery, readFeedMayLag } from '../replica-reads.js';
 import { takeStreamSlot } from '../stream-caps.js';
 
 /** How long a read waits for in-flight writers before answering with the last proven horizon. */
@@ -89,7 +90,9 @@ export async function registerEventRoutes(root: FastifyInstance, deps: ApiDeps):
           after: seq.default(0),
           limit: z.coerce.number().int().min(1).max(1000).default(100),
           types: typeListQuerySchema.optional(),
+          ...lsnQuery,
         }),
+        headers: lsnHeaders,
         response: {
           200: z.object({
             items: z.array(logEventSchema),
@@ -99,12 +102,14 @@ export async function registerEventRoutes(root: FastifyInstance, deps: ApiDeps):
         },
       },
     },
-    async (request) => {
+    async (request, reply) => {
       const { after, limit, types } = request.query;
       await retained(deps, after);
-      const horizon = await deps.horizon.refresh(proofWaitMs);
-      const page = await readEventPage(deps.db, { after, limit, types, horizon });
-      return { ...page, headSeq: horizon };
+      const proven = await deps.horizon.refresh(proofWaitMs);
+      return readFeedMayLag(deps, request, reply, proven, async (db, horizon) => ({
+        ...(await readEventPage(db, { after, limit, types, horizon })),
+        headSeq: horizon,
+      }));
     },
   );
 

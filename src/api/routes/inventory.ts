@@ -19,6 +19,7 @@ import { skuSchema } from '../../queues/products.js';
 import { levelFigures, levelSchema, movementSchema, reservationSchema } from '../../resources.js';
 import type { ApiDeps } from '../deps.js';
 import { problem, sendProblem } from '../problems.js';
+import { lsnHeaders, lsnQuery, readMayLag } from '../replica-reads.js';
 import { jobHandleSchema, submitJob } from '../submit-job.js';
 
 const statusSchema = z.object({
@@ -226,11 +227,20 @@ export function registerInventoryRoutes(root: FastifyInstance, deps: ApiDeps): v
       schema: {
         tags,
         summary: 'Stock as it was at a past moment, recomputed from the ledger',
-        querystring: z.object({ sku: skuList, at: instantSchema, location: locationCodeSchema.optional() }),
+        querystring: z.object({
+          sku: skuList,
+          at: instantSchema,
+          location: locationCodeSchema.optional(),
+          ...lsnQuery,
+        }),
+        headers: lsnHeaders,
         response: { 200: statusSchema },
       },
     },
-    (request) => getStockAsOf(deps.db, request.query.sku, request.query.at, request.query.location),
+    (request, reply) =>
+      readMayLag(deps, request, reply, (db) =>
+        getStockAsOf(db, request.query.sku, request.query.at, request.query.location),
+      ),
   );
 
   app.get(
@@ -248,10 +258,12 @@ export function registerInventoryRoutes(root: FastifyInstance, deps: ApiDeps): v
           until: instantSchema.optional(),
           limit: z.coerce.number().int().min(1).max(500).default(50),
           cursor: cursors.movement.schema.optional(),
+          ...lsnQuery,
         }),
+        headers: lsnHeaders,
         response: { 200: z.object({ items: z.array(movementSchema), nextCursor: z.string().nullable() }) },
       },
     },
-    (request) => listMovements(deps.db, request.query),
+    (request, reply) => readMayLag(deps, request, reply, (db) => listMovements(db, request.query)),
   );
 }

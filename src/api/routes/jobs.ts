@@ -7,6 +7,7 @@ import { queueOfJobId } from '../../queues/queues.js';
 import { allows, principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
 import { problem, sendProblem } from '../problems.js';
+import { sendCommitPosition } from '../replica-reads.js';
 import { isRedisUnavailable, queueUnavailable } from '../submit-job.js';
 
 const jobStatusSchema = z.object({
@@ -59,6 +60,8 @@ export function registerJobRoutes(root: FastifyInstance, deps: ApiDeps): void {
           problem(404, 'not_found', `Job ${request.params.id} does not exist`),
         );
       }
+      // The job's transaction has committed: its position lets a read on the replica show it.
+      if (status.state === 'completed') await sendCommitPosition(deps, request, reply);
       return status;
     },
   );

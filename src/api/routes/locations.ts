@@ -10,6 +10,7 @@ import {
 } from '../../queues/inventory.js';
 import { locationSchema } from '../../resources.js';
 import type { ApiDeps } from '../deps.js';
+import { lsnHeaders, lsnQuery, readMayLag } from '../replica-reads.js';
 import { jobHandleSchema, submitJob } from '../submit-job.js';
 
 export function registerLocationRoutes(root: FastifyInstance, deps: ApiDeps): void {
@@ -59,9 +60,11 @@ export function registerLocationRoutes(root: FastifyInstance, deps: ApiDeps): vo
       schema: {
         tags,
         summary: 'Every location, in allocation order (priority, then code)',
+        querystring: z.object(lsnQuery),
+        headers: lsnHeaders,
         response: { 200: z.object({ items: z.array(locationSchema) }) },
       },
     },
-    async () => ({ items: await listLocations(deps.db) }),
+    (request, reply) => readMayLag(deps, request, reply, async (db) => ({ items: await listLocations(db) })),
   );
 }

@@ -14,6 +14,7 @@ import {
 import { movementSchema, reservationSchema } from '../../resources.js';
 import type { ApiDeps } from '../deps.js';
 import { problem, sendProblem } from '../problems.js';
+import { lsnHeaders, lsnQuery, readMayLag } from '../replica-reads.js';
 import { jobHandleSchema, submitJob } from '../submit-job.js';
 
 const int = z.number().int();
@@ -292,10 +293,12 @@ export function registerOrderRoutes(root: FastifyInstance, deps: ApiDeps): void 
           since: instantSchema.optional().describe('orders created at or after this instant'),
           cursor: cursors.order.schema.optional(),
           limit: z.coerce.number().int().min(1).max(200).default(50),
+          ...lsnQuery,
         }),
+        headers: lsnHeaders,
         response: { 200: z.object({ items: z.array(orderSchema), nextCursor: z.string().nullable() }) },
       },
     },
-    (request) => listOrders(deps.db, request.query),
+    (request, reply) => readMayLag(deps, request, reply, (db) => listOrders(db, request.query)),
   );
 }

@@ -15,6 +15,7 @@ import {
 } from '../../queues/reorder.js';
 import type { ApiDeps } from '../deps.js';
 import { problem, sendProblem } from '../problems.js';
+import { lsnHeaders, lsnQuery, readMayLag } from '../replica-reads.js';
 import { jobHandleSchema, submitJob } from '../submit-job.js';
 
 const int = z.number().int();
@@ -268,11 +269,13 @@ export function registerReorderingRoutes(root: FastifyInstance, deps: ApiDeps): 
           supplier: supplierCodeSchema.optional(),
           limit,
           cursor: cursors.reorderRule.schema.optional(),
+          ...lsnQuery,
         }),
+        headers: lsnHeaders,
         response: { 200: z.object({ items: z.array(ruleSchema), nextCursor: z.string().nullable() }) },
       },
     },
-    (request) => listRules(deps.db, request.query),
+    (request, reply) => readMayLag(deps, request, reply, (db) => listRules(db, request.query)),
   );
 
   app.get(
@@ -288,13 +291,15 @@ export function registerReorderingRoutes(root: FastifyInstance, deps: ApiDeps): 
           sku: skuSchema.optional(),
           limit,
           cursor: cursors.purchaseOrder.schema.optional(),
+          ...lsnQuery,
         }),
+        headers: lsnHeaders,
         response: {
           200: z.object({ items: z.array(purchaseOrderSchema), nextCursor: z.string().nullable() }),
         },
       },
     },
-    (request) => listPurchaseOrders(deps.db, request.query),
+    (request, reply) => readMayLag(deps, request, reply, (db) => listPurchaseOrders(db, request.query)),
   );
 
   app.get(
