@@ -20,7 +20,8 @@ beforeAll(async () => {
   pg = await startReplicatedPostgres({ applyDelay: `${applyDelayMs}ms` });
   ctx = await createTestContext({
     databaseUrl: pg.primaryUrl,
-    env: { DATABASE_REPLICA_URL: pg.replicaUrl, REPLICA_WAIT_MS: '200' },
+    // Well under the 2 s delay, and long enough for a position query on a loaded machine.
+    env: { DATABASE_REPLICA_URL: pg.replicaUrl, REPLICA_WAIT_MS: '1000' },
     workers: ['products', 'inventory'],
   });
   base = await ctx.app.listen({ host: '127.0.0.1', port: 0 });
@@ -83,7 +84,7 @@ const replicaReaches = (lsn: string) =>
 describe('read-your-writes across the primary and the replica', () => {
   it('a read that sends back the position of its write sees the write, from the primary until the replica has it', async () => {
     const { movementId, lsn } = await adjust(5);
-    // The replica applies the commit 2 s late and the read waits 200 ms for it: the primary serves.
+    // The replica applies the commit 2 s late and the read waits 1 s for it: the primary serves.
     const soon = await history({ 'x-stockflow-lsn': lsn });
     expect(soon.status).toBe(200);
     expect(idsOf(soon)).toContain(movementId);
