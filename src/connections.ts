@@ -34,7 +34,7 @@ export function openReplica(config: Config, log: Logger): { db: Db; tracker: Rep
   if (!url) return undefined;
   const db = createDb({ ...config, DATABASE_URL: url }, 'api');
   log.info({ replica: redactUrl(url) }, 'reads that may lag go to the Postgres replica');
-  return { db, tracker: createReplicaTracker(db, log) };
+  return { db, tracker: createReplicaTracker(db, log, config.REPLICA_WAIT_MS) };
 }
 
 /**

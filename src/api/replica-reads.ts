@@ -21,7 +21,7 @@ import { isServiceUnavailable } from './errors.js';
  * Without a replica none of these headers is sent and every read goes to the primary.
  */
 
-export const lsnHeader = 'X-Stockflow-LSN';
+const lsnHeader = 'X-Stockflow-LSN';
 const readFromHeader = 'X-Stockflow-Read-From';
 const lagHeader = 'X-Stockflow-Replica-Lag-Ms';
 
@@ -104,9 +104,7 @@ export async function readMayLag<T>(
   if (!deps.replica) return read(deps.db);
   const wanted = wantedPosition(request);
   const { tracker } = deps.replica;
-  const wait = deps.config.REPLICA_WAIT_MS;
-  const at =
-    wanted === undefined ? knownLag(await tracker.position(wait)) : await tracker.reached(wanted, wait);
+  const at = wanted === undefined ? knownLag(await tracker.position()) : await tracker.reached(wanted);
   return serve(deps, request, reply, at, read, read);
 }
 
@@ -126,7 +124,6 @@ export async function readFeedMayLag<T>(
   if (!deps.replica) return read(deps.db, horizon);
   const wanted = wantedPosition(request);
   const { tracker, horizons } = deps.replica;
-  const wait = deps.config.REPLICA_WAIT_MS;
   // Read after the proof: at or past the commit of every event up to the horizon, and of any write
   // whose position the caller sent.
   const proven = await readWalPosition(deps.db);
@@ -134,9 +131,9 @@ export async function readFeedMayLag<T>(
   let at: ReplicaPosition | undefined;
   let held = horizon;
   if (wanted !== undefined) {
-    at = await tracker.reached(proven, wait);
+    at = await tracker.reached(proven);
   } else {
-    at = knownLag(await tracker.position(wait));
+    at = knownLag(await tracker.position());
     const covered = at && horizons.coveredBy(at.replayed);
     if (covered === undefined) at = undefined;
     else held = covered;

@@ -70,12 +70,13 @@ export async function readReplicaPosition(db: Knex): Promise<ReplicaPosition> {
 export interface ReplicaTracker {
   /**
    * The replica's position, from a query started now or one in flight (concurrent callers share
-   * it). Undefined when it does not answer within `maxWaitMs`, or failed in the last second.
+   * it). Undefined when it does not answer within the tracker's wait, or failed or answered late in
+   * the last second.
    */
-  position(maxWaitMs: number): Promise<ReplicaPosition | undefined>;
-  /** Waits up to `maxWaitMs` for the replica to replay up to `lsn`: its position then, else undefined. */
-  reached(lsn: string, maxWaitMs: number): Promise<ReplicaPosition | undefined>;
-  /** A read on the replica failed as if it were away: leave it alone for a while. */
+  position(): Promise<ReplicaPosition | undefined>;
+  /** Waits up to the tracker's wait for the replica to replay up to `lsn`: its position then, else undefined. */
+  reached(lsn: string): Promise<ReplicaPosition | undefined>;
+  /** A read on the replica failed as if it were away (its caller logs why): leave it alone for a while. */
   failed(): void;
 }
 
@@ -84,31 +85,38 @@ const restMs = 1000;
 /** How often a read waiting for the replica to catch up asks again. */
 const pollMs = 10;
 
-export function createReplicaTracker(db: Knex, log: Logger): ReplicaTracker {
-  let running: Promise<ReplicaPosition> | undefined;
+/** `waitMs` (REPLICA_WAIT_MS): how long a read waits for the replica's position, or for it to catch up. */
+export function createReplicaTracker(db: Knex, log: Logger, waitMs: number): ReplicaTracker {
+  let running: { query: Promise<ReplicaPosition>; startedAt: number } | undefined;
   let restUntil = 0;
 
-  const rest = (error: unknown) => {
-    if (Date.now() >= restUntil)
-      log.warn({ err: error }, 'the Postgres replica is unavailable: reads go to the primary');
+  const rest = () => {
     restUntil = Date.now() + restMs;
   };
-  const ask = (): Promise<ReplicaPosition> => {
-    running ??= readReplicaPosition(db).finally(() => {
-      running = undefined;
-    });
-    return running;
-  };
-  const position = async (maxWaitMs: number): Promise<ReplicaPosition | undefined> => {
+  const within = async (budgetMs: number): Promise<ReplicaPosition | undefined> => {
     if (Date.now() < restUntil) return undefined;
+    running ??= {
+      query: readReplicaPosition(db).finally(() => {
+        running = undefined;
+      }),
+      startedAt: Date.now(),
+    };
+    const { query, startedAt } = running;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<undefined>((resolve) => {
-      timer = setTimeout(() => resolve(undefined), maxWaitMs);
+      timer = setTimeout(() => resolve(undefined), budgetMs);
     });
     try {
-      return await Promise.race([ask(), timeout]);
+      const at = await Promise.race([query, timeout]);
+      // A query unanswered for a whole wait (a hung or overloaded replica): the next second's reads
+      // do not wait for it. A catching-up read's last, short poll running out is not that.
+      if (!at && Date.now() - startedAt >= waitMs) rest();
+      return at;
     } catch (error) {
-      rest(error);
+      // Once per rest, not per waiting read: they all shared this query.
+      if (Date.now() >= restUntil)
+        log.warn({ err: error }, 'the Postgres replica did not tell its position: reads go to the primary');
+      rest();
       return undefined;
     } finally {
       clearTimeout(timer);
@@ -116,18 +124,18 @@ export function createReplicaTracker(db: Knex, log: Logger): ReplicaTracker {
   };
 
   return {
-    position,
-    async reached(lsn, maxWaitMs) {
+    position: () => within(waitMs),
+    async reached(lsn) {
       const wanted = parseLsn(lsn);
-      const deadline = Date.now() + maxWaitMs;
+      const deadline = Date.now() + waitMs;
       for (;;) {
-        const at = await position(Math.max(0, deadline - Date.now()));
+        const at = await within(Math.max(0, deadline - Date.now()));
         if (at && at.replayed >= wanted) return at;
         const left = deadline - Date.now();
         if (!at || left <= 0) return undefined;
         await new Promise((resolve) => setTimeout(resolve, Math.min(pollMs, left)));
       }
     },
-    failed: () => rest(undefined),
+    failed: rest,
   };
 }

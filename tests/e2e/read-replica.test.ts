@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTcpProxy, type TcpProxy } from '../../scripts/faults/tcp-proxy.js';
 import { isLsn, parseLsn } from '../../src/db/wal-position.js';
 import { createTestContext, type TestContext } from '../helpers/context.js';
 import { type ReplicatedPostgres, startReplicatedPostgres } from '../helpers/replica-cluster.js';
@@ -12,16 +13,22 @@ import { until } from '../helpers/until.js';
  */
 
 const applyDelayMs = 2000;
+const replicaWaitMs = 1000;
 let pg: ReplicatedPostgres;
+/** Between the web process and the replica: frozen, the replica hangs without an error. */
+let link: TcpProxy;
 let ctx: TestContext;
 let base: string;
 
 beforeAll(async () => {
   pg = await startReplicatedPostgres({ applyDelay: `${applyDelayMs}ms` });
+  link = await startTcpProxy(pg.replica.port);
+  const replicaUrl = new URL(pg.replicaUrl);
+  replicaUrl.port = String(link.port);
   ctx = await createTestContext({
     databaseUrl: pg.primaryUrl,
     // Well under the 2 s delay, and long enough for a position query on a loaded machine.
-    env: { DATABASE_REPLICA_URL: pg.replicaUrl, REPLICA_WAIT_MS: '1000' },
+    env: { DATABASE_REPLICA_URL: replicaUrl.toString(), REPLICA_WAIT_MS: String(replicaWaitMs) },
     workers: ['products', 'inventory'],
   });
   base = await ctx.app.listen({ host: '127.0.0.1', port: 0 });
@@ -33,7 +40,9 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
+  link?.thaw();
   await ctx?.close();
+  await link?.close();
   await pg?.close();
 });
 
@@ -170,6 +179,27 @@ describe('reads without a position', () => {
     } finally {
       await pg.resumeReplay();
     }
+  });
+
+  it('go to the primary at once while the replica hangs, after one wait', async () => {
+    link.freeze();
+    try {
+      const first = await history();
+      expect(first.status).toBe(200);
+      expect(first.headers.get('x-stockflow-read-from')).toBe('primary');
+      // The wait is not paid again by the reads of the next second.
+      const startedAt = Date.now();
+      const next = await history();
+      expect(next.headers.get('x-stockflow-read-from')).toBe('primary');
+      expect(Date.now() - startedAt).toBeLessThan(replicaWaitMs);
+    } finally {
+      link.thaw();
+    }
+    await until(
+      'reads go to the replica again',
+      () => history(),
+      (res) => res.headers.get('x-stockflow-read-from') === 'replica',
+    );
   });
 
   it('go to the primary while the replica is away', async () => {
