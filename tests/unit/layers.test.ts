@@ -292,6 +292,18 @@ describe('layers (docs/architecture.md)', () => {
     expect(writersOf('src/domain/orders-status.ts').has('orderStatuses')).toBe(false);
   });
 
+  it('src/api queues jobs only through submitJob and queueNamedJobs (src/api/submit-job.ts)', () => {
+    const adders = ['enqueue', 'addFollowUps', 'queueDeliveryJobs'];
+    const bypassing = sourceFiles('src/api')
+      .filter((file) => file !== 'src/api/submit-job.ts')
+      .flatMap((file) => {
+        const names = importsOf(file).flatMap((i) => (i.typeOnly ? [] : i.names));
+        const adds = names.filter((name) => adders.includes(name));
+        return adds.length > 0 && !names.includes('queueNamedJobs') ? [`${file}: ${adds.join(', ')}`] : [];
+      });
+    expect(bypassing).toEqual([]);
+  });
+
   it('src/api runs no SQL of its own: no query builder over a table, no write, no transaction', () => {
     const found = sourceFiles('src/api').flatMap((file) => {
       const allowed = [...(apiOwnSql[file]?.found ?? [])];
