@@ -3,7 +3,7 @@ import { Queue, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Knex } from 'knex';
 import pg from 'pg';
-import { createReservation } from '../../src/domain/reservations.js';
+import { createReservation } from '../../src/domain/inventory/reserve.js';
 import { adjustStock } from '../../src/domain/stock.js';
 import { applyOnce } from '../../src/workers/apply-once.js';
 import {

@@ -2,6 +2,7 @@ import type { Job } from 'bullmq';
 import type { Knex } from 'knex';
 import type { Config } from '../config.js';
 import { deleteStagedUpload, loadStagedUpload, pruneStagedUploads } from '../db/image-uploads.js';
+import { setJobContext } from '../db/job-context.js';
 import {
   deleteImage,
   findVersionBySha,
@@ -12,7 +13,7 @@ import {
   type UrlBuilder,
 } from '../domain/images.js';
 import { DomainError } from '../errors.js';
-import { appendEvent, setTransactionActor } from '../events/outbox.js';
+import { appendEvent } from '../events/outbox.js';
 import { fetchSource } from '../images/fetch-source.js';
 import {
   configureSharp,
@@ -263,7 +264,7 @@ async function recordFailure(
   if (data.failureRecorded) return;
   try {
     await deps.db.transaction(async (trx) => {
-      await setTransactionActor(trx, meta.actor, job.id);
+      await setJobContext(trx, { actor: meta.actor, jobId: job.id });
       await appendEvent(trx, {
         type: 'image.failed',
         aggregate: { type: 'image', id: payload.imageId },

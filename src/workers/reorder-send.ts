@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { setJobContext } from '../db/job-context.js';
 import {
   acknowledgePurchaseOrder,
   getPurchaseOrder,
@@ -17,7 +18,6 @@ import {
 } from '../domain/reorder-supplier-protocol.js';
 import { getSupplierRow, type SupplierRow } from '../domain/suppliers.js';
 import { DomainError } from '../errors.js';
-import { setTransactionActor } from '../events/outbox.js';
 import { refuseUrl } from '../outbound/address-guard.js';
 import { redactedExcerpt } from '../outbound/excerpt.js';
 import { type SendResult as HttpResult, maxBodyBytes, postJson } from '../outbound/http.js';
@@ -190,7 +190,7 @@ export async function sendPurchaseOrder(
   const id = payload.purchaseOrderId;
   type Prepared = { done: SendResult } | { order: PurchaseOrder; supplier: SupplierRow };
   const prepared = await db.transaction(async (trx): Promise<Prepared> => {
-    await setTransactionActor(trx, 'system', job.id);
+    await setJobContext(trx, { actor: 'system', jobId: job.id });
     const row = await lockPurchaseOrder(trx, id);
     if (row.status === 'draft') {
       await setStatus(trx, id, 'sent', { sent_at: trx.fn.now() });
@@ -250,7 +250,7 @@ export async function sendPurchaseOrder(
   const isLast = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
 
   const recorded = await db.transaction(async (trx) => {
-    await setTransactionActor(trx, 'system', job.id);
+    await setJobContext(trx, { actor: 'system', jobId: job.id });
     const row = await lockPurchaseOrder(trx, id);
     const common = { purchaseOrderId: id, jobId: job.id, startedAt, result, excerpt };
     if (row.status !== 'sent') {

@@ -2,9 +2,10 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { type AdvancedOptions, DelayedError } from 'bullmq';
 import type { Config } from '../config.js';
+import { setJobContext } from '../db/job-context.js';
 import { DomainError } from '../errors.js';
 import { readEventsBetween } from '../events/event-log.js';
-import { appendEvent, setTransactionActor } from '../events/outbox.js';
+import { appendEvent } from '../events/outbox.js';
 import { postJson, type SendResult } from '../outbound/http.js';
 import type { JobData, PayloadOf } from '../queues/job.js';
 import { type DeliverResult, deliveryJob, type webhookJobs } from '../queues/webhooks.js';
@@ -178,7 +179,7 @@ async function deliver(
   deps.metrics.webhookAttemptDuration.observe({ outcome: attempt.outcome }, result.durationMs / 1000);
 
   const recorded = await db.transaction(async (trx) => {
-    await setTransactionActor(trx, 'system', job.id);
+    await setJobContext(trx, { actor: 'system', jobId: job.id });
     if (succeeded) {
       const row = await recordAttempt(trx, { delivery, status: 'delivered', attempt });
       // Reset the breaker; skip the write when nothing changes (this row is hot under load).

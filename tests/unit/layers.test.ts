@@ -119,7 +119,7 @@ const apiWrites: Record<string, { names: string[]; why: string }> = {
   },
   'src/domain/orders-status.ts': { names: ['orderStatuses'], why: 'a constant list, no write' },
   'src/domain/purchase-orders.ts': { names: ['purchaseOrderStatuses'], why: 'a constant list, no write' },
-  'src/events/outbox.ts': { names: ['setTransactionActor'], why: 'the endpoint writes record their actor' },
+  'src/db/job-context.ts': { names: ['setJobContext'], why: 'the endpoint writes record their actor' },
   'src/events/consumers.ts': {
     names: ['ackConsumer', 'consumerStatuses', 'TooManyConsumersError', 'ConsumerNotOwnedError'],
     why: "a consumer's acked position is the client's own (consumerStatuses only reads)",

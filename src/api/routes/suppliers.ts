@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Knex } from 'knex';
 import { z } from 'zod';
+import { setJobContext } from '../../db/job-context.js';
 import {
   createSupplier,
   getSupplierRow,
@@ -10,7 +11,6 @@ import {
   updateSupplier,
 } from '../../domain/suppliers.js';
 import { DomainError } from '../../errors.js';
-import { setTransactionActor } from '../../events/outbox.js';
 import { httpUrlSchema } from '../../fields.js';
 import { refuseUrl } from '../../outbound/address-guard.js';
 import { checkJob, supplierCodeSchema } from '../../queues/reorder.js';
@@ -114,7 +114,7 @@ export function registerSupplierRoutes(root: FastifyInstance, deps: ApiDeps): vo
   const write = async <T>(actor: string, work: (trx: Knex.Transaction) => Promise<T>): Promise<T> => {
     try {
       return await deps.db.transaction(async (trx) => {
-        await setTransactionActor(trx, actor);
+        await setJobContext(trx, { actor });
         return work(trx);
       });
     } catch (error) {

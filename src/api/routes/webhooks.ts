@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Knex } from 'knex';
 import { z } from 'zod';
-import { setTransactionActor } from '../../events/outbox.js';
+import { setJobContext } from '../../db/job-context.js';
 import { typePatternSchema } from '../../events/type-patterns.js';
 import { httpUrlSchema } from '../../fields.js';
 import { refuseUrl } from '../../outbound/address-guard.js';
@@ -87,7 +87,7 @@ export function registerWebhookRoutes(root: FastifyInstance, deps: ApiDeps): voi
   /** Endpoint settings are written here, in one transaction that also records the change as an event. */
   const write = async <T>(actor: string, work: (trx: Knex.Transaction) => Promise<T>): Promise<T> => {
     const result = await deps.db.transaction(async (trx) => {
-      await setTransactionActor(trx, actor);
+      await setJobContext(trx, { actor });
       return work(trx);
     });
     deps.events.wake();
