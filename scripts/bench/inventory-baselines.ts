@@ -4,7 +4,7 @@ import type { Redis } from 'ioredis';
 import type { Knex } from 'knex';
 import pg from 'pg';
 import { type BatchInput, inventoryBatch, inventoryJobs } from '../../src/domain/inventory/batch.js';
-import { applyJob } from '../../src/workers/apply-once.js';
+import { applyJob } from '../../src/workers/group-commit.js';
 import {
   type Case,
   cpuPerThousand,

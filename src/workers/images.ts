@@ -26,7 +26,7 @@ import { type ImageStorage, openImageStorage } from '../images/storage.js';
 import { deliveryUrl, type StoredRendition } from '../images/urls.js';
 import { type imageJobs, type ProcessedImage, processImagePayload } from '../queues/images.js';
 import type { JobData, PayloadOf } from '../queues/job.js';
-import { applyOnce } from './apply-once.js';
+import { applyOnce } from './group-commit.js';
 import type { JobContext, QueueHandlers } from './processor.js';
 
 type ProcessPayload = PayloadOf<typeof imageJobs.process>;

@@ -2,8 +2,7 @@ import { inventoryBatch, inventoryJobs } from '../domain/inventory/batch.js';
 import { createLocation, updateLocation } from '../domain/locations.js';
 import { expireDue } from '../domain/orders.js';
 import { commitReservation, extendReservation, releaseReservation } from '../domain/reservations.js';
-import { applyOnce } from './apply-once.js';
-import { batched } from './group-commit.js';
+import { applyOnce, batched } from './group-commit.js';
 import type { QueueHandlers } from './processor.js';
 
 /**

@@ -1,8 +1,7 @@
 import { inventoryBatch, inventoryJobs } from '../domain/inventory/batch.js';
 import { cancelOrder, confirmOrder, fulfillOrder } from '../domain/orders.js';
 import { returnOrder } from '../domain/orders-returns.js';
-import { applyOnce } from './apply-once.js';
-import { batched } from './group-commit.js';
+import { applyOnce, batched } from './group-commit.js';
 import type { QueueHandlers } from './processor.js';
 
 /**

@@ -10,7 +10,7 @@ import { checkRule } from '../domain/reorder-planner.js';
 import { loadRuleStates, setRule } from '../domain/reorder-rules.js';
 import { horizonFor } from '../events/horizon.js';
 import { checkJob, type ScanResult, sendJob } from '../queues/reorder.js';
-import { applyOnce } from './apply-once.js';
+import { applyOnce } from './group-commit.js';
 import type { QueueHandlers, WorkerDeps } from './processor.js';
 import { SupplierAttemptError, sendPurchaseOrder, supplierRetryDelayMs } from './reorder-send.js';
 
