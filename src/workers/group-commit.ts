@@ -10,7 +10,7 @@ import type { JobContext as HandlerContext, WorkerDeps } from './processor.js';
 /**
  * The one path by which a job's change is applied exactly once, and group commit: the jobs a
  * worker process has active at once are applied together in one PostgreSQL transaction, one
- * commit for all (docs/inventory.md, "Group commit").
+ * commit for all (docs/inventory.md, "One write path, and group commit").
  *
  * - A lone job is a batch of one through the same steps (`applyJobs`): claim, lock step, decide
  *   in memory or run its domain function, write, record. `applyOnce` is that path for jobs that
