@@ -102,6 +102,8 @@ export const inventoryBatch = {
       );
       for (const row of rows) levels.set(levelKey(row), row);
     }
+    // A batch of jobs only their domain functions decide (new orders) never reads the figures again.
+    const decidable = inputs.some((i) => i.kind !== 'locks');
     let planned: DecidedJob[] = [];
     return {
       plan(input, job) {
@@ -117,6 +119,7 @@ export const inventoryBatch = {
         return results;
       },
       async refresh(trx, input) {
+        if (!decidable) return;
         const { keys, skus } = locksOf(input);
         const rows = await readLevels(trx, [...new Set([...keys.map((k) => k.sku), ...skus])]);
         // Only rows this transaction holds: those locked at the start, and those the job locked.
