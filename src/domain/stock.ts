@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
-import { DomainError } from '../errors.js';
+import { DomainError } from '../errors/domain-error.js';
 import { appendEvent } from '../events/outbox.js';
 import { lockLevels } from './inventory/lock.js';
 import { type AdjustLine, assertKnown, decide, levelFigures } from './inventory/planner.js';

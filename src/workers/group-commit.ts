@@ -2,7 +2,7 @@ import type { Job } from 'bullmq';
 import type { Knex } from 'knex';
 import { claimJobs, recordJobResults } from '../db/applied-jobs.js';
 import { endJobSavepoint, type JobContext, openJobSavepoint } from '../db/job-context.js';
-import { DomainError } from '../errors.js';
+import { DomainError } from '../errors/domain-error.js';
 import type { Metrics } from '../ops/metrics.js';
 import type { JobMeta } from '../queues/job.js';
 import type { JobContext as HandlerContext, WorkerDeps } from './processor.js';

@@ -11,7 +11,7 @@ import {
   type Request,
 } from '../../src/domain/inventory/planner.js';
 import { levelKey } from '../../src/domain/levels.js';
-import { DomainError } from '../../src/errors.js';
+import { DomainError } from '../../src/errors/domain-error.js';
 
 const level = (sku: string, location: string, onHand: number, reserved = 0, safety = 0, active = true) => ({
   sku,

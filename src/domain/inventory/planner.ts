@@ -1,4 +1,4 @@
-import { DomainError } from '../../errors.js';
+import { DomainError } from '../../errors/domain-error.js';
 import type { AdjustReason } from '../../queues/inventory.js';
 import { type Allocation, allocate, type Candidate, type RequestLine } from '../allocation.js';
 import type { MovementKind, NewMovement } from '../ledger.js';
