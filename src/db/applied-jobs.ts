@@ -1,13 +1,13 @@
 import type { Knex } from 'knex';
 import { type JobContext, jobContextBindings, jobContextSelect } from './job-context.js';
 
-export interface JobToClaim {
+interface JobToClaim {
   id: string;
   queue: string;
   name: string;
 }
 
-export type Claim = { claimed: true } | { claimed: false; result: unknown };
+type Claim = { claimed: true } | { claimed: false; result: unknown };
 
 /**
  * Claims job ids in `applied_jobs` inside the caller's transaction, in one statement and in id

@@ -59,7 +59,7 @@ export interface OnceJob<I, R> {
   apply: (trx: Knex.Transaction) => Promise<R>;
 }
 
-export type Outcome = { ok: true; result: unknown } | { ok: false; error: DomainError };
+type Outcome = { ok: true; result: unknown } | { ok: false; error: DomainError };
 
 const contextOf = (item: OnceJob<unknown, unknown>): JobContext => ({
   actor: item.meta.actor,
@@ -77,7 +77,7 @@ const contextOf = (item: OnceJob<unknown, unknown>): JobContext => ({
  *   A job that breaks a domain rule fails alone (its savepoint rolled back, its claim dropped);
  *   any other error rolls the batch back and is thrown.
  */
-export async function applyJobs<I>(
+async function applyJobs<I>(
   db: Knex,
   batch: BatchDefinition<I> | undefined,
   items: OnceJob<I, unknown>[],
@@ -176,12 +176,12 @@ export function applyOnce<R>(
   return applyJob(db, undefined, { job, meta, input: undefined, apply });
 }
 
-export interface Limits {
+interface Limits {
   maxJobs: number;
   maxLines: number;
 }
 
-export interface GroupCommitOptions extends Limits {
+interface GroupCommitOptions extends Limits {
   queue: string;
   /** Most batches running at once (each on its own connection, on disjoint keys). */
   parallel: number;
@@ -189,7 +189,7 @@ export interface GroupCommitOptions extends Limits {
 }
 
 /** What `take` reads of a waiting job. */
-export interface Waiting {
+interface Waiting {
   keys: string[];
   lines: number;
 }
@@ -230,7 +230,7 @@ interface Pending<I> extends Waiting {
   reject: (error: unknown) => void;
 }
 
-export class GroupCommit<I> {
+class GroupCommit<I> {
   private waiting: Pending<I>[] = [];
   /** Keys of the batches running now: a job on one of them waits for the next round. */
   private readonly busy = new Map<string, number>();

@@ -19,7 +19,7 @@ import { type DecidedJob, writeDecisions } from './writer.js';
 export type BatchInput = Request | { kind: 'locks'; keys: LevelKey[]; skus: string[] };
 
 /** A job of a batch: its input and its domain function (run when the batch cannot decide it in memory). */
-export interface BatchJob<R> {
+interface BatchJob<R> {
   input: BatchInput;
   apply: (db: Knex) => Promise<R>;
 }
@@ -68,7 +68,7 @@ export const inventoryJobs = {
 };
 
 /** What the batch keeps between its lock step and its commit; see the executor's BatchState. */
-export interface InventoryBatchState {
+interface InventoryBatchState {
   plan(input: BatchInput, job: JobContext): boolean;
   flush(db: Knex): Promise<unknown[]>;
   refresh(db: Knex, input: BatchInput): Promise<void>;
