@@ -117,12 +117,14 @@ export interface PlannedReservation {
 export async function insertReservations(db: Knex, planned: PlannedReservation[]): Promise<Reservation[]> {
   if (planned.length === 0) return [];
   const lines = planned.flatMap((p) => p.allocations.map((a, n) => ({ id: p.id, n, a })));
-  const { rows } = await db.raw<{ rows: ReservationRow[] }>(
-    `with r as (
+  // Prepared once per connection (a statement on every reservation's path): columns named, not `*`.
+  const { rows } = await db
+    .raw<{ rows: ReservationRow[] }>(
+      `with r as (
        insert into reservations (id, reference, expires_at, owner)
        select id, reference, now() + make_interval(secs => ttl), owner
        from unnest(?::uuid[], ?::text[], ?::float8[], ?::text[]) as t (id, reference, ttl, owner)
-       returning *
+       returning id, reference, status, expires_at, owner, created_at, updated_at, closed_at, version
      ), l as (
        insert into reservation_lines (reservation_id, line_no, request_line, sku, location, quantity, rule)
        select r.id, t.n, t.request_line, t.sku, t.location, t.quantity, t.rule
@@ -132,20 +134,21 @@ export async function insertReservations(db: Knex, planned: PlannedReservation[]
        returning reservation_id, line_no, request_line, sku, location, quantity, committed, released, rule
      )
      select r.*, (select json_agg(l) from l where l.reservation_id = r.id) as lines from r`,
-    [
-      planned.map((p) => p.id),
-      planned.map((p) => p.input.reference),
-      planned.map((p) => p.input.ttlSeconds),
-      planned.map((p) => p.input.owner ?? null),
-      lines.map((l) => l.id),
-      lines.map((l) => l.n),
-      lines.map((l) => l.a.index),
-      lines.map((l) => l.a.sku),
-      lines.map((l) => l.a.location),
-      lines.map((l) => l.a.quantity),
-      lines.map((l) => l.a.rule),
-    ] as Knex.RawBinding[],
-  );
+      [
+        planned.map((p) => p.id),
+        planned.map((p) => p.input.reference),
+        planned.map((p) => p.input.ttlSeconds),
+        planned.map((p) => p.input.owner ?? null),
+        lines.map((l) => l.id),
+        lines.map((l) => l.n),
+        lines.map((l) => l.a.index),
+        lines.map((l) => l.a.sku),
+        lines.map((l) => l.a.location),
+        lines.map((l) => l.a.quantity),
+        lines.map((l) => l.a.rule),
+      ] as Knex.RawBinding[],
+    )
+    .options({ name: 'stockflow_insert_reservations' });
   const byId = new Map(rows.map((row) => [row.id, toReservation(row)]));
   return planned.map((p) => byId.get(p.id)!);
 }

@@ -25,8 +25,10 @@ export async function appendEvents(
   events: (NewEvent & { jobId?: string; actor?: string })[],
 ): Promise<{ seq: number; id: string }[]> {
   if (events.length === 0) return [];
-  const { rows } = await db.raw<{ rows: { seq: number; id: string }[] }>(
-    `insert into events (type, aggregate_type, aggregate_id, data, job_id, actor)
+  // Prepared once per connection: one statement text for any number of events.
+  const { rows } = await db
+    .raw<{ rows: { seq: number; id: string }[] }>(
+      `insert into events (type, aggregate_type, aggregate_id, data, job_id, actor)
      select type, aggregate_type, aggregate_id, data,
             coalesce(job_id, nullif(current_setting('stockflow.job_id', true), '')),
             coalesce(actor, nullif(current_setting('stockflow.actor', true), ''))
@@ -34,15 +36,16 @@ export async function appendEvents(
        as e (type, aggregate_type, aggregate_id, data, job_id, actor, n)
      order by n
      returning seq, id`,
-    [
-      events.map((e) => e.type),
-      events.map((e) => e.aggregate.type),
-      events.map((e) => e.aggregate.id),
-      events.map(storedData),
-      events.map((e) => e.jobId ?? null),
-      events.map((e) => e.actor ?? null),
-    ] as Knex.RawBinding[],
-  );
+      [
+        events.map((e) => e.type),
+        events.map((e) => e.aggregate.type),
+        events.map((e) => e.aggregate.id),
+        events.map(storedData),
+        events.map((e) => e.jobId ?? null),
+        events.map((e) => e.actor ?? null),
+      ] as Knex.RawBinding[],
+    )
+    .options({ name: 'stockflow_append_events' });
   return rows;
 }
 
