@@ -20,6 +20,7 @@ import { registerOpsRoutes } from './routes/ops.js';
 import { registerOrderRoutes } from './routes/orders.js';
 import { registerProductRoutes } from './routes/products.js';
 import { registerReorderingRoutes } from './routes/reordering.js';
+import { registerReportRoutes } from './routes/reports.js';
 import { registerSupplierRoutes } from './routes/suppliers.js';
 import { registerWebhookRoutes } from './routes/webhooks.js';
 
@@ -76,6 +77,7 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
   registerOrderRoutes(app, deps);
   await registerInboundRoutes(app, deps);
   registerOpsRoutes(app, deps);
+  registerReportRoutes(app, deps);
   await registerBullBoard(app, deps.queues, deps.config);
   return app;
 }

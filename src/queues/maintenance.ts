@@ -44,6 +44,13 @@ export const maintenanceJobs = {
     payload: z.object({ top: z.number().int().min(0).max(100_000) }),
     options: { attempts: 1, removeOnComplete: { count: 10 }, removeOnFail: { count: 10 } },
   }),
+  compactReports: defineJob<{ movements: number; skus: number; rebuilt: number; skipped: boolean }>()({
+    name: 'maintenance.compact-reports',
+    queue: 'maintenance',
+    payload: z.object({ maxSkus: z.number().int().min(1).max(1_000_000).default(2000) }),
+    // Every few seconds: the next run is the retry.
+    options: { attempts: 1, removeOnComplete: true, removeOnFail: { count: 100 } },
+  }),
   evaluateAlerts: defineJob<{ opened: number; resolved: number; open: number; skipped: boolean }>()({
     name: 'maintenance.evaluate-alerts',
     queue: 'maintenance',

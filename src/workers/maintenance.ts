@@ -11,6 +11,7 @@ import type { JobData, QueueName } from '../queues/job.js';
 import { appliedJobsRetentionSeconds, maintenanceJobs } from '../queues/maintenance.js';
 import type { Queues } from '../queues/queues.js';
 import { reorderJobs } from '../queues/reorder.js';
+import { compactRollups } from '../reports/rollups.js';
 import { sweepDeliveries } from './delivery-sweep.js';
 import { relayOutbox } from './outbox-relay.js';
 import type { QueueHandlers } from './processor.js';
@@ -48,6 +49,7 @@ export const maintenanceHandlers = {
   },
   'maintenance.warm-cache': ({ deps }, payload) => deps.cache.warm(payload.top),
   'maintenance.evaluate-alerts': ({ deps }) => runAlertEvaluation(deps),
+  'maintenance.compact-reports': ({ deps }, payload) => compactRollups(deps.db, payload),
 } satisfies QueueHandlers<'maintenance'>;
 
 /** One BullMQ job scheduler: repeatable work, run by the processes that run its queue. */
@@ -117,6 +119,14 @@ export function schedulers(config: Config): Scheduler[] {
       name: maintenanceJobs.evaluateAlerts.name,
       data: { payload: {}, meta: system },
       opts: maintenanceJobs.evaluateAlerts.options,
+    },
+    {
+      queue: 'maintenance',
+      id: 'compact-reports',
+      every: config.REPORTS_COMPACT_INTERVAL_MS,
+      name: maintenanceJobs.compactReports.name,
+      data: { payload: { maxSkus: config.REPORTS_COMPACT_MAX_SKUS }, meta: system },
+      opts: maintenanceJobs.compactReports.options,
     },
     {
       queue: 'reorder',

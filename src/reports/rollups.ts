@@ -1,0 +1,174 @@
+import type { Knex } from 'knex';
+import { dayOf, type Fold, foldMovements, monthOf, pendingMovements } from './ledger-replay.js';
+import type { ValuedMovement } from './valuation.js';
+
+/**
+ * Compaction: folds the ledger rows the rollup trigger queued (`stock_rollup_pending`) into the
+ * daily rollups, the level states and the month snapshots, and deletes them, all in one
+ * transaction, so a reader sees every movement exactly once: folded, or still pending. Runs as the
+ * `maintenance.compact-reports` scheduler; one run at a time (an advisory lock: a second one returns
+ * at once). A run takes whole skus (every pending row of each), at most `maxSkus`, so a transfer's
+ * two legs are always folded together.
+ */
+export async function compactRollups(
+  db: Knex,
+  options: { maxSkus?: number } = {},
+): Promise<{ movements: number; skus: number; rebuilt: number; skipped: boolean }> {
+  return db.transaction(async (trx) => {
+    const { rows: locked } = await trx.raw<{ rows: { locked: boolean }[] }>(
+      `select pg_try_advisory_xact_lock(hashtext('stockflow.rollups')) as locked`,
+    );
+    if (!locked[0]!.locked) return { movements: 0, skus: 0, rebuilt: 0, skipped: true };
+    const { rows } = await trx.raw<{ rows: { sku: string }[] }>(
+      `select distinct sku from stock_rollup_pending limit ?`,
+      [options.maxSkus ?? 2000],
+    );
+    if (rows.length === 0) return { movements: 0, skus: 0, rebuilt: 0, skipped: false };
+    const skus = rows.map((r) => r.sku);
+    // Read what the deletion removes: rows committed after this snapshot stay for the next run.
+    const pending = await pendingMovements(trx, { skus });
+    await trx.raw(`delete from stock_rollup_pending where movement_id = any(?)`, [pending.map((m) => m.id)]);
+    const fold = await foldMovements(trx, pending);
+    await writeFold(trx, fold);
+    return { movements: pending.length, skus: skus.length, rebuilt: fold.rebuilt.size, skipped: false };
+  });
+}
+
+interface DailyFigures {
+  units_in: number;
+  units_out: number;
+  value_in: number;
+  value_out: number;
+  movements: number;
+}
+
+const zero = (): DailyFigures => ({ units_in: 0, units_out: 0, value_in: 0, value_out: 0, movements: 0 });
+
+function addTo(
+  map: Map<string, DailyFigures>,
+  key: string,
+  m: ValuedMovement,
+  value: number,
+  sign = 1,
+): void {
+  const figures = map.get(key) ?? zero();
+  if (m.delta > 0) {
+    figures.units_in += sign * m.delta;
+    figures.value_in += sign * value;
+  } else {
+    figures.units_out -= sign * m.delta;
+    figures.value_out -= sign * value;
+  }
+  figures.movements += sign;
+  map.set(key, figures);
+}
+
+const sep = '\u0000';
+
+/** Writes a fold: daily rows (added to, or rebuilt from the month a backdated sku restarted at), totals, snapshots, states. */
+async function writeFold(db: Knex, fold: Fold): Promise<void> {
+  const daily = new Map<string, DailyFigures>();
+  const totals = new Map<string, DailyFigures>();
+  for (const [sku, month] of fold.rebuilt) {
+    // Take out what this sku added since the month it restarts from; the replay adds it back.
+    const { rows } = await db.raw<{
+      rows: ({ location: string; day: string; kind: string } & DailyFigures)[];
+    }>(
+      `delete from stock_daily where sku = ? and day >= ?::date
+       returning location, day::text as day, kind, units_in, units_out, value_in, value_out, movements`,
+      [sku, month],
+    );
+    for (const r of rows) {
+      const key = [r.location, r.day, r.kind].join(sep);
+      const t = totals.get(key) ?? zero();
+      t.units_in -= r.units_in;
+      t.units_out -= r.units_out;
+      t.value_in -= r.value_in;
+      t.value_out -= r.value_out;
+      t.movements -= r.movements;
+      totals.set(key, t);
+    }
+    await db.raw(`delete from stock_value_snapshots where sku = ? and period >= ?::date`, [sku, month]);
+  }
+  const snapshots = new Map<string, (typeof fold.applied)[number]['after']>();
+  for (const { movement: m, value, after } of fold.applied) {
+    const day = dayOf(m.createdAt);
+    addTo(daily, [m.sku, m.location, day, m.kind].join(sep), m, value);
+    addTo(totals, [m.location, day, m.kind].join(sep), m, value);
+    snapshots.set([m.sku, m.location, monthOf(m.createdAt)].join(sep), after);
+  }
+  await upsertDaily(db, 'stock_daily', ['sku', 'location', 'day', 'kind'], daily);
+  await upsertDaily(db, 'stock_daily_totals', ['location', 'day', 'kind'], totals);
+  await upsertStates(
+    db,
+    'stock_value_snapshots',
+    [...snapshots].map(([key, s]) => ({ ...s, period: key.split(sep)[2]! })),
+  );
+  await upsertStates(db, 'stock_value_state', [...fold.states.values()]);
+}
+
+async function upsertDaily(
+  db: Knex,
+  table: 'stock_daily' | 'stock_daily_totals',
+  keys: string[],
+  rows: Map<string, DailyFigures>,
+): Promise<void> {
+  if (rows.size === 0) return;
+  const parts = [...rows.keys()].map((k) => k.split(sep));
+  const figures = [...rows.values()];
+  const keyTypes = keys.map((k) => (k === 'day' ? 'date' : 'text'));
+  const columns = [...keys, 'units_in', 'units_out', 'value_in', 'value_out', 'movements'];
+  const add = ['units_in', 'units_out', 'value_in', 'value_out', 'movements']
+    .map((c) => `${c} = ${table}.${c} + excluded.${c}`)
+    .join(', ');
+  await db.raw(
+    `insert into ${table} (${columns.join(', ')})
+     select * from unnest(${keyTypes.map((t) => `?::${t}[]`).join(', ')},
+                          ?::bigint[], ?::bigint[], ?::float8[], ?::float8[], ?::int[])
+     on conflict (${keys.join(', ')}) do update set ${add}`,
+    [
+      ...keys.map((_, i) => parts.map((p) => p[i]!)),
+      figures.map((f) => f.units_in),
+      figures.map((f) => f.units_out),
+      figures.map((f) => f.value_in),
+      figures.map((f) => f.value_out),
+      figures.map((f) => f.movements),
+    ] as Knex.RawBinding[],
+  );
+}
+
+async function upsertStates(
+  db: Knex,
+  table: 'stock_value_state' | 'stock_value_snapshots',
+  rows: {
+    sku: string;
+    location: string;
+    units: number;
+    value: number;
+    lastCost: number | null;
+    lastAt: Date;
+    lastId: number;
+    period?: string;
+  }[],
+): Promise<void> {
+  if (rows.length === 0) return;
+  const snapshot = table === 'stock_value_snapshots';
+  const keys = snapshot ? 'sku, location, period' : 'sku, location';
+  await db.raw(
+    `insert into ${table} (sku, location, ${snapshot ? 'period, ' : ''}units, value, last_cost, last_at, last_id)
+     select * from unnest(?::text[], ?::text[], ${snapshot ? '?::date[], ' : ''}?::bigint[], ?::float8[], ?::float8[],
+                          ?::timestamptz[], ?::bigint[])
+     on conflict (${keys}) do update set units = excluded.units, value = excluded.value,
+       last_cost = excluded.last_cost, last_at = excluded.last_at, last_id = excluded.last_id`,
+    [
+      rows.map((r) => r.sku),
+      rows.map((r) => r.location),
+      ...(snapshot ? [rows.map((r) => r.period!)] : []),
+      rows.map((r) => r.units),
+      rows.map((r) => r.value),
+      rows.map((r) => r.lastCost),
+      rows.map((r) => r.lastAt),
+      rows.map((r) => r.lastId),
+    ] as Knex.RawBinding[],
+  );
+}

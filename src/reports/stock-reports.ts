@@ -1,0 +1,255 @@
+import type { Knex } from 'knex';
+import { z } from 'zod';
+import { instantSchema, reportCursor } from '../fields.js';
+import { dayOf, type SkuFilter, skuCondition } from './ledger-replay.js';
+import { filterParams } from './params.js';
+import { defineReport, inMemoryRows } from './report.js';
+import { type AgeBucket, ageBuckets, fifoAgeing } from './rules.js';
+import { type LevelValue, valuationTotals, valueLevels } from './stock-valuation.js';
+import { shownCost, shownMoney } from './valuation.js';
+
+const textKey = z.string().max(200);
+const levelCursor = (report: string) => reportCursor(report, z.tuple([textKey, textKey]));
+const filterOf = (sku: SkuFilter | undefined): SkuFilter => sku ?? {};
+
+const valuationQuery = z.object({
+  ...filterParams,
+  at: instantSchema.optional().describe('value the stock as of this instant (default: now)'),
+});
+
+const shownLevel = (l: LevelValue) => ({
+  sku: l.sku,
+  location: l.location,
+  currency: l.currency,
+  units: l.units,
+  averageCost: l.units === 0 ? null : shownCost(l.value / l.units),
+  value: shownMoney(l.value),
+});
+type ShownLevel = ReturnType<typeof shownLevel>;
+
+export const stockValuation = defineReport({
+  name: 'stock-valuation',
+  summary: 'Units, moving average cost and value per sku × location, with totals per location and currency',
+  formula:
+    'Moving weighted average per sku × location over the ledger in time order: units in at cost c make the average (value + units × c) / (units before + units in); units out leave at the average; value = units × average.',
+  edgeRules: [
+    'a movement in without a cost (return, found, count, receipt without unitCost) comes in at the current average',
+    'a transfer moves cost: units arrive at the average they left the other location at',
+    'units going below zero are valued at the last known cost and settled at the cost of the next units in',
+    'zero units is zero value; money is rounded to whole minor units only when shown, averages to 6 decimals',
+    'totals add unrounded values, then round',
+    '?at= values the stock as of that instant: movements with created_at at or before it',
+  ],
+  query: valuationQuery,
+  cursor: levelCursor('stock-valuation'),
+  key: (row: ShownLevel) => [row.sku, row.location],
+  columns: [
+    { name: 'sku', value: (r: ShownLevel) => r.sku, text: true },
+    { name: 'location', value: (r) => r.location, text: true },
+    { name: 'currency', value: (r) => r.currency, text: true },
+    { name: 'units', value: (r) => r.units },
+    { name: 'average_cost', value: (r) => r.averageCost },
+    { name: 'value', value: (r) => r.value },
+  ],
+  async run(db, query, page) {
+    const levels = await valueLevels(db, {
+      at: query.at ? new Date(query.at) : undefined,
+      filter: filterOf(query.sku),
+      location: query.location,
+    });
+    return {
+      rows: inMemoryRows(levels.map(shownLevel), (r) => [r.sku, r.location], page.after),
+      summary: { totals: valuationTotals(levels).map((t) => ({ ...t, value: shownMoney(t.value) })) },
+    };
+  },
+});
+
+interface LowStockRow {
+  sku: string;
+  location: string;
+  onHand: number;
+  reserved: number;
+  safetyStock: number;
+  available: number;
+  threshold: number;
+  state: string;
+  incoming: number;
+  purchaseOrder: number | null;
+  purchaseOrderStatus: string | null;
+  expectedDate: string | null;
+  dailySales: number;
+  daysOfCover: number | null;
+}
+
+/** Days of sales the sales rate of low-stock and sell-through looks back over. */
+export const salesRateDays = 28;
+
+export const lowStock = defineReport({
+  name: 'low-stock',
+  summary: 'Every sku × location at or below its reorder point or safety stock',
+  formula:
+    'available = max(0, on_hand − reserved − safety_stock); listed when available ≤ threshold (the reorder rule’s point, else the safety stock: the stock-state rule of the low_stock events). Days of cover = available ÷ units sold per day over the last 28 days.',
+  edgeRules: [
+    'no sales in the last 28 days: daysOfCover is null, not infinity',
+    'the open purchase order is the newest one with units still outstanding for the level',
+  ],
+  query: z.object(filterParams),
+  cursor: levelCursor('low-stock'),
+  key: (row: LowStockRow) => [row.sku, row.location],
+  columns: [
+    { name: 'sku', value: (r: LowStockRow) => r.sku, text: true },
+    { name: 'location', value: (r) => r.location, text: true },
+    { name: 'state', value: (r) => r.state, text: true },
+    { name: 'on_hand', value: (r) => r.onHand },
+    { name: 'reserved', value: (r) => r.reserved },
+    { name: 'safety_stock', value: (r) => r.safetyStock },
+    { name: 'available', value: (r) => r.available },
+    { name: 'threshold', value: (r) => r.threshold },
+    { name: 'incoming', value: (r) => r.incoming },
+    { name: 'purchase_order', value: (r) => r.purchaseOrder },
+    { name: 'purchase_order_status', value: (r) => r.purchaseOrderStatus, text: true },
+    { name: 'expected_date', value: (r) => r.expectedDate, text: true },
+    { name: 'daily_sales', value: (r) => r.dailySales },
+    { name: 'days_of_cover', value: (r) => r.daysOfCover },
+  ],
+  async run(db, query, page) {
+    const rows = await lowStockRows(db, filterOf(query.sku), query.location);
+    return { rows: inMemoryRows(rows, (r) => [r.sku, r.location], page.after) };
+  },
+});
+
+async function lowStockRows(db: Knex, filter: SkuFilter, location?: string): Promise<LowStockRow[]> {
+  const [where, bindings] = skuCondition(filter, 'l.sku');
+  const since = new Date(Date.now() - salesRateDays * 86_400_000);
+  const { rows } = await db.raw<{
+    rows: (Omit<LowStockRow, 'dailySales' | 'daysOfCover'> & { sold: number })[];
+  }>(
+    `with low as (
+       select l.sku, l.location, l.on_hand, l.reserved, l.safety_stock, l.incoming,
+              greatest(0, l.on_hand - l.reserved - l.safety_stock) as available,
+              stockflow_stock_threshold(l.sku, l.location, l.safety_stock) as threshold
+       from inventory_levels l
+       where ${where} and (?::text is null or l.location = ?)
+     )
+     select low.sku, low.location, low.on_hand as "onHand", low.reserved, low.safety_stock as "safetyStock",
+            low.available, low.threshold, stockflow_stock_state(low.available, low.threshold) as state,
+            low.incoming, po.number as "purchaseOrder", po.status as "purchaseOrderStatus",
+            po.expected_date::text as "expectedDate",
+            coalesce((select sum(d.units_out) from stock_daily d
+                       where d.sku = low.sku and d.location = low.location and d.day >= ?::date
+                         and d.kind in ('sale', 'commit')), 0)
+            + coalesce((select sum(-p.delta) from stock_rollup_pending p
+                         where p.sku = low.sku and p.location = low.location and p.created_at >= ?
+                           and p.kind in ('sale', 'commit')), 0) as sold
+     from low
+     left join lateral (
+       select o.number, o.status, o.expected_date from purchase_order_lines pl
+       join purchase_orders o on o.id = pl.purchase_order_id
+       where pl.sku = low.sku and pl.location = low.location and pl.outstanding > 0
+       order by o.created_at desc limit 1
+     ) po on true
+     where low.available <= low.threshold`,
+    [...bindings, location ?? null, location ?? null, dayOf(since), since],
+  );
+  return rows.map(({ sold, ...r }) => {
+    const dailySales = Number(sold) / salesRateDays;
+    return { ...r, dailySales, daysOfCover: dailySales > 0 ? r.available / dailySales : null };
+  });
+}
+
+interface AgeingRow {
+  sku: string;
+  location: string;
+  currency: string;
+  onHand: number;
+  units: Record<AgeBucket, number>;
+  value: Record<AgeBucket, number>;
+}
+
+export const ageing = defineReport({
+  name: 'ageing',
+  summary: 'Units and value on hand per age bucket (0–30, 31–60, 61–90, over 90 days), first in first out',
+  formula:
+    'Units leave first in first out, so what is on hand is the newest inflows (receipts, returns, transfers in, positive counts and adjustments): walked newest first until they cover on_hand; age = days since the inflow. Value = units × the level’s moving average cost.',
+  edgeRules: [
+    'units older than the last 90 days of inflows, or older than the ledger, are in 90+',
+    'a level with nothing on hand is left out',
+  ],
+  query: z.object(filterParams),
+  cursor: levelCursor('ageing'),
+  key: (row: AgeingRow) => [row.sku, row.location],
+  columns: [
+    { name: 'sku', value: (r: AgeingRow) => r.sku, text: true },
+    { name: 'location', value: (r) => r.location, text: true },
+    { name: 'currency', value: (r) => r.currency, text: true },
+    { name: 'on_hand', value: (r) => r.onHand },
+    ...ageBuckets.flatMap((b) => [
+      { name: `units_${b}`, value: (r: AgeingRow) => r.units[b] },
+      { name: `value_${b}`, value: (r: AgeingRow) => r.value[b] },
+    ]),
+  ],
+  async run(db, query, page) {
+    const rows = await ageingRows(db, filterOf(query.sku), query.location);
+    const totals = new Map<
+      string,
+      { currency: string; units: Record<string, number>; value: Record<string, number> }
+    >();
+    for (const r of rows) {
+      const t = totals.get(r.currency) ?? { currency: r.currency, units: {}, value: {} };
+      for (const b of ageBuckets) {
+        t.units[b] = (t.units[b] ?? 0) + r.units[b];
+        t.value[b] = (t.value[b] ?? 0) + r.value[b];
+      }
+      totals.set(r.currency, t);
+    }
+    return {
+      rows: inMemoryRows(rows, (r) => [r.sku, r.location], page.after),
+      summary: { totals: [...totals.values()] },
+    };
+  },
+});
+
+async function ageingRows(db: Knex, filter: SkuFilter, location?: string): Promise<AgeingRow[]> {
+  const today = dayOf(new Date());
+  const [where, bindings] = skuCondition(filter, 'l.sku');
+  // Inflows of the last 91 days, newest first per level, only as far as they cover on_hand.
+  const { rows } = await db.raw<{
+    rows: { sku: string; location: string; on_hand: number; day: string; units: number }[];
+  }>(
+    `with inflow as (
+       select sku, location, day, units_in as units from stock_daily
+       where day > ?::date - 91 and units_in > 0 and kind not in ('reserve', 'release')
+       union all
+       select sku, location, (created_at at time zone 'UTC')::date, delta from stock_rollup_pending
+       where delta > 0 and kind not in ('reserve', 'release')
+     ), layered as (
+       select i.sku, i.location, l.on_hand, i.day, sum(i.units)::bigint as units,
+              sum(sum(i.units)) over (partition by i.sku, i.location order by i.day desc) - sum(i.units) as newer
+       from inflow i join inventory_levels l on l.sku = i.sku and l.location = i.location
+       where l.on_hand > 0 and ${where} and (?::text is null or l.location = ?)
+       group by i.sku, i.location, l.on_hand, i.day
+     )
+     select sku, location, on_hand, day::text as day, units from layered where newer < on_hand`,
+    [today, ...bindings, location ?? null, location ?? null],
+  );
+  const inflows = new Map<string, { onHand: number; days: { day: string; units: number }[] }>();
+  const key = (sku: string, loc: string) => `${sku}\u0000${loc}`;
+  for (const r of rows) {
+    const entry = inflows.get(key(r.sku, r.location)) ?? { onHand: r.on_hand, days: [] };
+    entry.days.push({ day: r.day, units: r.units });
+    inflows.set(key(r.sku, r.location), entry);
+  }
+  const levels = await valueLevels(db, { filter, location });
+  return levels
+    .filter((l) => l.units > 0)
+    .map((l) => {
+      const found = inflows.get(key(l.sku, l.location));
+      const units = fifoAgeing(l.units, found?.days ?? [], today);
+      const average = l.value / l.units;
+      const value = Object.fromEntries(ageBuckets.map((b) => [b, shownMoney(units[b] * average)])) as Record<
+        AgeBucket,
+        number
+      >;
+      return { sku: l.sku, location: l.location, currency: l.currency, onHand: l.units, units, value };
+    });
+}

@@ -1,0 +1,132 @@
+import type { Knex } from 'knex';
+import {
+  foldMovements,
+  ledgerMovements,
+  loadSnapshotsBefore,
+  loadStates,
+  monthOf,
+  pendingMovements,
+  type SkuFilter,
+  skuCondition,
+} from './ledger-replay.js';
+import { byLedgerTime, createReplay, levelKey, type ValuedMovement, type ValueState } from './valuation.js';
+
+export interface LevelValue {
+  sku: string;
+  location: string;
+  currency: string;
+  units: number;
+  /** Unrounded: rounded only when shown. */
+  value: number;
+}
+
+/**
+ * The moving-average value of every level of the filtered skus, now or as of `at`:
+ * - now: the folded states (stock_value_state) with the movements not compacted yet folded on top;
+ * - as of `at`: each level's snapshot before the month of `at`, then the ledger from the start of
+ *   that month to `at` (one month at most). A sku with a movement not compacted yet from before
+ *   that month starts from the snapshot before that movement's month instead.
+ * Levels with no units and no value are left out. Sorted by sku, location.
+ */
+export async function valueLevels(
+  db: Knex,
+  query: { at?: Date; filter: SkuFilter; location?: string },
+): Promise<LevelValue[]> {
+  const states = new Map<string, ValueState & { sku: string; location: string }>();
+  const pending = await pendingMovements(db, query.filter);
+  if (!query.at) {
+    for (const s of await loadStates(db, query.filter)) states.set(levelKey(s.sku, s.location), s);
+    const fold = await foldMovements(db, pending);
+    for (const sku of fold.rebuilt.keys()) {
+      for (const [key, s] of states) if (s.sku === sku) states.delete(key);
+    }
+    for (const [key, s] of fold.states) states.set(key, s);
+  } else {
+    const at = query.at;
+    const month = monthOf(at);
+    // Skus whose uncompacted movements reach back before the month: restart them earlier.
+    const restart = new Map<string, string>();
+    for (const m of pending) {
+      const own = monthOf(m.createdAt);
+      if (own < month && own < (restart.get(m.sku) ?? month)) restart.set(m.sku, own);
+    }
+    const movements: ValuedMovement[] = [];
+    for (const s of await loadSnapshotsBefore(db, month, query.filter)) {
+      if (!restart.has(s.sku)) states.set(levelKey(s.sku, s.location), s);
+    }
+    for (const m of await ledgerMovements(
+      db,
+      { from: new Date(`${month}T00:00:00Z`), until: at },
+      query.filter,
+    )) {
+      if (!restart.has(m.sku)) movements.push(m);
+    }
+    const byMonth = new Map<string, string[]>();
+    for (const [sku, own] of restart) byMonth.set(own, [...(byMonth.get(own) ?? []), sku]);
+    for (const [own, skus] of byMonth) {
+      for (const s of await loadSnapshotsBefore(db, own, { skus }))
+        states.set(levelKey(s.sku, s.location), s);
+      movements.push(
+        ...(await ledgerMovements(db, { from: new Date(`${own}T00:00:00Z`), until: at }, { skus })),
+      );
+    }
+    const replay = createReplay(states);
+    for (const m of movements.sort(byLedgerTime)) {
+      replay.apply(m);
+      const key = levelKey(m.sku, m.location);
+      states.set(key, { ...replay.state(m.sku, m.location), sku: m.sku, location: m.location });
+    }
+  }
+  const currencies = await currenciesOf(db, query.filter);
+  return [...states.values()]
+    .filter(
+      (s) =>
+        (query.location === undefined || s.location === query.location) && (s.units !== 0 || s.value !== 0),
+    )
+    .map((s) => ({
+      sku: s.sku,
+      location: s.location,
+      currency: currencies.get(s.sku) ?? 'XXX',
+      units: s.units,
+      value: s.value,
+    }))
+    .sort((a, b) =>
+      a.sku < b.sku ? -1 : a.sku > b.sku ? 1 : a.location < b.location ? -1 : a.location > b.location ? 1 : 0,
+    );
+}
+
+/** The currency of each product (its price's): costs are in the product's currency. */
+async function currenciesOf(db: Knex, filter: SkuFilter): Promise<Map<string, string>> {
+  const [where, bindings] = skuCondition(filter);
+  const { rows } = await db.raw<{ rows: { sku: string; currency: string }[] }>(
+    `select sku, price_currency as currency from products where ${where}`,
+    bindings,
+  );
+  return new Map(rows.map((r) => [r.sku, r.currency]));
+}
+
+export interface ValueTotal {
+  currency: string;
+  location: string | null;
+  units: number;
+  value: number;
+}
+
+/** Totals per location and currency, then per currency over every location (`location` null). */
+export function valuationTotals(levels: LevelValue[]): ValueTotal[] {
+  const totals = new Map<string, ValueTotal>();
+  for (const l of levels) {
+    for (const location of [l.location, null]) {
+      const key = `${l.currency}\u0000${location ?? ''}`;
+      const t = totals.get(key) ?? { currency: l.currency, location, units: 0, value: 0 };
+      t.units += l.units;
+      t.value += l.value;
+      totals.set(key, t);
+    }
+  }
+  return [...totals.values()].sort(
+    (a, b) =>
+      a.currency.localeCompare(b.currency) ||
+      (a.location === null ? 1 : b.location === null ? -1 : a.location.localeCompare(b.location)),
+  );
+}
