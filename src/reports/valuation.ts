@@ -77,6 +77,8 @@ export function applyToState(
     const c = currentCost(state);
     next = { units: after, value: after * c, lastCost: c };
   }
+  // -0 (units below zero times a zero cost) is 0: Postgres and JSON would not keep the sign.
+  if (next.value === 0) next.value = 0;
   return { state: next, value: next.value - value };
 }
 
