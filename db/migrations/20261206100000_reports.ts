@@ -4,6 +4,7 @@ import type { Knex } from 'knex';
  * Reports (docs/reports.md) read the ledger through rollups kept with it:
  * - `stock_movements.unit_cost`: what a received unit cost (minor units of the product's currency);
  *   null when the movement carries none (it then takes the current average, src/reports/valuation.ts);
+ *   `purchase_order_lines.unit_cost`: the cost a line's units are received at;
  * - `stock_rollup_pending`: every new ledger row, copied by a statement-level AFTER INSERT trigger in
  *   the movement's own transaction. Insert-only (no hot row is updated, so group commit keeps its
  *   throughput); the compaction job (src/reports/rollups.ts) deletes what it folds, in its transaction;
@@ -19,6 +20,8 @@ export async function up(db: Knex): Promise<void> {
   await db.raw(`
     alter table stock_movements add column unit_cost bigint
       constraint stock_movements_unit_cost_non_negative check (unit_cost >= 0);
+    alter table purchase_order_lines add column unit_cost bigint
+      constraint purchase_order_lines_unit_cost_non_negative check (unit_cost >= 0);
     -- Bounded time ranges of the ledger (hour buckets, the month an ?at= replays) read this index.
     create index stock_movements_created on stock_movements (created_at);
 
@@ -129,5 +132,6 @@ export async function down(db: Knex): Promise<void> {
     drop function if exists stockflow_rollup_movements;
     drop index if exists stock_movements_created;
     alter table stock_movements drop column if exists unit_cost;
+    alter table purchase_order_lines drop column if exists unit_cost;
   `);
 }

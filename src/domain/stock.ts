@@ -21,6 +21,7 @@ export interface AdjustLine {
   reference?: string;
   note?: string;
   expectedOnHand?: number;
+  unitCost?: number;
 }
 
 const kindOfReason: Record<AdjustReason, MovementKind> = {
@@ -127,6 +128,7 @@ export function planAdjust(
     reason: line.reason,
     reference: line.reference,
     note: line.note,
+    unitCost: line.unitCost,
   }));
   return { movements, after };
 }
