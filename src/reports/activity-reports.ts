@@ -211,21 +211,22 @@ export const webhooks = defineReport({
   async run(db, query, page) {
     const { from, to } = windowOf(query);
     const { rows } = await db.raw<{ rows: WebhookRow[] }>(
-      `select e.id::text as "endpointId", regexp_replace(split_part(split_part(e.url, '#', 1), '?', 1), '//[^/@]*@', '//') as url,
+      `select e.id::text as "endpointId", regexp_replace(split_part(split_part(e.url, '#', 1), '\\?', 1), '//[^/@]*@', '//') as url,
               e.description, e.status,
               coalesce(d.deliveries, 0)::int as deliveries, coalesce(d.delivered, 0)::int as delivered,
               coalesce(d.failed, 0)::int as failed,
               case when coalesce(d.delivered, 0) + coalesce(d.failed, 0) > 0
                    then d.delivered::float8 / (d.delivered + d.failed) end as "successRate",
               d.mean_attempts as "meanAttempts", a.p95 as "latencyMsP95",
-              coalesce((select sum(extract(epoch from least(coalesce(en.at, ?), ?) - greatest(x.at, ?)))
+              coalesce((select sum(extract(epoch from least(coalesce(en.at, ?::timestamptz), ?::timestamptz)
+                                                       - greatest(x.at, ?::timestamptz)))
                  from (select occurred_at as at, seq from events
                        where aggregate_type = 'webhook_endpoint' and aggregate_id = e.id::text
-                         and type = 'webhook.endpoint_disabled' and occurred_at < ?) x
+                         and type = 'webhook.endpoint_disabled' and occurred_at < ?::timestamptz) x
                  left join lateral (select occurred_at as at from events
                        where aggregate_type = 'webhook_endpoint' and aggregate_id = e.id::text
                          and type = 'webhook.endpoint_enabled' and seq > x.seq order by seq limit 1) en on true
-                 where coalesce(en.at, ?) > ?), 0)::float8 as "disabledSeconds"
+                 where coalesce(en.at, ?::timestamptz) > ?::timestamptz), 0)::float8 as "disabledSeconds"
        from webhook_endpoints e
        left join lateral (
          select count(*) as deliveries, count(*) filter (where status = 'delivered') as delivered,
