@@ -17,6 +17,10 @@ afterAll(async () => {
   await ctx?.close();
 });
 
+// biome-ignore lint/suspicious/noExplicitAny: report answers are checked by the assertions themselves
+type Answer = any;
+const read = async (response: Promise<Response> | Response): Promise<Answer> => (await response).json();
+
 const get = (path: string, headers: Record<string, string> = {}, key: string | null = ctx.pmsKey) =>
   fetch(`${base}${path}`, { headers: { ...(key ? { authorization: `Bearer ${key}` } : {}), ...headers } });
 
@@ -41,7 +45,7 @@ describe('stock valuation through the API', () => {
     beforeOut = new Date(Date.parse(out.movements[0]!.createdAt) - 1).toISOString();
     const response = await get('/api/pms/reports/stock-valuation?sku=VAL-1');
     expect(response.status).toBe(200);
-    const body = await response.json();
+    const body = await read(response);
     expect(body.items).toEqual([
       { sku: 'VAL-1', location: 'default', currency: 'EUR', units: 15, averageCost: 150, value: 2250 },
     ]);
@@ -54,13 +58,13 @@ describe('stock valuation through the API', () => {
 
   it('asked ?at= a moment before the 5 went out: 20 units worth 3000; the same after compaction', async () => {
     for (const round of ['pending', 'compacted']) {
-      const body = await (await get(`/api/pms/reports/stock-valuation?sku=VAL-*&at=${beforeOut}`)).json();
+      const body = await read(get(`/api/pms/reports/stock-valuation?sku=VAL-*&at=${beforeOut}`));
       expect(body.items, round).toEqual([
         { sku: 'VAL-1', location: 'default', currency: 'EUR', units: 20, averageCost: 150, value: 3000 },
       ]);
       await compactAllPending(ctx.api.db);
     }
-    const now = await (await get('/api/pms/reports/stock-valuation?sku=VAL-1')).json();
+    const now = await read(get('/api/pms/reports/stock-valuation?sku=VAL-1'));
     expect(now.items[0]).toMatchObject({ units: 15, value: 2250 });
   });
 
@@ -79,7 +83,7 @@ describe('stock valuation through the API', () => {
 
 describe('the boundary, over a socket', () => {
   it('lists every report with its formula and edge rules', async () => {
-    const body = await (await get('/api/pms/reports')).json();
+    const body = await read(get('/api/pms/reports'));
     expect(body.items.map((r: { name: string }) => r.name)).toEqual([
       'stock-valuation',
       'low-stock',
@@ -108,15 +112,15 @@ describe('the boundary, over a socket', () => {
     );
     expect(response.status).toBe(400);
     expect(response.headers.get('content-type')).toMatch(/^application\/problem\+json/);
-    const fields = (await response.json()).errors.map((e: { path: string }) => e.path).sort();
+    const fields = (await read(response)).errors.map((e: { path: string }) => e.path).sort();
     expect([...new Set(fields)]).toEqual(['bucket', 'cursor', 'from', 'limit', 'location', 'sku']);
     const backwards = await get(
       '/api/pms/reports/sell-through?from=2026-02-01T00:00:00Z&to=2026-01-01T00:00:00Z',
     );
     expect(backwards.status).toBe(400);
-    expect(JSON.stringify(await backwards.json())).toContain('from');
+    expect(JSON.stringify(await read(backwards))).toContain('from');
     // A cursor of another report is refused too.
-    const page = await (await get('/api/pms/reports/stock-valuation?limit=1')).json();
+    const page = await read(get('/api/pms/reports/stock-valuation?limit=1'));
     const foreign = await get(`/api/pms/reports/low-stock?cursor=${page.nextCursor ?? 'x'}`);
     expect(foreign.status).toBe(400);
   });
@@ -126,14 +130,14 @@ describe('the boundary, over a socket', () => {
       { sku: 'VAL-2', location: 'default', delta: 3, reason: 'received', unitCost: 7 },
       { sku: 'VAL-2', location: 'default', delta: -1, reason: 'damaged' },
     ]);
-    const whole = await (await get('/api/pms/reports/movements?groupBy=sku')).json();
+    const whole = await read(get('/api/pms/reports/movements?groupBy=sku'));
     expect(whole.items.length).toBeGreaterThan(3);
     const paged: unknown[] = [];
     let cursor: string | null = null;
     do {
-      const body: { items: unknown[]; nextCursor: string | null } = await (
-        await get(`/api/pms/reports/movements?groupBy=sku&limit=2${cursor ? `&cursor=${cursor}` : ''}`)
-      ).json();
+      const body: { items: unknown[]; nextCursor: string | null } = await read(
+        get(`/api/pms/reports/movements?groupBy=sku&limit=2${cursor ? `&cursor=${cursor}` : ''}`),
+      );
       expect(body.items.length).toBeLessThanOrEqual(2);
       paged.push(...body.items);
       cursor = body.nextCursor;
@@ -171,7 +175,7 @@ describe('the boundary, over a socket', () => {
   });
 
   it('records job runs for the jobs report', async () => {
-    const body = await (await get('/api/pms/reports/jobs')).json();
+    const body = await read(get('/api/pms/reports/jobs'));
     const adjustRuns = body.items.find((r: { name: string }) => r.name === 'inventory.adjust');
     expect(adjustRuns).toMatchObject({ queue: 'inventory', completed: expect.any(Number) });
     expect(adjustRuns.completed).toBeGreaterThanOrEqual(5);
