@@ -17,6 +17,7 @@ import { registerInventoryRoutes } from './routes/inventory.js';
 import { registerJobRoutes } from './routes/jobs.js';
 import { registerLocationRoutes } from './routes/locations.js';
 import { registerOpsRoutes } from './routes/ops.js';
+import { registerOpsPage } from './routes/ops-page.js';
 import { registerOrderRoutes } from './routes/orders.js';
 import { registerProductRoutes } from './routes/products.js';
 import { registerReorderingRoutes } from './routes/reordering.js';
@@ -78,6 +79,7 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
   await registerInboundRoutes(app, deps);
   registerOpsRoutes(app, deps);
   registerReportRoutes(app, deps);
+  registerOpsPage(app, deps);
   await registerBullBoard(app, deps.queues, deps.config);
   return app;
 }

@@ -1,6 +1,7 @@
+import type { Knex } from 'knex';
 import { z } from 'zod';
 import { reportCursor } from '../fields.js';
-import { checkWindow, windowOf, windowParams } from './params.js';
+import { checkWindow, type Window, windowOf, windowParams } from './params.js';
 import { defineReport, inMemoryRows } from './report.js';
 
 const textKey = z.string().max(200);
@@ -146,24 +147,7 @@ export const jobs = defineReport({
     { name: 'wait_ms_p95', value: (r) => r.waitMsP95 },
   ],
   async run(db, query, page) {
-    const { from, to } = windowOf(query);
-    const { rows } = await db.raw<{ rows: JobRow[] }>(
-      `select queue collate "C" as queue, name collate "C" as name,
-              count(*) filter (where outcome = 'completed')::int as completed,
-              count(*) filter (where outcome = 'failed')::int as failed,
-              count(*) filter (where outcome = 'retried')::int as retried,
-              coalesce((select jsonb_object_agg(code, n) from (
-                 select coalesce(f.error_code, 'error') as code, count(*)::int as n from job_runs f
-                 where f.finished_at >= ? and f.finished_at < ? and f.queue = r.queue and f.name = r.name
-                   and f.outcome = 'failed' group by 1) c), '{}'::jsonb) as "failedByCode",
-              percentile_cont(0.5) within group (order by run_ms) as "runMsP50",
-              percentile_cont(0.95) within group (order by run_ms) as "runMsP95",
-              percentile_cont(0.5) within group (order by wait_ms) as "waitMsP50",
-              percentile_cont(0.95) within group (order by wait_ms) as "waitMsP95"
-       from job_runs r where finished_at >= ? and finished_at < ?
-       group by queue, name`,
-      [from, to, from, to],
-    );
+    const rows = await jobRows(db, windowOf(query));
     return { rows: inMemoryRows(rows, (r) => [r.queue, r.name], page.after) };
   },
 });
@@ -209,9 +193,35 @@ export const webhooks = defineReport({
     { name: 'disabled_seconds', value: (r) => r.disabledSeconds },
   ],
   async run(db, query, page) {
-    const { from, to } = windowOf(query);
-    const { rows } = await db.raw<{ rows: WebhookRow[] }>(
-      `select e.id::text as "endpointId", regexp_replace(split_part(split_part(e.url, '#', 1), '\\?', 1), '//[^/@]*@', '//') as url,
+    const rows = await webhookRows(db, windowOf(query));
+    return { rows: inMemoryRows(rows, (r) => [r.endpointId], page.after) };
+  },
+});
+
+async function jobRows(db: Knex, { from, to }: Window): Promise<JobRow[]> {
+  const { rows } = await db.raw<{ rows: JobRow[] }>(
+    `select queue collate "C" as queue, name collate "C" as name,
+              count(*) filter (where outcome = 'completed')::int as completed,
+              count(*) filter (where outcome = 'failed')::int as failed,
+              count(*) filter (where outcome = 'retried')::int as retried,
+              coalesce((select jsonb_object_agg(code, n) from (
+                 select coalesce(f.error_code, 'error') as code, count(*)::int as n from job_runs f
+                 where f.finished_at >= ? and f.finished_at < ? and f.queue = r.queue and f.name = r.name
+                   and f.outcome = 'failed' group by 1) c), '{}'::jsonb) as "failedByCode",
+              percentile_cont(0.5) within group (order by run_ms) as "runMsP50",
+              percentile_cont(0.95) within group (order by run_ms) as "runMsP95",
+              percentile_cont(0.5) within group (order by wait_ms) as "waitMsP50",
+              percentile_cont(0.95) within group (order by wait_ms) as "waitMsP95"
+       from job_runs r where finished_at >= ? and finished_at < ?
+       group by queue, name`,
+    [from, to, from, to],
+  );
+  return rows;
+}
+
+async function webhookRows(db: Knex, { from, to }: Window): Promise<WebhookRow[]> {
+  const { rows } = await db.raw<{ rows: WebhookRow[] }>(
+    `select e.id::text as "endpointId", regexp_replace(split_part(split_part(e.url, '#', 1), '\\?', 1), '//[^/@]*@', '//') as url,
               e.description, e.status,
               coalesce(d.deliveries, 0)::int as deliveries, coalesce(d.delivered, 0)::int as delivered,
               coalesce(d.failed, 0)::int as failed,
@@ -238,8 +248,33 @@ export const webhooks = defineReport({
          from webhook_attempts t join webhook_deliveries w on w.id = t.delivery_id
          where w.endpoint_id = e.id and t.started_at >= ? and t.started_at < ?
        ) a on true`,
-      [to, to, from, to, to, from, from, to, from, to],
-    );
-    return { rows: inMemoryRows(rows, (r) => [r.endpointId], page.after) };
-  },
-});
+    [to, to, from, to, to, from, from, to, from, to],
+  );
+  return rows;
+}
+
+/** What the /ops page shows of the platform's own activity over a window: queues by the hour, webhooks. */
+export async function activityForOps(db: Knex, window: Window) {
+  const jobs = await jobRows(db, window);
+  const queues = new Map<string, { queue: string; completed: number; failed: number; retried: number }>();
+  for (const j of jobs) {
+    const q = queues.get(j.queue) ?? { queue: j.queue, completed: 0, failed: 0, retried: 0 };
+    q.completed += j.completed;
+    q.failed += j.failed;
+    q.retried += j.retried;
+    queues.set(j.queue, q);
+  }
+  const { rows: hours } = await db.raw<{ rows: { hour: string; completed: number; failed: number }[] }>(
+    `select to_char(date_trunc('hour', finished_at at time zone 'UTC'), 'YYYY-MM-DD"T"HH24:00"Z"') as hour,
+            count(*) filter (where outcome = 'completed')::int as completed,
+            count(*) filter (where outcome <> 'completed')::int as failed
+     from job_runs where finished_at >= ? and finished_at < ? group by 1 order by 1`,
+    [window.from, window.to],
+  );
+  return {
+    activityWindow: { from: window.from.toISOString(), to: window.to.toISOString() },
+    queues: [...queues.values()],
+    jobHours: hours,
+    webhooks: await webhookRows(db, window),
+  };
+}

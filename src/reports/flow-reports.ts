@@ -282,28 +282,8 @@ export const sellThrough = defineReport({
   ],
   async run(db, query, page) {
     const window = windowOf(query);
-    const filter = filterOf(query.sku);
-    const units = await unitsPerSku(db, window, filter, query.location, salesKinds);
+    const rows = await sellThroughRows(db, window, filterOf(query.sku), query.location);
     const { fromDay, toDay } = daysOf(window);
-    const days = windowDays({ from: new Date(fromDay), to: new Date(toDay) });
-    const rows = (await productsWithStock(db, filter, query.location)).map((p): SellThroughRow => {
-      const sold =
-        (units.get(`${p.sku}\u0000sale`)?.out ?? 0) + (units.get(`${p.sku}\u0000commit`)?.out ?? 0);
-      const returned = units.get(`${p.sku}\u0000return`)?.in ?? 0;
-      const net = sold - returned;
-      const dailySales = net / days;
-      return {
-        sku: p.sku,
-        sold,
-        returned,
-        net,
-        onHand: p.on_hand,
-        available: p.available,
-        sellThroughRate: net + p.on_hand > 0 ? net / (net + p.on_hand) : null,
-        dailySales,
-        daysOfInventory: dailySales > 0 ? p.available / dailySales : null,
-      };
-    });
     return {
       rows: inMemoryRows(rows, (r) => [r.sku], page.after),
       summary: { window: { from: fromDay, to: toDay } },
@@ -379,3 +359,41 @@ export const abc = defineReport({
     return { rows: inMemoryRows(rows, (r) => [r.currency, r.sku], page.after), summary: { grades } };
   },
 });
+
+async function sellThroughRows(
+  db: Knex,
+  window: Window,
+  filter: SkuFilter,
+  location: string | undefined,
+): Promise<SellThroughRow[]> {
+  const units = await unitsPerSku(db, window, filter, location, salesKinds);
+  const { fromDay, toDay } = daysOf(window);
+  const days = windowDays({ from: new Date(fromDay), to: new Date(toDay) });
+  const rows = (await productsWithStock(db, filter, location)).map((p): SellThroughRow => {
+    const sold = (units.get(`${p.sku}\u0000sale`)?.out ?? 0) + (units.get(`${p.sku}\u0000commit`)?.out ?? 0);
+    const returned = units.get(`${p.sku}\u0000return`)?.in ?? 0;
+    const net = sold - returned;
+    const dailySales = net / days;
+    return {
+      sku: p.sku,
+      sold,
+      returned,
+      net,
+      onHand: p.on_hand,
+      available: p.available,
+      sellThroughRate: net + p.on_hand > 0 ? net / (net + p.on_hand) : null,
+      dailySales,
+      daysOfInventory: dailySales > 0 ? p.available / dailySales : null,
+    };
+  });
+  return rows;
+}
+
+/** The skus that sold most (net units) over a window, for the /ops page. */
+export async function topSellers(db: Knex, window: Window, count: number): Promise<SellThroughRow[]> {
+  const rows = await sellThroughRows(db, window, {}, undefined);
+  return rows
+    .filter((r) => r.net > 0)
+    .sort((a, b) => b.net - a.net || (a.sku < b.sku ? -1 : 1))
+    .slice(0, count);
+}

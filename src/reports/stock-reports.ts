@@ -118,7 +118,7 @@ export const lowStock = defineReport({
   },
 });
 
-async function lowStockRows(db: Knex, filter: SkuFilter, location?: string): Promise<LowStockRow[]> {
+export async function lowStockRows(db: Knex, filter: SkuFilter, location?: string): Promise<LowStockRow[]> {
   const [where, bindings] = skuCondition(filter, 'l.sku');
   const since = new Date(Date.now() - salesRateDays * 86_400_000);
   const { rows } = await db.raw<{

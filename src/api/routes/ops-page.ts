@@ -1,0 +1,58 @@
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { opsAssets } from '../../reports/ops-assets.js';
+import { opsData, renderOpsPage } from '../../reports/ops-page.js';
+import type { ApiDeps } from '../deps.js';
+import { problem, sendProblem } from '../problems.js';
+
+/**
+ * Nothing but this origin's own files, no inline script or style (the chart data travels as a
+ * JSON block, which is not executed), no framing, no forms.
+ */
+const contentSecurityPolicy = [
+  "default-src 'none'",
+  "script-src 'self'",
+  "style-src 'self'",
+  "img-src 'self' data:",
+  "base-uri 'none'",
+  "form-action 'none'",
+  "frame-ancestors 'none'",
+].join('; ');
+
+/** The operator page (admin key, the sign-in of Bull Board: Basic with the key as password). */
+export function registerOpsPage(root: FastifyInstance, deps: ApiDeps): void {
+  const app = root.withTypeProvider<ZodTypeProvider>();
+  const assets = opsAssets();
+  const secured = { 'Content-Security-Policy': contentSecurityPolicy, 'X-Content-Type-Options': 'nosniff' };
+
+  app.get('/ops', { config: { scope: 'admin' }, schema: { hide: true } }, async (_request, reply) => {
+    const trx = await deps.db.transaction({ isolationLevel: 'repeatable read', readOnly: true });
+    try {
+      const html = renderOpsPage(await opsData(trx));
+      await trx.commit();
+      return reply
+        .headers(secured)
+        .header('Cache-Control', 'no-store')
+        .type('text/html; charset=utf-8')
+        .send(html);
+    } catch (error) {
+      await trx.rollback().catch(() => undefined);
+      throw error;
+    }
+  });
+
+  app.get(
+    '/ops/assets/:file',
+    { config: { scope: 'admin' }, schema: { hide: true, params: z.object({ file: z.string().max(100) }) } },
+    async (request, reply) => {
+      const asset = assets.get(request.params.file);
+      if (!asset) return sendProblem(reply, request, problem(404, 'not_found', 'No such asset'));
+      return reply
+        .headers(secured)
+        .type(asset.type)
+        .header('Cache-Control', 'private, max-age=3600')
+        .send(asset.body);
+    },
+  );
+}
