@@ -5,7 +5,7 @@ import { dayOf, type SkuFilter, skuCondition } from './ledger-replay.js';
 import { filterParams } from './params.js';
 import { defineReport, inMemoryRows } from './report.js';
 import { type AgeBucket, ageBuckets, fifoAgeing } from './rules.js';
-import { type LevelValue, valuationTotals, valueLevels } from './stock-valuation.js';
+import { currentValuationPage, type LevelValue, valuationTotals, valueLevels } from './stock-valuation.js';
 import { shownCost, shownMoney } from './valuation.js';
 
 const textKey = z.string().max(200);
@@ -52,6 +52,18 @@ export const stockValuation = defineReport({
     { name: 'value', value: (r) => r.value },
   ],
   async run(db, query, page) {
+    if (!query.at && page.limit !== undefined) {
+      // A page of the current valuation: no need to read every level.
+      const { levels, totals } = await currentValuationPage(
+        db,
+        { filter: filterOf(query.sku), location: query.location },
+        { after: page.after as [string, string] | undefined, limit: page.limit },
+      );
+      return {
+        rows: inMemoryRows(levels.map(shownLevel), (r) => [r.sku, r.location], undefined),
+        summary: { totals: totals.map((t) => ({ ...t, value: shownMoney(t.value) })) },
+      };
+    }
     const levels = await valueLevels(db, {
       at: query.at ? new Date(query.at) : undefined,
       filter: filterOf(query.sku),
@@ -124,31 +136,39 @@ export async function lowStockRows(db: Knex, filter: SkuFilter, location?: strin
   const { rows } = await db.raw<{
     rows: (Omit<LowStockRow, 'dailySales' | 'daysOfCover'> & { sold: number })[];
   }>(
-    `with low as (
+    // The threshold function reads the level's reorder rule: called only where one may apply.
+    `with candidate as (
        select l.sku, l.location, l.on_hand, l.reserved, l.safety_stock, l.incoming,
-              greatest(0, l.on_hand - l.reserved - l.safety_stock) as available,
-              stockflow_stock_threshold(l.sku, l.location, l.safety_stock) as threshold
+              greatest(0, l.on_hand - l.reserved - l.safety_stock) as available
        from inventory_levels l
        where ${where} and (?::text is null or l.location = ?)
+         and (greatest(0, l.on_hand - l.reserved - l.safety_stock) <= l.safety_stock
+              or exists (select 1 from reorder_rules r where r.sku = l.sku and r.location = l.location))
+     ), low as (
+       select * from (
+         select c.*, stockflow_stock_threshold(c.sku, c.location, c.safety_stock) as threshold from candidate c
+       ) t where available <= threshold
+     ), sold as (
+       select sku, location, sum(units)::bigint as units from (
+         select d.sku, d.location, d.units_out as units from stock_daily d join low using (sku, location)
+         where d.day >= ?::date and d.kind in ('sale', 'commit')
+         union all
+         select p.sku, p.location, -p.delta from stock_rollup_pending p join low using (sku, location)
+         where p.created_at >= ? and p.kind in ('sale', 'commit')
+       ) s group by sku, location
      )
      select low.sku, low.location, low.on_hand as "onHand", low.reserved, low.safety_stock as "safetyStock",
             low.available, low.threshold, stockflow_stock_state(low.available, low.threshold) as state,
             low.incoming, po.number as "purchaseOrder", po.status as "purchaseOrderStatus",
-            po.expected_date::text as "expectedDate",
-            coalesce((select sum(d.units_out) from stock_daily d
-                       where d.sku = low.sku and d.location = low.location and d.day >= ?::date
-                         and d.kind in ('sale', 'commit')), 0)
-            + coalesce((select sum(-p.delta) from stock_rollup_pending p
-                         where p.sku = low.sku and p.location = low.location and p.created_at >= ?
-                           and p.kind in ('sale', 'commit')), 0) as sold
+            po.expected_date::text as "expectedDate", coalesce(sold.units, 0) as sold
      from low
+     left join sold using (sku, location)
      left join lateral (
        select o.number, o.status, o.expected_date from purchase_order_lines pl
        join purchase_orders o on o.id = pl.purchase_order_id
        where pl.sku = low.sku and pl.location = low.location and pl.outstanding > 0
        order by o.created_at desc limit 1
-     ) po on true
-     where low.available <= low.threshold`,
+     ) po on true`,
     [...bindings, location ?? null, location ?? null, dayOf(since), since],
   );
   return rows.map(({ sold, ...r }) => {

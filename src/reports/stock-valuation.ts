@@ -96,7 +96,7 @@ export async function valueLevels(
 }
 
 /** The currency of each product (its price's): costs are in the product's currency. */
-async function currenciesOf(db: Knex, filter: SkuFilter): Promise<Map<string, string>> {
+async function currenciesOf(db: Knex, filter: SkuFilter | { skus: string[] }): Promise<Map<string, string>> {
   const [where, bindings] = skuCondition(filter);
   const { rows } = await db.raw<{ rows: { sku: string; currency: string }[] }>(
     `select sku, price_currency as currency from products where ${where}`,
@@ -129,4 +129,79 @@ export function valuationTotals(levels: LevelValue[]): ValueTotal[] {
       a.currency.localeCompare(b.currency) ||
       (a.location === null ? 1 : b.location === null ? -1 : a.location.localeCompare(b.location)),
   );
+}
+
+/**
+ * One page of the current valuation and the totals, without reading every level: the page and the
+ * totals come from the folded states in SQL, and the movements not compacted yet are folded in
+ * memory and replace their skus' levels (in the page) and contributions (in the totals).
+ */
+export async function currentValuationPage(
+  db: Knex,
+  query: { filter: SkuFilter; location?: string },
+  page: { after?: [string, string]; limit: number },
+): Promise<{ levels: LevelValue[]; totals: ValueTotal[] }> {
+  const fold = await foldMovements(db, await pendingMovements(db, query.filter));
+  const touched = [...new Set([...fold.states.values()].map((s) => s.sku))];
+  const currencies = await currenciesOf(db, touched.length ? { skus: touched } : { sku: '' });
+  const inFilter = (s: { location: string }) => query.location === undefined || s.location === query.location;
+  const [where, bindings] = skuCondition(query.filter, 's.sku');
+  const loc = query.location ?? null;
+  const { rows: totalRows } = await db.raw<{ rows: ValueTotal[] }>(
+    `select p.price_currency as currency, s.location, sum(s.units)::bigint as units, sum(s.value) as value
+     from stock_value_state s join products p on p.sku = s.sku
+     where ${where} and (?::text is null or s.location = ?) group by 1, 2`,
+    [...bindings, loc, loc],
+  );
+  // Replace the folded contribution of every touched sku by what the fold says now.
+  const adjust = new Map<string, ValueTotal>(totalRows.map((t) => [`${t.currency}\u0000${t.location}`, t]));
+  const change = (s: { sku: string; location: string; units: number; value: number }, sign: number) => {
+    if (!inFilter(s)) return;
+    const currency = currencies.get(s.sku) ?? 'XXX';
+    const key = `${currency}\u0000${s.location}`;
+    const t = adjust.get(key) ?? { currency, location: s.location, units: 0, value: 0 };
+    t.units += sign * s.units;
+    t.value += sign * s.value;
+    adjust.set(key, t);
+  };
+  if (touched.length) for (const s of await loadStates(db, { skus: touched })) change(s, -1);
+  for (const s of fold.states.values()) change(s, 1);
+  const byLocation = [...adjust.values()]
+    .filter((t) => t.units !== 0 || t.value !== 0)
+    .map((t) => ({
+      sku: '',
+      location: t.location!,
+      currency: t.currency,
+      units: t.units,
+      value: t.value,
+    }));
+  const after = page.after ?? ['', ''];
+  const { rows } = await db.raw<{ rows: LevelValue[] }>(
+    `select s.sku, s.location, p.price_currency as currency, s.units, s.value
+     from stock_value_state s join products p on p.sku = s.sku
+     where ${where} and (?::text is null or s.location = ?) and (s.units <> 0 or s.value <> 0)
+       and (s.sku collate "C", s.location collate "C") > (?, ?) and not (s.sku = any(?))
+     order by s.sku collate "C", s.location collate "C" limit ?`,
+    [...bindings, loc, loc, after[0], after[1], touched, page.limit],
+  );
+  const fromFold = [...fold.states.values()]
+    .filter(
+      (s) =>
+        inFilter(s) &&
+        (s.units !== 0 || s.value !== 0) &&
+        (s.sku > after[0] || (s.sku === after[0] && s.location > after[1])),
+    )
+    .map((s) => ({
+      sku: s.sku,
+      location: s.location,
+      currency: currencies.get(s.sku) ?? 'XXX',
+      units: s.units,
+      value: s.value,
+    }));
+  const levels = [...rows, ...fromFold]
+    .sort((a, b) =>
+      a.sku < b.sku ? -1 : a.sku > b.sku ? 1 : a.location < b.location ? -1 : a.location > b.location ? 1 : 0,
+    )
+    .slice(0, page.limit);
+  return { levels, totals: valuationTotals(byLocation) };
 }

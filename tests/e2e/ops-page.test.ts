@@ -33,7 +33,9 @@ beforeAll(async () => {
     expect(res.statusCode, res.body).toBe(200);
   }
   // A sale (orders write them through reservations; planted here as the ledger row it is).
-  await plantMovements(ctx.api.db, [{ sku: 'OPS-2', location: 'default', kind: 'sale', delta: -2, createdAt: new Date() }]);
+  await plantMovements(ctx.api.db, [
+    { sku: 'OPS-2', location: 'default', kind: 'sale', delta: -2, createdAt: new Date() },
+  ]);
   await compactAllPending(ctx.api.db);
   // A webhook endpoint with a delivered and a failed delivery.
   await ctx.api.db.raw(

@@ -2,7 +2,12 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { movements } from '../../src/reports/flow-reports.js';
 import { compactAllPending } from '../../src/reports/rollups.js';
-import { valueLevels } from '../../src/reports/stock-valuation.js';
+import {
+  currentValuationPage,
+  type LevelValue,
+  type ValueTotal,
+  valueLevels,
+} from '../../src/reports/stock-valuation.js';
 import { byLedgerTime, createReplay, levelKey, type ValuedMovement } from '../../src/reports/valuation.js';
 import { createTestContext, type TestContext } from '../helpers/context.js';
 import { type PlantedMovement, plantMovements, plantProducts } from '../helpers/ledger-plant.js';
@@ -144,6 +149,27 @@ it('every report at random instants equals a naive replay of the ledger (backdat
             expect(
               got.map((l) => ({ key: levelKey(l.sku, l.location), units: l.units, value: l.value })),
             ).toEqual(want);
+            if (at) continue;
+            // The current valuation as the API pages it (pages of 3), with its totals.
+            const paged: LevelValue[] = [];
+            let after: [string, string] | undefined;
+            let totals: ValueTotal[] = [];
+            for (;;) {
+              const page = await currentValuationPage(
+                ctx.api.db,
+                { filter: { skuPrefix: prefix } },
+                { after, limit: 3 },
+              );
+              paged.push(...page.levels);
+              totals = page.totals;
+              if (page.levels.length < 3) break;
+              const last = page.levels[2]!;
+              after = [last.sku, last.location];
+            }
+            expect(paged).toEqual(got);
+            const sum = got.reduce((v, l) => v + l.value, 0);
+            const overall = totals.find((t) => t.location === null)?.value ?? 0;
+            expect(Math.abs(overall - sum)).toBeLessThan(1e-6 * Math.max(1, Math.abs(sum)));
           }
         }
         // Units per day × location × kind, over the whole history.
