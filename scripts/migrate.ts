@@ -1,8 +1,9 @@
 import { parseConfig } from '../src/config.js';
-import { openPostgres, redactUrl } from '../src/connections.js';
+import { openPostgres } from '../src/connections.js';
 import { prepareDatabase } from '../src/db/migrate.js';
 import { describeResealed, resealStoredSecrets } from '../src/db/sealed-secrets.js';
 import { runEntry } from '../src/entry.js';
+import { redactUrl } from '../src/log.js';
 import { secretBoxFromConfig } from '../src/secrets.js';
 
 /**

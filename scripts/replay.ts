@@ -2,7 +2,8 @@ import { parseArgs } from 'node:util';
 import { parseConfig } from '../src/config.js';
 import { openPostgres } from '../src/connections.js';
 import { runEntry } from '../src/entry.js';
-import { ReplayRangeError, replayProjections } from '../src/events/replay.js';
+import { ReplayRangeError } from '../src/errors/replay-range-error.js';
+import { replayProjections } from '../src/events/replay.js';
 
 const usage = 'usage: npm run replay -- --from <seq> [--keep] [--json]';
 

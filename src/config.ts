@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { ConfigError } from './errors/config-error.js';
 
 /**
  * The only reader of `process.env`. Every setting has a local default so `npm start` works on a
@@ -326,13 +327,6 @@ const envSchema = z.object({
 });
 
 export type Config = ReturnType<typeof parseConfig>;
-
-export class ConfigError extends Error {
-  constructor(readonly problems: string[]) {
-    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
-    this.name = 'ConfigError';
-  }
-}
 
 /** Parses an environment (default: this process's) into the typed config, or throws ConfigError. */
 export function parseConfig(env: Record<string, string | undefined> = process.env) {

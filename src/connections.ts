@@ -1,57 +1,9 @@
 import { Redis } from 'ioredis';
 import type { Config } from './config.js';
 import { createDb, type Db, type DbRole, isPgError, pgErrorCodes } from './db/knex.js';
+import { DatabaseMissingError } from './errors/database-missing-error.js';
+import { ServiceUnreachableError } from './errors/service-unreachable-error.js';
 import type { Logger } from './log.js';
-
-/** A backing service could not be reached at start: entry points print this, without a stack trace. */
-export class ServiceUnreachableError extends Error {
-  constructor(
-    readonly service: 'PostgreSQL' | 'Redis',
-    readonly url: string,
-    cause: unknown,
-  ) {
-    super(
-      `${service} is not reachable at ${redactUrl(url)} (${describe(cause)}).\n` +
-        `Start it with \`bash scripts/services.sh\`, or point ${service === 'PostgreSQL' ? 'DATABASE_URL' : 'REDIS_URL'} at a running server.`,
-    );
-    this.name = 'ServiceUnreachableError';
-  }
-}
-
-/** The server answered, but the database DATABASE_URL names does not exist on it. */
-export class DatabaseMissingError extends Error {
-  constructor(readonly url: string) {
-    super(
-      `The database ${databaseName(url)} does not exist on the PostgreSQL server at ${redactUrl(url)}.\n` +
-        'Create it and its tables with `npm run migrate` (`npm start` does this too), or point DATABASE_URL at an existing database.',
-    );
-    this.name = 'DatabaseMissingError';
-  }
-}
-
-const databaseName = (url: string) => {
-  try {
-    return `"${decodeURIComponent(new URL(url).pathname.slice(1))}"`;
-  } catch {
-    return '(unparseable url)';
-  }
-};
-
-function describe(cause: unknown): string {
-  if (cause instanceof AggregateError && cause.errors.length) return describe(cause.errors[0]);
-  if (cause instanceof Error) return (cause as { code?: string }).code ?? cause.message;
-  return String(cause);
-}
-
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return '(unparseable url)';
-  }
-}
 
 /**
  * A pool for `role`, with that role's guards (statement, lock and idle-in-transaction timeouts);

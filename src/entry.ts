@@ -1,6 +1,7 @@
-import { ConfigError } from './config.js';
-import { DatabaseMissingError, ServiceUnreachableError } from './connections.js';
 import { isPgError, pgErrorCodes } from './db/knex.js';
+import { ConfigError } from './errors/config-error.js';
+import { DatabaseMissingError } from './errors/database-missing-error.js';
+import { ServiceUnreachableError } from './errors/service-unreachable-error.js';
 
 /**
  * Runs an entry point. Startup problems a person can fix (bad config, a service that is down)

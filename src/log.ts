@@ -67,3 +67,14 @@ export function createLogger(
   };
   return destination ? pino(options, destination) : pino(options);
 }
+
+/** A URL as it may be printed: its password masked. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '(unparseable url)';
+  }
+}

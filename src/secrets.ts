@@ -1,5 +1,6 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
-import { ConfigError } from './config.js';
+import { ConfigError } from './errors/config-error.js';
+import { SecretUnreadableError } from './errors/secret-unreadable-error.js';
 
 /**
  * Secrets at rest (webhook signing secrets, supplier API keys): AES-256-GCM under a key from
@@ -36,14 +37,6 @@ const form = 'sf2';
 const legacyForm = 'sf1';
 const ivBytes = 12;
 const tagBytes = 16;
-
-/** Where a sealed value cannot be opened: wrong or unknown key, or a tampered value. */
-export class SecretUnreadableError extends Error {
-  constructor(reason: string) {
-    super(`A stored secret cannot be opened: ${reason}`);
-    this.name = 'SecretUnreadableError';
-  }
-}
 
 export const keyIdOf = (key: Buffer) => createHash('sha256').update(key).digest('hex').slice(0, 8);
 

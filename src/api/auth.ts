@@ -3,8 +3,9 @@ import type { Redis } from 'ioredis';
 import type { Knex } from 'knex';
 import type { RateLimiterAbstract, RateLimiterRes } from 'rate-limiter-flexible';
 import { findActiveApiKey, type Scope, touchApiKey } from '../db/api-keys.js';
+import { HttpProblem } from '../errors/http-problem.js';
 import type { Logger } from '../log.js';
-import { HttpProblem, problem, sendProblem } from './problems.js';
+import { problem, sendProblem } from './problems.js';
 import { countFailure, sendRateLimited } from './rate-limits.js';
 
 export interface Principal {

@@ -10,8 +10,9 @@ import type {
 } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import FindMyWay from 'find-my-way';
+import { type FieldError, HttpProblem, type Problem } from '../errors/http-problem.js';
 import { unknownEventType } from '../events/type-patterns.js';
-import { type FieldError, HttpProblem, type Problem, problem, sendProblem } from './problems.js';
+import { problem, sendProblem } from './problems.js';
 
 const methods = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
 

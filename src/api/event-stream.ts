@@ -3,20 +3,12 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { WebSocket } from 'ws';
 import { z } from 'zod';
 import { findActiveKeyScopes } from '../db/api-keys.js';
-import {
-  ackConsumer,
-  ConsumerNotOwnedError,
-  type ConsumerOwner,
-  getConsumerPosition,
-  TooManyConsumersError,
-} from '../events/consumers.js';
-import {
-  assertNotAhead,
-  assertRetained,
-  EventsPrunedError,
-  type LogEvent,
-  PositionAheadError,
-} from '../events/event-log.js';
+import { ConsumerNotOwnedError } from '../errors/consumer-not-owned-error.js';
+import { EventsPrunedError } from '../errors/events-pruned-error.js';
+import { PositionAheadError } from '../errors/position-ahead-error.js';
+import { TooManyConsumersError } from '../errors/too-many-consumers-error.js';
+import { ackConsumer, type ConsumerOwner, getConsumerPosition } from '../events/consumers.js';
+import { assertNotAhead, assertRetained, type LogEvent } from '../events/event-log.js';
 import { lastDrawnSeq } from '../events/horizon.js';
 import type { Subscription } from '../events/live-hub.js';
 import { typePatternSchema, unknownEventType, unknownTypeSuggestions } from '../events/type-patterns.js';

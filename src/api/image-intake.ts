@@ -1,12 +1,12 @@
 import { createHash } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
 import { z } from 'zod';
+import { HttpProblem } from '../errors/http-problem.js';
 import { httpUrlSchema } from '../fields.js';
 import { declaredImageFormat, sniffImageFormat, sniffLength } from '../images/sniff.js';
 import { refuseUrl } from '../outbound/address-guard.js';
 import { imageFieldsSchema } from '../queues/images.js';
 import { isUnstorableString, unstorableProblem } from './json-body.js';
-import { HttpProblem } from './problems.js';
 
 /** What a POST of image bytes carries, after intake checks (the bytes are staged). */
 export interface UploadIntake {

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import secureJson from 'secure-json-parse';
-import { HttpProblem } from './problems.js';
+import { HttpProblem } from '../errors/http-problem.js';
 
 /**
  * Input that can never be stored is refused where it enters, before anything is enqueued:

@@ -1,20 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import type { DomainErrorCode, JobFailure } from '../errors.js';
-
-/** RFC 9457 problem details, with our stable `code` beside the standard members. */
-export interface Problem {
-  type: string;
-  title: string;
-  status: number;
-  detail: string;
-  code: string;
-  instance?: string;
-  requestId?: string;
-  errors?: FieldError[];
-  details?: Record<string, unknown>;
-  [extension: string]: unknown;
-}
+import type { DomainErrorCode, JobFailure } from '../errors/domain-error.js';
+import type { Problem } from '../errors/http-problem.js';
 
 /** The Problem schema of the OpenAPI document (extension members such as `suggestions` may follow). */
 export const problemSchema = z.object({
@@ -36,27 +23,6 @@ export const problemSchema = z.object({
     .optional(),
   details: z.record(z.string(), z.unknown()).optional(),
 });
-
-export interface FieldError {
-  path: string;
-  message: string;
-  /** Where the field is: body, querystring, params or headers. */
-  in?: string;
-}
-
-/** An error a route throws to answer with a problem document. */
-export class HttpProblem extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    detail: string,
-    readonly extra: Partial<Problem> = {},
-    readonly headers: Record<string, string> = {},
-  ) {
-    super(detail);
-    this.name = 'HttpProblem';
-  }
-}
 
 /** How each domain error a job can end with reaches the PMS. One table: add a code, add its status. */
 const domainStatus: Record<DomainErrorCode, number> = {

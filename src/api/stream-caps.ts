@@ -1,6 +1,6 @@
 import type { FastifyRequest } from 'fastify';
+import { HttpProblem } from '../errors/http-problem.js';
 import { principalOf } from './auth.js';
-import { HttpProblem } from './problems.js';
 
 /**
  * Concurrency caps of one web process: open event streams (SSE and WebSocket together) and image

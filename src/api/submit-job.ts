@@ -1,17 +1,14 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
-import {
-  type EnqueueContext,
-  type EnqueueMeta,
-  enqueue,
-  IdempotencyKeyReusedError,
-} from '../queues/enqueue.js';
+import { HttpProblem } from '../errors/http-problem.js';
+import { IdempotencyKeyReusedError } from '../errors/idempotency-key-reused-error.js';
+import { type EnqueueContext, type EnqueueMeta, enqueue } from '../queues/enqueue.js';
 import type { AnyJob, PayloadInput } from '../queues/job.js';
 import { getJobStatus, type JobStatus } from '../queues/job-status.js';
 import { principalOf } from './auth.js';
 import type { ApiDeps } from './deps.js';
-import { HttpProblem, problemFromFailure, sendProblem } from './problems.js';
+import { problemFromFailure, sendProblem } from './problems.js';
 
 /** Body of every 202: a handle to poll at `Location`. */
 export const jobHandleSchema = z

@@ -4,8 +4,9 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Knex } from 'knex';
 import pg from 'pg';
 import type { Config } from '../config.js';
-import { ServiceUnreachableError } from '../connections.js';
+import { ServiceUnreachableError } from '../errors/service-unreachable-error.js';
 import { createDb } from './knex.js';
+import { listFunctionFiles, loadFunctions } from './sql-functions.js';
 
 /** `db/migrations`, found relative to this file both in `src/` (tsx, vitest) and in `dist/src/`. */
 const migrationsDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../db/migrations');
@@ -32,8 +33,13 @@ const migrationSource: Knex.MigrationSource<string> = {
   },
 };
 
+/**
+ * Applies pending migrations, then loads every function of `db/functions`: whatever a migration
+ * left, a migrated database runs the bodies of the files (so an edited body needs no migration).
+ */
 export async function migrateLatest(db: Knex): Promise<string[]> {
   const [, applied] = (await db.migrate.latest({ migrationSource })) as [number, string[]];
+  await loadFunctions(db, await listFunctionFiles());
   return applied;
 }
 

@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import { deleteStagedUpload } from '../db/image-uploads.js';
-import { DomainError } from '../errors.js';
+import { DomainError } from '../errors/domain-error.js';
 import { appendEvent } from '../events/outbox.js';
 import type { StorageDriver, StoredRendition } from '../images/urls.js';
 

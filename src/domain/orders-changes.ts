@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import { DomainError } from '../errors.js';
+import { DomainError } from '../errors/domain-error.js';
 import type { EventType } from '../events/catalogue.js';
 import { type Movement, toMovement } from './ledger.js';
 import { type LockedOrder, type Order, type OrderLineRow, type OrderRow, readOrders } from './orders-read.js';

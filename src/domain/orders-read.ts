@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import { DomainError } from '../errors.js';
+import { DomainError } from '../errors/domain-error.js';
 import { cursors } from '../fields.js';
 import { type Movement, toMovement } from './ledger.js';
 import type { OrderAction, OrderStatus } from './orders-status.js';

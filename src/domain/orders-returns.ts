@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import { DomainError } from '../errors.js';
+import { DomainError } from '../errors/domain-error.js';
 import { appendEvents } from '../events/outbox.js';
 import { insertMovements, type NewMovement } from './ledger.js';
 import { lockLevels } from './levels.js';

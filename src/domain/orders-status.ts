@@ -1,4 +1,4 @@
-import { DomainError } from '../errors.js';
+import { DomainError } from '../errors/domain-error.js';
 
 export const orderStatuses = [
   'reserved',

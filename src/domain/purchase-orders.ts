@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import { DomainError } from '../errors.js';
+import { DomainError } from '../errors/domain-error.js';
 import type { EventType } from '../events/catalogue.js';
 import { appendEvent } from '../events/outbox.js';
 import { cursors } from '../fields.js';

@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import { DomainError } from '../errors.js';
+import { DomainError } from '../errors/domain-error.js';
 import { appendEvent } from '../events/outbox.js';
 import {
   type LineRow,
@@ -10,7 +10,7 @@ import {
   termsOf,
 } from './purchase-orders.js';
 import { orderQuantity, type QuantityTerms } from './reorder-point.js';
-import { loadRuleStates, type RuleState } from './reorder-rules.js';
+import { loadRuleStates, type RuleState, storeLevelReorderPoint } from './reorder-rules.js';
 
 /**
  * Why a rule that is due could not order. `purchase_order_unresolved`: a line of the rule is on an
@@ -102,6 +102,7 @@ async function recordCheck(db: Knex, result: CheckResult): Promise<void> {
       result.purchaseOrderId ?? null,
     ],
   );
+  await storeLevelReorderPoint(db, result.ruleId);
 }
 
 function skipReason(state: RuleState, terms: QuantityTerms): SkipReason | undefined {

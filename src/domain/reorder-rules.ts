@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import { DomainError } from '../errors.js';
+import { DomainError } from '../errors/domain-error.js';
 import { appendEvent } from '../events/outbox.js';
 import { cursors } from '../fields.js';
 import type { ReorderRuleInput } from '../queues/reorder.js';
@@ -252,6 +252,24 @@ export async function getRule(db: Knex, id: number): Promise<ReorderRule | undef
   return toRule(state, (await lastChecks(db, [id])).get(id));
 }
 
+/**
+ * Copies the rule's point onto its level (`inventory_levels.reorder_point`), where the stock triggers
+ * read their low-stock threshold: the fixed point, else the point of the rule's last check (an
+ * automatic rule before its first check has none, and its level falls back to its safety stock).
+ * Called in the transaction that sets the rule or records a check; writes only when it changed, so
+ * an unchanged point does not lock the level.
+ */
+export async function storeLevelReorderPoint(db: Knex, ruleId: number): Promise<void> {
+  await db.raw(
+    `update inventory_levels l set reorder_point = p.point
+     from (select r.sku, r.location, coalesce(r.reorder_point, c.reorder_point) as point
+           from reorder_rules r left join reorder_rule_checks c on c.rule_id = r.id
+           where r.id = ?) p
+     where l.sku = p.sku and l.location = p.location and l.reorder_point is distinct from p.point`,
+    [ruleId],
+  );
+}
+
 /** Creates or replaces the rule of a sku at a location. */
 export async function setRule(
   db: Knex,
@@ -297,6 +315,7 @@ export async function setRule(
       fields.max_level,
     ],
   );
+  await storeLevelReorderPoint(db, rows[0]!.id);
   const rule = (await getRule(db, rows[0]!.id))!;
   await appendEvent(db, {
     type: 'reorder_rule.set',

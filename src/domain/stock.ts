@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import { DomainError } from '../errors.js';
+import { DomainError } from '../errors/domain-error.js';
 import { appendEvent } from '../events/outbox.js';
 import type { AdjustReason } from '../queues/inventory.js';
 import { insertMovements, type Movement, type MovementKind, type NewMovement } from './ledger.js';

@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import { isPgError, pgErrorCodes } from '../db/knex.js';
-import { DomainError } from '../errors.js';
+import { DomainError } from '../errors/domain-error.js';
 import type { EventType } from '../events/catalogue.js';
 import { urlForEvents } from '../events/event-urls.js';
 import { appendEvent } from '../events/outbox.js';

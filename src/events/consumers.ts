@@ -1,4 +1,6 @@
 import type { Knex } from 'knex';
+import { ConsumerNotOwnedError } from '../errors/consumer-not-owned-error.js';
+import { TooManyConsumersError } from '../errors/too-many-consumers-error.js';
 
 /** A named reader of the log (the PMS, a replica of it) and how far it has acknowledged. */
 export interface ConsumerStatus {
@@ -89,22 +91,6 @@ export async function ackConsumer(
   const row = rows[0];
   if (!row) throw new ConsumerNotOwnedError(input.consumer);
   return { consumer: row.name, ackedSeq: row.acked_seq, lastAckAt: row.last_ack_at!.toISOString() };
-}
-
-/** The consumer belongs to another API key: this key may not move it or resume from it. */
-export class ConsumerNotOwnedError extends Error {
-  constructor(readonly consumer: string) {
-    super(`Consumer ${consumer} belongs to another API key; use a consumer name of your own`);
-    this.name = 'ConsumerNotOwnedError';
-  }
-}
-
-/** A key tried to create one consumer more than CONSUMERS_PER_KEY allows. */
-export class TooManyConsumersError extends Error {
-  constructor(readonly limit: number) {
-    super(`This API key already created ${limit} consumers (CONSUMERS_PER_KEY); reuse one of them`);
-    this.name = 'TooManyConsumersError';
-  }
 }
 
 /** The lag of a consumer is counted up to this many events: the count scans that many rows at most. */

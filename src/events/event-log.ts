@@ -1,4 +1,6 @@
 import type { Knex } from 'knex';
+import { EventsPrunedError } from '../errors/events-pruned-error.js';
+import { PositionAheadError } from '../errors/position-ahead-error.js';
 import { lastDrawnSeq } from './horizon.js';
 import { whereTypeMatches } from './type-patterns.js';
 
@@ -108,31 +110,9 @@ export async function prunedThroughSeq(db: Knex): Promise<number> {
   return row?.pruned_through_seq ?? 0;
 }
 
-/** Asked for positions the log no longer holds: the reader must resynchronise from `oldestSeq`. */
-export class EventsPrunedError extends Error {
-  constructor(
-    readonly after: number,
-    readonly oldestSeq: number,
-  ) {
-    super(`Events after ${after} are no longer retained; the oldest retained position is ${oldestSeq}`);
-    this.name = 'EventsPrunedError';
-  }
-}
-
 export async function assertRetained(db: Knex, after: number): Promise<void> {
   const pruned = await prunedThroughSeq(db);
   if (after < pruned) throw new EventsPrunedError(after, pruned + 1);
-}
-
-/** A resume position past the head of the log: no such event was ever written. */
-export class PositionAheadError extends Error {
-  constructor(
-    readonly after: number,
-    readonly headSeq: number,
-  ) {
-    super(`Position ${after} is ahead of the event log, whose head is ${headSeq}`);
-    this.name = 'PositionAheadError';
-  }
 }
 
 /** Refuses a position beyond the last seq drawn (a reader that would silently skip what comes next). */

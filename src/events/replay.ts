@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { ReplayRangeError } from '../errors/replay-range-error.js';
 import { prunedThroughSeq, readEventPage } from './event-log.js';
 import { type ProjectionDifference, projections, type ReplayScope } from './projections.js';
 import { matchesType } from './type-patterns.js';
@@ -12,14 +13,6 @@ export interface ReplayReport {
   events: number;
   complete: boolean;
   projections: { name: string; events: number; skipped: number; differences: ProjectionDifference[] }[];
-}
-
-/** `from` is below what retention kept: the state before it cannot be rebuilt from the log. */
-export class ReplayRangeError extends Error {
-  constructor(readonly oldestSeq: number) {
-    super(`Events before ${oldestSeq} are no longer retained; replay from ${oldestSeq} or later`);
-    this.name = 'ReplayRangeError';
-  }
 }
 
 const pageSize = 1000;

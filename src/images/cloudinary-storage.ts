@@ -2,7 +2,8 @@ import http from 'node:http';
 import https from 'node:https';
 import { v2 as cloudinary, type UploadApiErrorResponse, type UploadApiResponse } from 'cloudinary';
 import type { Config } from '../config.js';
-import { type ImageStorage, StorageError } from './storage.js';
+import { StorageError } from '../errors/storage-error.js';
+import type { ImageStorage } from './storage.js';
 
 type CloudinarySettings = NonNullable<Config['images']['cloudinary']>;
 

@@ -1,8 +1,10 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { LookupFunction } from 'node:net';
-import { DomainError } from '../errors.js';
-import { connectGuard, TargetRefusedError } from '../outbound/address-guard.js';
+import { DomainError } from '../errors/domain-error.js';
+import { SourceTransientError } from '../errors/source-transient-error.js';
+import { TargetRefusedError } from '../errors/target-refused-error.js';
+import { connectGuard } from '../outbound/address-guard.js';
 
 /**
  * SSRF-safe download of an image source URL: http(s) only; every address is checked when the
@@ -24,14 +26,6 @@ export interface FetchedSource {
   contentType: string | undefined;
   /** The URL the bytes came from, after redirects. */
   finalUrl: string;
-}
-
-/** The download failed for a reason worth retrying (a 5xx, 429, a timeout, a reset connection). */
-export class SourceTransientError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'SourceTransientError';
-  }
 }
 
 /** A refusal of the shared guard, as the image job's domain error (never the resolved address). */

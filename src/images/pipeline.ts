@@ -4,7 +4,7 @@ import sharp, { type Metadata, type Sharp } from 'sharp';
 import { rgbaToThumbHash } from 'thumbhash';
 import type { ImageOutputFormat } from '../config.js';
 import type { OriginalMetadata as RecordedMetadata } from '../domain/images.js';
-import { DomainError } from '../errors.js';
+import { DomainError } from '../errors/domain-error.js';
 import { declaredImageFormat, type ImageFormat, sniffImageFormat } from './sniff.js';
 
 /** The pipeline's stages, reported through job.updateProgress in this order. */

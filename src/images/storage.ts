@@ -27,18 +27,6 @@ export interface ImageStorage {
   remove(renditions: Pick<StoredRendition, 'key' | 'format'>[]): Promise<void>;
 }
 
-/** A storage call that failed in a way worth retrying (remote 5xx/429, timeout, connection reset). */
-export class StorageError extends Error {
-  constructor(
-    message: string,
-    readonly status: number | undefined,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-    this.name = 'StorageError';
-  }
-}
-
 /** The driver the settings choose: Cloudinary when CLOUDINARY_URL is set, local files otherwise. */
 export async function openImageStorage(config: Config): Promise<ImageStorage> {
   if (config.images.storage === 'cloudinary') {

@@ -269,7 +269,7 @@ export function collectStock(metrics: Metrics, db: Knex): void {
     (inFlight ??= db
       .raw<{ rows: Row[] }>(
         `select stockflow_stock_state(greatest(0, on_hand - reserved - safety_stock),
-                  stockflow_stock_threshold(sku, location, safety_stock)) as state,
+                  stockflow_stock_threshold(reorder_point, safety_stock)) as state,
                 count(*)::int as n,
                 (count(*) filter (where on_hand - reserved < safety_stock))::int as below
          from inventory_levels group by 1`,

@@ -1,6 +1,7 @@
 import dns from 'node:dns';
 import type { LookupFunction } from 'node:net';
 import ipaddr from 'ipaddr.js';
+import { TargetRefusedError } from '../errors/target-refused-error.js';
 
 /**
  * The one SSRF guard of outbound HTTP to URLs someone else chose (webhook endpoints, image
@@ -66,24 +67,6 @@ function embeddedIpv4(address: ipaddr.IPv6): { form: string; address: ipaddr.IPv
     return { form: carrier.form, address: new ipaddr.IPv4(octets) };
   }
   return undefined;
-}
-
-/**
- * Refused by the guard; no connection was made. The message names the host the caller gave and
- * never the addresses DNS answered (they would map our internal network for the caller).
- */
-export class TargetRefusedError extends Error {
-  readonly code = 'ERR_TARGET_REFUSED';
-  constructor(
-    readonly host: string,
-    readonly setting: string,
-  ) {
-    super(
-      `refused ${host}: it is or resolves to a non-public address (loopback, private, link-local, ` +
-        `metadata or reserved), which is not allowed (${setting})`,
-    );
-    this.name = 'TargetRefusedError';
-  }
 }
 
 /** Host of a URL without IPv6 brackets. */

@@ -1,7 +1,8 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { LookupFunction } from 'node:net';
-import { connectGuard, TargetRefusedError } from './address-guard.js';
+import { TargetRefusedError } from '../errors/target-refused-error.js';
+import { connectGuard } from './address-guard.js';
 
 /**
  * The outbound HTTP client every caller of a URL that someone else chose shares (webhook

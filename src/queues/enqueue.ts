@@ -2,6 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { stringify } from 'safe-stable-stringify';
+import { IdempotencyKeyReusedError } from '../errors/idempotency-key-reused-error.js';
 import type { AnyJob, JobData, PayloadInput, QueueName } from './job.js';
 import type { Queues } from './queues.js';
 
@@ -35,14 +36,6 @@ export interface Enqueued {
   state: string;
   /** True when an earlier request with the same Idempotency-Key created the job. */
   replayed: boolean;
-}
-
-/** The Idempotency-Key was used before with another payload. */
-export class IdempotencyKeyReusedError extends Error {
-  constructor(readonly jobId: string) {
-    super('This Idempotency-Key was already used with a different request');
-    this.name = 'IdempotencyKeyReusedError';
-  }
 }
 
 const sha256 = (text: string) => createHash('sha256').update(text).digest('base64url');

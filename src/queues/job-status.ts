@@ -1,5 +1,5 @@
 import type { Job } from 'bullmq';
-import type { JobFailure } from '../errors.js';
+import type { JobFailure } from '../errors/domain-error.js';
 import type { JobData } from './job.js';
 import { type Queues, queueOfJobId } from './queues.js';
 

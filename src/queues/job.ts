@@ -1,7 +1,7 @@
 import type { JobsOptions } from 'bullmq';
 import type { z } from 'zod';
 import type { Scope } from '../db/api-keys.js';
-import type { JobFailure } from '../errors.js';
+import type { JobFailure } from '../errors/domain-error.js';
 
 export const queueNames = [
   'products',

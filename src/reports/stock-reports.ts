@@ -136,17 +136,13 @@ export async function lowStockRows(db: Knex, filter: SkuFilter, location?: strin
   const { rows } = await db.raw<{
     rows: (Omit<LowStockRow, 'dailySales' | 'daysOfCover'> & { sold: number })[];
   }>(
-    // The threshold function reads the level's reorder rule: called only where one may apply.
-    `with candidate as (
-       select l.sku, l.location, l.on_hand, l.reserved, l.safety_stock, l.incoming,
-              greatest(0, l.on_hand - l.reserved - l.safety_stock) as available
-       from inventory_levels l
-       where ${where} and (?::text is null or l.location = ?)
-         and (greatest(0, l.on_hand - l.reserved - l.safety_stock) <= l.safety_stock
-              or exists (select 1 from reorder_rules r where r.sku = l.sku and r.location = l.location))
-     ), low as (
+    `with low as (
        select * from (
-         select c.*, stockflow_stock_threshold(c.sku, c.location, c.safety_stock) as threshold from candidate c
+         select l.sku, l.location, l.on_hand, l.reserved, l.safety_stock, l.incoming,
+                greatest(0, l.on_hand - l.reserved - l.safety_stock) as available,
+                stockflow_stock_threshold(l.reorder_point, l.safety_stock) as threshold
+         from inventory_levels l
+         where ${where} and (?::text is null or l.location = ?)
        ) t where available <= threshold
      ), sold as (
        select sku, location, sum(units)::bigint as units from (

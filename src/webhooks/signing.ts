@@ -1,4 +1,5 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { SignatureError } from '../errors/signature-error.js';
 
 /**
  * Standard Webhooks signatures (https://www.standardwebhooks.com/), both ways: `v1,<base64 of
@@ -45,11 +46,6 @@ export function signatureHeaders(input: {
     'webhook-timestamp': timestamp,
     'webhook-signature': signatures.join(' '),
   };
-}
-
-/** Why an inbound delivery was refused: missing headers, a bad signature, or a timestamp over 5 minutes off. */
-export class SignatureError extends Error {
-  override name = 'SignatureError';
 }
 
 /**

@@ -1,7 +1,7 @@
 import type { Job } from 'bullmq';
 import type { Knex } from 'knex';
 import { escapeLiteral } from 'pg';
-import { DomainError } from '../errors.js';
+import { DomainError } from '../errors/domain-error.js';
 import type { Metrics } from '../ops/metrics.js';
 import type { JobMeta } from '../queues/job.js';
 import { applyOnce } from './apply-once.js';

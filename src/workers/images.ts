@@ -11,7 +11,7 @@ import {
   rollbackImage,
   type UrlBuilder,
 } from '../domain/images.js';
-import { DomainError } from '../errors.js';
+import { DomainError } from '../errors/domain-error.js';
 import { appendEvent, setTransactionActor } from '../events/outbox.js';
 import { fetchSource } from '../images/fetch-source.js';
 import {

@@ -2,7 +2,7 @@ import type { JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config } from '../config.js';
 import { pruneAppliedJobs } from '../db/applied-jobs.js';
-import { DomainError } from '../errors.js';
+import { DomainError } from '../errors/domain-error.js';
 import { pruneEvents } from '../events/event-log.js';
 import type { Logger } from '../log.js';
 import { runAlertEvaluation } from '../ops/alerts.js';

@@ -4,7 +4,7 @@ import { cacheChangesOf } from '../cache/job-changes.js';
 import type { ReadCache } from '../cache/read-cache.js';
 import type { Config } from '../config.js';
 import type { Db } from '../db/knex.js';
-import { DomainError } from '../errors.js';
+import { DomainError } from '../errors/domain-error.js';
 import type { Logger } from '../log.js';
 import { recordFailure } from '../ops/failure-counts.js';
 import type { Metrics } from '../ops/metrics.js';

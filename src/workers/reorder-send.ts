@@ -16,7 +16,8 @@ import {
   signatureHeader,
 } from '../domain/reorder-supplier-protocol.js';
 import { getSupplierRow, type SupplierRow } from '../domain/suppliers.js';
-import { DomainError } from '../errors.js';
+import { DomainError } from '../errors/domain-error.js';
+import { SupplierAttemptError } from '../errors/supplier-attempt-error.js';
 import { setTransactionActor } from '../events/outbox.js';
 import { refuseUrl } from '../outbound/address-guard.js';
 import { redactedExcerpt } from '../outbound/excerpt.js';
@@ -25,17 +26,6 @@ import type { PayloadOf } from '../queues/job.js';
 import type { reorderJobs, SendResult } from '../queues/reorder.js';
 import { parseRetryAfter } from '../webhooks/retry-schedule.js';
 import type { JobContext } from './processor.js';
-
-/** A send attempt that is tried again; `retryAfterMs` (the supplier's Retry-After) overrides the backoff. */
-export class SupplierAttemptError extends Error {
-  constructor(
-    message: string,
-    readonly retryAfterMs?: number,
-  ) {
-    super(message);
-    this.name = 'SupplierAttemptError';
-  }
-}
 
 /**
  * Exponential backoff with "equal jitter": the n-th retry waits between half and all of

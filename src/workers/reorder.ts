@@ -8,11 +8,12 @@ import {
 } from '../domain/purchase-orders.js';
 import { checkRule } from '../domain/reorder-planner.js';
 import { loadRuleStates, setRule } from '../domain/reorder-rules.js';
+import { SupplierAttemptError } from '../errors/supplier-attempt-error.js';
 import { horizonFor } from '../events/horizon.js';
 import { checkJob, type ScanResult, sendJob } from '../queues/reorder.js';
 import { applyOnce } from './apply-once.js';
 import type { QueueHandlers, WorkerDeps } from './processor.js';
-import { SupplierAttemptError, sendPurchaseOrder, supplierRetryDelayMs } from './reorder-send.js';
+import { sendPurchaseOrder, supplierRetryDelayMs } from './reorder-send.js';
 
 /**
  * The planner's trigger: reads `stock.moved` events after its cursor (`outbox_cursors` row

@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { type AdvancedOptions, DelayedError } from 'bullmq';
 import type { Config } from '../config.js';
-import { DomainError } from '../errors.js';
+import { DeliveryAttemptError } from '../errors/delivery-attempt-error.js';
+import { DomainError } from '../errors/domain-error.js';
 import { readEventsBetween } from '../events/event-log.js';
 import { appendEvent, setTransactionActor } from '../events/outbox.js';
 import { postJson, type SendResult } from '../outbound/http.js';
@@ -25,17 +26,6 @@ import type { JobContext, QueueHandlers } from './processor.js';
 
 const backoffType = 'webhook-schedule';
 const workerName = `${hostname()}:${process.pid}`;
-
-/** A failed attempt that is tried again; `retryAfterMs` (from 429/503 Retry-After) overrides the schedule. */
-export class DeliveryAttemptError extends Error {
-  constructor(
-    message: string,
-    readonly retryAfterMs?: number,
-  ) {
-    super(message);
-    this.name = 'DeliveryAttemptError';
-  }
-}
 
 const policyOf = (config: Config): RetryPolicy => ({
   schedule: config.WEBHOOK_RETRY_SCHEDULE,

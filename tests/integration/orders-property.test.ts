@@ -7,7 +7,7 @@ import { returnOrder } from '../../src/domain/orders-returns.js';
 import { createProduct } from '../../src/domain/products.js';
 import { describeDrift, findDrift } from '../../src/domain/reconcile.js';
 import { adjustStock } from '../../src/domain/stock.js';
-import { DomainError } from '../../src/errors.js';
+import { DomainError } from '../../src/errors/domain-error.js';
 import { applyOnce } from '../../src/workers/apply-once.js';
 import { createTestContext, type TestContext } from '../helpers/context.js';
 

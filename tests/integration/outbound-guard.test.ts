@@ -4,7 +4,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DomainError } from '../../src/errors.js';
+import { DomainError } from '../../src/errors/domain-error.js';
 import { fetchSource } from '../../src/images/fetch-source.js';
 import { isPublicAddress, refuseUrl } from '../../src/outbound/address-guard.js';
 import { postJson } from '../../src/outbound/http.js';

@@ -2,13 +2,8 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resealStoredSecrets } from '../../src/db/sealed-secrets.js';
-import {
-  createSecretBox,
-  generateSecretsKey,
-  isSealed,
-  keyIdOf,
-  SecretUnreadableError,
-} from '../../src/secrets.js';
+import { SecretUnreadableError } from '../../src/errors/secret-unreadable-error.js';
+import { createSecretBox, generateSecretsKey, isSealed, keyIdOf } from '../../src/secrets.js';
 import { type EndpointRow, signingSecrets } from '../../src/webhooks/endpoints.js';
 import { createTestContext, json, repoRoot, type TestContext, testSecretsKey } from '../helpers/context.js';
 import { sealedTheOldWay } from '../helpers/legacy-secrets.js';

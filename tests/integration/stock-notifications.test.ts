@@ -1,4 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { checkRule } from '../../src/domain/reorder-planner.js';
+import { setRule } from '../../src/domain/reorder-rules.js';
 import { createTestContext, json, type TestContext } from '../helpers/context.js';
 
 let ctx: TestContext;
@@ -20,6 +22,16 @@ async function post(
 const adjust = (sku: string, delta: number) =>
   post('/api/pms/inventory/adjust', {
     movements: [{ sku, location: 'default', delta, reason: delta > 0 ? 'received' : 'damaged' }],
+  });
+
+/** A supplier row as the supplier route writes it (no supplier is called here). */
+const insertSupplier = (code: string) =>
+  ctx.api.db('suppliers').insert({
+    code,
+    name: 'Supplier',
+    api_url: 'https://supplier.example.com/orders',
+    api_key: ctx.api.secrets.seal('supplier-key', { column: 'suppliers.api_key', row: code }),
+    lead_time_days: 2,
   });
 
 async function notifications(sku: string) {
@@ -89,29 +101,65 @@ describe('stock notifications', () => {
       (await post('/api/pms/products', { sku, name: 'n', price: { amount: 1, currency: 'EUR' } })).statusCode,
     ).toBe(201);
     expect((await adjust(sku, 30)).statusCode).toBe(200);
-    // The rule as the reorder API writes it (the planner does not run here: no supplier is called).
-    await ctx.api.db('suppliers').insert({
-      code: 'sn-supplier',
-      name: 'Supplier',
-      api_url: 'https://supplier.example.com/orders',
-      api_key: ctx.api.secrets.seal('supplier-key', { column: 'suppliers.api_key', row: 'sn-supplier' }),
-      lead_time_days: 2,
-    });
-    await ctx.api.db('reorder_rules').insert({
-      sku,
-      location: 'default',
-      supplier_code: 'sn-supplier',
-      point_mode: 'fixed',
-      reorder_point: 12,
-      window_days: 28,
-      reorder_quantity: 20,
-    });
+    // The rule as the reorder job writes it (the planner does not run here: no supplier is called).
+    await insertSupplier('sn-supplier');
+    await setRule(
+      ctx.api.db,
+      { sku, location: 'default', supplier: 'sn-supplier', reorderPoint: 12, reorderQuantity: 20 },
+      { windowDays: 28 },
+    );
     expect((await adjust(sku, -15)).statusCode).toBe(200); // available 15: above the point
     expect((await adjust(sku, -3)).statusCode).toBe(200); // available 12: at the point of 12
     const events = await notifications(sku);
     expect(events.map((e) => [e.type, e.data.available, e.data.threshold])).toEqual([
       ['inventory.back_in_stock', 30, 0],
       ['inventory.low_stock', 12, 12],
+    ]);
+  });
+
+  it('uses the point the last check computed for an automatic rule, the safety stock before it', async () => {
+    const sku = 'SN-AUTO';
+    expect(
+      (await post('/api/pms/products', { sku, name: 'n', price: { amount: 1, currency: 'EUR' } })).statusCode,
+    ).toBe(201);
+    expect(
+      (await post('/api/pms/inventory/safety-stock', { sku, location: 'default', safetyStock: 2 }))
+        .statusCode,
+    ).toBe(200);
+    expect((await adjust(sku, 60)).statusCode).toBe(200); // available 58
+    // Demand for the automatic point: a sale of 20 (reserve, then commit); available 38.
+    const reservation = await post('/api/pms/inventory/reservations', {
+      reference: 'sn-auto',
+      lines: [{ sku, quantity: 20 }],
+    });
+    expect(reservation.statusCode).toBe(201);
+    expect((await post(`/api/pms/inventory/reservations/${reservation.body.id}/commit`, {})).statusCode).toBe(
+      200,
+    );
+    await insertSupplier('sn-auto-supplier');
+    const rule = await setRule(
+      ctx.api.db,
+      {
+        sku,
+        location: 'default',
+        supplier: 'sn-auto-supplier',
+        reorderPoint: 'auto',
+        serviceLevel: 0.95,
+        reorderQuantity: 20,
+      },
+      { windowDays: 28 },
+    );
+    // Before its first check an automatic rule has no point: the threshold is the safety stock.
+    expect((await adjust(sku, -35)).statusCode).toBe(200); // available 3: above 2, no event
+    expect((await adjust(sku, 35)).statusCode).toBe(200); // available 38
+    const check = await checkRule(ctx.api.db, { ruleId: rule.id });
+    expect(check.reorderPoint).toBeGreaterThan(3);
+    expect(check.reorderPoint).toBeLessThan(38);
+    expect((await adjust(sku, check.reorderPoint - 38)).statusCode).toBe(200); // available at the point
+    const events = await notifications(sku);
+    expect(events.map((e) => [e.type, e.data.available, e.data.threshold])).toEqual([
+      ['inventory.back_in_stock', 58, 2],
+      ['inventory.low_stock', check.reorderPoint, check.reorderPoint],
     ]);
   });
 

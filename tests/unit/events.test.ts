@@ -1,18 +1,16 @@
 import fc from 'fast-check';
 import { Webhook } from 'standardwebhooks';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, parseConfig, parseDuration } from '../../src/config.js';
+import { parseConfig, parseDuration } from '../../src/config.js';
+import { ConfigError } from '../../src/errors/config-error.js';
+import { DeliveryAttemptError } from '../../src/errors/delivery-attempt-error.js';
+import { SignatureError } from '../../src/errors/signature-error.js';
 import { closestTypes, matchesType, typeListQuerySchema } from '../../src/events/type-patterns.js';
 import { deliveryJobId } from '../../src/queues/webhooks.js';
 import { attemptsFor, parseRetryAfter, retryDelayMs } from '../../src/webhooks/retry-schedule.js';
-import {
-  generateSecret,
-  SignatureError,
-  signatureHeaders,
-  verifySignature,
-} from '../../src/webhooks/signing.js';
+import { generateSecret, signatureHeaders, verifySignature } from '../../src/webhooks/signing.js';
 import { routes } from '../../src/workers/outbox-relay.js';
-import { DeliveryAttemptError, webhookWorkerSettings } from '../../src/workers/webhooks.js';
+import { webhookWorkerSettings } from '../../src/workers/webhooks.js';
 
 describe('durations and the retry schedule', () => {
   it('parses durations and the default schedule', () => {

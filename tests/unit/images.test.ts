@@ -1,6 +1,7 @@
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, parseConfig } from '../../src/config.js';
+import { parseConfig } from '../../src/config.js';
+import { ConfigError } from '../../src/errors/config-error.js';
 import { declaredImageFormat, sniffImageFormat } from '../../src/images/sniff.js';
 import { deliveryUrl } from '../../src/images/urls.js';
 

@@ -114,14 +114,14 @@ const apiWrites: Record<string, { names: string[]; why: string }> = {
     why: 'a supplier carries its api key: as a job payload it would sit unsealed in Redis',
   },
   'src/webhooks/signing.ts': {
-    names: ['verifySignature', 'SignatureError'],
+    names: ['verifySignature'],
     why: 'inbound webhooks are verified before anything is queued; pure, no write',
   },
   'src/domain/orders-status.ts': { names: ['orderStatuses'], why: 'a constant list, no write' },
   'src/domain/purchase-orders.ts': { names: ['purchaseOrderStatuses'], why: 'a constant list, no write' },
   'src/events/outbox.ts': { names: ['setTransactionActor'], why: 'the endpoint writes record their actor' },
   'src/events/consumers.ts': {
-    names: ['ackConsumer', 'consumerStatuses', 'TooManyConsumersError', 'ConsumerNotOwnedError'],
+    names: ['ackConsumer', 'consumerStatuses'],
     why: "a consumer's acked position is the client's own (consumerStatuses only reads)",
   },
   'src/webhooks/retry-schedule.ts': {

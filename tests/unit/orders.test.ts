@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, parseConfig } from '../../src/config.js';
+import { parseConfig } from '../../src/config.js';
 import {
   allowedActions,
   assertLanded,
@@ -8,7 +8,8 @@ import {
   orderStatuses,
   orderTransitions,
 } from '../../src/domain/orders-status.js';
-import { DomainError } from '../../src/errors.js';
+import { ConfigError } from '../../src/errors/config-error.js';
+import { DomainError } from '../../src/errors/domain-error.js';
 import { createOrderBody, returnBody } from '../../src/queues/orders.js';
 import { generateSecret } from '../../src/webhooks/signing.js';
 

@@ -1,12 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config.js';
-import {
-  createSecretBox,
-  generateSecretsKey,
-  type SealedAt,
-  SecretUnreadableError,
-} from '../../src/secrets.js';
+import { SecretUnreadableError } from '../../src/errors/secret-unreadable-error.js';
+import { createSecretBox, generateSecretsKey, type SealedAt } from '../../src/secrets.js';
 import { sealedTheOldWay } from '../helpers/legacy-secrets.js';
 
 const supplier = (code: string): SealedAt => ({ column: 'suppliers.api_key', row: code });

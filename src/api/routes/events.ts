@@ -2,28 +2,19 @@ import websocket from '@fastify/websocket';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { ConsumerNotOwnedError } from '../../errors/consumer-not-owned-error.js';
+import { EventsPrunedError } from '../../errors/events-pruned-error.js';
+import { HttpProblem } from '../../errors/http-problem.js';
+import { PositionAheadError } from '../../errors/position-ahead-error.js';
+import { TooManyConsumersError } from '../../errors/too-many-consumers-error.js';
 import { describeEventTypes } from '../../events/catalogue.js';
-import {
-  ackConsumer,
-  ConsumerNotOwnedError,
-  type ConsumerOwner,
-  consumerStatuses,
-  TooManyConsumersError,
-} from '../../events/consumers.js';
-import {
-  assertNotAhead,
-  assertRetained,
-  EventsPrunedError,
-  PositionAheadError,
-  prunedThroughSeq,
-  readEventPage,
-} from '../../events/event-log.js';
+import { ackConsumer, type ConsumerOwner, consumerStatuses } from '../../events/consumers.js';
+import { assertNotAhead, assertRetained, prunedThroughSeq, readEventPage } from '../../events/event-log.js';
 import { lastDrawnSeq } from '../../events/horizon.js';
 import { typeListQuerySchema } from '../../events/type-patterns.js';
 import { allows, principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
 import { consumerNameSchema, registerStreams } from '../event-stream.js';
-import { HttpProblem } from '../problems.js';
 import { takeStreamSlot } from '../stream-caps.js';
 
 /** How long a read waits for in-flight writers before answering with the last proven horizon. */

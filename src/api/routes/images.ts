@@ -14,6 +14,7 @@ import {
 } from '../../db/image-uploads.js';
 import { findImage, findVersionBySha, getImage, listImages, listImageVersions } from '../../domain/images.js';
 import { getProduct } from '../../domain/products.js';
+import { HttpProblem } from '../../errors/http-problem.js';
 import { deliveryUrl } from '../../images/urls.js';
 import { imageJobs } from '../../queues/images.js';
 import { skuSchema } from '../../queues/products.js';
@@ -26,7 +27,6 @@ import {
   readUrlIntake,
   type UploadIntake,
 } from '../image-intake.js';
-import { HttpProblem } from '../problems.js';
 import { takeUploadSlot } from '../stream-caps.js';
 import { jobHandleSchema, submitJob } from '../submit-job.js';
 

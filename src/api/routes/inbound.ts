@@ -3,6 +3,8 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { RateLimiterRes } from 'rate-limiter-flexible';
 import { z } from 'zod';
 import { findInboundDelivery } from '../../domain/inbound.js';
+import { type FieldError, HttpProblem } from '../../errors/http-problem.js';
+import { SignatureError } from '../../errors/signature-error.js';
 import { instantSchema } from '../../fields.js';
 import { dedupedJobId, enqueue } from '../../queues/enqueue.js';
 import {
@@ -14,10 +16,9 @@ import {
   inboundTypes,
   typesOf,
 } from '../../queues/inbound.js';
-import { SignatureError, verifySignature } from '../../webhooks/signing.js';
+import { verifySignature } from '../../webhooks/signing.js';
 import type { ApiDeps } from '../deps.js';
 import { parseJsonBody } from '../json-body.js';
-import { type FieldError, HttpProblem } from '../problems.js';
 import { countFailure, pastLimit, sendRateLimited } from '../rate-limits.js';
 import { enqueueContext, enqueueFailure, jobHandleSchema } from '../submit-job.js';
 

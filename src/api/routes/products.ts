@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { HttpProblem } from '../../errors/http-problem.js';
 import { cursors } from '../../fields.js';
 import {
   createProductPayload,
@@ -12,7 +13,7 @@ import {
 } from '../../queues/products.js';
 import { productSchema } from '../../resources.js';
 import type { ApiDeps } from '../deps.js';
-import { HttpProblem, problem, sendProblem } from '../problems.js';
+import { problem, sendProblem } from '../problems.js';
 import { jobHandleSchema, submitJob } from '../submit-job.js';
 
 const skuParams = z.object({ sku: skuSchema });

@@ -9,14 +9,15 @@ import {
   toSupplier,
   updateSupplier,
 } from '../../domain/suppliers.js';
-import { DomainError } from '../../errors.js';
+import { DomainError } from '../../errors/domain-error.js';
+import { HttpProblem } from '../../errors/http-problem.js';
 import { setTransactionActor } from '../../events/outbox.js';
 import { httpUrlSchema } from '../../fields.js';
 import { refuseUrl } from '../../outbound/address-guard.js';
 import { checkJob, supplierCodeSchema } from '../../queues/reorder.js';
 import { allows, principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
-import { HttpProblem, problem, sendProblem, statusForCode } from '../problems.js';
+import { problem, sendProblem, statusForCode } from '../problems.js';
 
 const exampleSupplier = {
   code: 'acme',

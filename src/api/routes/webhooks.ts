@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Knex } from 'knex';
 import { z } from 'zod';
+import { HttpProblem } from '../../errors/http-problem.js';
 import { setTransactionActor } from '../../events/outbox.js';
 import { typePatternSchema } from '../../events/type-patterns.js';
 import { httpUrlSchema } from '../../fields.js';
@@ -28,7 +29,6 @@ import {
 import { attemptsFor } from '../../webhooks/retry-schedule.js';
 import { principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
-import { HttpProblem } from '../problems.js';
 import { jobHandleSchema, submitJob } from '../submit-job.js';
 
 /** The previous secret keeps signing this long after a rotation. */

@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { loadFunctions } from '../../src/db/sql-functions.js';
 
 /**
  * Reports (docs/reports.md) read the ledger through rollups kept with it:
@@ -86,12 +87,9 @@ export async function up(db: Knex): Promise<void> {
       primary key (sku, location, period)
     );
 
-    create function stockflow_rollup_movements() returns trigger language plpgsql as $$
-    begin
-      insert into stock_rollup_pending (movement_id, sku, location, kind, delta, unit_cost, job_id, created_at)
-      select id, sku, location, kind, delta, unit_cost, job_id, created_at from new_movements;
-      return null;
-    end $$;
+  `);
+  await loadFunctions(db, ['stockflow_rollup_movements']);
+  await db.raw(`
     create trigger stock_movements_rollup after insert on stock_movements
       referencing new table as new_movements
       for each statement execute function stockflow_rollup_movements();
