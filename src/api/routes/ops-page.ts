@@ -26,25 +26,38 @@ export function registerOpsPage(root: FastifyInstance, deps: ApiDeps): void {
   const assets = opsAssets();
   const secured = { 'Content-Security-Policy': contentSecurityPolicy, 'X-Content-Type-Options': 'nosniff' };
 
-  app.get('/ops', { config: { scope: 'admin' }, schema: { hide: true } }, async (_request, reply) => {
-    const trx = await deps.db.transaction({ isolationLevel: 'repeatable read', readOnly: true });
-    try {
-      const html = renderOpsPage(await opsData(trx));
-      await trx.commit();
-      return reply
-        .headers(secured)
-        .header('Cache-Control', 'no-store')
-        .type('text/html; charset=utf-8')
-        .send(html);
-    } catch (error) {
-      await trx.rollback().catch(() => undefined);
-      throw error;
-    }
-  });
+  const summary =
+    'The operators’ page (HTML): stock value, movements, top sellers, low stock, queues, webhooks';
+  app.get(
+    '/ops',
+    { config: { scope: 'admin' }, schema: { tags: ['operations'], summary } },
+    async (_request, reply) => {
+      const trx = await deps.db.transaction({ isolationLevel: 'repeatable read', readOnly: true });
+      try {
+        const html = renderOpsPage(await opsData(trx));
+        await trx.commit();
+        return reply
+          .headers(secured)
+          .header('Cache-Control', 'no-store')
+          .type('text/html; charset=utf-8')
+          .send(html);
+      } catch (error) {
+        await trx.rollback().catch(() => undefined);
+        throw error;
+      }
+    },
+  );
 
   app.get(
     '/ops/assets/:file',
-    { config: { scope: 'admin' }, schema: { hide: true, params: z.object({ file: z.string().max(100) }) } },
+    {
+      config: { scope: 'admin' },
+      schema: {
+        tags: ['operations'],
+        summary: 'What the operators’ page loads: uPlot, its chart script and styles',
+        params: z.object({ file: z.string().max(100) }),
+      },
+    },
     async (request, reply) => {
       const asset = assets.get(request.params.file);
       if (!asset) return sendProblem(reply, request, problem(404, 'not_found', 'No such asset'));
