@@ -197,7 +197,7 @@ const windowQuery = z.object({ ...windowParams, ...filterParams });
 async function unitsPerSku(
   db: Knex,
   window: Window,
-  filter: SkuFilter,
+  filter: SkuFilter | { skus: string[] },
   location: string | undefined,
   kinds: string[],
 ): Promise<Map<string, { in: number; out: number }>> {
@@ -226,7 +226,13 @@ async function unitsPerSku(
 }
 
 /** Products of a filter with their price (for revenue) and the stock they have now. */
-async function productsWithStock(db: Knex, filter: SkuFilter, location: string | undefined) {
+/** In sku order, after `after`, at most `limit` (all without). */
+async function productsWithStock(
+  db: Knex,
+  filter: SkuFilter,
+  location: string | undefined,
+  page: { after?: KeyPart[]; limit?: number } = {},
+) {
   const [where, bindings] = skuCondition(filter, 'p.sku');
   const { rows } = await db.raw<{
     rows: { sku: string; currency: string; price: number; on_hand: number; available: number }[];
@@ -235,8 +241,9 @@ async function productsWithStock(db: Knex, filter: SkuFilter, location: string |
             coalesce(sum(l.on_hand), 0)::bigint as on_hand,
             coalesce(sum(greatest(0, l.on_hand - l.reserved - l.safety_stock)), 0)::bigint as available
      from products p left join inventory_levels l on l.sku = p.sku and (?::text is null or l.location = ?)
-     where ${where} group by p.sku order by p.sku`,
-    [location ?? null, location ?? null, ...bindings],
+     where ${where} and p.sku collate "C" > ? group by p.sku order by p.sku collate "C"
+     ${page.limit !== undefined ? `limit ${Number(page.limit)}` : ''}`,
+    [location ?? null, location ?? null, ...bindings, page.after?.[0] ?? ''],
   );
   return rows;
 }
@@ -282,7 +289,7 @@ export const sellThrough = defineReport({
   ],
   async run(db, query, page) {
     const window = windowOf(query);
-    const rows = await sellThroughRows(db, window, filterOf(query.sku), query.location);
+    const rows = await sellThroughRows(db, window, filterOf(query.sku), query.location, page);
     const { fromDay, toDay } = daysOf(window);
     return {
       rows: inMemoryRows(rows, (r) => [r.sku], page.after),
@@ -365,11 +372,20 @@ async function sellThroughRows(
   window: Window,
   filter: SkuFilter,
   location: string | undefined,
+  page: { after?: KeyPart[]; limit?: number } = {},
 ): Promise<SellThroughRow[]> {
-  const units = await unitsPerSku(db, window, filter, location, salesKinds);
+  const products = await productsWithStock(db, filter, location, page);
+  // A page reads the units of its own skus only.
+  const units = await unitsPerSku(
+    db,
+    window,
+    page.limit !== undefined ? { skus: products.map((p) => p.sku) } : filter,
+    location,
+    salesKinds,
+  );
   const { fromDay, toDay } = daysOf(window);
   const days = windowDays({ from: new Date(fromDay), to: new Date(toDay) });
-  const rows = (await productsWithStock(db, filter, location)).map((p): SellThroughRow => {
+  const rows = products.map((p): SellThroughRow => {
     const sold = (units.get(`${p.sku}\u0000sale`)?.out ?? 0) + (units.get(`${p.sku}\u0000commit`)?.out ?? 0);
     const returned = units.get(`${p.sku}\u0000return`)?.in ?? 0;
     const net = sold - returned;

@@ -81,7 +81,7 @@ export async function opsData(db: Knex) {
     value,
     movements,
     sellers: await topSellers(db, window, 10),
-    low: (await lowStockRows(db, {})).slice(0, 20),
+    low: await lowStockRows(db, {}, undefined, { limit: 20 }),
     ...(await activityForOps(db, { from: new Date(Date.now() - dayMs), to: new Date() })),
   };
 }

@@ -29,34 +29,41 @@ export function gradeAbc<T extends { key: string; amount: number }>(
   });
 }
 
-/** Age buckets in days: 0–30, 31–60, 61–90, over 90. */
-export const ageBuckets = ['0-30', '31-60', '61-90', '90+'] as const;
-export type AgeBucket = (typeof ageBuckets)[number];
+/** Age buckets in days: 0–30, 31–60, 61–90, over 90 (each bucket's oldest age, in order). */
+const ageLimits = [
+  ['0-30', 30],
+  ['31-60', 60],
+  ['61-90', 90],
+  ['90+', Number.POSITIVE_INFINITY],
+] as const;
+export const ageBuckets = ageLimits.map(([b]) => b);
+export type AgeBucket = (typeof ageLimits)[number][0];
 
-export const ageBucketOf = (ageDays: number): AgeBucket =>
-  ageDays <= 30 ? '0-30' : ageDays <= 60 ? '31-60' : ageDays <= 90 ? '61-90' : '90+';
+export const ageBucketOf = (ageDays: number): AgeBucket => ageLimits.find(([, max]) => ageDays <= max)![0];
+
+/** The same buckets as a SQL expression over an age in whole days (the rollups sum inflows by it). */
+export const ageBucketSql = (ageDays: string): string =>
+  `case ${ageLimits
+    .filter(([, max]) => Number.isFinite(max))
+    .map(([b, max]) => `when ${ageDays} <= ${max} then '${b}'`)
+    .join(' ')} else '90+' end`;
 
 /**
  * FIFO ageing of the units on hand: the oldest units leave first, so what is on hand is the most
- * recent inflows. Walks the inflows newest first until they cover `onHand`; whatever they do not
- * cover (older inflows, or stock older than the ledger window read) is over 90 days.
- * `inflows`: units in per day, any order; `today` and each `day` as `YYYY-MM-DD` (UTC).
+ * recent inflows. Takes the inflows per age bucket (of the ledger window read) and fills the buckets
+ * newest first until they cover `onHand`; whatever they do not cover (older inflows, or stock older
+ * than the window) is over 90 days.
  */
 export function fifoAgeing(
   onHand: number,
-  inflows: { day: string; units: number }[],
-  today: string,
+  inflows: Partial<Record<AgeBucket, number>>,
 ): Record<AgeBucket, number> {
   const result: Record<AgeBucket, number> = { '0-30': 0, '31-60': 0, '61-90': 0, '90+': 0 };
   let left = Math.max(0, onHand);
-  const todayMs = Date.parse(`${today}T00:00:00Z`);
-  for (const inflow of [...inflows].sort((a, b) => (a.day < b.day ? 1 : a.day > b.day ? -1 : 0))) {
-    if (left === 0) break;
-    const units = Math.min(left, inflow.units);
-    const age = Math.round((todayMs - Date.parse(`${inflow.day}T00:00:00Z`)) / 86_400_000);
-    result[ageBucketOf(age)] += units;
+  for (const bucket of ageBuckets) {
+    const units = bucket === '90+' ? left : Math.min(left, inflows[bucket] ?? 0);
+    result[bucket] += units;
     left -= units;
   }
-  result['90+'] += left;
   return result;
 }

@@ -1,12 +1,12 @@
 import type { Knex } from 'knex';
 import { z } from 'zod';
 import { instantSchema, reportCursor } from '../fields.js';
-import { dayOf, type SkuFilter, skuCondition } from './ledger-replay.js';
+import { dayOf, foldMovements, pendingMovements, type SkuFilter, skuCondition } from './ledger-replay.js';
 import { filterParams } from './params.js';
-import { defineReport, inMemoryRows } from './report.js';
-import { type AgeBucket, ageBuckets, fifoAgeing } from './rules.js';
+import { defineReport, inMemoryRows, type KeyPart } from './report.js';
+import { type AgeBucket, ageBucketSql, ageBuckets, fifoAgeing } from './rules.js';
 import { currentValuationPage, type LevelValue, valuationTotals, valueLevels } from './stock-valuation.js';
-import { shownCost, shownMoney } from './valuation.js';
+import { currentCost, levelKey, shownCost, shownMoney } from './valuation.js';
 
 const textKey = z.string().max(200);
 const levelCursor = (report: string) => reportCursor(report, z.tuple([textKey, textKey]));
@@ -125,12 +125,19 @@ export const lowStock = defineReport({
     { name: 'days_of_cover', value: (r) => r.daysOfCover },
   ],
   async run(db, query, page) {
-    const rows = await lowStockRows(db, filterOf(query.sku), query.location);
-    return { rows: inMemoryRows(rows, (r) => [r.sku, r.location], page.after) };
+    const rows = await lowStockRows(db, filterOf(query.sku), query.location, page);
+    return { rows: inMemoryRows(rows, (r) => [r.sku, r.location], undefined) };
   },
 });
 
-export async function lowStockRows(db: Knex, filter: SkuFilter, location?: string): Promise<LowStockRow[]> {
+/** Low levels in (sku, location) order, after `after`, at most `limit` (all without). */
+export async function lowStockRows(
+  db: Knex,
+  filter: SkuFilter,
+  location: string | undefined,
+  page: { after?: KeyPart[]; limit?: number } = {},
+): Promise<LowStockRow[]> {
+  const after = page.after ?? ['', ''];
   const [where, bindings] = skuCondition(filter, 'l.sku');
   const since = new Date(Date.now() - salesRateDays * 86_400_000);
   const { rows } = await db.raw<{
@@ -143,7 +150,8 @@ export async function lowStockRows(db: Knex, filter: SkuFilter, location?: strin
                 stockflow_stock_threshold(l.reorder_point, l.safety_stock) as threshold
          from inventory_levels l
          where ${where} and (?::text is null or l.location = ?)
-       ) t where available <= threshold
+       ) t where available <= threshold and (sku collate "C", location collate "C") > (?, ?)
+       order by sku collate "C", location collate "C" ${page.limit !== undefined ? `limit ${Number(page.limit)}` : ''}
      ), sold as (
        select sku, location, sum(units)::bigint as units from (
          select d.sku, d.location, d.units_out as units from stock_daily d join low using (sku, location)
@@ -165,7 +173,7 @@ export async function lowStockRows(db: Knex, filter: SkuFilter, location?: strin
        where pl.sku = low.sku and pl.location = low.location and pl.outstanding > 0
        order by o.created_at desc limit 1
      ) po on true`,
-    [...bindings, location ?? null, location ?? null, dayOf(since), since],
+    [...bindings, location ?? null, location ?? null, after[0]!, after[1]!, dayOf(since), since],
   );
   return rows.map(({ sold, ...r }) => {
     const dailySales = Number(sold) / salesRateDays;
@@ -228,44 +236,47 @@ export const ageing = defineReport({
 async function ageingRows(db: Knex, filter: SkuFilter, location?: string): Promise<AgeingRow[]> {
   const today = dayOf(new Date());
   const [where, bindings] = skuCondition(filter, 'l.sku');
-  // Inflows of the last 91 days, newest first per level, only as far as they cover on_hand.
+  // Inflows of the last 90 days per level and age bucket (one pass, no sort), with the level's
+  // folded average cost; the levels moved since the last compaction get theirs from the fold below.
+  const age = `(date '${today}' - day)`;
   const { rows } = await db.raw<{
-    rows: { sku: string; location: string; on_hand: number; day: string; units: number }[];
+    rows: {
+      sku: string;
+      location: string;
+      currency: string;
+      on_hand: number;
+      average: number | null;
+      inflows: Record<string, number> | null;
+    }[];
   }>(
     `with inflow as (
-       select sku, location, day, units_in as units from stock_daily
-       where day > ?::date - 91 and units_in > 0 and kind not in ('reserve', 'release')
-       union all
-       select sku, location, (created_at at time zone 'UTC')::date, delta from stock_rollup_pending
-       where delta > 0 and kind not in ('reserve', 'release')
-     ), layered as (
-       select i.sku, i.location, l.on_hand, i.day, sum(i.units)::bigint as units,
-              sum(sum(i.units)) over (partition by i.sku, i.location order by i.day desc) - sum(i.units) as newer
-       from inflow i join inventory_levels l on l.sku = i.sku and l.location = i.location
-       where l.on_hand > 0 and ${where} and (?::text is null or l.location = ?)
-       group by i.sku, i.location, l.on_hand, i.day
+       select sku, location, jsonb_object_agg(bucket, units) as inflows from (
+         select sku, location, ${ageBucketSql(age)} as bucket, sum(units)::bigint as units from (
+           select sku, location, day, units_in as units from stock_daily
+           where day >= date '${today}' - 90 and units_in > 0 and kind not in ('reserve', 'release')
+           union all
+           select sku, location, (created_at at time zone 'UTC')::date, delta from stock_rollup_pending
+           where delta > 0 and kind not in ('reserve', 'release')
+         ) i group by 1, 2, 3
+       ) b group by 1, 2
      )
-     select sku, location, on_hand, day::text as day, units from layered where newer < on_hand`,
-    [today, ...bindings, location ?? null, location ?? null],
+     select l.sku, l.location, p.price_currency as currency, l.on_hand,
+            case when s.units > 0 then s.value / s.units else s.last_cost end as average, i.inflows
+     from inventory_levels l join products p on p.sku = l.sku
+     left join stock_value_state s on s.sku = l.sku and s.location = l.location
+     left join inflow i on i.sku = l.sku and i.location = l.location
+     where l.on_hand > 0 and ${where} and (?::text is null or l.location = ?)`,
+    [...bindings, location ?? null, location ?? null],
   );
-  const inflows = new Map<string, { onHand: number; days: { day: string; units: number }[] }>();
-  const key = (sku: string, loc: string) => `${sku}\u0000${loc}`;
-  for (const r of rows) {
-    const entry = inflows.get(key(r.sku, r.location)) ?? { onHand: r.on_hand, days: [] };
-    entry.days.push({ day: r.day, units: r.units });
-    inflows.set(key(r.sku, r.location), entry);
-  }
-  const levels = await valueLevels(db, { filter, location });
-  return levels
-    .filter((l) => l.units > 0)
-    .map((l) => {
-      const found = inflows.get(key(l.sku, l.location));
-      const units = fifoAgeing(l.units, found?.days ?? [], today);
-      const average = l.value / l.units;
-      const value = Object.fromEntries(ageBuckets.map((b) => [b, shownMoney(units[b] * average)])) as Record<
-        AgeBucket,
-        number
-      >;
-      return { sku: l.sku, location: l.location, currency: l.currency, onHand: l.units, units, value };
-    });
+  const fold = await foldMovements(db, await pendingMovements(db, filter));
+  return rows.map((r) => {
+    const folded = fold.states.get(levelKey(r.sku, r.location));
+    const average = folded ? currentCost(folded) : (r.average ?? 0);
+    const units = fifoAgeing(r.on_hand, (r.inflows ?? {}) as Partial<Record<AgeBucket, number>>);
+    const value = Object.fromEntries(ageBuckets.map((b) => [b, shownMoney(units[b] * average)])) as Record<
+      AgeBucket,
+      number
+    >;
+    return { sku: r.sku, location: r.location, currency: r.currency, onHand: r.on_hand, units, value };
+  });
 }

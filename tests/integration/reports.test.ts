@@ -68,6 +68,27 @@ describe('stock valuation through the API', () => {
     expect(now.items[0]).toMatchObject({ units: 15, value: 2250 });
   });
 
+  it('ages the units first in first out, valued at the average', async () => {
+    const body = await read(get('/api/pms/reports/ageing?sku=VAL-1'));
+    expect(body.items).toEqual([
+      {
+        sku: 'VAL-1',
+        location: 'default',
+        currency: 'EUR',
+        onHand: 15,
+        units: { '0-30': 15, '31-60': 0, '61-90': 0, '90+': 0 },
+        value: { '0-30': 2250, '31-60': 0, '61-90': 0, '90+': 0 },
+      },
+    ]);
+    expect(body.totals).toEqual([
+      {
+        currency: 'EUR',
+        units: { '0-30': 15, '31-60': 0, '61-90': 0, '90+': 0 },
+        value: { '0-30': 2250, '31-60': 0, '61-90': 0, '90+': 0 },
+      },
+    ]);
+  });
+
   it('refuses a unit cost on a line that is not a receipt', async () => {
     const response = await ctx.request({
       method: 'POST',
@@ -130,19 +151,28 @@ describe('the boundary, over a socket', () => {
       { sku: 'VAL-2', location: 'default', delta: 3, reason: 'received', unitCost: 7 },
       { sku: 'VAL-2', location: 'default', delta: -1, reason: 'damaged' },
     ]);
-    const whole = await read(get('/api/pms/reports/movements?groupBy=sku'));
-    expect(whole.items.length).toBeGreaterThan(3);
-    const paged: unknown[] = [];
-    let cursor: string | null = null;
-    do {
-      const body: { items: unknown[]; nextCursor: string | null } = await read(
-        get(`/api/pms/reports/movements?groupBy=sku&limit=2${cursor ? `&cursor=${cursor}` : ''}`),
-      );
-      expect(body.items.length).toBeLessThanOrEqual(2);
-      paged.push(...body.items);
-      cursor = body.nextCursor;
-    } while (cursor);
-    expect(paged).toEqual(whole.items);
+    await ctx.api.db.raw(`insert into locations (code, name) values ('east', 'East')`);
+    for (const query of [
+      'movements?groupBy=sku',
+      'stock-valuation?sku=VAL-*',
+      'sell-through?sku=VAL-*',
+      'low-stock?sku=VAL-*',
+      'abc?sku=VAL-*',
+    ]) {
+      const whole = await read(get(`/api/pms/reports/${query}`));
+      expect(whole.items.length, query).toBeGreaterThanOrEqual(2);
+      const paged: unknown[] = [];
+      let cursor: string | null = null;
+      do {
+        const body: { items: unknown[]; nextCursor: string | null } = await read(
+          get(`/api/pms/reports/${query}&limit=1${cursor ? `&cursor=${cursor}` : ''}`),
+        );
+        expect(body.items.length).toBeLessThanOrEqual(1);
+        paged.push(...body.items);
+        cursor = body.nextCursor;
+      } while (cursor);
+      expect(paged, query).toEqual(whole.items);
+    }
   });
 
   it('streams CSV: RFC 4180 with a header row, a filename, formula escaping on text columns only', async () => {

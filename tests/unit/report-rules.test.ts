@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { escapeFormula } from '../../src/reports/csv.js';
-import { fifoAgeing, gradeAbc } from '../../src/reports/rules.js';
+import { ageBucketOf, ageBucketSql, fifoAgeing, gradeAbc } from '../../src/reports/rules.js';
 import {
   applyToState,
   createReplay,
@@ -193,27 +193,29 @@ describe('ABC grades', () => {
 
 describe('FIFO ageing', () => {
   it('covers on hand with the newest inflows; the rest is 90+', () => {
-    const buckets = fifoAgeing(
-      25,
-      [
-        { day: '2026-03-01', units: 10 },
-        { day: '2026-02-15', units: 10 },
-        { day: '2026-01-20', units: 10 },
-      ],
-      '2026-03-11',
-    );
-    expect(buckets).toEqual({ '0-30': 20, '31-60': 5, '61-90': 0, '90+': 0 });
-    expect(fifoAgeing(25, [{ day: '2026-03-10', units: 5 }], '2026-03-11')).toEqual({
-      '0-30': 5,
-      '31-60': 0,
+    expect(fifoAgeing(25, { '0-30': 20, '31-60': 10 })).toEqual({
+      '0-30': 20,
+      '31-60': 5,
       '61-90': 0,
-      '90+': 20,
+      '90+': 0,
     });
+    expect(fifoAgeing(25, { '0-30': 5 })).toEqual({ '0-30': 5, '31-60': 0, '61-90': 0, '90+': 20 });
+    expect(fifoAgeing(0, { '0-30': 5 })).toEqual({ '0-30': 0, '31-60': 0, '61-90': 0, '90+': 0 });
   });
 
-  it('puts the boundary days in the lower bucket: 30 days is 0-30, 31 is 31-60', () => {
-    expect(fifoAgeing(1, [{ day: '2026-01-01', units: 1 }], '2026-01-31')['0-30']).toBe(1);
-    expect(fifoAgeing(1, [{ day: '2026-01-01', units: 1 }], '2026-02-01')['31-60']).toBe(1);
+  it('puts the boundary days in the lower bucket: 30 days is 0-30, 31 is 31-60, 91 is 90+', () => {
+    expect([0, 30, 31, 60, 61, 90, 91].map(ageBucketOf)).toEqual([
+      '0-30',
+      '0-30',
+      '31-60',
+      '31-60',
+      '61-90',
+      '61-90',
+      '90+',
+    ]);
+    expect(ageBucketSql('age')).toBe(
+      "case when age <= 30 then '0-30' when age <= 60 then '31-60' when age <= 90 then '61-90' else '90+' end",
+    );
   });
 });
 
