@@ -13,7 +13,9 @@ import { loadFunctions } from '../../src/db/sql-functions.js';
  *   units in and out, value in and out, movements; written by compaction only;
  * - `stock_value_state`: each level's moving-average state after the last movement folded in, and
  *   `stock_value_snapshots`: the state at the end of each month the level moved in (period
- *   snapshots, so `?at=` replays at most one month of the ledger);
+ *   snapshots, so `?at=` replays at most one month of the ledger); once a month is over,
+ *   `stock_value_month_ends` holds every level's state at its end (dense: one row per level, so `?at=`
+ *   reads one index range), and `stock_value_periods` the months closed;
  * - `job_runs`: every finished job attempt, written by the worker processor (the `jobs` report).
  * Existing movements are queued for compaction here, so rollups cover the whole ledger.
  */
@@ -87,6 +89,22 @@ export async function up(db: Knex): Promise<void> {
       primary key (sku, location, period)
     );
 
+
+    create table stock_value_month_ends (
+      period date not null,
+      sku text not null,
+      location text not null,
+      units bigint not null,
+      value double precision not null,
+      last_cost double precision,
+      last_at timestamptz not null,
+      last_id bigint not null,
+      primary key (period, sku, location)
+    );
+    create table stock_value_periods (
+      period date primary key,
+      closed_at timestamptz not null default now()
+    );
   `);
   await loadFunctions(db, ['stockflow_rollup_movements']);
   await db.raw(`
@@ -124,7 +142,7 @@ export async function down(db: Knex): Promise<void> {
   await db.raw(`
     drop index if exists reservations_created, reservations_closed, order_history_at,
       webhook_deliveries_created, webhook_attempts_started;
-    drop table if exists job_runs, stock_value_snapshots, stock_value_state, stock_daily_totals, stock_daily,
+    drop table if exists job_runs, stock_value_periods, stock_value_month_ends, stock_value_snapshots, stock_value_state, stock_daily_totals, stock_daily,
       stock_rollup_pending;
     drop trigger if exists stock_movements_rollup on stock_movements;
     drop function if exists stockflow_rollup_movements;

@@ -88,19 +88,33 @@ export async function loadStates(db: Knex, filter: SkuFilter | { skus: string[] 
   return rows.map(toFolded);
 }
 
-/** Each level's state at the start of `period` (a month): its latest snapshot before it. */
+/**
+ * Each level's state at the start of `period` (a month): the month ends of the month before once it
+ * is closed (one row per level), else each level's latest snapshot before it.
+ */
 export async function loadSnapshotsBefore(
   db: Knex,
   period: string,
   filter: SkuFilter | { skus: string[] },
 ): Promise<FoldedState[]> {
   const [where, bindings] = skuCondition(filter);
-  const { rows } = await db.raw<{ rows: StateRow[] }>(
-    `select distinct on (sku, location) sku, location, units, value, last_cost, last_at, last_id
-     from stock_value_snapshots where period < ?::date and ${where}
-     order by sku, location, period desc`,
-    [period, ...bindings],
+  const { rows: closed } = await db.raw<{ rows: unknown[] }>(
+    `select 1 from stock_value_periods where period = (?::date - interval '1 month')::date`,
+    [period],
   );
+  const { rows } =
+    closed.length > 0
+      ? await db.raw<{ rows: StateRow[] }>(
+          `select sku, location, units, value, last_cost, last_at, last_id from stock_value_month_ends
+           where period = (?::date - interval '1 month')::date and ${where}`,
+          [period, ...bindings],
+        )
+      : await db.raw<{ rows: StateRow[] }>(
+          `select distinct on (sku, location) sku, location, units, value, last_cost, last_at, last_id
+           from stock_value_snapshots where period < ?::date and ${where}
+           order by sku, location, period desc`,
+          [period, ...bindings],
+        );
   return rows.map(toFolded);
 }
 

@@ -30,8 +30,78 @@ export async function compactRollups(
     await trx.raw(`delete from stock_rollup_pending where movement_id = any(?)`, [pending.map((m) => m.id)]);
     const fold = await foldMovements(trx, pending);
     await writeFold(trx, fold);
+    await refreshMonthEnds(trx, fold);
+    await closeMonths(trx);
     return { movements: pending.length, skus: skus.length, rebuilt: fold.rebuilt.size, skipped: false };
   });
+}
+
+/**
+ * How long after a month ends it is closed: a transaction that started before the end commits
+ * within the worker's statement and idle timeouts (a minute), so its rows are in by then.
+ */
+const monthCloseGraceMs = 10 * 60_000;
+
+const nextMonth = (period: string) => {
+  const d = new Date(`${period}T00:00:00Z`);
+  d.setUTCMonth(d.getUTCMonth() + 1);
+  return d.toISOString().slice(0, 10);
+};
+
+/**
+ * Closes every month that is over (past the grace) and has no row left to fold: writes each level's
+ * state at its end into stock_value_month_ends (its latest snapshot up to that month), so `?at=`
+ * reads one row per level instead of searching each level's snapshots.
+ */
+async function closeMonths(db: Knex): Promise<void> {
+  const { rows } = await db.raw<{ rows: { last: string | null; first: string | null }[] }>(
+    `select (select max(period)::text from stock_value_periods) as last,
+            (select min(period)::text from stock_value_snapshots) as first`,
+  );
+  let period = rows[0]!.last ? nextMonth(rows[0]!.last) : rows[0]!.first;
+  while (period && Date.parse(`${nextMonth(period)}T00:00:00Z`) + monthCloseGraceMs < Date.now()) {
+    const end = nextMonth(period);
+    const { rows: waiting } = await db.raw<{ rows: unknown[] }>(
+      `select 1 from stock_rollup_pending where created_at < ?::date limit 1`,
+      [end],
+    );
+    if (waiting.length > 0) return;
+    await db.raw(
+      `insert into stock_value_month_ends (period, sku, location, units, value, last_cost, last_at, last_id)
+       select distinct on (sku, location) ?::date, sku, location, units, value, last_cost, last_at, last_id
+       from stock_value_snapshots where period <= ?::date order by sku, location, period desc`,
+      [period, period],
+    );
+    await db.raw(`insert into stock_value_periods (period) values (?)`, [period]);
+    period = end;
+  }
+}
+
+/** Closed months a fold reached back into (a backdated row, a late commit) get their month ends again. */
+async function refreshMonthEnds(db: Knex, fold: Fold): Promise<void> {
+  const { rows } = await db.raw<{ rows: { last: string | null }[] }>(
+    `select max(period)::text as last from stock_value_periods`,
+  );
+  const lastClosed = rows[0]!.last;
+  if (!lastClosed) return;
+  const earliest = new Map<string, string>();
+  for (const { movement } of fold.applied) {
+    const month = monthOf(movement.createdAt);
+    if (month <= lastClosed && month < (earliest.get(movement.sku) ?? '9999'))
+      earliest.set(movement.sku, month);
+  }
+  for (const [sku, month] of earliest) {
+    await db.raw(`delete from stock_value_month_ends where sku = ? and period >= ?::date`, [sku, month]);
+    await db.raw(
+      `insert into stock_value_month_ends (period, sku, location, units, value, last_cost, last_at, last_id)
+       select p.period, s.sku, s.location, s.units, s.value, s.last_cost, s.last_at, s.last_id
+       from stock_value_periods p cross join lateral (
+         select distinct on (location) sku, location, units, value, last_cost, last_at, last_id
+         from stock_value_snapshots where sku = ? and period <= p.period order by location, period desc
+       ) s where p.period >= ?::date`,
+      [sku, month],
+    );
+  }
 }
 
 /** Compacts until nothing is pending (a backfill: after a bulk load, in the benchmark and tests). */
