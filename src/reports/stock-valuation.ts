@@ -83,17 +83,24 @@ export async function valueLevels(
       (s) =>
         (query.location === undefined || s.location === query.location) && (s.units !== 0 || s.value !== 0),
     )
-    .map((s) => ({
-      sku: s.sku,
-      location: s.location,
-      currency: currencies.get(s.sku) ?? 'XXX',
-      units: s.units,
-      value: s.value,
-    }))
-    .sort((a, b) =>
-      a.sku < b.sku ? -1 : a.sku > b.sku ? 1 : a.location < b.location ? -1 : a.location > b.location ? 1 : 0,
-    );
+    .map((s) => levelValue(s, currencies))
+    .sort(byLevel);
 }
+
+const levelValue = (
+  s: { sku: string; location: string; units: number; value: number },
+  currencies: Map<string, string>,
+): LevelValue => ({
+  sku: s.sku,
+  location: s.location,
+  currency: currencies.get(s.sku) ?? 'XXX',
+  units: s.units,
+  value: s.value,
+});
+
+/** (sku, location) order, as JS compares text (code points, like collate "C"). */
+const byLevel = (a: { sku: string; location: string }, b: { sku: string; location: string }) =>
+  a.sku < b.sku ? -1 : a.sku > b.sku ? 1 : a.location < b.location ? -1 : a.location > b.location ? 1 : 0;
 
 /** The currency of each product (its price's): costs are in the product's currency. */
 async function currenciesOf(db: Knex, filter: SkuFilter | { skus: string[] }): Promise<Map<string, string>> {
@@ -143,7 +150,7 @@ export async function currentValuationPage(
 ): Promise<{ levels: LevelValue[]; totals: ValueTotal[] }> {
   const fold = await foldMovements(db, await pendingMovements(db, query.filter));
   const touched = [...new Set([...fold.states.values()].map((s) => s.sku))];
-  const currencies = await currenciesOf(db, touched.length ? { skus: touched } : { sku: '' });
+  const currencies = touched.length ? await currenciesOf(db, { skus: touched }) : new Map<string, string>();
   const inFilter = (s: { location: string }) => query.location === undefined || s.location === query.location;
   const [where, bindings] = skuCondition(query.filter, 's.sku');
   const loc = query.location ?? null;
@@ -191,17 +198,7 @@ export async function currentValuationPage(
         (s.units !== 0 || s.value !== 0) &&
         (s.sku > after[0] || (s.sku === after[0] && s.location > after[1])),
     )
-    .map((s) => ({
-      sku: s.sku,
-      location: s.location,
-      currency: currencies.get(s.sku) ?? 'XXX',
-      units: s.units,
-      value: s.value,
-    }));
-  const levels = [...rows, ...fromFold]
-    .sort((a, b) =>
-      a.sku < b.sku ? -1 : a.sku > b.sku ? 1 : a.location < b.location ? -1 : a.location > b.location ? 1 : 0,
-    )
-    .slice(0, page.limit);
+    .map((s) => levelValue(s, currencies));
+  const levels = [...rows, ...fromFold].sort(byLevel).slice(0, page.limit);
   return { levels, totals: valuationTotals(byLocation) };
 }
