@@ -148,7 +148,11 @@ ${table(
     escapeHtml(s.sku),
     link('sell-through', { ...window, sku: s.sku }, s.net),
     link('low-stock', { sku: s.sku }, s.available),
-    s.daysOfInventory === null ? '—' : s.daysOfInventory.toFixed(1),
+    link(
+      'sell-through',
+      { ...window, sku: s.sku },
+      s.daysOfInventory === null ? '—' : s.daysOfInventory.toFixed(1),
+    ),
   ]),
 )}</section>
 <section><h2>Low stock</h2>
@@ -161,9 +165,13 @@ ${table(
     escapeHtml(l.location),
     escapeHtml(l.state),
     link('low-stock', { sku: l.sku, location: l.location }, l.available),
-    String(l.threshold),
-    String(l.incoming),
-    l.daysOfCover === null ? '—' : l.daysOfCover.toFixed(1),
+    link('low-stock', { sku: l.sku, location: l.location }, l.threshold),
+    link('low-stock', { sku: l.sku, location: l.location }, l.incoming),
+    link(
+      'low-stock',
+      { sku: l.sku, location: l.location },
+      l.daysOfCover === null ? '—' : l.daysOfCover.toFixed(1),
+    ),
   ]),
 )}</section>
 <section><h2>Queues (24 hours)</h2>
@@ -187,8 +195,12 @@ ${table(
   ops.webhooks.map((w) => [
     escapeHtml(w.url),
     link('webhooks', ops.activityWindow, w.deliveries),
-    w.successRate === null ? '—' : `${(w.successRate * 100).toFixed(1)} %`,
-    String(Math.round(w.disabledSeconds)),
+    link(
+      'webhooks',
+      ops.activityWindow,
+      w.successRate === null ? '—' : `${(w.successRate * 100).toFixed(1)} %`,
+    ),
+    link('webhooks', ops.activityWindow, Math.round(w.disabledSeconds)),
   ]),
 )}
 <div class="chart" data-chart="webhooks"></div></section>

@@ -84,6 +84,13 @@ it('is readable without JavaScript: tables first, every number a link to its row
     const value = page.locator('table#stock-value tbody tr').last().locator('a');
     expect(await value.textContent()).toBe(String(37 * 250 + 4 * 900));
     expect(await value.getAttribute('href')).toMatch(/^\/api\/pms\/reports\/stock-valuation\?at=/);
+    // Every number (any cell but the first of a row) is a link.
+    const bare = await page.$$eval('tbody tr td:not(:first-child)', (cells) =>
+      cells
+        .filter((td) => /^[-\d]/.test(td.textContent?.trim() ?? '') && !td.querySelector('a'))
+        .map((td) => td.textContent),
+    );
+    expect(bare).toEqual([]);
     const seller = page.locator('table#top-sellers a').first();
     expect(await seller.getAttribute('href')).toMatch(/^\/api\/pms\/reports\/sell-through\?/);
   } finally {
