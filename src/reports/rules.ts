@@ -41,12 +41,18 @@ export type AgeBucket = (typeof ageLimits)[number][0];
 
 export const ageBucketOf = (ageDays: number): AgeBucket => ageLimits.find(([, max]) => ageDays <= max)![0];
 
-/** The same buckets as a SQL expression over an age in whole days (the rollups sum inflows by it). */
-export const ageBucketSql = (ageDays: string): string =>
-  `case ${ageLimits
+/**
+ * The same buckets as SQL: one `sum(<units>) filter (…) as "<bucket>"` per bucket up to 90 days,
+ * over an age in whole days (the rollups sum inflows by it).
+ */
+export const ageBucketSums = (ageDays: string, units: string): string =>
+  ageLimits
     .filter(([, max]) => Number.isFinite(max))
-    .map(([b, max]) => `when ${ageDays} <= ${max} then '${b}'`)
-    .join(' ')} else '90+' end`;
+    .map(([bucket, max], i) => {
+      const after = i === 0 ? '' : ` and ${ageDays} > ${ageLimits[i - 1]![1]}`;
+      return `sum(${units}) filter (where ${ageDays} <= ${max}${after})::bigint as "${bucket}"`;
+    })
+    .join(', ');
 
 /**
  * FIFO ageing of the units on hand: the oldest units leave first, so what is on hand is the most

@@ -4,7 +4,7 @@ import { instantSchema, reportCursor } from '../fields.js';
 import { dayOf, foldMovements, pendingMovements, type SkuFilter, skuCondition } from './ledger-replay.js';
 import { filterParams } from './params.js';
 import { defineReport, inMemoryRows, type KeyPart } from './report.js';
-import { type AgeBucket, ageBucketSql, ageBuckets, fifoAgeing } from './rules.js';
+import { type AgeBucket, ageBucketSums, ageBuckets, fifoAgeing } from './rules.js';
 import { currentValuationPage, type LevelValue, valuationTotals, valueLevels } from './stock-valuation.js';
 import { currentCost, levelKey, shownCost, shownMoney } from './valuation.js';
 
@@ -240,28 +240,26 @@ async function ageingRows(db: Knex, filter: SkuFilter, location?: string): Promi
   // folded average cost; the levels moved since the last compaction get theirs from the fold below.
   const age = `(date '${today}' - day)`;
   const { rows } = await db.raw<{
-    rows: {
+    rows: ({
       sku: string;
       location: string;
       currency: string;
       on_hand: number;
       average: number | null;
-      inflows: Record<string, number> | null;
-    }[];
+    } & Partial<Record<AgeBucket, number | null>>)[];
   }>(
     `with inflow as (
-       select sku, location, jsonb_object_agg(bucket, units) as inflows from (
-         select sku, location, ${ageBucketSql(age)} as bucket, sum(units)::bigint as units from (
-           select sku, location, day, units_in as units from stock_daily
-           where day >= date '${today}' - 90 and units_in > 0 and kind not in ('reserve', 'release')
-           union all
-           select sku, location, (created_at at time zone 'UTC')::date, delta from stock_rollup_pending
-           where delta > 0 and kind not in ('reserve', 'release')
-         ) i group by 1, 2, 3
-       ) b group by 1, 2
+       select sku, location, ${ageBucketSums(age, 'units')} from (
+         select sku, location, day, units_in as units from stock_daily
+         where day >= date '${today}' - 90 and units_in > 0 and kind not in ('reserve', 'release')
+         union all
+         select sku, location, (created_at at time zone 'UTC')::date, delta from stock_rollup_pending
+         where delta > 0 and kind not in ('reserve', 'release')
+       ) i group by 1, 2
      )
      select l.sku, l.location, p.price_currency as currency, l.on_hand,
-            case when s.units > 0 then s.value / s.units else s.last_cost end as average, i.inflows
+            case when s.units > 0 then s.value / s.units else s.last_cost end as average,
+            i."0-30", i."31-60", i."61-90"
      from inventory_levels l join products p on p.sku = l.sku
      left join stock_value_state s on s.sku = l.sku and s.location = l.location
      left join inflow i on i.sku = l.sku and i.location = l.location
@@ -272,7 +270,11 @@ async function ageingRows(db: Knex, filter: SkuFilter, location?: string): Promi
   return rows.map((r) => {
     const folded = fold.states.get(levelKey(r.sku, r.location));
     const average = folded ? currentCost(folded) : (r.average ?? 0);
-    const units = fifoAgeing(r.on_hand, (r.inflows ?? {}) as Partial<Record<AgeBucket, number>>);
+    const units = fifoAgeing(r.on_hand, {
+      '0-30': r['0-30'] ?? 0,
+      '31-60': r['31-60'] ?? 0,
+      '61-90': r['61-90'] ?? 0,
+    });
     const value = Object.fromEntries(ageBuckets.map((b) => [b, shownMoney(units[b] * average)])) as Record<
       AgeBucket,
       number

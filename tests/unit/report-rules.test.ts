@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { escapeFormula } from '../../src/reports/csv.js';
-import { ageBucketOf, ageBucketSql, fifoAgeing, gradeAbc } from '../../src/reports/rules.js';
+import { ageBucketOf, ageBucketSums, fifoAgeing, gradeAbc } from '../../src/reports/rules.js';
 import {
   applyToState,
   createReplay,
@@ -213,8 +213,10 @@ describe('FIFO ageing', () => {
       '61-90',
       '90+',
     ]);
-    expect(ageBucketSql('age')).toBe(
-      "case when age <= 30 then '0-30' when age <= 60 then '31-60' when age <= 90 then '61-90' else '90+' end",
+    expect(ageBucketSums('age', 'u')).toBe(
+      'sum(u) filter (where age <= 30)::bigint as "0-30", ' +
+        'sum(u) filter (where age <= 60 and age > 30)::bigint as "31-60", ' +
+        'sum(u) filter (where age <= 90 and age > 60)::bigint as "61-90"',
     );
   });
 });

@@ -15,8 +15,15 @@ async function asOfPosition(trx: Knex): Promise<{ at: string; movementId: number
   return { at: rows[0]!.at.toISOString(), movementId: rows[0]!.movement_id ?? 0 };
 }
 
-/** A report reads rollups and pending rows in one snapshot, so a movement is counted once. */
-const openSnapshot = (db: Knex) => db.transaction({ isolationLevel: 'repeatable read', readOnly: true });
+/**
+ * A report reads rollups and pending rows in one snapshot, so a movement is counted once; its
+ * aggregates get more memory than a request's default so they do not spill to disk.
+ */
+async function openSnapshot(db: Knex): Promise<Knex.Transaction> {
+  const trx = await db.transaction({ isolationLevel: 'repeatable read', readOnly: true });
+  await trx.raw(`set local work_mem = '32MB'`);
+  return trx;
+}
 
 const wantsCsv = (accept: string | undefined) => /\btext\/csv\b/i.test(accept ?? '');
 
