@@ -226,6 +226,16 @@ async function unitsPerSku(
 }
 
 /** Products of a filter with their price (for revenue) and the stock they have now. */
+/** Each product's price (revenue is net units × the current price). */
+async function productPrices(db: Knex, filter: SkuFilter) {
+  const [where, bindings] = skuCondition(filter);
+  const { rows } = await db.raw<{ rows: { sku: string; currency: string; price: number }[] }>(
+    `select sku, price_currency as currency, price_amount as price from products where ${where}`,
+    bindings,
+  );
+  return rows;
+}
+
 /** In sku order, after `after`, at most `limit` (all without). */
 async function productsWithStock(
   db: Knex,
@@ -339,7 +349,7 @@ export const abc = defineReport({
     const filter = filterOf(query.sku);
     const units = await unitsPerSku(db, windowOf(query), filter, query.location, salesKinds);
     const byCurrency = new Map<string, { key: string; amount: number; units: number; revenue: number }[]>();
-    for (const p of await productsWithStock(db, filter, query.location)) {
+    for (const p of await productPrices(db, filter)) {
       const net =
         (units.get(`${p.sku}\u0000sale`)?.out ?? 0) +
         (units.get(`${p.sku}\u0000commit`)?.out ?? 0) -
