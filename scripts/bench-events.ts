@@ -12,7 +12,7 @@ import { createLogger } from '../src/log.js';
 import { postJson } from '../src/outbound/http.js';
 import { productJobs } from '../src/queues/products.js';
 import { signatureHeaders } from '../src/webhooks/signing.js';
-import { startWorkers, stopWorkers } from '../src/workers/pool.js';
+import { startWorkers, stopWorkers } from '../src/workers/queue-workers.js';
 import { benchLimits, deleteScratchKeys, dropScratchDatabase } from './bench/scratch.js';
 
 /**

@@ -16,7 +16,7 @@ import { ensureDatabase, migrateLatest } from '../src/db/migrate.js';
 import { runEntry } from '../src/entry.js';
 import { createLogger } from '../src/log.js';
 import { getJobStatus } from '../src/queues/job-status.js';
-import { startWorkers, stopWorkers } from '../src/workers/pool.js';
+import { startWorkers, stopWorkers } from '../src/workers/queue-workers.js';
 import { benchLimits, deleteScratchKeys, dropScratchDatabase } from './bench/scratch.js';
 
 /**

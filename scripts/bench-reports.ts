@@ -12,7 +12,7 @@ import { runEntry } from '../src/entry.js';
 import { createLogger } from '../src/log.js';
 import { compactAllPending } from '../src/reports/rollups.js';
 import { byLedgerTime, createReplay, type ValuedMovement } from '../src/reports/valuation.js';
-import { startWorkers, stopWorkers } from '../src/workers/pool.js';
+import { startWorkers, stopWorkers } from '../src/workers/queue-workers.js';
 import { benchLimits, deleteScratchKeys, dropScratchDatabase } from './bench/scratch.js';
 
 /**

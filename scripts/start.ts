@@ -9,7 +9,7 @@ import { resealStoredSecrets } from '../src/db/sealed-secrets.js';
 import { closeWithin, onShutdownSignal, runEntry } from '../src/entry.js';
 import { createLogger } from '../src/log.js';
 import { generateSecretsKey } from '../src/secrets.js';
-import { parseQueueList, startWorkers, stopWorkers } from '../src/workers/pool.js';
+import { parseQueueList, startWorkers, stopWorkers } from '../src/workers/queue-workers.js';
 
 /**
  * `npm start`, the local default: migrate (creating the database if needed), make sure an API key

@@ -53,8 +53,56 @@ const envSchema = z.object({
   DATABASE_URL: z
     .url({ protocol: /^postgres(ql)?$/ })
     .default('postgres://postgres@127.0.0.1:5432/stockflow'),
-  DATABASE_POOL_MAX: integer(1, 200).default(20),
+  /**
+   * Connections per pool. Six processes of the Procfile's kinds (two web, four workers) at 10 take
+   * 60 of a default Postgres's 100, leaving room for the release step and an operator; each process
+   * warns at start when its pool cannot fit (src/connections.ts, checkPostgresRoom).
+   */
+  DATABASE_POOL_MAX: integer(1, 200).default(10),
+  /** Connections kept free for the release step (migrate) and an operator (psql, reconcile). */
+  DATABASE_RESERVED_CONNECTIONS: integer(0, 1000).default(5),
+  /** Credentials, database number and TLS of the queue Redis (with REDIS_SENTINELS: of its master). */
   REDIS_URL: z.url({ protocol: /^rediss?$/ }).default('redis://127.0.0.1:6379'),
+  /**
+   * Redis Sentinel: `host:port` of each sentinel, comma-separated. Every connection (queues, workers,
+   * pub/sub, rate limits, the cache unless CACHE_REDIS_URL is set) then asks them for the master of
+   * REDIS_SENTINEL_NAME and follows a failover; REDIS_URL's host and port are ignored.
+   */
+  REDIS_SENTINELS: z
+    .string()
+    .transform((text, ctx) => {
+      const nodes = text
+        .split(',')
+        .map((part) => part.trim())
+        .filter(Boolean)
+        .map((part) => {
+          const match = /^\[?([^\]]+?)\]?:(\d{1,5})$/.exec(part);
+          const port = Number(match?.[2]);
+          return match && port > 0 && port < 65536 ? { host: match[1]!, port } : undefined;
+        });
+      if (nodes.length === 0 || nodes.some((n) => n === undefined)) {
+        ctx.addIssue({ code: 'custom', message: 'must be comma-separated host:port pairs' });
+        return z.NEVER;
+      }
+      return nodes as { host: string; port: number }[];
+    })
+    .optional(),
+  /** The master group name the sentinels monitor (`sentinel monitor <name> …`); required with REDIS_SENTINELS. */
+  REDIS_SENTINEL_NAME: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{1,64}$/)
+    .optional(),
+  /** Password of the sentinels themselves (`requirepass` of the sentinel processes), if any. */
+  REDIS_SENTINEL_PASSWORD: z.string().min(1).optional(),
+  /**
+   * What a process does at start when the queue Redis can lose accepted jobs (maxmemory-policy
+   * other than noeviction, or appendonly no): `refuse` to start, or `alert` (log an error, export
+   * stockflow_redis_durable 0, which the StockflowRedisNotDurable rule turns into a critical alert).
+   * Default: refuse in production, alert elsewhere.
+   */
+  REDIS_DURABILITY_CHECK: z.enum(['refuse', 'alert']).optional(),
+  /** A producer (web process) command unanswered this long fails: its request gets 503 instead of hanging. */
+  REDIS_PRODUCER_COMMAND_TIMEOUT_MS: integer(100, 60_000).default(5000),
   /** BullMQ key prefix; wrap it in braces (`{stockflow}`) on Redis Cluster so a queue's keys share a slot. */
   QUEUE_PREFIX: z
     .string()
@@ -185,8 +233,18 @@ const envSchema = z.object({
     .string()
     .regex(/^[A-Za-z0-9_-]{1,64}$/)
     .default('stockflow'),
-  /** A worker's lock on an active job; a job whose worker died is taken over after about this long. */
-  WORKER_LOCK_DURATION_MS: integer(1000, 600_000).default(30_000),
+  /**
+   * A worker's lock on an active job (renewed every half of it while the job runs). A job whose
+   * worker died is taken over within WORKER_LOCK_DURATION_MS + WORKER_STALLED_INTERVAL_MS (20 s).
+   */
+  WORKER_LOCK_DURATION_MS: integer(1000, 600_000).default(15_000),
+  /** How often workers look for active jobs whose lock expired (default: 5 s, or the lock duration if shorter). */
+  WORKER_STALLED_INTERVAL_MS: integer(100, 600_000).optional(),
+  /**
+   * Watchdog: a worker whose blocking Redis connection has not been ready for this long (or whose
+   * fetch loop stopped) is closed and recreated (stockflow_worker_recreated_total).
+   */
+  WORKER_WATCHDOG_MS: integer(1000, 3_600_000).default(20_000),
   WORKER_CONCURRENCY_WEBHOOKS: integer(1, 500).default(20),
   // Orders and inbound PMS webhooks (docs/orders.md).
   WORKER_CONCURRENCY_ORDERS: integer(1, 500).default(8),
@@ -349,6 +407,11 @@ export function parseConfig(env: Record<string, string | undefined> = process.en
       'SECRETS_KEY: must be set in production (base64 of 32 random bytes: openssl rand -base64 32)',
     ]);
   }
+  if (c.REDIS_SENTINELS && !c.REDIS_SENTINEL_NAME) {
+    throw new ConfigError([
+      'REDIS_SENTINEL_NAME: must be set with REDIS_SENTINELS (the monitored master name)',
+    ]);
+  }
   if (c.WEBHOOK_SWEEP_AFTER_MS <= c.WEBHOOK_TIMEOUT_MS) {
     throw new ConfigError([
       'WEBHOOK_SWEEP_AFTER_MS: must be longer than WEBHOOK_TIMEOUT_MS, or the sweep could double an attempt in flight',
@@ -380,6 +443,8 @@ export function parseConfig(env: Record<string, string | undefined> = process.en
     },
     images: imageSettings(c),
     cacheRedisUrl: c.CACHE_REDIS_URL ?? c.REDIS_URL,
+    redisDurabilityCheck: c.REDIS_DURABILITY_CHECK ?? (c.NODE_ENV === 'production' ? 'refuse' : 'alert'),
+    workerStalledIntervalMs: c.WORKER_STALLED_INTERVAL_MS ?? Math.min(c.WORKER_LOCK_DURATION_MS, 5000),
   };
 }
 

@@ -1,6 +1,7 @@
 import { isPgError, pgErrorCodes } from './db/knex.js';
 import { ConfigError } from './errors/config-error.js';
 import { DatabaseMissingError } from './errors/database-missing-error.js';
+import { RedisNotDurableError } from './errors/redis-not-durable-error.js';
 import { ServiceUnreachableError } from './errors/service-unreachable-error.js';
 
 /**
@@ -12,7 +13,8 @@ export function runEntry(main: () => Promise<void>): void {
     if (
       error instanceof ConfigError ||
       error instanceof ServiceUnreachableError ||
-      error instanceof DatabaseMissingError
+      error instanceof DatabaseMissingError ||
+      error instanceof RedisNotDurableError
     ) {
       process.stderr.write(`stockflow: ${error.message}\n`);
     } else if (String((error as { code?: unknown } | null)?.code).startsWith('ERR_PARSE_ARGS_')) {

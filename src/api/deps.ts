@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import { openReadCache, type ReadCache } from '../cache/read-cache.js';
 import type { Config } from '../config.js';
-import { openPostgres, openRedis, warnAboutRedisSettings } from '../connections.js';
+import { checkPostgresRoom, checkRedisDurability, openPostgres, openRedis } from '../connections.js';
 import type { Db } from '../db/knex.js';
 import { createHorizonTracker, type HorizonTracker } from '../events/horizon.js';
 import { createLiveHub, type LiveHub } from '../events/live-hub.js';
@@ -14,6 +14,7 @@ import {
   collectEndpoints,
   collectPool,
   collectQueues,
+  collectRedisSettings,
   collectStock,
   collectStreams,
   createMetrics,
@@ -74,8 +75,13 @@ export async function openApiDeps(
     await db.destroy();
     throw error;
   });
+  await checkPostgresRoom(db, config, log);
+  await checkRedisDurability(redis, config, log).catch(async (error: unknown) => {
+    redis.disconnect();
+    await db.destroy();
+    throw error;
+  });
   const subscriber = await openRedis(config, 'subscriber');
-  await warnAboutRedisSettings(redis, log);
   const queues = createQueues(redis, config);
   const finished = await listenForFinished(subscriber, config.QUEUE_PREFIX);
   const keys = createKeyVerifier(
@@ -103,6 +109,7 @@ export async function openApiDeps(
   const metrics = createMetrics();
   collectPool(metrics, db);
   collectCache(metrics, cache);
+  collectRedisSettings(metrics, redis);
   collectQueues(metrics, queues);
   collectStreams(metrics, () => events.size());
   collectStock(metrics, db);

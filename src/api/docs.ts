@@ -39,7 +39,7 @@ const problemDescriptions: Record<number, string> = {
   422: 'Well-formed but refused (`idempotency_key_reused`, `unknown_event_type`, a broken business rule, …)',
   428: 'A version precondition is required (`precondition_required`)',
   500: 'Something went wrong on our side (`internal_error`; the requestId finds it in the logs)',
-  503: 'Redis unreachable: nothing was accepted (`service_unavailable`, with Retry-After)',
+  503: 'Postgres or Redis unavailable (`service_unavailable`, with Retry-After): repeat the request later. A mutation was not accepted (after a timeout it may have been: repeat it with its Idempotency-Key); a job state cannot be read now',
 };
 
 const successDescriptions: Record<number, string> = {
@@ -298,13 +298,14 @@ function completeOperation(method: string, path: string, operation: Operation, f
   const input = body || ['params', 'querystring', 'headers'].some((part) => schema[part] !== undefined);
   const problems = [
     500,
+    // Postgres (or, for job routes, Redis) unavailable: repeat later (src/api/errors.ts).
+    503,
     ...(docs.problems ?? []),
     ...(route.config?.scope !== 'public' ? [401, 403] : []),
     ...(input ? [400] : []),
     ...(schema.params ? [404, 414] : []),
     ...(body ? [413, 415] : []),
-    // Routes that enqueue: Redis may be away; a waited-for job ends with its own problem.
-    ...(job ? [503] : []),
+    // A waited-for job ends with its own problem.
     ...(waitable ? [404, 409, 422] : []),
   ];
   for (const status of [...new Set(problems)].sort()) {

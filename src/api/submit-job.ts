@@ -28,7 +28,7 @@ const maxWaitSeconds = 30;
  * offline queue off, retries exhausted, a Redis error reply such as OOM or READONLY): the only
  * failures that are a 503 (retry later), not a bug of ours.
  */
-function isRedisUnavailable(error: unknown, redis: Redis): boolean {
+export function isRedisUnavailable(error: unknown, redis: Redis): boolean {
   if (redis.status !== 'ready') return true;
   if (!(error instanceof Error)) return false;
   const code = (error as NodeJS.ErrnoException).code ?? '';
@@ -101,13 +101,18 @@ export function enqueueFailure(deps: ApiDeps, request: FastifyRequest, error: un
   }
   if (!isRedisUnavailable(error, deps.redis)) return error;
   request.log.error({ err: error }, 'could not enqueue the job');
-  return new HttpProblem(
-    503,
-    'service_unavailable',
-    `The job queue is unavailable; nothing was accepted. Retry later (${how})`,
-    {},
-    { 'Retry-After': '5' },
+  // A command that timed out on a stalled link may still reach Redis once the link moves again.
+  const unsure = error instanceof Error && /Command timed out/.test(error.message);
+  return queueUnavailable(
+    unsure
+      ? `The job queue did not answer in time; the job may or may not have been accepted. Retry later (${how}: the same job is found again, never queued twice)`
+      : `The job queue is unavailable; nothing was accepted. Retry later (${how})`,
   );
+}
+
+/** 503 with Retry-After: the job queue (Redis) cannot be reached; the request may be repeated as is. */
+export function queueUnavailable(detail: string): HttpProblem {
+  return new HttpProblem(503, 'service_unavailable', detail, {}, { 'Retry-After': '5' });
 }
 
 /**
@@ -159,7 +164,15 @@ export async function submitJob<J extends AnyJob>(
   // Beyond WAIT_MAX_CONCURRENT waiting requests, the preference is not applied: the 202 at once.
   const releaseWait = waitSeconds === undefined ? undefined : deps.limits.waits.tryAcquire();
   if (waitSeconds !== undefined && releaseWait) {
-    const status = await waitForJob(deps, enqueued.id, waitSeconds * 1000).finally(releaseWait);
+    // The job is queued: if Redis goes away while we wait, the answer is its 202 handle (the
+    // preference not applied), never an error: the request was accepted.
+    const status = await waitForJob(deps, enqueued.id, waitSeconds * 1000)
+      .catch((error: unknown) => {
+        if (!isRedisUnavailable(error, deps.redis)) throw error;
+        request.log.warn({ err: error, jobId: enqueued.id }, 'job queued, but its state cannot be read: 202');
+        return undefined;
+      })
+      .finally(releaseWait);
     if (status?.state === 'completed' || status?.state === 'failed') {
       reply.header('Preference-Applied', `wait=${waitSeconds}`);
       if (status.state === 'completed') {

@@ -3,9 +3,10 @@ import { BentoCache, bentostore } from 'bentocache';
 import { memoryDriver } from 'bentocache/drivers/memory';
 import { redisBusDriver, redisDriver } from 'bentocache/drivers/redis';
 import DataLoader from 'dataloader';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import type { Knex } from 'knex';
 import type { Config } from '../config.js';
+import { createRedis } from '../connections.js';
 import { atLocation, getStockStatus, type StockStatus } from '../domain/levels.js';
 import { getProduct, listProducts, type Product, type ProductPage } from '../domain/products.js';
 import type { Logger } from '../log.js';
@@ -95,25 +96,12 @@ export async function openReadCache(deps: {
 
   const prefix = `${config.QUEUE_PREFIX}:cache`;
   // Reads must not hang on a cache Redis that is away: fail fast and load from Postgres instead.
-  const cacheRedis = new Redis(config.cacheRedisUrl, {
-    connectionName: 'stockflow-cache',
-    maxRetriesPerRequest: 1,
-    enableOfflineQueue: false,
-    connectTimeout: 5000,
-    retryStrategy: (times) => Math.min(times * 200, 2000),
-    lazyConnect: true,
-  });
-  cacheRedis.on('error', () => undefined);
+  const cacheRedis = createRedis(config, 'cache');
   await cacheRedis.connect().catch((error: unknown) => {
     log.warn({ err: error }, 'cache Redis is not reachable; reads go to Postgres until it is');
   });
   // The bus subscribes at once and must queue until connected: its connections retry forever.
-  const busBase = new Redis(config.cacheRedisUrl, {
-    connectionName: 'stockflow-cache-bus',
-    maxRetriesPerRequest: null,
-    lazyConnect: true,
-    retryStrategy: (times) => Math.min(times * 200, 2000),
-  });
+  const busBase = createRedis(config, 'cache-bus');
   const bento = new BentoCache({
     default: 'reads',
     prefix,

@@ -4,11 +4,12 @@ import { redactUrl } from '../log.js';
 export class ServiceUnreachableError extends Error {
   constructor(
     readonly service: 'PostgreSQL' | 'Redis',
-    readonly url: string,
+    /** A URL (its password is redacted here) or a description such as the sentinels asked. */
+    where: string,
     cause: unknown,
   ) {
     super(
-      `${service} is not reachable at ${redactUrl(url)} (${describe(cause)}).\n` +
+      `${service} is not reachable at ${/^[a-z]+:\/\//.test(where) ? redactUrl(where) : where} (${describe(cause)}).\n` +
         `Start it with \`bash scripts/services.sh\`, or point ${service === 'PostgreSQL' ? 'DATABASE_URL' : 'REDIS_URL'} at a running server.`,
     );
     this.name = 'ServiceUnreachableError';

@@ -27,8 +27,21 @@ export interface ImageStorage {
   remove(renditions: Pick<StoredRendition, 'key' | 'format'>[]): Promise<void>;
 }
 
+// One storage driver per configuration (tests run several configurations in one process).
+const storages = new WeakMap<Config, Promise<ImageStorage>>();
+
+/** The driver of these settings, opened once. */
+export function storageFor(config: Config): Promise<ImageStorage> {
+  let storage = storages.get(config);
+  if (!storage) {
+    storage = openImageStorage(config);
+    storages.set(config, storage);
+  }
+  return storage;
+}
+
 /** The driver the settings choose: Cloudinary when CLOUDINARY_URL is set, local files otherwise. */
-export async function openImageStorage(config: Config): Promise<ImageStorage> {
+async function openImageStorage(config: Config): Promise<ImageStorage> {
   if (config.images.storage === 'cloudinary') {
     const { createCloudinaryStorage } = await import('./cloudinary-storage.js');
     return createCloudinaryStorage(config.images.cloudinary!, config.CLOUDINARY_FOLDER);

@@ -38,3 +38,9 @@ export function deliveryUrl(
   const version = rendition.version ? `v${rendition.version}/` : '';
   return `https://res.cloudinary.com/${cloud}/image/upload/f_auto,q_auto/${version}${rendition.key}.${fileExtension(rendition.format)}`;
 }
+
+/** `deliveryUrl` under these settings, for whoever turns stored versions into URLs. */
+export const urlBuilder =
+  (config: Pick<Config, 'CDN_BASE_URL' | 'images'>) =>
+  (driver: StorageDriver, rendition: Pick<StoredRendition, 'key' | 'format' | 'version'>): string =>
+    deliveryUrl(config, driver, rendition);

@@ -1,6 +1,8 @@
+import type { Redis } from 'ioredis';
 import type { Knex } from 'knex';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { CacheCounts, CacheName, ReadCache } from '../cache/read-cache.js';
+import { durabilityProblems, type RedisDurabilitySettings, readRedisSettings } from '../connections.js';
 import type { Queues } from '../queues/queues.js';
 
 /**
@@ -23,6 +25,8 @@ export interface Metrics {
   webhookAttempts: Counter<'outcome'>;
   webhookAttemptDuration: Histogram<'outcome'>;
   webhookDeliveries: Counter<'outcome'>;
+  /** Workers the watchdog closed and recreated (src/workers/watchdog.ts), by queue and reason. */
+  workerRecreated: Counter<'queue' | 'reason'>;
 }
 
 const latencyBuckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.25, 0.5, 1, 2.5, 10, 30];
@@ -112,7 +116,67 @@ export function createMetrics(): Metrics {
       labelNames: ['outcome'],
       registers,
     }),
+    workerRecreated: new Counter({
+      name: 'stockflow_worker_recreated_total',
+      help: 'Workers closed and recreated by the watchdog (blocking connection not ready, or fetch loop stopped), by queue and reason',
+      labelNames: ['queue', 'reason'],
+      registers,
+    }),
   };
+}
+
+/**
+ * The queue Redis's durability settings, read at scrape time (a failover or a CONFIG SET changes
+ * them): `stockflow_redis_settings_info` carries them as labels, `stockflow_redis_durable` is 0 when
+ * Redis can lose accepted jobs (maxmemory-policy other than noeviction, or no AOF). Neither is
+ * exported while the settings cannot be read.
+ */
+export function collectRedisSettings(metrics: Metrics, redis: Redis): void {
+  const registers = [metrics.registry];
+  // One read per scrape, shared by both gauges; the last settings read stand in while Redis is away.
+  let last: RedisDurabilitySettings | undefined;
+  let reading: Promise<RedisDurabilitySettings | undefined> | undefined;
+  const read = () => {
+    reading ??= readRedisSettings(redis)
+      .catch(() => undefined)
+      .then((settings) => {
+        last = settings ?? last;
+        return last;
+      })
+      .finally(() => {
+        reading = undefined;
+      });
+    return reading;
+  };
+  new Gauge({
+    name: 'stockflow_redis_settings_info',
+    help: 'The queue Redis settings in force (maxmemory-policy, appendonly, appendfsync) as labels; always 1',
+    labelNames: ['maxmemory_policy', 'appendonly', 'appendfsync'],
+    registers,
+    async collect() {
+      this.reset();
+      const settings = await read();
+      if (!settings) return;
+      this.set(
+        {
+          maxmemory_policy: settings.maxmemoryPolicy ?? 'unknown',
+          appendonly: settings.appendonly ?? 'unknown',
+          appendfsync: settings.appendfsync ?? 'unknown',
+        },
+        1,
+      );
+    },
+  });
+  new Gauge({
+    name: 'stockflow_redis_durable',
+    help: 'Whether the queue Redis keeps accepted jobs across a restart (noeviction and AOF on): 1 yes, 0 no',
+    registers,
+    async collect() {
+      this.reset();
+      const settings = await read();
+      if (settings) this.set(durabilityProblems(settings).length === 0 ? 1 : 0);
+    },
+  });
 }
 
 /** Pool gauges of a knex instance (tarn), read at scrape time. */

@@ -24,7 +24,8 @@ export interface SendResult {
   fullBody?: string;
   /** The answer was longer than `maxBodyBytes`: only its first 64 KiB were read, `fullBody` is unset. */
   bodyTooLarge?: boolean;
-  retryAfter?: string;
+  /** The answer's `Retry-After`, in ms from when it came (`parseRetryAfter`). */
+  retryAfterMs?: number;
   error?: string;
   /** The SSRF guard refused the target: no connection was made. */
   refused?: boolean;
@@ -117,12 +118,11 @@ export function postJson(input: {
       let received = 0;
       const done = (tooLarge: boolean) => {
         const all = Buffer.concat(chunks);
-        const retryAfter = response.headers['retry-after'];
         finish({
           statusCode: response.statusCode,
           body: all.subarray(0, keptBodyBytes).toString('utf8'),
           ...(tooLarge ? { bodyTooLarge: true } : { fullBody: all.toString('utf8') }),
-          retryAfter,
+          retryAfterMs: parseRetryAfter(response.headers['retry-after']),
         });
       };
       response.on('data', (chunk: Buffer) => {
@@ -146,4 +146,22 @@ export function postJson(input: {
 function describeError(error: Error): string {
   const code = (error as NodeJS.ErrnoException).code;
   return code && !error.message.includes(code) ? `${code}: ${error.message}` : error.message;
+}
+
+/** Longest Retry-After we honour; a longer one is cut to this. */
+export const maxRetryAfterMs = 24 * 3_600_000;
+
+/** `Retry-After` as delay-seconds or an HTTP date, in ms from `now`; undefined when absent or unreadable. */
+export function parseRetryAfter(value: string | undefined, now = Date.now()): number | undefined {
+  if (!value) return undefined;
+  const trimmed = value.trim();
+  let ms: number;
+  if (/^\d+$/.test(trimmed)) {
+    ms = Number(trimmed) * 1000;
+  } else {
+    const at = Date.parse(trimmed);
+    if (Number.isNaN(at)) return undefined;
+    ms = at - now;
+  }
+  return Math.min(Math.max(ms, 0), maxRetryAfterMs);
 }

@@ -1,11 +1,12 @@
+import type { Config } from '../config.js';
 import { imageJobs } from './images.js';
 import { inboundJobs } from './inbound.js';
-import { inventoryJobs } from './inventory.js';
-import type { AnyJob, QueueName } from './job.js';
-import { maintenanceJobs } from './maintenance.js';
+import { inventoryJobs, inventorySchedulers } from './inventory.js';
+import type { AnyJob, QueueName, Scheduler } from './job.js';
+import { maintenanceJobs, maintenanceSchedulers } from './maintenance.js';
 import { orderJobs } from './orders.js';
 import { productJobs } from './products.js';
-import { reorderJobs } from './reorder.js';
+import { reorderJobs, reorderSchedulers } from './reorder.js';
 import { webhookJobs } from './webhooks.js';
 
 /** Every job the platform knows, by name. Add a queue's jobs here once; the worker map must then cover them. */
@@ -39,3 +40,10 @@ export type JobNamesOf<Q extends QueueName> = Extract<CatalogJob, { queue: Q }>[
 export function findJob(name: string): AnyJob | undefined {
   return (jobCatalog as Record<string, AnyJob>)[name];
 }
+
+/** Every job scheduler of the platform, each declared in its queue's file. */
+export const schedulersOf = (config: Config): Scheduler[] => [
+  ...inventorySchedulers(config),
+  ...maintenanceSchedulers(config),
+  ...reorderSchedulers(config),
+];

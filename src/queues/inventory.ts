@@ -1,9 +1,10 @@
 import { z } from 'zod';
+import type { Config } from '../config.js';
 import type { Movement } from '../domain/ledger.js';
 import type { Level } from '../domain/levels.js';
 import type { Location } from '../domain/locations.js';
 import type { Reservation } from '../domain/reservations.js';
-import { defineJob } from './job.js';
+import { defineJob, defineScheduler, type Scheduler } from './job.js';
 import { skuSchema } from './products.js';
 
 export const locationCodeSchema = z
@@ -207,3 +208,16 @@ export const inventoryJobs = {
     options: { attempts: 3 },
   }),
 };
+
+export const inventorySchedulers = (
+  config: Pick<Config, 'RESERVATION_EXPIRY_INTERVAL_MS' | 'RESERVATION_EXPIRY_BATCH'>,
+): Scheduler[] => [
+  defineScheduler(inventoryJobs.expireReservations, {
+    id: 'expire-reservations',
+    every: config.RESERVATION_EXPIRY_INTERVAL_MS,
+    payload: { limit: config.RESERVATION_EXPIRY_BATCH },
+    // A run leaves nothing worth keeping (its events record what expired), so it removes itself.
+    // Not `{ count }` or `{ age }`: BullMQ applies those to the whole queue's finished jobs.
+    options: { removeOnComplete: true },
+  }),
+];

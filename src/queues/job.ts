@@ -85,3 +85,42 @@ export interface JobData<Payload = unknown> {
   /** Written by the worker when a domain rule fails the job, so the status API can show the code. */
   failure?: JobFailure;
 }
+
+/** One BullMQ job scheduler: repeatable work, run by the processes that run its queue. */
+export interface Scheduler {
+  queue: QueueName;
+  id: string;
+  every: number;
+  name: string;
+  data: JobData;
+  opts: JobsOptions;
+  /** Also queued once when a worker of the queue starts: the first scheduled run may be an interval away. */
+  runAtStart?: boolean;
+}
+
+/** A scheduler of `job`, declared in the job's queue file; it runs as the system actor. */
+export function defineScheduler<J extends AnyJob>(
+  job: J,
+  scheduler: {
+    id: string;
+    every: number;
+    payload: PayloadInput<J>;
+    /** Overrides of the job's options for the scheduled runs. */
+    options?: JobsOptions;
+    runAtStart?: boolean;
+  },
+): Scheduler {
+  return {
+    queue: job.queue,
+    id: scheduler.id,
+    every: scheduler.every,
+    name: job.name,
+    data: { payload: scheduler.payload, meta: { actor: 'system' } },
+    opts: { ...job.options, ...scheduler.options },
+    runAtStart: scheduler.runAtStart,
+  };
+}
+
+/** Whether this run of a job is its last attempt (BullMQ counts `attemptsMade` after the run). */
+export const isLastAttempt = (job: { attemptsMade: number; opts: { attempts?: number } }) =>
+  job.attemptsMade + 1 >= (job.opts.attempts ?? 1);

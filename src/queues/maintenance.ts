@@ -1,10 +1,25 @@
 import { z } from 'zod';
 import type { Config } from '../config.js';
-import { defineJob } from './job.js';
+import { DomainError } from '../errors/domain-error.js';
+import { defineJob, defineScheduler, type Scheduler } from './job.js';
 
 /** How long applied-job records are kept: twice the job retention, so no retry of a job can outlive its record. */
 export const appliedJobsRetentionSeconds = (config: Pick<Config, 'JOB_RETENTION_SECONDS'>) =>
   2 * config.JOB_RETENTION_SECONDS;
+
+/**
+ * Whoever enqueued a prune (the scheduler, or someone with queue access), it never deletes inside
+ * the configured retention.
+ */
+export function refuseInsideRetention(asked: number, retained: number, unit: string, setting: string): void {
+  if (asked < retained) {
+    throw new DomainError(
+      'inside_retention',
+      `Refusing to prune records younger than the configured retention (${retained} ${unit}, ${setting})`,
+      { asked, retained, unit },
+    );
+  }
+}
 
 export const maintenanceJobs = {
   pruneAppliedJobs: defineJob<{ deleted: number }>()({
@@ -59,3 +74,60 @@ export const maintenanceJobs = {
     options: { attempts: 1, removeOnComplete: true, removeOnFail: { count: 100 } },
   }),
 };
+
+const hourMs = 60 * 60 * 1000;
+
+export const maintenanceSchedulers = (
+  config: Pick<
+    Config,
+    | 'JOB_RETENTION_SECONDS'
+    | 'WEBHOOK_RELAY_INTERVAL_MS'
+    | 'WEBHOOK_SWEEP_INTERVAL_MS'
+    | 'CACHE_WARM_INTERVAL'
+    | 'CACHE_WARM_TOP'
+    | 'ALERT_EVALUATION_INTERVAL'
+    | 'EVENT_RETENTION_DAYS'
+    | 'REPORTS_COMPACT_INTERVAL_MS'
+    | 'REPORTS_COMPACT_MAX_SKUS'
+  >,
+): Scheduler[] => [
+  defineScheduler(maintenanceJobs.pruneAppliedJobs, {
+    id: 'prune-applied-jobs',
+    every: hourMs,
+    // Twice the job retention: by then no retry of those jobs can still arrive.
+    payload: { olderThanSeconds: appliedJobsRetentionSeconds(config) },
+  }),
+  defineScheduler(maintenanceJobs.relayOutbox, {
+    id: 'relay-outbox',
+    every: config.WEBHOOK_RELAY_INTERVAL_MS,
+    payload: { budgetMs: 2000 },
+  }),
+  defineScheduler(maintenanceJobs.sweepDeliveries, {
+    id: 'sweep-deliveries',
+    every: config.WEBHOOK_SWEEP_INTERVAL_MS,
+    payload: {},
+  }),
+  defineScheduler(maintenanceJobs.warmCache, {
+    id: 'warm-cache',
+    every: config.CACHE_WARM_INTERVAL,
+    payload: { top: config.CACHE_WARM_TOP },
+    runAtStart: true,
+  }),
+  // One evaluator across processes: the scheduler makes one job per interval, whoever runs it.
+  defineScheduler(maintenanceJobs.evaluateAlerts, {
+    id: 'evaluate-alerts',
+    every: config.ALERT_EVALUATION_INTERVAL,
+    payload: {},
+  }),
+  // Folds new ledger rows into the report rollups (src/reports/rollups.ts).
+  defineScheduler(maintenanceJobs.compactReports, {
+    id: 'compact-reports',
+    every: config.REPORTS_COMPACT_INTERVAL_MS,
+    payload: { maxSkus: config.REPORTS_COMPACT_MAX_SKUS },
+  }),
+  defineScheduler(maintenanceJobs.pruneEvents, {
+    id: 'prune-events',
+    every: hourMs,
+    payload: { olderThanDays: config.EVENT_RETENTION_DAYS },
+  }),
+];

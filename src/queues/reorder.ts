@@ -1,11 +1,11 @@
-import { createHash } from 'node:crypto';
-import type { JobsOptions } from 'bullmq';
 import { z } from 'zod';
+import type { Config } from '../config.js';
 import type { PurchaseOrder } from '../domain/purchase-orders.js';
 import type { CheckResult } from '../domain/reorder-planner.js';
 import type { ReorderRule } from '../domain/reorder-rules.js';
+import { backoffTypes } from './backoff.js';
 import { locationCodeSchema, quantitySchema, unitCostSchema } from './inventory.js';
-import { defineJob } from './job.js';
+import { defineJob, defineScheduler, type Scheduler } from './job.js';
 import { skuSchema } from './products.js';
 
 export const supplierCodeSchema = z
@@ -142,7 +142,7 @@ export const reorderJobs = {
     name: 'purchase-order.send',
     queue: 'reorder',
     payload: z.object({ purchaseOrderId }),
-    options: { backoff: { type: 'supplier' } },
+    options: { backoff: { type: backoffTypes.supplier } },
   }),
   receive: defineJob<PurchaseOrder>()({
     name: 'purchase-order.receive',
@@ -162,40 +162,10 @@ export const reorderJobs = {
   }),
 };
 
-/** bulk-add entry for a reorder check; `cause` makes the id (same cause, same job: bursts collapse). */
-export function checkJob(
-  ruleId: number,
-  cause: string,
-): { name: string; data: { payload: { ruleId: number }; meta: { actor: string } }; opts: JobsOptions } {
-  const digest = createHash('sha256').update(`${ruleId}\n${cause}`).digest('hex').slice(0, 24);
-  return {
-    name: reorderJobs.check.name,
-    data: { payload: { ruleId }, meta: { actor: 'system' } },
-    opts: { ...reorderJobs.check.options, jobId: `reorder-check-${ruleId}-${digest}` },
-  };
-}
-
-/**
- * The send job of a purchase order: one id per order (and `round`: an operator's resend is a new
- * round, named by the order's version after it), so queueing it twice sends once.
- */
-export function sendJob(
-  purchaseOrderId: string,
-  settings: { attempts: number; delayMs: number },
-  round?: string,
-): {
-  name: string;
-  data: { payload: { purchaseOrderId: string }; meta: { actor: string } };
-  opts: JobsOptions;
-} {
-  return {
-    name: reorderJobs.send.name,
-    data: { payload: { purchaseOrderId }, meta: { actor: 'system' } },
-    opts: {
-      ...reorderJobs.send.options,
-      attempts: settings.attempts,
-      delay: settings.delayMs,
-      jobId: `reorder-send-${purchaseOrderId}${round ? `-${round}` : ''}`,
-    },
-  };
-}
+export const reorderSchedulers = (config: Pick<Config, 'REORDER_SCAN_INTERVAL_MS'>): Scheduler[] => [
+  defineScheduler(reorderJobs.scan, {
+    id: 'reorder-scan',
+    every: config.REORDER_SCAN_INTERVAL_MS,
+    payload: { limit: 5000 },
+  }),
+];

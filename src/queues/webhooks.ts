@@ -1,8 +1,7 @@
-import { createHash } from 'node:crypto';
-import type { JobsOptions } from 'bullmq';
 import { z } from 'zod';
 import { typePatternSchema } from '../events/type-patterns.js';
 import { instantSchema } from '../fields.js';
+import { backoffTypes } from './backoff.js';
 import { defineJob } from './job.js';
 
 /**
@@ -58,7 +57,7 @@ export const webhookJobs = {
     queue: 'webhooks',
     payload: deliverPayload,
     options: {
-      backoff: { type: 'webhook-schedule' },
+      backoff: { type: backoffTypes.webhookSchedule },
       // A day is plenty for the relay's "add again" to find the job; the delivery rows keep the history.
       removeOnComplete: { age: 86_400 },
     },
@@ -70,43 +69,3 @@ export const webhookJobs = {
     payload: replayPayload,
   }),
 };
-
-/**
- * A delivery job's id: derived from event, endpoint and cause, so queueing the same work twice
- * (a relay that ran twice, a replay job retried) adds it once.
- */
-export function deliveryJobId(
-  eventId: string,
-  endpointId: string,
-  cause: DeliveryCause,
-  discriminator = '0',
-) {
-  const digest = createHash('sha256')
-    .update(`${eventId}\n${endpointId}\n${cause}\n${discriminator}`)
-    .digest('hex');
-  return `webhooks-${digest.slice(0, 40)}`;
-}
-
-/** bulk-add entry for a delivery job; `attempts` follows the configured retry schedule. */
-export function deliveryJob(
-  input: { eventId: string; endpointId: string; cause: DeliveryCause; discriminator?: string },
-  attempts: number,
-  actor = 'system',
-): {
-  name: string;
-  data: { payload: z.input<typeof deliverPayload>; meta: { actor: string } };
-  opts: JobsOptions;
-} {
-  return {
-    name: webhookJobs.deliver.name,
-    data: {
-      payload: { endpointId: input.endpointId, eventId: input.eventId, cause: input.cause },
-      meta: { actor },
-    },
-    opts: {
-      ...webhookJobs.deliver.options,
-      attempts,
-      jobId: deliveryJobId(input.eventId, input.endpointId, input.cause, input.discriminator),
-    },
-  };
-}

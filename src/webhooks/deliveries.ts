@@ -160,16 +160,6 @@ export async function markAttemptStarted(db: Knex, id: string): Promise<void> {
   await db('webhook_deliveries').where({ id }).update({ attempt_started_at: db.fn.now() });
 }
 
-/** Records which job owns each delivery now (set in the transaction that adds the jobs). */
-export async function assignDeliveryJobs(db: Knex, jobs: { id: string; jobId: string }[]): Promise<void> {
-  if (jobs.length === 0) return;
-  await db.raw(
-    `update webhook_deliveries d set job_id = j.job_id
-     from unnest(?::uuid[], ?::text[]) as j (id, job_id) where d.id = j.id`,
-    [jobs.map((j) => j.id), jobs.map((j) => j.jobId)],
-  );
-}
-
 export async function setDeliveryStatus(db: Knex, id: string, status: DeliveryStatus): Promise<void> {
   await db('webhook_deliveries').where({ id }).update({ status, updated_at: db.fn.now() });
 }
@@ -249,24 +239,4 @@ export async function listDeliveries(
   const items = rows.slice(0, query.limit).map(toDelivery);
   const more = rows.length > query.limit;
   return { items, nextBefore: more ? items[items.length - 1]!.eventSeq : null };
-}
-
-/**
- * Puts a delivery back in line for another try; returns what its job id is made of. A delivered
- * delivery stays delivered (the database keeps it so); its new job sends it again all the same.
- */
-export async function requeueDelivery(
-  db: Knex,
-  id: string,
-): Promise<{ id: string; endpointId: string; eventId: string; enqueueCount: number } | undefined> {
-  const [row] = await db<DeliveryRow>('webhook_deliveries')
-    .where({ id })
-    .update({
-      status: 'pending',
-      enqueue_count: db.raw('enqueue_count + 1'),
-      updated_at: db.fn.now(),
-    } as never)
-    .returning(['id', 'endpoint_id', 'event_id', 'enqueue_count']);
-  if (!row) return undefined;
-  return { id: row.id, endpointId: row.endpoint_id, eventId: row.event_id, enqueueCount: row.enqueue_count };
 }

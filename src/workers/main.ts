@@ -1,14 +1,14 @@
 import { parseArgs } from 'node:util';
 import { openReadCache } from '../cache/read-cache.js';
 import { parseConfig } from '../config.js';
-import { openPostgres, openRedis, warnAboutRedisSettings } from '../connections.js';
+import { checkPostgresRoom, checkRedisDurability, openPostgres, openRedis } from '../connections.js';
 import { onShutdownSignal, runEntry } from '../entry.js';
 import { createLogger } from '../log.js';
-import { collectCache, collectPool, createMetrics } from '../ops/metrics.js';
+import { collectCache, collectPool, collectRedisSettings, createMetrics } from '../ops/metrics.js';
 import { closeQueues, createQueues } from '../queues/queues.js';
 import { secretBoxFromConfig } from '../secrets.js';
 import { serveWorkerMetrics } from './metrics-server.js';
-import { parseQueueList, startWorkers, stopWorkers } from './pool.js';
+import { parseQueueList, startWorkers, stopWorkers } from './queue-workers.js';
 
 /** Worker process: `node dist/src/workers/main.js [--queues products,inventory]` (default: all queues). */
 runEntry(async () => {
@@ -18,12 +18,14 @@ runEntry(async () => {
   const queueList = parseQueueList(values.queues);
   const db = await openPostgres(config, 'worker');
   const redis = await openRedis(config, 'worker');
-  await warnAboutRedisSettings(redis, log);
+  await checkPostgresRoom(db, config, log);
+  await checkRedisDurability(redis, config, log);
   const queues = createQueues(redis, config);
   const cache = await openReadCache({ config, log, db, redis });
   const metrics = createMetrics();
   collectPool(metrics, db);
   collectCache(metrics, cache);
+  collectRedisSettings(metrics, redis);
   const metricsServer =
     config.METRICS_PORT === undefined
       ? undefined

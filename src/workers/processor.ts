@@ -9,7 +9,16 @@ import type { Logger } from '../log.js';
 import { recordFailure } from '../ops/failure-counts.js';
 import type { Metrics } from '../ops/metrics.js';
 import { findJob, type JobNamed, type JobNamesOf } from '../queues/catalog.js';
-import type { AnyJob, JobData, JobMeta, PayloadOf, QueueName, ResultOf } from '../queues/job.js';
+import { addFollowUps, followUpsAfter } from '../queues/follow-ups.js';
+import {
+  type AnyJob,
+  isLastAttempt,
+  type JobData,
+  type JobMeta,
+  type PayloadOf,
+  type QueueName,
+  type ResultOf,
+} from '../queues/job.js';
 import type { Queues } from '../queues/queues.js';
 import { createJobRunLog } from '../reports/job-runs.js';
 import type { SecretBox } from '../secrets.js';
@@ -60,9 +69,10 @@ export function domainFailureForQueue(error: DomainError): UnrecoverableError {
  * by older code), logs with the request id carried from the API, and records a domain error's
  * code on the job before BullMQ fails it without retry (see domainFailureForQueue). Any other
  * error is rethrown for retry.
- * After the handler's transaction has committed and before the job completes, the read cache
- * forgets what the job changed (a failure there fails the attempt: its retry is a no-op that
- * invalidates again). Durations, waits and outcomes go to the process's metrics.
+ * After the handler's transaction has committed and before the job completes, its follow-up jobs
+ * are queued (src/queues/follow-ups.ts) and the read cache forgets what the job changed (a failure
+ * there fails the attempt: its retry is a no-op that queues and invalidates again). Durations,
+ * waits and outcomes go to the process's metrics.
  */
 export function createProcessor<Q extends QueueName>(
   deps: WorkerDeps,
@@ -113,6 +123,7 @@ export function createProcessor<Q extends QueueName>(
         });
       }
       const result = await handler({ deps, job, meta, log }, parsed.data);
+      await addFollowUps(deps, followUpsAfter(deps.config, job.name, parsed.data, result));
       const changes = await cacheChangesOf(deps.db, job.name, parsed.data, result);
       if (changes) await deps.cache.invalidate(changes);
       deps.metrics.jobDuration.observe(labels, (performance.now() - started) / 1000);
@@ -155,10 +166,7 @@ async function countFailure(
   queue: QueueName,
   error: unknown,
 ): Promise<boolean> {
-  const final =
-    error instanceof DomainError ||
-    error instanceof UnrecoverableError ||
-    job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+  const final = error instanceof DomainError || error instanceof UnrecoverableError || isLastAttempt(job);
   const labels = { queue, job: job.name, code: error instanceof DomainError ? error.code : 'error' };
   if (!final) {
     deps.metrics.jobRetries.inc(labels);

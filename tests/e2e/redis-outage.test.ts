@@ -67,3 +67,47 @@ it('answers fast and clearly while Redis is down, and recovers when it is back',
   }
   expect(status).toBe(202);
 });
+
+it('answers 503 for a job state and the 202 handle for a waited job while Redis is down, never 500', async () => {
+  const product = { sku: 'O-2', name: 'Chair', price: { amount: 9000, currency: 'EUR' } };
+  // No worker runs here: the job stays queued, so the waiting request is still waiting when Redis dies.
+  const waiting = ctx.request({
+    method: 'POST',
+    url: '/api/pms/products',
+    headers: { prefer: 'wait=10', 'idempotency-key': 'outage-wait-1' },
+    payload: product,
+  });
+  await new Promise((r) => setTimeout(r, 500));
+  redis.kill('SIGKILL');
+  await exitOf(redis);
+
+  const waited = await waiting;
+  // Accepted before Redis went away: the handle to poll, not an error (the preference not applied).
+  expect(waited.statusCode, waited.body).toBe(202);
+  const id = json(waited).id as string;
+  expect(waited.headers.location).toBe(`/api/jobs/${id}`);
+  expect(waited.headers['preference-applied']).toBeUndefined();
+
+  const status = await ctx.request({ method: 'GET', url: `/api/jobs/${id}` });
+  expect(status.statusCode, status.body).toBe(503);
+  expect(status.headers['retry-after']).toBe('5');
+  expect(json(status).code).toBe('service_unavailable');
+  expect(status.body).not.toMatch(/writeable|enableOfflineQueue|ioredis/i);
+
+  redis = startRedis();
+  await waitForOutput(redis, /Ready to accept connections/);
+  // This Redis keeps nothing: the job is gone, and the same request with its key queues it again.
+  let again = 0;
+  for (let i = 0; i < 100 && again !== 202; i++) {
+    again = (
+      await ctx.request({
+        method: 'POST',
+        url: '/api/pms/products',
+        headers: { 'idempotency-key': 'outage-wait-1' },
+        payload: product,
+      })
+    ).statusCode;
+    if (again !== 202) await new Promise((r) => setTimeout(r, 100));
+  }
+  expect(again).toBe(202);
+});

@@ -20,7 +20,7 @@ import { checkEventData } from '../../src/events/catalogue.js';
 import { createLogger } from '../../src/log.js';
 import type { QueueName } from '../../src/queues/job.js';
 import { getJobStatus, type JobStatus } from '../../src/queues/job-status.js';
-import { parseQueueList, startWorkers, stopWorkers } from '../../src/workers/pool.js';
+import { parseQueueList, startWorkers, stopWorkers } from '../../src/workers/queue-workers.js';
 import { cloneTemplate, dropDatabase, openConnections, testDatabaseUrl } from './databases.js';
 
 /** The SECRETS_KEY of every test context (tests of rotation make their own). */
@@ -93,7 +93,8 @@ export async function createTestContext(options: ContextOptions = {}): Promise<T
   const admin = await createApiKey(api.db, { name: 'test-admin', scopes: ['admin'] });
   const pms = await createApiKey(api.db, { name: 'test-pms', scopes: ['pms'] });
 
-  const workers: Worker[] = [];
+  // The arrays startWorkers returns, kept as they are: the watchdog replaces stuck workers in them.
+  const workerGroups: Worker[][] = [];
   const workerConnections: Redis[] = [];
   let workerDb: Promise<Db> | undefined;
   const children = new Set<ChildProcess>();
@@ -122,7 +123,7 @@ export async function createTestContext(options: ContextOptions = {}): Promise<T
         sharedWorkerDeps(api, { redis, db }),
         queues ?? parseQueueList('all'),
       );
-      workers.push(...started);
+      workerGroups.push(started);
       return started;
     },
     async waitForJob(jobId, timeoutMs = 15_000) {
@@ -169,7 +170,7 @@ export async function createTestContext(options: ContextOptions = {}): Promise<T
         leaks.push(`${children.size} child process(es) still running`);
         for (const child of children) child.kill('SIGKILL');
       }
-      await stopWorkers(workers, 10_000);
+      await stopWorkers(workerGroups.flat(), 10_000);
       await Promise.all(workerConnections.map((r) => r.quit()));
       if (workerDb) await (await workerDb).destroy();
       // Ledger = levels, after every test file: whatever the tests did, no level may drift.

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { purchaseOrderStatuses, purchaseOrderTransitions } from '../../src/domain/purchase-orders.js';
-import { checkJob, reorderJobs, sendJob } from '../../src/queues/reorder.js';
+import { followUpJob } from '../../src/queues/follow-ups.js';
+import { reorderJobs } from '../../src/queues/reorder.js';
 import { generateSecretsKey } from '../../src/secrets.js';
 import { createTestContext, json, type TestContext } from '../helpers/context.js';
 import { expectIncomingMatchesLines, reorderApi, until } from '../helpers/reorder.js';
@@ -31,7 +32,7 @@ afterAll(async () => {
 });
 
 const runCheck = async (ruleId: number, cause: string) => {
-  const job = checkJob(ruleId, cause);
+  const job = followUpJob(ctx.config, { kind: 'check', payload: { ruleId }, key: cause });
   await ctx.api.queues.reorder.add(job.name, job.data, job.opts);
   const status = await ctx.waitForJob(job.opts.jobId!);
   expect(status.state, JSON.stringify(status.error)).toBe('completed');
@@ -134,6 +135,9 @@ describe('the rule’s one draft line', () => {
     await api.product('BURST', 100);
     const rule = await api.rule({ sku: 'BURST', supplier: 'main', reorderPoint: 90, reorderQuantity: 50 });
     await until(async () => (await lastCheck(rule.id))?.outcome === 'above_point');
+    // The scan reads a level's figures as they are when it runs: a scan of the set-up movement
+    // that came only after the burst would find the rule due and queue a check of its own.
+    await api.scanned();
     // 20 movements committed together.
     await api.call('POST', '/api/pms/inventory/adjust', {
       movements: Array.from({ length: 20 }, () => ({
@@ -152,8 +156,12 @@ describe('the rule’s one draft line', () => {
       'failed',
     ]);
     const checks = jobs.filter((j) => j.name === reorderJobs.check.name && j.data.payload.ruleId === rule.id);
-    // One from the rule's own set, one from the scan that read the burst.
-    expect(checks).toHaveLength(2);
+    // One from the rule's own set, and one per scan that read the burst: 20 movements, not 20
+    // checks. A scan reads up to the stable horizon, and a horizon proven while the burst's insert
+    // was drawing its seqs falls inside it (events/horizon.ts): the burst is then read by two
+    // scans, and their two checks find the same need (one line of 50, below).
+    expect(checks.length).toBeGreaterThanOrEqual(2);
+    expect(checks.length).toBeLessThanOrEqual(3);
     expect((await api.lines('BURST'))[0]).toMatchObject({ quantity: 50, basis: 'reorder_quantity' });
   });
 });
@@ -377,7 +385,10 @@ describe('database guards', () => {
       const lines = await api.lines('INSIDE');
       return lines.length > 0 ? lines : undefined;
     });
-    const job = sendJob(line.purchase_order_id, { attempts: 3, delayMs: 0 });
+    const job = followUpJob(ctx.config, {
+      kind: 'send',
+      payload: { purchaseOrderId: line.purchase_order_id },
+    });
     await ctx.api.queues.reorder.add(job.name, job.data, {
       ...job.opts,
       jobId: `reorder-send-now-${line.purchase_order_id}`,

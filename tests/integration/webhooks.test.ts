@@ -403,8 +403,8 @@ describe('webhook endpoints and deliveries', () => {
 
 describe('rate limit', () => {
   it('lets at most rateLimitPerSecond sends into any second, and says when the next may go', async () => {
-    const claim = (n: number) =>
-      claimSend(ctx.api.redis, ctx.config.QUEUE_PREFIX, 'ep-window', 3, `send-${n}`);
+    const claim = async (n: number) =>
+      (await claimSend(ctx.api.redis, ctx.config.QUEUE_PREFIX, 'ep-window', 3, `send-${n}`)).waitMs;
     const waits = await Promise.all([0, 1, 2, 3, 4].map(claim));
     expect(waits.filter((ms) => ms === 0)).toHaveLength(3);
     const held = waits.filter((ms) => ms > 0);

@@ -34,4 +34,42 @@ describe('config', () => {
     const problems = (error as ConfigError).problems.join('\n');
     for (const name of ['PORT', 'REDIS_URL', 'LOG_LEVEL', 'QUEUE_PREFIX']) expect(problems).toContain(name);
   });
+
+  it("defaults fit a default Postgres and take a dead worker's jobs over within 20 s", () => {
+    const config = parseConfig({});
+    // Six processes (two web, four workers) at 10 connections: 60 of max_connections 100.
+    expect(config.DATABASE_POOL_MAX).toBe(10);
+    expect(config.DATABASE_RESERVED_CONNECTIONS).toBe(5);
+    expect(config.WORKER_LOCK_DURATION_MS + config.workerStalledIntervalMs).toBeLessThanOrEqual(20_000);
+    // A short lock (as the crash tests set) is checked for at least as often.
+    expect(parseConfig({ WORKER_LOCK_DURATION_MS: '1500' }).workerStalledIntervalMs).toBe(1500);
+  });
+
+  it('reads Redis Sentinel settings and needs the master name with them', () => {
+    const config = parseConfig({
+      REDIS_SENTINELS: '127.0.0.1:26379, sentinel-b:26380,[::1]:26381',
+      REDIS_SENTINEL_NAME: 'stockflow',
+    });
+    expect(config.REDIS_SENTINELS).toEqual([
+      { host: '127.0.0.1', port: 26379 },
+      { host: 'sentinel-b', port: 26380 },
+      { host: '::1', port: 26381 },
+    ]);
+    expect(() => parseConfig({ REDIS_SENTINELS: '127.0.0.1:26379' })).toThrow(/REDIS_SENTINEL_NAME/);
+    expect(() => parseConfig({ REDIS_SENTINELS: '127.0.0.1', REDIS_SENTINEL_NAME: 'm' })).toThrow(
+      /REDIS_SENTINELS/,
+    );
+  });
+
+  it('refuses a Redis that can lose jobs in production, and alerts elsewhere', () => {
+    expect(parseConfig({}).redisDurabilityCheck).toBe('alert');
+    const secretsKey = Buffer.alloc(32, 1).toString('base64');
+    expect(parseConfig({ NODE_ENV: 'production', SECRETS_KEY: secretsKey }).redisDurabilityCheck).toBe(
+      'refuse',
+    );
+    expect(
+      parseConfig({ NODE_ENV: 'production', SECRETS_KEY: secretsKey, REDIS_DURABILITY_CHECK: 'alert' })
+        .redisDurabilityCheck,
+    ).toBe('alert');
+  });
 });

@@ -3,14 +3,14 @@ import { Webhook } from 'standardwebhooks';
 import { describe, expect, it } from 'vitest';
 import { parseConfig, parseDuration } from '../../src/config.js';
 import { ConfigError } from '../../src/errors/config-error.js';
-import { DeliveryAttemptError } from '../../src/errors/delivery-attempt-error.js';
+import { RetryLaterError } from '../../src/errors/retry-later-error.js';
 import { SignatureError } from '../../src/errors/signature-error.js';
 import { closestTypes, matchesType, typeListQuerySchema } from '../../src/events/type-patterns.js';
-import { deliveryJobId } from '../../src/queues/webhooks.js';
-import { attemptsFor, parseRetryAfter, retryDelayMs } from '../../src/webhooks/retry-schedule.js';
+import { parseRetryAfter } from '../../src/outbound/http.js';
+import { attemptsFor, backoffStrategy, retryDelayMs } from '../../src/queues/backoff.js';
+import { followUpJobId } from '../../src/queues/follow-ups.js';
+import { routes } from '../../src/webhooks/relay.js';
 import { generateSecret, signatureHeaders, verifySignature } from '../../src/webhooks/signing.js';
-import { routes } from '../../src/workers/outbox-relay.js';
-import { webhookWorkerSettings } from '../../src/workers/webhooks.js';
 
 describe('durations and the retry schedule', () => {
   it('parses durations and the default schedule', () => {
@@ -59,12 +59,12 @@ describe('durations and the retry schedule', () => {
   });
 
   it('is the backoff strategy of the webhooks worker, and Retry-After overrides it', async () => {
-    const strategy = webhookWorkerSettings(
+    const strategy = backoffStrategy(
       parseConfig({ WEBHOOK_RETRY_SCHEDULE: '1s,2s', WEBHOOK_RETRY_JITTER: '0' }),
-    ).backoffStrategy!;
+    );
     expect(await strategy(1, 'webhook-schedule', new Error('500'))).toBe(1000);
     expect(await strategy(2, 'webhook-schedule', new Error('500'))).toBe(2000);
-    expect(await strategy(1, 'webhook-schedule', new DeliveryAttemptError('429', 9000))).toBe(9000);
+    expect(await strategy(1, 'webhook-schedule', new RetryLaterError('429', 9000))).toBe(9000);
     expect(() => strategy(1, 'exponential')).toThrow(/Unknown backoff type/);
   });
 });
@@ -111,6 +111,8 @@ describe('event type patterns', () => {
   });
 
   it('derives delivery job ids from event, endpoint and cause', () => {
+    const deliveryJobId = (eventId: string, endpointId: string, cause: 'new' | 'retry', key?: string) =>
+      followUpJobId({ kind: 'delivery', payload: { eventId, endpointId, cause }, key });
     const a = deliveryJobId('ev', 'ep', 'new');
     expect(a).toMatch(/^webhooks-[0-9a-f]{40}$/);
     expect(deliveryJobId('ev', 'ep', 'new')).toBe(a);

@@ -59,6 +59,11 @@ const rules: { name: string; from: (file: string) => boolean; forbids: (i: Impor
     forbids: (i) => http(i.target) || i.target.startsWith('src/api/'),
   },
   {
+    name: 'the workers are the top of the stack: nothing in src/ imports src/workers',
+    from: (f) => !f.startsWith('src/workers/'),
+    forbids: (i) => i.target.startsWith('src/workers/'),
+  },
+  {
     name: 'the API never runs jobs or imports what they need (sharp, cloudinary, the image pipeline)',
     from: under('src/api/'),
     forbids: (i) =>
@@ -105,8 +110,8 @@ const apiWrites: Record<string, { names: string[]; why: string }> = {
     names: ['createEndpoint', 'updateEndpoint', 'deleteEndpoint', 'rotateSecret', 'enableEndpoint'],
     why: 'endpoint settings are configuration, written synchronously (the secret is shown once)',
   },
-  'src/webhooks/deliveries.ts': {
-    names: ['requeueDelivery', 'assignDeliveryJobs'],
+  'src/webhooks/delivery-jobs.ts': {
+    names: ['requeueDeliveries', 'queueDeliveryJobs'],
     why: 'a manual retry names its job on the row and resets it in the transaction that enqueues',
   },
   'src/domain/suppliers.ts': {
@@ -124,10 +129,6 @@ const apiWrites: Record<string, { names: string[]; why: string }> = {
     names: ['ackConsumer', 'consumerStatuses'],
     why: "a consumer's acked position is the client's own (consumerStatuses only reads)",
   },
-  'src/webhooks/retry-schedule.ts': {
-    names: ['attemptsFor'],
-    why: 'a pure function of the settings, no write',
-  },
   'src/db/image-uploads.ts': {
     names: ['stageUploadChunk', 'finishStagedUpload', 'discardUploadChunks', 'deleteStagedUpload'],
     why: 'uploaded bytes stream into Postgres and are staged before the job is queued (too big for Redis)',
@@ -141,6 +142,28 @@ const writingModules = (target: string) =>
   target.startsWith('src/db/') ||
   ['src/events/outbox.ts', 'src/events/consumers.ts'].includes(target);
 const reader = /^(get|list|find|has|count|read|is|to)[A-Z]/;
+
+/**
+ * src/workers is runtime only (processor, executor, queue workers, schedulers, metrics server) and
+ * one thin handler map per queue: the SQL and the rules live in the rooms the maps call.
+ */
+const workerFiles = sourceFiles('src/workers');
+const sqlIn = (text: string): string[] =>
+  [
+    // a query builder over a table: db('events'), trx<Row>('webhook_deliveries')
+    /\b(?:db|trx|knex)\s*(?:<[^>]*>)?\s*\(\s*['"`]/,
+    /\.raw\s*\(/,
+    /['"`]\s*(?:select|insert\s+into|update\s+\w+\s+set|delete\s+from|with\s+\w+\s+as)\b/i,
+  ].flatMap((pattern) => pattern.exec(text)?.[0] ?? []);
+/** Still to move out with the inventory write path (issue 17, its own part). */
+const pendingWorkerFiles = ['src/workers/group-commit.ts', 'src/workers/inventory.ts'];
+/** A handler map file declares its map and nothing else (no helper, no rule, no SQL). */
+const declarations = (text: string) =>
+  [
+    ...text.matchAll(
+      /^(?:export\s+)?(?:async\s+)?(?:function|const|let|class|interface|type|enum)\s+(\w+)/gm,
+    ),
+  ].map((m) => m[1]!);
 
 describe('layers (docs/architecture.md)', () => {
   it('reads the imports of every source file', () => {
@@ -168,5 +191,36 @@ describe('layers (docs/architecture.md)', () => {
     expect(unexplained).toEqual([]);
     const architecture = readFileSync(path.join(repoRoot, 'docs/architecture.md'), 'utf8');
     for (const module of Object.keys(apiWrites)) expect(architecture).toContain(module);
+  });
+
+  it('src/workers holds no SQL and imports no query builder', () => {
+    const found = workerFiles
+      .filter((file) => !pendingWorkerFiles.includes(file))
+      .flatMap((file) => {
+        const text = readFileSync(path.join(repoRoot, file), 'utf8');
+        const knex = importsOf(file).filter((i) => i.target === 'knex' && !i.typeOnly);
+        return [...sqlIn(text), ...knex.map(() => "import from 'knex'")].map((what) => `${file}: ${what}`);
+      });
+    expect(found).toEqual([]);
+    // The check finds what it looks for.
+    expect(sqlIn("await trx('events').where({ seq }); db.raw('select 1')")).toEqual([
+      "trx('",
+      '.raw(',
+      "'select",
+    ]);
+  });
+
+  it('the handler maps of src/workers are thin: one map per file, nothing else declared', () => {
+    const maps = workerFiles.filter((file) =>
+      /satisfies QueueHandlers</.test(readFileSync(path.join(repoRoot, file), 'utf8')),
+    );
+    expect(maps.length).toBeGreaterThanOrEqual(8);
+    const thick = maps
+      .filter((file) => !pendingWorkerFiles.includes(file))
+      .flatMap((file) => {
+        const names = declarations(readFileSync(path.join(repoRoot, file), 'utf8'));
+        return names.length === 1 && names[0]!.endsWith('Handlers') ? [] : [`${file}: ${names.join(', ')}`];
+      });
+    expect(thick).toEqual([]);
   });
 });

@@ -15,7 +15,7 @@ import {
 import { findImage, findVersionBySha, getImage, listImages, listImageVersions } from '../../domain/images.js';
 import { getProduct } from '../../domain/products.js';
 import { HttpProblem } from '../../errors/http-problem.js';
-import { deliveryUrl } from '../../images/urls.js';
+import { urlBuilder } from '../../images/urls.js';
 import { imageJobs } from '../../queues/images.js';
 import { skuSchema } from '../../queues/products.js';
 import { deletedImageSchema, imageSchema, imageVersionSchema } from '../../resources.js';
@@ -51,8 +51,7 @@ function newImageId(request: FastifyRequest): string {
 
 export async function registerImageRoutes(root: FastifyInstance, deps: ApiDeps): Promise<void> {
   const { config } = deps;
-  const urls = (driver: 'local' | 'cloudinary', rendition: Parameters<typeof deliveryUrl>[2]) =>
-    deliveryUrl(config, driver, rendition);
+  const urls = urlBuilder(config);
 
   if (config.images.storage === 'local') {
     // Files are named by content hash and never rewritten: caches may keep them for a year.

@@ -7,6 +7,7 @@ import { queueOfJobId } from '../../queues/queues.js';
 import { allows, principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
 import { problem, sendProblem } from '../problems.js';
+import { isRedisUnavailable, queueUnavailable } from '../submit-job.js';
 
 const jobStatusSchema = z.object({
   id: z.string(),
@@ -43,7 +44,14 @@ export function registerJobRoutes(root: FastifyInstance, deps: ApiDeps): void {
       // A job of a queue this key may not read is answered like one that does not exist, before
       // any lookup: the answer (and its timing) does not tell whether it exists.
       const readable = queue !== undefined && allows(principalOf(request).scopes, queueReadScopes[queue]);
-      const status = readable ? await getJobStatus(deps.queues, request.params.id) : undefined;
+      let status: Awaited<ReturnType<typeof getJobStatus>>;
+      try {
+        status = readable ? await getJobStatus(deps.queues, request.params.id) : undefined;
+      } catch (error) {
+        if (!isRedisUnavailable(error, deps.redis)) throw error;
+        request.log.warn({ err: error }, 'job state cannot be read: Redis is unavailable');
+        throw queueUnavailable('The job queue is unavailable; the job state cannot be read now. Retry later');
+      }
       if (!status) {
         return sendProblem(
           reply,

@@ -14,7 +14,8 @@ import { HttpProblem } from '../../errors/http-problem.js';
 import { setTransactionActor } from '../../events/outbox.js';
 import { httpUrlSchema } from '../../fields.js';
 import { refuseUrl } from '../../outbound/address-guard.js';
-import { checkJob, supplierCodeSchema } from '../../queues/reorder.js';
+import { addFollowUps } from '../../queues/follow-ups.js';
+import { supplierCodeSchema } from '../../queues/reorder.js';
 import { allows, principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
 import { problem, sendProblem, statusForCode } from '../problems.js';
@@ -203,9 +204,14 @@ export function registerSupplierRoutes(root: FastifyInstance, deps: ApiDeps): vo
       const rules = await deps.db('reorder_rules').where({ supplier_code: supplier.code }).select('id');
       if (rules.length > 0) {
         // The change is committed; if Redis is away the rules are checked at their next movement.
-        await deps.queues.reorder
-          .addBulk(rules.map((r) => checkJob(Number(r.id), `supplier-${supplier.code}-v${supplier.version}`)))
-          .catch((error: unknown) => request.log.warn({ err: error }, 'could not queue reorder checks'));
+        await addFollowUps(
+          deps,
+          rules.map((r) => ({
+            kind: 'check',
+            payload: { ruleId: Number(r.id) },
+            key: `supplier-${supplier.code}-v${supplier.version}`,
+          })),
+        ).catch((error: unknown) => request.log.warn({ err: error }, 'could not queue reorder checks'));
       }
       return supplier;
     },

@@ -7,14 +7,10 @@ import { setTransactionActor } from '../../events/outbox.js';
 import { typePatternSchema } from '../../events/type-patterns.js';
 import { httpUrlSchema } from '../../fields.js';
 import { refuseUrl } from '../../outbound/address-guard.js';
-import { deliveryJob, replayRange, webhookJobs } from '../../queues/webhooks.js';
+import { replayRange, webhookJobs } from '../../queues/webhooks.js';
 import { webhookEndpointSchema } from '../../resources.js';
-import {
-  assignDeliveryJobs,
-  getDelivery,
-  listDeliveries,
-  requeueDelivery,
-} from '../../webhooks/deliveries.js';
+import { getDelivery, listDeliveries } from '../../webhooks/deliveries.js';
+import { queueDeliveryJobs, requeueDeliveries } from '../../webhooks/delivery-jobs.js';
 import {
   createEndpoint,
   deleteEndpoint,
@@ -26,7 +22,6 @@ import {
   toEndpoint,
   updateEndpoint,
 } from '../../webhooks/endpoints.js';
-import { attemptsFor } from '../../webhooks/retry-schedule.js';
 import { principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
 import { jobHandleSchema, submitJob } from '../submit-job.js';
@@ -296,24 +291,16 @@ export function registerWebhookRoutes(root: FastifyInstance, deps: ApiDeps): voi
       },
     },
     async (request, reply) => {
-      const attempts = attemptsFor({ schedule: deps.config.WEBHOOK_RETRY_SCHEDULE, jitter: 0 });
       // The job is added before the requeue commits: a failed enqueue leaves the delivery as it was.
       const id = await deps.db.transaction(async (trx) => {
-        const requeued = await requeueDelivery(trx, request.params.id);
-        if (!requeued)
+        const requeued = await requeueDeliveries(trx, [request.params.id]);
+        if (requeued.length === 0)
           throw new HttpProblem(404, 'not_found', `Delivery ${request.params.id} does not exist`);
-        const entry = deliveryJob(
-          { ...requeued, cause: 'retry', discriminator: String(requeued.enqueueCount) },
-          attempts,
-          principalOf(request).name,
-        );
-        await assignDeliveryJobs(trx, [{ id: requeued.id, jobId: entry.opts.jobId! }]);
-        const job = await deps.queues.webhooks.add(
-          entry.name,
-          { ...entry.data, meta: { ...entry.data.meta, requestId: request.id } },
-          entry.opts,
-        );
-        return job.id!;
+        const [jobId] = await queueDeliveryJobs(trx, deps, requeued, 'retry', {
+          actor: principalOf(request).name,
+          requestId: request.id,
+        });
+        return jobId!;
       });
       return reply
         .code(202)

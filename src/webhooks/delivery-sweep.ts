@@ -1,9 +1,10 @@
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { deliveryJob } from '../queues/webhooks.js';
-import { assignDeliveryJobs } from '../webhooks/deliveries.js';
-import { attemptsFor } from '../webhooks/retry-schedule.js';
-import type { WorkerDeps } from './processor.js';
+import type { Knex } from 'knex';
+import type { Config } from '../config.js';
+import type { Logger } from '../log.js';
+import type { Queues } from '../queues/queues.js';
+import { queueDeliveryJobs, requeueDeliveries } from './delivery-jobs.js';
 
 /**
  * The delivery sweep: finds pending deliveries whose job is gone from Redis (Redis lost or
@@ -17,6 +18,14 @@ import type { WorkerDeps } from './processor.js';
  */
 
 const pageSize = 500;
+
+interface SweepDeps {
+  db: Knex;
+  redis: Redis;
+  queues: Queues;
+  config: Config;
+  log: Logger;
+}
 
 interface Candidate {
   id: string;
@@ -40,9 +49,8 @@ async function liveJobs(redis: Redis, queue: Queue, jobIds: (string | null)[]): 
   });
 }
 
-export async function sweepDeliveries(deps: WorkerDeps): Promise<{ checked: number; requeued: number }> {
+export async function sweepDeliveries(deps: SweepDeps): Promise<{ checked: number; requeued: number }> {
   const { db, config } = deps;
-  const attempts = attemptsFor({ schedule: config.WEBHOOK_RETRY_SCHEDULE, jitter: 0 });
   const quietFor = db.raw(`now() - make_interval(secs => ?)`, [config.WEBHOOK_SWEEP_AFTER_MS / 1000]);
   let after = '00000000-0000-0000-0000-000000000000';
   const totals = { checked: 0, requeued: 0 };
@@ -63,18 +71,13 @@ export async function sweepDeliveries(deps: WorkerDeps): Promise<{ checked: numb
       page.map((c) => c.job_id),
     );
     const lost = page.filter((_, i) => !live[i]);
-    if (lost.length > 0) totals.requeued += await requeueLost(deps, lost, attempts, quietFor);
+    if (lost.length > 0) totals.requeued += await requeueLost(deps, lost, quietFor);
     if (page.length < pageSize) return totals;
   }
 }
 
 /** Re-enqueues the lost deliveries that are still as the scan saw them (locked, re-checked). */
-async function requeueLost(
-  deps: WorkerDeps,
-  lost: Candidate[],
-  attempts: number,
-  quietFor: ReturnType<WorkerDeps['db']['raw']>,
-): Promise<number> {
+async function requeueLost(deps: SweepDeps, lost: Candidate[], quietFor: Knex.Raw): Promise<number> {
   return deps.db.transaction(async (trx) => {
     const rows = (await trx('webhook_deliveries')
       .whereIn(
@@ -85,36 +88,20 @@ async function requeueLost(
       .andWhere((w) => w.whereNull('attempt_started_at').orWhere('attempt_started_at', '<', quietFor))
       .forUpdate()
       .skipLocked()
-      .select('id', 'endpoint_id', 'event_id', 'job_id', 'enqueue_count')) as (Candidate & {
-      enqueue_count: number;
-    })[];
+      .select('id', 'job_id')) as Pick<Candidate, 'id' | 'job_id'>[];
     const scanned = new Map(lost.map((c) => [c.id, c.job_id]));
     // A retry or replay that took the delivery over since the scan has a live job of its own.
     const unchanged = rows.filter((row) => scanned.get(row.id) === row.job_id);
     if (unchanged.length === 0) return 0;
-    await trx('webhook_deliveries')
-      .whereIn(
-        'id',
-        unchanged.map((row) => row.id),
-      )
-      .update({ enqueue_count: trx.raw('enqueue_count + 1'), updated_at: trx.fn.now() });
-    const jobs = unchanged.map((row) =>
-      deliveryJob(
-        {
-          eventId: row.event_id,
-          endpointId: row.endpoint_id,
-          cause: 'sweep',
-          discriminator: String(row.enqueue_count + 1),
-        },
-        attempts,
-      ),
-    );
-    await assignDeliveryJobs(
+    const deliveries = await requeueDeliveries(
       trx,
-      unchanged.map((row, i) => ({ id: row.id, jobId: jobs[i]!.opts.jobId! })),
+      unchanged.map((row) => row.id),
     );
-    await deps.queues.webhooks.addBulk(jobs);
-    deps.log.warn({ deliveries: unchanged.length }, 'pending deliveries had lost their jobs: enqueued again');
-    return unchanged.length;
+    await queueDeliveryJobs(trx, deps, deliveries, 'sweep');
+    deps.log.warn(
+      { deliveries: deliveries.length },
+      'pending deliveries had lost their jobs: enqueued again',
+    );
+    return deliveries.length;
   });
 }

@@ -1,16 +1,19 @@
-import { type AdvancedOptions, type Job, Worker } from 'bullmq';
-import type { Config } from '../config.js';
+import { type Job, Worker } from 'bullmq';
+import { failImageJobWithoutRun } from '../images/image-failures.js';
+import { backoffStrategy } from '../queues/backoff.js';
 import { publishFinished } from '../queues/finished-signal.js';
 import { type JobData, type QueueName, queueNames } from '../queues/job.js';
-import { failImageJobWithoutRun, imageHandlers } from './images.js';
+import { imageHandlers } from './images.js';
 import { inboundHandlers } from './inbound.js';
 import { inventoryHandlers } from './inventory.js';
-import { keepSchedulers, maintenanceHandlers, registerSchedulers, warmCacheAtStart } from './maintenance.js';
+import { maintenanceHandlers } from './maintenance.js';
 import { orderHandlers } from './orders.js';
 import { createProcessor, type QueueHandlers, type WorkerDeps } from './processor.js';
 import { productHandlers } from './products.js';
-import { reorderHandlers, reorderWorkerSettings } from './reorder.js';
-import { webhookHandlers, webhookWorkerSettings } from './webhooks.js';
+import { reorderHandlers } from './reorder.js';
+import { keepSchedulers, registerSchedulers } from './schedulers.js';
+import { watchWorkers } from './watchdog.js';
+import { webhookHandlers } from './webhooks.js';
 
 const handlersByQueue: { [Q in QueueName]: QueueHandlers<Q> } = {
   products: productHandlers,
@@ -21,12 +24,6 @@ const handlersByQueue: { [Q in QueueName]: QueueHandlers<Q> } = {
   reorder: reorderHandlers,
   orders: orderHandlers,
   inbound: inboundHandlers,
-};
-
-/** Queue-specific worker settings (custom backoff strategies). */
-const settingsByQueue: { [Q in QueueName]?: (config: Config) => AdvancedOptions } = {
-  webhooks: webhookWorkerSettings,
-  reorder: reorderWorkerSettings,
 };
 
 export function parseQueueList(list: string | undefined): QueueName[] {
@@ -82,12 +79,24 @@ class PoolWorker extends Worker<JobData> {
   }
 }
 
-/** Starts one BullMQ Worker per queue, each with its configured concurrency. */
+/**
+ * Starts one BullMQ Worker per queue, each with its configured concurrency. A job whose worker
+ * died is taken over within lockDuration + stalledInterval (WORKER_LOCK_DURATION_MS +
+ * WORKER_STALLED_INTERVAL_MS, 20 s by default). The returned array stays live: the watchdog
+ * (./watchdog.ts) puts a fresh worker in the place of one that is stuck.
+ */
 export async function startWorkers(deps: WorkerDeps, queues: QueueName[]): Promise<Worker[]> {
   const { config, log } = deps;
   await registerSchedulers(deps.queues, config, queues);
-  if (queues.includes('maintenance')) await warmCacheAtStart(deps.queues, config);
-  const workers = queues.map((queue) => {
+  // The schedulers are kept, and the workers watched, for as long as these workers run: both stop
+  // when the first one closes (a worker the watchdog replaces does not count).
+  let stopWatching: () => void = () => undefined;
+  const stopKeeping = keepSchedulers(deps, queues);
+  const onClosing = () => {
+    stopKeeping();
+    stopWatching();
+  };
+  const build = (queue: QueueName) => {
     const worker = new PoolWorker(
       queue,
       createProcessor(deps, queue, handlersByQueue[queue] as QueueHandlers<typeof queue>),
@@ -96,8 +105,8 @@ export async function startWorkers(deps: WorkerDeps, queues: QueueName[]): Promi
         prefix: config.QUEUE_PREFIX,
         concurrency: config.concurrency[queue],
         lockDuration: config.WORKER_LOCK_DURATION_MS,
-        stalledInterval: config.WORKER_LOCK_DURATION_MS,
-        settings: settingsByQueue[queue]?.(config),
+        stalledInterval: config.workerStalledIntervalMs,
+        settings: { backoffStrategy: backoffStrategy(config) },
       },
     );
     const unrun = beforeFailingUnrun[queue];
@@ -109,12 +118,27 @@ export async function startWorkers(deps: WorkerDeps, queues: QueueName[]): Promi
     worker.on('completed', (job) => signal(job.id));
     worker.on('failed', (job) => signal(job?.id));
     worker.on('error', (err) => log.error({ err, queue }, 'worker error'));
+    worker.once('closing', onClosing);
     log.info({ queue, concurrency: config.concurrency[queue] }, 'worker started');
     return worker;
+  };
+  const workers = queues.map(build);
+  stopWatching = watchWorkers({
+    workers,
+    boundMs: config.WORKER_WATCHDOG_MS,
+    log,
+    replace(index, reason) {
+      const stuck = workers[index]!;
+      const queue = queues[index]!;
+      stuck.off('closing', onClosing);
+      workers[index] = build(queue);
+      deps.metrics.workerRecreated.inc({ queue, reason });
+      // Its active jobs may still finish; if not, they are taken over once their locks expire.
+      void stopWorkers([stuck], config.SHUTDOWN_TIMEOUT_MS).catch((err: unknown) =>
+        log.error({ err, queue }, 'closing a stuck worker failed'),
+      );
+    },
   });
-  // The schedulers are kept for as long as these workers run: stopped when the first one closes.
-  const stopKeeping = keepSchedulers(deps, queues);
-  for (const worker of workers) worker.once('closing', stopKeeping);
   return workers;
 }
 
