@@ -20,7 +20,8 @@ interface StateRow {
   units: number;
   value: number;
   last_cost: number | null;
-  last_at: Date;
+  /** Epoch milliseconds: a number parses far faster than a timestamp's text. */
+  last_at: number;
   last_id: number;
 }
 
@@ -30,7 +31,7 @@ const toFolded = (r: StateRow): FoldedState => ({
   units: r.units,
   value: r.value,
   lastCost: r.last_cost,
-  lastAt: r.last_at,
+  lastAt: new Date(r.last_at),
   lastId: r.last_id,
 });
 
@@ -42,7 +43,7 @@ interface MovementRow {
   delta: number;
   unit_cost: number | null;
   job_id: string | null;
-  created_at: Date;
+  created_at: number;
 }
 
 const toValued = (r: MovementRow): ValuedMovement => ({
@@ -53,10 +54,15 @@ const toValued = (r: MovementRow): ValuedMovement => ({
   delta: r.delta,
   unitCost: r.unit_cost,
   jobId: r.job_id,
-  createdAt: r.created_at,
+  createdAt: new Date(r.created_at),
 });
 
-const movementColumns = 'id, sku, location, kind, delta, unit_cost, job_id, created_at';
+/** Ledger time is created_at to the millisecond (a JS Date), then id; read as epoch milliseconds. */
+const epochMs = (column: string) => `(extract(epoch from ${column}) * 1000)::float8`;
+const stateColumns = `sku, location, units, value, last_cost, ${epochMs('last_at')} as last_at, last_id`;
+// A job id only pairs a transfer's two legs.
+const movementColumns = (id: string) => `${id} as id, sku, location, kind, delta, unit_cost,
+  case when kind in ('transfer_in', 'transfer_out') then job_id end as job_id, ${epochMs('created_at')} as created_at`;
 
 /** Which skus a read covers: all, one exactly, or a prefix. */
 export interface SkuFilter {
@@ -82,7 +88,7 @@ export function skuCondition(
 export async function loadStates(db: Knex, filter: SkuFilter | { skus: string[] }): Promise<FoldedState[]> {
   const [where, bindings] = skuCondition(filter);
   const { rows } = await db.raw<{ rows: StateRow[] }>(
-    `select sku, location, units, value, last_cost, last_at, last_id from stock_value_state where ${where}`,
+    `select ${stateColumns} from stock_value_state where ${where}`,
     bindings,
   );
   return rows.map(toFolded);
@@ -105,12 +111,12 @@ export async function loadSnapshotsBefore(
   const { rows } =
     closed.length > 0
       ? await db.raw<{ rows: StateRow[] }>(
-          `select sku, location, units, value, last_cost, last_at, last_id from stock_value_month_ends
+          `select ${stateColumns} from stock_value_month_ends
            where period = (?::date - interval '1 month')::date and ${where}`,
           [period, ...bindings],
         )
       : await db.raw<{ rows: StateRow[] }>(
-          `select distinct on (sku, location) sku, location, units, value, last_cost, last_at, last_id
+          `select distinct on (sku, location) ${stateColumns}
            from stock_value_snapshots where period < ?::date and ${where}
            order by sku, location, period desc`,
           [period, ...bindings],
@@ -126,7 +132,7 @@ export async function ledgerMovements(
 ): Promise<ValuedMovement[]> {
   const [where, bindings] = skuCondition(filter);
   const { rows } = await db.raw<{ rows: MovementRow[] }>(
-    `select ${movementColumns} from stock_movements
+    `select ${movementColumns('id')} from stock_movements
      where created_at >= ? and (?::timestamptz is null or created_at <= ?) and ${where}
      order by created_at, id`,
     [range.from, range.until ?? null, range.until ?? null, ...bindings],
@@ -141,7 +147,7 @@ export async function pendingMovements(
 ): Promise<ValuedMovement[]> {
   const [where, bindings] = skuCondition(filter);
   const { rows } = await db.raw<{ rows: MovementRow[] }>(
-    `select movement_id as id, sku, location, kind, delta, unit_cost, job_id, created_at
+    `select ${movementColumns('movement_id')}
      from stock_rollup_pending where ${where}`,
     bindings,
   );

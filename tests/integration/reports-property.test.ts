@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { movements } from '../../src/reports/flow-reports.js';
+import { movements, sellThrough } from '../../src/reports/flow-reports.js';
 import { compactAllPending } from '../../src/reports/rollups.js';
 import {
   currentValuationPage,
@@ -200,6 +200,35 @@ it('every report at random instants equals a naive replay of the ledger (backdat
           }
         });
         expect(got).toEqual(sums);
+        // Sold and returned per sku, over the whole history.
+        const { rows: ledger } = await ctx.api.db.raw<{
+          rows: { sku: string; sold: number; returned: number }[];
+        }>(
+          `select sku, coalesce(sum(-delta) filter (where kind = 'sale'), 0)::int as sold,
+                  coalesce(sum(delta) filter (where kind = 'return'), 0)::int as returned
+           from stock_movements where sku like ? group by sku`,
+          [`${prefix}%`],
+        );
+        const selling = new Map<string, { sold: number; returned: number }>();
+        await ctx.api.db.transaction(async (trx) => {
+          const { rows: pages } = await sellThrough.run(
+            trx,
+            { from: '2025-12-31T00:00:00Z', to: '2026-06-30T00:00:00Z', sku: { skuPrefix: prefix } },
+            {},
+          );
+          for await (const batch of pages) {
+            for (const r of batch as { sku: string; sold: number; returned: number }[]) {
+              if (r.sold || r.returned) selling.set(r.sku, { sold: r.sold, returned: r.returned });
+            }
+          }
+        });
+        expect(selling).toEqual(
+          new Map(
+            ledger
+              .filter((r) => r.sold || r.returned)
+              .map((r) => [r.sku, { sold: r.sold, returned: r.returned }]),
+          ),
+        );
       },
     ),
     // Runs share one database: shrinking would replay dozens of runs over it, so report the first failure.
