@@ -32,13 +32,14 @@ export async function valueLevels(
   db: Knex,
   query: { at?: Date; filter: SkuFilter; location?: string },
 ): Promise<LevelValue[]> {
-  const states = new Map<string, ValueState & { sku: string; location: string }>();
+  // Keyed by levelKey(sku, location): the level is read back from its key.
+  const states = new Map<string, ValueState>();
   const pending = await pendingMovements(db, query.filter);
   if (!query.at) {
     for (const s of await loadStates(db, query.filter)) states.set(levelKey(s.sku, s.location), s);
     const fold = await foldMovements(db, pending);
     for (const sku of fold.rebuilt.keys()) {
-      for (const [key, s] of states) if (s.sku === sku) states.delete(key);
+      for (const key of states.keys()) if (key.startsWith(`${sku}\u0000`)) states.delete(key);
     }
     for (const [key, s] of fold.states) states.set(key, s);
   } else {
@@ -71,20 +72,17 @@ export async function valueLevels(
       );
     }
     const replay = createReplay(states);
-    for (const m of movements.sort(byLedgerTime)) {
-      replay.apply(m);
-      const key = levelKey(m.sku, m.location);
-      states.set(key, { ...replay.state(m.sku, m.location), sku: m.sku, location: m.location });
-    }
+    for (const m of movements.sort(byLedgerTime)) replay.apply(m);
   }
   const currencies = await currenciesOf(db, query.filter);
-  return [...states.values()]
-    .filter(
-      (s) =>
-        (query.location === undefined || s.location === query.location) && (s.units !== 0 || s.value !== 0),
-    )
-    .map((s) => levelValue(s, currencies))
-    .sort(byLevel);
+  const levels: LevelValue[] = [];
+  for (const [key, s] of states) {
+    const [sku, location] = key.split('\u0000') as [string, string];
+    if ((query.location !== undefined && location !== query.location) || (s.units === 0 && s.value === 0))
+      continue;
+    levels.push(levelValue({ sku, location, units: s.units, value: s.value }, currencies));
+  }
+  return levels.sort(byLevel);
 }
 
 const levelValue = (
