@@ -84,7 +84,7 @@ export const enqueueContext = (deps: ApiDeps): EnqueueContext => ({
  * open. Anything else is our bug and is rethrown: a 500 with the request id, logged by the error
  * handler.
  */
-export function enqueueFailure(deps: ApiDeps, request: FastifyRequest, error: unknown, how: string): unknown {
+function enqueueFailure(deps: ApiDeps, request: FastifyRequest, error: unknown, how: string): unknown {
   if (error instanceof z.ZodError) {
     return new HttpProblem(
       400,
@@ -187,4 +187,27 @@ export async function submitJob<J extends AnyJob>(
   reply
     .code(202)
     .send({ id: enqueued.id, queue: enqueued.queue, name: enqueued.name, state: enqueued.state });
+}
+
+/**
+ * The other way a route queues jobs: when the route names them itself instead of deriving their
+ * ids from an Idempotency-Key (an inbound webhook by its webhook-id and dedupe claim; a manual
+ * delivery retry, whose row names its job and is reset in the transaction that queues it; a
+ * supplier change, whose rules' checks are queued before it commits). `add` queues them and the
+ * route sends its own answer. A failure answers as `submitJob`'s does: 503 with Retry-After while
+ * Redis is away (`how` says what makes the retry safe), 400 for a payload its job's schema refuses;
+ * a problem the route raised passes through, anything else is rethrown (500). Never only logged.
+ */
+export async function queueNamedJobs<T>(
+  deps: ApiDeps,
+  request: FastifyRequest,
+  how: string,
+  add: () => Promise<T>,
+): Promise<T> {
+  try {
+    return await add();
+  } catch (error) {
+    if (error instanceof HttpProblem) throw error;
+    throw enqueueFailure(deps, request, error, how);
+  }
 }

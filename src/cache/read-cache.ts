@@ -101,7 +101,11 @@ export async function openReadCache(deps: {
     log.warn({ err: error }, 'cache Redis is not reachable; reads go to Postgres until it is');
   });
   // The bus subscribes at once and must queue until connected: its connections retry forever.
+  // It opens its two connections with `duplicate()`, which copies options but not listeners: made
+  // by createRedis they get the error listener too (ioredis prints every error of a connection
+  // without one as an "Unhandled error event" while Redis is away). `busBase` never connects.
   const busBase = createRedis(config, 'cache-bus');
+  busBase.duplicate = () => createRedis(config, 'cache-bus');
   const bento = new BentoCache({
     default: 'reads',
     prefix,

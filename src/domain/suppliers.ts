@@ -106,6 +106,11 @@ export async function createSupplier(
  * `forbidden`. An apiUrl equal to the stored one, or to the one readers are shown, is no change.
  * A new origin (scheme, host, port) needs a new api key in the same call (`api_key_required`):
  * the stored key was given for the old origin, and would otherwise be sent to the new one.
+ *
+ * Resolves with the row and the ids of the supplier's reorder rules, to be checked again (an
+ * activated supplier or a shorter lead time may make them due without any movement). The rules
+ * stay locked until the change commits: a check of one queued before the commit waits for it
+ * (`checkRule` locks its rule first), and so sees the new settings.
  */
 export async function updateSupplier(
   db: Knex,
@@ -116,7 +121,14 @@ export async function updateSupplier(
     expectedVersion?: number;
     mayChangeCredentials: boolean;
   },
-): Promise<SupplierRow> {
+): Promise<{ row: SupplierRow; ruleIds: number[] }> {
+  // Rules before the supplier, as a check locks them (its rule, then the supplier's key for a new
+  // draft): the other order could deadlock with a check in flight.
+  const rules = await db('reorder_rules')
+    .where({ supplier_code: input.code })
+    .orderBy('id')
+    .forShare()
+    .select('id');
   const current = await db<SupplierRow>('suppliers').where({ code: input.code }).forUpdate().first();
   if (!current) {
     throw new DomainError('not_found', `Supplier ${input.code} does not exist`, { supplier: input.code });
@@ -165,7 +177,7 @@ export async function updateSupplier(
     })
     .returning('*');
   await appendEvent(db, supplierEvent('supplier.updated', row!));
-  return row!;
+  return { row: row!, ruleIds: rules.map((rule) => Number(rule.id)) };
 }
 
 export async function getSupplierRow(db: Knex, code: string): Promise<SupplierRow | undefined> {

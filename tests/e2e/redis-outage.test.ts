@@ -1,35 +1,22 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { freePort } from '../../scripts/bench/scratch.js';
-import { createTestContext, exitOf, json, type TestContext, waitForOutput } from '../helpers/context.js';
+import { createTestContext, exitOf, json, type TestContext } from '../helpers/context.js';
+import { startScratchRedis } from '../helpers/scratch-redis.js';
 
 // This file stops Redis, so it runs its own redis-server on a spare port.
 let redis: ChildProcess;
 let port: number;
 let ctx: TestContext;
 
-function startRedis(): ChildProcess {
-  const child = spawn(
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
-    {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  child.stdout.on('data', () => undefined);
-  return child;
-}
-
 beforeAll(async () => {
   port = await freePort();
-  redis = startRedis();
-  await waitForOutput(redis, /Ready to accept connections/);
+  redis = await startScratchRedis(port);
   ctx = await createTestContext({ env: { REDIS_URL: `redis://127.0.0.1:${port}` } });
 });
 afterAll(async () => {
   if (redis.exitCode !== null) {
-    redis = startRedis();
-    await waitForOutput(redis, /Ready to accept connections/);
+    redis = await startScratchRedis(port);
   }
   await ctx.close();
   redis.kill('SIGTERM');
@@ -58,8 +45,7 @@ it('answers fast and clearly while Redis is down, and recovers when it is back',
   // Reads do not need Redis.
   expect((await ctx.request({ method: 'GET', url: '/api/pms/products' })).statusCode).toBe(200);
 
-  redis = startRedis();
-  await waitForOutput(redis, /Ready to accept connections/);
+  redis = await startScratchRedis(port);
   let status = 0;
   for (let i = 0; i < 100 && status !== 202; i++) {
     status = (await ctx.request({ method: 'POST', url: '/api/pms/products', payload: product })).statusCode;
@@ -94,8 +80,7 @@ it('answers 503 for a job state and the 202 handle for a waited job while Redis 
   expect(json(status).code).toBe('service_unavailable');
   expect(status.body).not.toMatch(/writeable|enableOfflineQueue|ioredis/i);
 
-  redis = startRedis();
-  await waitForOutput(redis, /Ready to accept connections/);
+  redis = await startScratchRedis(port);
   // This Redis keeps nothing: the job is gone, and the same request with its key queues it again.
   let again = 0;
   for (let i = 0; i < 100 && again !== 202; i++) {

@@ -112,11 +112,11 @@ const apiWrites: Record<string, { names: string[]; why: string }> = {
   },
   'src/webhooks/delivery-jobs.ts': {
     names: ['requeueDeliveries', 'queueDeliveryJobs'],
-    why: 'a manual retry names its job on the row and resets it in the transaction that enqueues',
+    why: 'a manual retry names its job on the row and resets it in the transaction that queues it (queueNamedJobs)',
   },
   'src/domain/suppliers.ts': {
     names: ['createSupplier', 'updateSupplier'],
-    why: 'a supplier carries its api key: as a job payload it would sit unsealed in Redis',
+    why: 'a supplier carries its api key: as a job payload it would sit unsealed in Redis; a change locks its rules and queues their checks before it commits',
   },
   'src/webhooks/signing.ts': {
     names: ['verifySignature'],
@@ -136,12 +136,89 @@ const apiWrites: Record<string, { names: string[]; why: string }> = {
   'src/db/api-keys.ts': { names: ['touchApiKey'], why: 'last use of a key, for operators' },
   'src/domain/ledger.ts': { names: ['movementKinds'], why: 'a constant list, no write' },
 };
+/**
+ * The SQL the API may run itself, beside the calls above: the one transaction those writes share
+ * (`writeDirectly`, with its actor and event). Every other table access of src/api goes through a
+ * function of the room that owns the table.
+ */
+const apiOwnSql: Record<string, { found: string[]; why: string }> = {
+  'src/api/direct-write.ts': {
+    found: ['.transaction('],
+    why: 'the listed writes run in one transaction with their event, recorded as the caller',
+  },
+};
 const writingModules = (target: string) =>
   target.startsWith('src/domain/') ||
   target.startsWith('src/webhooks/') ||
   target.startsWith('src/db/') ||
   ['src/events/outbox.ts', 'src/events/consumers.ts'].includes(target);
 const reader = /^(get|list|find|has|count|read|is|to)[A-Z]/;
+
+/** Source without its comments (a comment may name SQL it does not run). */
+const withoutComments = (text: string) =>
+  text.replace(/\/\*[\s\S]*?\*\//g, '').replace(/(^|[^:'"`\w])\/\/.*$/gm, '$1');
+
+/** Hash and cipher updates (`createHash(…).update(…)`, `hash.update(…)`): not knex's update. */
+const withoutDigests = (text: string) =>
+  text
+    .replace(
+      /\bcreate(?:Hash|Hmac|Cipheriv|Decipheriv)\s*\((?:[^()]|\([^()]*\))*\)(?:\s*\.update\s*\((?:[^()]|\([^()]*\))*\))+/g,
+      '',
+    )
+    .replace(/\b(?:hash|hmac|cipher|decipher)\.update\s*\(/gi, '');
+
+/** The knex and SQL writes of `text` (opening a transaction counts as one; a lock does not). */
+const sqlWritesIn = (text: string): string[] => {
+  const code = withoutDigests(withoutComments(text));
+  return [
+    /\.(?:insert|update|del|onConflict|merge|increment|decrement|truncate|upsert|transaction)\s*\(/g,
+    /\.delete\s*\(\s*\)/g,
+    /\b(?:insert\s+into|update\s+\w+(?:\s+\w+)?\s+set|delete\s+from|truncate\s+\w+)\b/gi,
+  ].flatMap((pattern) => [...code.matchAll(pattern)].map((m) => m[0].replace(/\s+/g, ' ')));
+};
+
+/**
+ * What in `text` runs SQL of its own: a query builder over a table (`deps.db('products')`,
+ * `trx<Row>(…)`), and every write `sqlWritesIn` finds.
+ */
+const ownSqlIn = (text: string): string[] => [
+  ...[...withoutComments(text).matchAll(/\b(?:db|trx|knex)\s*(?:<[^>]*>)?\s*\(/g)].map((m) => m[0]),
+  ...sqlWritesIn(text),
+];
+
+/** Top-level declarations of a file and their text (up to the next one). */
+function declarationsOf(text: string): Map<string, string> {
+  const starts = [...text.matchAll(/^(?:export\s+)?(?:async\s+)?(?:function\*?|const|let|class)\s+(\w+)/gm)];
+  return new Map(starts.map((m, i) => [m[1]!, text.slice(m.index, starts[i + 1]?.index ?? text.length)]));
+}
+
+const writersMemo = new Map<string, Set<string>>();
+/**
+ * The top-level functions and constants of a source file that write: their own text writes
+ * (`sqlWritesIn`), or they use a writer of the same file or one they import (`appendEvent`).
+ */
+function writersOf(file: string): Set<string> {
+  const known = writersMemo.get(file);
+  if (known) return known;
+  const writers = new Set<string>();
+  writersMemo.set(file, writers); // an import cycle sees what is found so far
+  const declarations = declarationsOf(withoutComments(readFileSync(path.join(repoRoot, file), 'utf8')));
+  const imported = importsOf(file)
+    .filter((i) => i.target.startsWith('src/') && !i.typeOnly)
+    .flatMap((i) => i.names.filter((name) => writersOf(i.target).has(name)));
+  const uses = (text: string, names: Iterable<string>) =>
+    [...names].some((name) => new RegExp(`\\b${name}\\b`).test(text));
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const [name, text] of declarations) {
+      if (writers.has(name) || !(sqlWritesIn(text).length > 0 || uses(text, [...imported, ...writers])))
+        continue;
+      writers.add(name);
+      grew = true;
+    }
+  }
+  return writers;
+}
 
 /**
  * src/workers is runtime only (processor, executor, queue workers, schedulers, metrics server) and
@@ -190,7 +267,67 @@ describe('layers (docs/architecture.md)', () => {
       );
     expect(unexplained).toEqual([]);
     const architecture = readFileSync(path.join(repoRoot, 'docs/architecture.md'), 'utf8');
-    for (const module of Object.keys(apiWrites)) expect(architecture).toContain(module);
+    for (const module of [...Object.keys(apiWrites), ...Object.keys(apiOwnSql)])
+      expect(architecture).toContain(module);
+  });
+
+  it('the API calls no function that writes but those docs/architecture.md lists', () => {
+    const unlisted = imports
+      .filter(
+        (i) =>
+          i.file.startsWith('src/api/') &&
+          i.target.startsWith('src/') &&
+          !i.target.startsWith('src/api/') &&
+          !i.typeOnly,
+      )
+      .flatMap((i) =>
+        i.names
+          .filter((name) => writersOf(i.target).has(name) && !apiWrites[i.target]?.names.includes(name))
+          .map((name) => `${i.file} imports ${name} from ${i.target}, which writes`),
+      );
+    expect(unlisted).toEqual([]);
+    // The check finds what it looks for: direct writes, and writes through another function.
+    expect(writersOf('src/events/outbox.ts').has('appendEvent')).toBe(true);
+    expect(writersOf('src/domain/suppliers.ts')).toEqual(new Set(['createSupplier', 'updateSupplier']));
+    expect(writersOf('src/domain/orders-status.ts').has('orderStatuses')).toBe(false);
+  });
+
+  it('src/api queues jobs only through submitJob and queueNamedJobs (src/api/submit-job.ts)', () => {
+    const adders = ['enqueue', 'addFollowUps', 'queueDeliveryJobs'];
+    const bypassing = sourceFiles('src/api')
+      .filter((file) => file !== 'src/api/submit-job.ts')
+      .flatMap((file) => {
+        const names = importsOf(file).flatMap((i) => (i.typeOnly ? [] : i.names));
+        const adds = names.filter((name) => adders.includes(name));
+        return adds.length > 0 && !names.includes('queueNamedJobs') ? [`${file}: ${adds.join(', ')}`] : [];
+      });
+    expect(bypassing).toEqual([]);
+  });
+
+  it('src/api runs no SQL of its own: no query builder over a table, no write, no transaction', () => {
+    const found = sourceFiles('src/api').flatMap((file) => {
+      const allowed = [...(apiOwnSql[file]?.found ?? [])];
+      return ownSqlIn(readFileSync(path.join(repoRoot, file), 'utf8'))
+        .filter((what) => {
+          const at = allowed.indexOf(what);
+          if (at >= 0) allowed.splice(at, 1);
+          return at < 0;
+        })
+        .map((what) => `${file}: ${what}`);
+    });
+    expect(found).toEqual([]);
+    for (const [file, { found: allowed }] of Object.entries(apiOwnSql))
+      expect(ownSqlIn(readFileSync(path.join(repoRoot, file), 'utf8')), file).toEqual(allowed);
+    // The check finds what it looks for, and not a digest or a Map.
+    expect(
+      ownSqlIn(`
+        await deps.db('products').where({ sku }).update({ name }); // deps.db('comment')
+        await deps.db.transaction(async (trx) => trx.raw('delete from images where id = ?', [id]));
+        await db.raw(\`insert into levels (sku) values (?)\`, [sku]);
+        const digest = createHash('sha256').update(\`\${a(b)}\`).update(c).digest('hex');
+        hash.update(chunk); cache.delete(key); await trx('x').where({ id }).delete();
+      `),
+    ).toEqual(['db(', 'trx(', '.update(', '.transaction(', '.delete()', 'delete from', 'insert into']);
   });
 
   it('src/workers holds no SQL and imports no query builder', () => {

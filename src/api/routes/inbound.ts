@@ -20,7 +20,7 @@ import { verifySignature } from '../../webhooks/signing.js';
 import type { ApiDeps } from '../deps.js';
 import { parseJsonBody } from '../json-body.js';
 import { countFailure, pastLimit, sendRateLimited } from '../rate-limits.js';
-import { enqueueContext, enqueueFailure, jobHandleSchema } from '../submit-job.js';
+import { enqueueContext, jobHandleSchema, queueNamedJobs } from '../submit-job.js';
 
 const envelopeSchema = z.object({
   type: z.string().min(1).max(100),
@@ -214,26 +214,30 @@ async function receive(
   // Applied before (the record lives in Postgres, so this holds even after Redis lost the job).
   const applied = await findInboundDelivery(deps.db, webhookId);
   if (applied) return answer(200, applied.jobId, 'completed');
-  try {
-    const claimed = await deps.redis.set(
-      `${deps.config.QUEUE_PREFIX}:inbound:${key}`,
-      webhookId,
-      'EX',
-      deps.config.JOB_RETENTION_SECONDS,
-      'NX',
-    );
-    if (claimed === null) {
-      const existing = await deps.queues.inbound.getJob(jobId);
-      if (existing) return answer(200, jobId, await existing.getState());
-    }
-    const enqueued = await enqueue(enqueueContext(deps), job, payload, {
-      actor: 'pms-webhook',
-      actorId: 'inbound',
-      requestId: request.id,
-      dedupeKey: key,
-    });
-    return answer(202, enqueued.id, enqueued.state);
-  } catch (error) {
-    throw enqueueFailure(deps, request, error, 'deliver it again with the same webhook-id');
-  }
+  const { status, id, state } = await queueNamedJobs(
+    deps,
+    request,
+    'deliver it again with the same webhook-id',
+    async () => {
+      const claimed = await deps.redis.set(
+        `${deps.config.QUEUE_PREFIX}:inbound:${key}`,
+        webhookId,
+        'EX',
+        deps.config.JOB_RETENTION_SECONDS,
+        'NX',
+      );
+      if (claimed === null) {
+        const existing = await deps.queues.inbound.getJob(jobId);
+        if (existing) return { status: 200 as const, id: jobId, state: await existing.getState() };
+      }
+      const enqueued = await enqueue(enqueueContext(deps), job, payload, {
+        actor: 'pms-webhook',
+        actorId: 'inbound',
+        requestId: request.id,
+        dedupeKey: key,
+      });
+      return { status: 202 as const, id: enqueued.id, state: enqueued.state };
+    },
+  );
+  return answer(status, id, state);
 }

@@ -1,6 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
-import type { Knex } from 'knex';
 import { z } from 'zod';
 import {
   createSupplier,
@@ -9,16 +8,16 @@ import {
   toSupplier,
   updateSupplier,
 } from '../../domain/suppliers.js';
-import { DomainError } from '../../errors/domain-error.js';
 import { HttpProblem } from '../../errors/http-problem.js';
-import { setTransactionActor } from '../../events/outbox.js';
 import { httpUrlSchema } from '../../fields.js';
 import { refuseUrl } from '../../outbound/address-guard.js';
 import { addFollowUps } from '../../queues/follow-ups.js';
 import { supplierCodeSchema } from '../../queues/reorder.js';
 import { allows, principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
-import { problem, sendProblem, statusForCode } from '../problems.js';
+import { writeDirectly } from '../direct-write.js';
+import { problem, sendProblem } from '../problems.js';
+import { queueNamedJobs } from '../submit-job.js';
 
 const exampleSupplier = {
   code: 'acme',
@@ -113,22 +112,6 @@ export function registerSupplierRoutes(root: FastifyInstance, deps: ApiDeps): vo
   const app = root.withTypeProvider<ZodTypeProvider>();
   const tags = ['reordering'];
 
-  const write = async <T>(actor: string, work: (trx: Knex.Transaction) => Promise<T>): Promise<T> => {
-    try {
-      return await deps.db.transaction(async (trx) => {
-        await setTransactionActor(trx, actor);
-        return work(trx);
-      });
-    } catch (error) {
-      if (error instanceof DomainError) {
-        throw new HttpProblem(statusForCode(error.code), error.code, error.message, {
-          details: error.details,
-        });
-      }
-      throw error;
-    }
-  };
-
   const checkUrl = (url: string) => {
     const reason = refuseUrl(url, deps.config.SUPPLIER_ALLOW_PRIVATE_TARGETS);
     if (reason) {
@@ -158,7 +141,7 @@ export function registerSupplierRoutes(root: FastifyInstance, deps: ApiDeps): vo
     async (request, reply) => {
       checkUrl(request.body.apiUrl);
       const { apiKey: key, ...rest } = request.body;
-      const row = await write(principalOf(request).name, (trx) =>
+      const row = await writeDirectly(deps, request, (trx) =>
         createSupplier(trx, { ...rest, sealedApiKey: seal(rest.code, key) }),
       );
       return reply
@@ -191,28 +174,29 @@ export function registerSupplierRoutes(root: FastifyInstance, deps: ApiDeps): vo
       // A pms key's apiUrl is refused by updateSupplier unless it is the stored one: nothing to check.
       if (request.body.apiUrl !== undefined && admin) checkUrl(request.body.apiUrl);
       const { apiKey: key, ...rest } = request.body;
-      const row = await write(principalOf(request).name, (trx) =>
-        updateSupplier(trx, {
-          ...rest,
-          code: request.params.code,
-          sealedApiKey: key !== undefined ? seal(request.params.code, key) : undefined,
-          mayChangeCredentials: admin,
+      // Its rules are checked again, queued before the change commits: while Redis is away the
+      // change is refused (503), never saved without its checks.
+      const row = await queueNamedJobs(deps, request, 'send the same request again', () =>
+        writeDirectly(deps, request, async (trx) => {
+          const updated = await updateSupplier(trx, {
+            ...rest,
+            code: request.params.code,
+            sealedApiKey: key !== undefined ? seal(request.params.code, key) : undefined,
+            mayChangeCredentials: admin,
+          });
+          const { code, version } = updated.row;
+          await addFollowUps(
+            deps,
+            updated.ruleIds.map((ruleId) => ({
+              kind: 'check',
+              payload: { ruleId },
+              key: `supplier-${code}-v${version}`,
+            })),
+          );
+          return updated.row;
         }),
       );
       const supplier = toSupplier(row, { fullUrl: admin });
-      // An activated supplier (or a shorter lead time) may make its rules due without any movement.
-      const rules = await deps.db('reorder_rules').where({ supplier_code: supplier.code }).select('id');
-      if (rules.length > 0) {
-        // The change is committed; if Redis is away the rules are checked at their next movement.
-        await addFollowUps(
-          deps,
-          rules.map((r) => ({
-            kind: 'check',
-            payload: { ruleId: Number(r.id) },
-            key: `supplier-${supplier.code}-v${supplier.version}`,
-          })),
-        ).catch((error: unknown) => request.log.warn({ err: error }, 'could not queue reorder checks'));
-      }
       return supplier;
     },
   );

@@ -1,9 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
-import type { Knex } from 'knex';
 import { z } from 'zod';
 import { HttpProblem } from '../../errors/http-problem.js';
-import { setTransactionActor } from '../../events/outbox.js';
 import { typePatternSchema } from '../../events/type-patterns.js';
 import { httpUrlSchema } from '../../fields.js';
 import { refuseUrl } from '../../outbound/address-guard.js';
@@ -24,7 +22,8 @@ import {
 } from '../../webhooks/endpoints.js';
 import { principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
-import { jobHandleSchema, submitJob } from '../submit-job.js';
+import { writeDirectly } from '../direct-write.js';
+import { jobHandleSchema, queueNamedJobs, submitJob } from '../submit-job.js';
 
 /** The previous secret keeps signing this long after a rotation. */
 const rotationOverlapMs = 24 * 3_600_000;
@@ -79,16 +78,6 @@ export function registerWebhookRoutes(root: FastifyInstance, deps: ApiDeps): voi
   const app = root.withTypeProvider<ZodTypeProvider>();
   const tags = ['webhooks'];
 
-  /** Endpoint settings are written here, in one transaction that also records the change as an event. */
-  const write = async <T>(actor: string, work: (trx: Knex.Transaction) => Promise<T>): Promise<T> => {
-    const result = await deps.db.transaction(async (trx) => {
-      await setTransactionActor(trx, actor);
-      return work(trx);
-    });
-    deps.events.wake();
-    return result;
-  };
-
   const checkUrl = (fields: EndpointFields) => {
     const reason = refuseUrl(fields.url, deps.config.WEBHOOK_ALLOW_PRIVATE_TARGETS);
     if (reason) {
@@ -116,7 +105,8 @@ export function registerWebhookRoutes(root: FastifyInstance, deps: ApiDeps): voi
     },
     async (request, reply) => {
       checkUrl(request.body);
-      const { endpoint, secret } = await write(principalOf(request).name, (trx) =>
+      // Endpoint settings are written here, in one transaction that records the change as an event.
+      const { endpoint, secret } = await writeDirectly(deps, request, (trx) =>
         createEndpoint(trx, request.body, deps.secrets),
       );
       return reply
@@ -171,7 +161,7 @@ export function registerWebhookRoutes(root: FastifyInstance, deps: ApiDeps): voi
     },
     async (request) => {
       checkUrl(request.body);
-      const endpoint = await write(principalOf(request).name, (trx) =>
+      const endpoint = await writeDirectly(deps, request, (trx) =>
         updateEndpoint(trx, request.params.id, request.body),
       );
       if (!endpoint) throw notFound(request.params.id);
@@ -191,7 +181,7 @@ export function registerWebhookRoutes(root: FastifyInstance, deps: ApiDeps): voi
       },
     },
     async (request, reply) => {
-      const deleted = await write(principalOf(request).name, (trx) => deleteEndpoint(trx, request.params.id));
+      const deleted = await writeDirectly(deps, request, (trx) => deleteEndpoint(trx, request.params.id));
       if (!deleted) throw notFound(request.params.id);
       return reply.code(204).send(null);
     },
@@ -209,7 +199,7 @@ export function registerWebhookRoutes(root: FastifyInstance, deps: ApiDeps): voi
       },
     },
     async (request) => {
-      const rotated = await write(principalOf(request).name, (trx) =>
+      const rotated = await writeDirectly(deps, request, (trx) =>
         rotateSecret(trx, request.params.id, rotationOverlapMs, deps.secrets),
       );
       if (!rotated) throw notFound(request.params.id);
@@ -229,9 +219,7 @@ export function registerWebhookRoutes(root: FastifyInstance, deps: ApiDeps): voi
       },
     },
     async (request) => {
-      const endpoint = await write(principalOf(request).name, (trx) =>
-        enableEndpoint(trx, request.params.id),
-      );
+      const endpoint = await writeDirectly(deps, request, (trx) => enableEndpoint(trx, request.params.id));
       if (!endpoint) throw notFound(request.params.id);
       return endpoint;
     },
@@ -292,16 +280,18 @@ export function registerWebhookRoutes(root: FastifyInstance, deps: ApiDeps): voi
     },
     async (request, reply) => {
       // The job is added before the requeue commits: a failed enqueue leaves the delivery as it was.
-      const id = await deps.db.transaction(async (trx) => {
-        const requeued = await requeueDeliveries(trx, [request.params.id]);
-        if (requeued.length === 0)
-          throw new HttpProblem(404, 'not_found', `Delivery ${request.params.id} does not exist`);
-        const [jobId] = await queueDeliveryJobs(trx, deps, requeued, 'retry', {
-          actor: principalOf(request).name,
-          requestId: request.id,
-        });
-        return jobId!;
-      });
+      const id = await queueNamedJobs(deps, request, 'ask for the retry again', () =>
+        writeDirectly(deps, request, async (trx) => {
+          const requeued = await requeueDeliveries(trx, [request.params.id]);
+          if (requeued.length === 0)
+            throw new HttpProblem(404, 'not_found', `Delivery ${request.params.id} does not exist`);
+          const [jobId] = await queueDeliveryJobs(trx, deps, requeued, 'retry', {
+            actor: principalOf(request).name,
+            requestId: request.id,
+          });
+          return jobId!;
+        }),
+      );
       return reply
         .code(202)
         .header('Location', `/api/jobs/${id}`)
