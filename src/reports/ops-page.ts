@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import { activityForOps } from './activity-reports.js';
+import { openReportSnapshot } from './answer.js';
 import { topSellers } from './flow-reports.js';
 import { foldMovements, pendingMovements } from './ledger-replay.js';
 import { lowStockRows } from './stock-reports.js';
@@ -24,8 +25,21 @@ const link = (path: string, params: Record<string, string>, text: string | numbe
 const dayMs = 86_400_000;
 const days = 30;
 
-/** Gathers what the page shows, in one snapshot (`db` is a read-only transaction). */
-export async function opsData(db: Knex) {
+/** The page, from one snapshot of the reports. */
+export async function opsPage(db: Knex): Promise<string> {
+  const { trx } = await openReportSnapshot(db);
+  try {
+    const html = renderOpsPage(await opsData(trx));
+    await trx.commit();
+    return html;
+  } catch (error) {
+    await trx.rollback().catch(() => undefined);
+    throw error;
+  }
+}
+
+/** Gathers what the page shows (`db` is the snapshot's transaction). */
+async function opsData(db: Knex) {
   const today = Date.UTC(new Date().getUTCFullYear(), new Date().getUTCMonth(), new Date().getUTCDate());
   const dayList = Array.from({ length: days }, (_, i) =>
     new Date(today - (days - 1 - i) * dayMs).toISOString().slice(0, 10),
@@ -93,7 +107,7 @@ const table = (id: string, caption: string, head: string[], rows: string[][]) =>
 <tbody>${rows.length ? rows.map((r) => `<tr>${r.map((c) => `<td>${c}</td>`).join('')}</tr>`).join('\n') : `<tr><td colspan="${head.length}">nothing yet</td></tr>`}</tbody></table>`;
 
 /** The page: tables first, chart containers after each, the data for the charts as JSON (not script). */
-export function renderOpsPage(ops: Ops): string {
+function renderOpsPage(ops: Ops): string {
   const window = { from: ops.window.from.toISOString(), to: ops.window.to.toISOString() };
   const dayWindow = (day: string) => ({
     from: `${day}T00:00:00Z`,

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { opsAssets } from '../../reports/ops-assets.js';
-import { opsData, renderOpsPage } from '../../reports/ops-page.js';
+import { opsPage } from '../../reports/ops-page.js';
 import type { ApiDeps } from '../deps.js';
 import { problem, sendProblem } from '../problems.js';
 
@@ -32,19 +32,12 @@ export function registerOpsPage(root: FastifyInstance, deps: ApiDeps): void {
     '/ops',
     { config: { scope: 'admin' }, schema: { tags: ['operations'], summary } },
     async (_request, reply) => {
-      const trx = await deps.db.transaction({ isolationLevel: 'repeatable read', readOnly: true });
-      try {
-        const html = renderOpsPage(await opsData(trx));
-        await trx.commit();
-        return reply
-          .headers(secured)
-          .header('Cache-Control', 'no-store')
-          .type('text/html; charset=utf-8')
-          .send(html);
-      } catch (error) {
-        await trx.rollback().catch(() => undefined);
-        throw error;
-      }
+      const html = await opsPage(deps.db);
+      return reply
+        .headers(secured)
+        .header('Cache-Control', 'no-store')
+        .type('text/html; charset=utf-8')
+        .send(html);
     },
   );
 
