@@ -11,12 +11,12 @@ import type { SkuFilter } from './ledger-replay.js';
 
 const dayMs = 86_400_000;
 /** The window when `from` is left out: 30 days before `to`. */
-export const defaultWindowDays = 30;
+const defaultWindowDays = 30;
 /** The longest window a report reads. */
-export const maxWindowDays = 3660;
+const maxWindowDays = 3660;
 
 /** `sku=ABC-1` is that sku; `sku=ABC-*` every sku starting with `ABC-`. */
-export const skuParam = z
+const skuParam = z
   .string()
   .max(65)
   .transform((text, ctx): SkuFilter => {

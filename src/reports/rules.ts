@@ -1,9 +1,9 @@
 /** Pure rules of the reports besides valuation: ABC grades and FIFO ageing (docs/reports.md). */
 
-export type AbcGrade = 'A' | 'B' | 'C' | 'U';
+type AbcGrade = 'A' | 'B' | 'C' | 'U';
 
 /** Cumulative shares where grade A ends and grade B ends. */
-export const abcCutoffs = { a: 0.8, b: 0.95 } as const;
+const abcCutoffs = { a: 0.8, b: 0.95 } as const;
 
 /**
  * Grades items by their share of the total (revenue or units): sorted by amount, largest first

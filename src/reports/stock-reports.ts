@@ -94,7 +94,7 @@ interface LowStockRow {
 }
 
 /** Days of sales the sales rate of low-stock and sell-through looks back over. */
-export const salesRateDays = 28;
+const salesRateDays = 28;
 
 export const lowStock = defineReport({
   name: 'low-stock',
