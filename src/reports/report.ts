@@ -57,16 +57,36 @@ const compareKeys = (a: KeyPart[], b: KeyPart[]): number => {
   return 0;
 };
 
-/** Rows computed whole (reports over at most a few hundred thousand rows), served in key order after `after`. */
-export async function* inMemoryRows<Row>(
+/**
+ * Rows computed whole (reports over at most a few hundred thousand rows), served in key order after
+ * `after`. Rows already in key order (`sorted`) are not sorted again; `show` turns a row into what
+ * is served, batch by batch, so a JSON page shapes only its own rows.
+ */
+export async function* inMemoryRows<Row, Shown = Row>(
   all: Row[],
   key: (row: Row) => KeyPart[],
   after: KeyPart[] | undefined,
-  batch = 5000,
-): AsyncIterable<Row[]> {
-  const sorted = all.map((row) => ({ row, k: key(row) })).sort((a, b) => compareKeys(a.k, b.k));
-  const rest = after ? sorted.filter((r) => compareKeys(r.k, after) > 0) : sorted;
-  for (let i = 0; i < rest.length; i += batch) yield rest.slice(i, i + batch).map((r) => r.row);
+  options: { sorted?: boolean; show?: (row: Row) => Shown } = {},
+): AsyncIterable<Shown[]> {
+  const batch = 5000;
+  const sorted = options.sorted
+    ? all
+    : all
+        .map((row) => ({ row, k: key(row) }))
+        .sort((a, b) => compareKeys(a.k, b.k))
+        .map((r) => r.row);
+  let start = 0;
+  if (after) {
+    // Binary search: the first row after the cursor.
+    let high = sorted.length;
+    while (start < high) {
+      const middle = (start + high) >> 1;
+      if (compareKeys(key(sorted[middle]!), after) > 0) high = middle;
+      else start = middle + 1;
+    }
+  }
+  const show = options.show ?? ((row: Row) => row as unknown as Shown);
+  for (let i = start; i < sorted.length; i += batch) yield sorted.slice(i, i + batch).map(show);
 }
 
 /**

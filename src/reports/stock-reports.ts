@@ -60,7 +60,7 @@ export const stockValuation = defineReport({
         { after: page.after as [string, string] | undefined, limit: page.limit },
       );
       return {
-        rows: inMemoryRows(levels.map(shownLevel), (r) => [r.sku, r.location], undefined),
+        rows: inMemoryRows(levels, (r) => [r.sku, r.location], undefined, { sorted: true, show: shownLevel }),
         summary: { totals: totals.map((t) => ({ ...t, value: shownMoney(t.value) })) },
       };
     }
@@ -70,7 +70,7 @@ export const stockValuation = defineReport({
       location: query.location,
     });
     return {
-      rows: inMemoryRows(levels.map(shownLevel), (r) => [r.sku, r.location], page.after),
+      rows: inMemoryRows(levels, (r) => [r.sku, r.location], page.after, { sorted: true, show: shownLevel }),
       summary: { totals: valuationTotals(levels).map((t) => ({ ...t, value: shownMoney(t.value) })) },
     };
   },
@@ -227,7 +227,7 @@ export const ageing = defineReport({
       totals.set(r.currency, t);
     }
     return {
-      rows: inMemoryRows(rows, (r) => [r.sku, r.location], page.after),
+      rows: inMemoryRows(rows, (r) => [r.sku, r.location], page.after, { sorted: true }),
       summary: { totals: [...totals.values()] },
     };
   },
@@ -263,7 +263,8 @@ async function ageingRows(db: Knex, filter: SkuFilter, location?: string): Promi
      from inventory_levels l join products p on p.sku = l.sku
      left join stock_value_state s on s.sku = l.sku and s.location = l.location
      left join inflow i on i.sku = l.sku and i.location = l.location
-     where l.on_hand > 0 and ${where} and (?::text is null or l.location = ?)`,
+     where l.on_hand > 0 and ${where} and (?::text is null or l.location = ?)
+     order by l.sku collate "C", l.location collate "C"`,
     [...bindings, location ?? null, location ?? null],
   );
   const fold = await foldMovements(db, await pendingMovements(db, filter));
