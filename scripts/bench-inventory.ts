@@ -441,7 +441,7 @@ runEntry(async () => {
     console.table(rows);
 
     console.log(
-      '\nwhere a lone job transaction goes (sequential, no contention, knex + applyOnce in this process):',
+      '\nwhere a lone job transaction goes (sequential, no contention, knex + the lone-job path of the worker in this process):',
     );
     for (const op of ['adjust', 'reserve'] as const) {
       const p = await profile(db, op);

@@ -3,9 +3,8 @@ import { Queue, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Knex } from 'knex';
 import pg from 'pg';
-import { createReservation } from '../../src/domain/reservations.js';
-import { adjustStock } from '../../src/domain/stock.js';
-import { applyOnce } from '../../src/workers/apply-once.js';
+import { type BatchInput, inventoryBatch, inventoryJobs } from '../../src/domain/inventory/batch.js';
+import { applyJob } from '../../src/workers/group-commit.js';
 import {
   type Case,
   cpuPerThousand,
@@ -25,8 +24,8 @@ import {
 type Bookkeeping = 'none' | 'separate' | 'merged';
 
 /**
- * One job's transaction as raw SQL. Bookkeeping adds what applyOnce adds to every job (the claim
- * with its settings, and the stored result): `separate` as applyOnce sends it (two more round
+ * One job's transaction as raw SQL. Bookkeeping adds what the worker adds to every job (the claim
+ * with its settings, and the stored result): `separate` as the worker sends it (two more round
  * trips), `merged` sent with BEGIN and with COMMIT (same statements, no extra round trip).
  */
 async function rawTransaction(
@@ -118,7 +117,7 @@ export async function rawSql(
 
 /**
  * The issue's reference: a bare BullMQ worker (this process, the worker's concurrency) running the
- * raw transaction per job, jobs added beforehand with addBulk: no HTTP, no knex, no applyOnce.
+ * raw transaction per job, jobs added beforehand with addBulk: no HTTP, no knex, no claim.
  */
 export async function bareBullmq(redis: Redis, op: Op, c: Case) {
   const name = `bare-${op}-${c}`;
@@ -183,15 +182,14 @@ export async function profile(db: Knex, op: Op) {
     current = [];
     const sku = `S${i}`;
     const t0 = performance.now();
-    await applyOnce(
-      db,
-      { id: `profile-${op}-${i}-${process.pid}`, queueName: 'inventory', name: op },
-      { actor: 'bench' },
-      (trx): Promise<unknown> =>
-        op === 'adjust'
-          ? adjustStock(trx, { movements: [{ sku, location: 'default', delta: 1, reason: 'found' }] })
-          : createReservation(trx, { reference: `p-${i}`, lines: [{ sku, quantity: 1 }], ttlSeconds: 900 }),
-    );
+    // A lone job: a batch of one through the worker's path (claim, lock step, decide, write, result).
+    await applyJob<BatchInput, unknown>(db, inventoryBatch, {
+      job: { id: `profile-${op}-${i}-${process.pid}`, queueName: 'inventory', name: op },
+      meta: { actor: 'bench' },
+      ...(op === 'adjust'
+        ? inventoryJobs.adjust({ movements: [{ sku, location: 'default', delta: 1, reason: 'found' }] })
+        : inventoryJobs.reserve({ reference: `p-${i}`, lines: [{ sku, quantity: 1 }], ttlSeconds: 900 })),
+    });
     const t1 = performance.now();
     totals.push(t1 - t0);
     current.push({ sql: 'COMMIT (acknowledged)', start: t1, end: t1 });

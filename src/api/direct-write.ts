@@ -1,8 +1,8 @@
 import type { FastifyRequest } from 'fastify';
 import type { Knex } from 'knex';
+import { setJobContext } from '../db/job-context.js';
 import { DomainError } from '../errors/domain-error.js';
 import { HttpProblem } from '../errors/http-problem.js';
-import { setTransactionActor } from '../events/outbox.js';
 import { principalOf } from './auth.js';
 import type { ApiDeps } from './deps.js';
 import { statusForCode } from './problems.js';
@@ -21,7 +21,7 @@ export async function writeDirectly<T>(
   let result: T;
   try {
     result = await deps.db.transaction(async (trx) => {
-      await setTransactionActor(trx, principalOf(request).name);
+      await setJobContext(trx, { actor: principalOf(request).name });
       return work(trx);
     });
   } catch (error) {

@@ -1,38 +1,88 @@
 import type { Knex } from 'knex';
+import { type JobContext, jobContextBindings, jobContextSelect } from './job-context.js';
 
-/**
- * Claims a job id inside the caller's transaction and sets the transaction-local actor and job id
- * that triggers and the outbox record (one round trip for both: this is on every job's path).
- * Returns `{ claimed: true }` the first time; afterwards (a retry after a crash between commit
- * and ack) returns the stored result. A run racing the first waits on the primary key until the
- * first commits or rolls back.
- */
-export async function claimJob(
-  db: Knex,
-  job: { id: string; queue: string; name: string; actor: string },
-): Promise<{ claimed: true } | { claimed: false; result: unknown }> {
-  const inserted = await db
-    .raw<{ rowCount: number }>(
-      `insert into applied_jobs (job_id, queue, name)
-       select ?, ?, ?
-       from (select set_config('stockflow.actor', ?, true), set_config('stockflow.job_id', ?, true)) as settings
-       on conflict (job_id) do nothing`,
-      [job.id, job.queue, job.name, job.actor, job.id],
-    )
-    // Prepared once per connection: Postgres skips parsing and planning on every job after the first.
-    .options({ name: 'stockflow_claim_job' });
-  if (inserted.rowCount === 1) return { claimed: true };
-  const row = await db('applied_jobs').where({ job_id: job.id }).first('result');
-  return { claimed: false, result: row?.result ?? null };
+interface JobToClaim {
+  id: string;
+  queue: string;
+  name: string;
 }
 
-export async function recordJobResult(db: Knex, jobId: string, result: unknown): Promise<void> {
+type Claim = { claimed: true } | { claimed: false; result: unknown };
+
+/**
+ * Claims job ids in `applied_jobs` inside the caller's transaction, in one statement and in id
+ * order (two batches claiming the same ids cannot deadlock); a lone job is a batch of one.
+ * `context` (a lone job's actor and job id, for triggers and the outbox) is set in the same round
+ * trip: this is on every job's path. An id claimed the first time answers `{ claimed: true }`;
+ * one applied before (a retry after a crash between commit and acknowledgement) answers its
+ * stored result. A claim racing another transaction's waits on the primary key until that one
+ * commits or rolls back.
+ */
+export async function claimJobs(
+  db: Knex,
+  jobs: JobToClaim[],
+  context: JobContext = { actor: '' },
+): Promise<Map<string, Claim>> {
+  const { rows } = await db
+    .raw<{ rows: { job_id: string; claimed: boolean }[] }>(
+      `with settings as (select ${jobContextSelect}),
+       k as (select * from unnest(?::text[], ?::text[], ?::text[]) as k (job_id, queue, name)),
+       ins as (
+         insert into applied_jobs (job_id, queue, name)
+         select job_id, queue, name from k, settings order by job_id
+         on conflict (job_id) do nothing
+         returning job_id
+       )
+       select k.job_id, ins.job_id is not null as claimed from k left join ins using (job_id)`,
+      [
+        ...jobContextBindings(context),
+        jobs.map((j) => j.id),
+        jobs.map((j) => j.queue),
+        jobs.map((j) => j.name),
+      ],
+    )
+    // Prepared once per connection: Postgres skips parsing and planning on every job after the first.
+    .options({ name: 'stockflow_claim_jobs' });
+  const claims = new Map<string, Claim>();
+  const taken = rows.filter((r) => !r.claimed).map((r) => r.job_id);
+  // A separate statement: it sees claims committed while the insert above waited on them.
+  const results = new Map<string, unknown>();
+  if (taken.length > 0) {
+    const stored = await db('applied_jobs').whereIn('job_id', taken).select('job_id', 'result');
+    for (const row of stored as { job_id: string; result: unknown }[]) results.set(row.job_id, row.result);
+  }
+  for (const row of rows) {
+    claims.set(
+      row.job_id,
+      row.claimed ? { claimed: true } : { claimed: false, result: results.get(row.job_id) ?? null },
+    );
+  }
+  return claims;
+}
+
+/**
+ * Stores the results of the applied jobs and drops the claims of the failed ones (a job that broke
+ * a domain rule may run again), in one statement.
+ */
+export async function recordJobResults(
+  db: Knex,
+  applied: { id: string; result: unknown }[],
+  failed: string[] = [],
+): Promise<void> {
   await db
-    .raw('update applied_jobs set result = ?::jsonb where job_id = ?', [
-      JSON.stringify(result ?? null),
-      jobId,
-    ])
-    .options({ name: 'stockflow_record_job_result' });
+    .raw(
+      `with recorded as (
+         update applied_jobs a set result = t.result::jsonb
+         from unnest(?::text[], ?::text[]) as t (job_id, result)
+         where a.job_id = t.job_id
+         returning 1
+       ), dropped as (
+         delete from applied_jobs where job_id = any(?::text[]) returning 1
+       )
+       select (select count(*) from recorded) as recorded, (select count(*) from dropped) as dropped`,
+      [applied.map((a) => a.id), applied.map((a) => JSON.stringify(a.result ?? null)), failed],
+    )
+    .options({ name: 'stockflow_record_job_results' });
 }
 
 export async function pruneAppliedJobs(db: Knex, olderThanSeconds: number): Promise<number> {

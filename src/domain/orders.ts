@@ -2,6 +2,7 @@ import type { Knex } from 'knex';
 import { isPgError, pgErrorCodes } from '../db/knex.js';
 import { DomainError } from '../errors/domain-error.js';
 import { appendEvents } from '../events/outbox.js';
+import { createReservation } from './inventory/reserve.js';
 import {
   linesBySku,
   movementsOfJob,
@@ -14,7 +15,6 @@ import { lockOrder, type OrderLineRow, type OrderRow, readOrders } from './order
 import { assertLanded, assertTransition } from './orders-status.js';
 import {
   commitReservationPart,
-  createReservation,
   expireReservations,
   extendReservation,
   releaseReservation,

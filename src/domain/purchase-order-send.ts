@@ -1,8 +1,8 @@
 import type { Knex } from 'knex';
 import type { Config } from '../config.js';
+import { setJobContext } from '../db/job-context.js';
 import { DomainError } from '../errors/domain-error.js';
 import { RetryLaterError } from '../errors/retry-later-error.js';
-import { setTransactionActor } from '../events/outbox.js';
 import type { Logger } from '../log.js';
 import type { SendResult } from '../queues/reorder.js';
 import type { SecretBox } from '../secrets.js';
@@ -199,7 +199,7 @@ export async function sendPurchaseOrder(
   const id = input.purchaseOrderId;
   type Prepared = { done: SendResult } | { order: PurchaseOrder; supplier: SupplierRow };
   const prepared = await db.transaction(async (trx): Promise<Prepared> => {
-    await setTransactionActor(trx, 'system', input.jobId);
+    await setJobContext(trx, { actor: 'system', jobId: input.jobId });
     const row = await lockPurchaseOrder(trx, id);
     if (row.status === 'draft') {
       await setStatus(trx, id, 'sent', { sent_at: trx.fn.now() });
@@ -217,7 +217,7 @@ export async function sendPurchaseOrder(
 
   const call = await callSupplier(order, supplier, env);
   const recorded = await db.transaction(async (trx) => {
-    await setTransactionActor(trx, 'system', input.jobId);
+    await setJobContext(trx, { actor: 'system', jobId: input.jobId });
     return recordSend(trx, order, { ...call, jobId: input.jobId, lastAttempt: input.lastAttempt });
   });
 

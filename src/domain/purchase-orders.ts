@@ -3,8 +3,8 @@ import { DomainError } from '../errors/domain-error.js';
 import type { EventType } from '../events/catalogue.js';
 import { appendEvent } from '../events/outbox.js';
 import { cursors } from '../fields.js';
+import { lockLevels } from './inventory/lock.js';
 import { insertMovements } from './ledger.js';
-import { lockLevels } from './levels.js';
 import { explainQuantity, type QuantityTerms } from './reorder-point.js';
 import { acceptanceProblems } from './reorder-supplier-protocol.js';
 

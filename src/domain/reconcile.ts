@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { setJobContext } from '../db/job-context.js';
 
 /** A level that disagrees with what the ledger and the active reservations say it must be. */
 export interface Drift {
@@ -89,9 +90,8 @@ export async function fixDrift(db: Knex, key: { sku: string; location: string })
   await db('inventory_levels').where({ sku, location }).forUpdate().first();
   const [drift] = await findDrift(db, key);
   if (!drift) return null;
-  await db.raw(
-    `select set_config('stockflow.rebuild_levels', 'on', true), set_config('stockflow.actor', 'reconcile', true)`,
-  );
+  await setJobContext(db, { actor: 'reconcile' });
+  await db.raw(`select set_config('stockflow.rebuild_levels', 'on', true)`);
   await db.raw(
     `insert into inventory_levels (sku, location, on_hand, reserved) values (?, ?, ?, ?)
      on conflict (sku, location) do update

@@ -3,9 +3,10 @@ import { DomainError } from '../errors/domain-error.js';
 import { appendEvent } from '../events/outbox.js';
 import { cursors } from '../fields.js';
 import type { ReorderRuleInput } from '../queues/reorder.js';
-import { availableOf, type LevelKey, levelKey, lockLevels } from './levels.js';
+import { lockLevels } from './inventory/lock.js';
+import { assertKnown } from './inventory/planner.js';
+import { availableOf, type LevelKey, levelKey } from './levels.js';
 import { autoReorderPoint, type PointExplanation } from './reorder-point.js';
-import { assertKnown } from './stock.js';
 
 export interface RuleRow {
   id: number;

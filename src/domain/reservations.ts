@@ -1,18 +1,10 @@
-import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
 import { DomainError } from '../errors/domain-error.js';
 import type { EventType } from '../events/catalogue.js';
 import { appendEvent, appendEvents } from '../events/outbox.js';
-import {
-  type Allocation,
-  type AllocationRule,
-  allocate,
-  type Candidate,
-  type RequestLine,
-} from './allocation.js';
-import { insertMovements, type Movement, type NewMovement } from './ledger.js';
-import { availableOf, type LevelKey, levelKey, lockCandidateLevels, lockLevels } from './levels.js';
-import { assertKnown } from './stock.js';
+import type { Allocation, AllocationRule } from './allocation.js';
+import { lockLevels } from './inventory/lock.js';
+import { insertMovements, type Movement } from './ledger.js';
 
 export type ReservationStatus = 'active' | 'committed' | 'released' | 'expired';
 /** What manages a reservation; one with an owner changes only through it (its order's routes). */
@@ -110,23 +102,7 @@ export interface ReserveInput {
   owner?: ReservationOwner;
 }
 
-/**
- * The reservation rule over locked candidate figures, without I/O (shared by `createReservation`
- * and the group-commit batch): where each line is served from, or insufficient_stock with every
- * short line.
- */
-export function planReservation(lines: RequestLine[], candidates: Candidate[]): Allocation[] {
-  const outcome = allocate(lines, candidates);
-  if (!outcome.ok) {
-    throw new DomainError(
-      'insufficient_stock',
-      `${outcome.shortages.length} line(s) cannot be reserved: not enough available stock`,
-      { lines: outcome.shortages },
-    );
-  }
-  return outcome.allocations;
-}
-
+/** A reservation decided (`decide`, src/domain/inventory/planner.ts), before it is written. */
 export interface PlannedReservation {
   id: string;
   input: ReserveInput;
@@ -134,19 +110,21 @@ export interface PlannedReservation {
 }
 
 /**
- * Writes planned reservations and their lines, several jobs' in one statement (the group-commit
- * batch); their `reserve` movements and `reservation.created` events are the caller's, as in
- * `createReservation`. Answers the reservations in the given order.
+ * Writes decided reservations and their lines, several jobs' in one statement; their `reserve`
+ * movements and `reservation.created` events are the caller's (`writeDecisions`). Answers the
+ * reservations in the given order.
  */
 export async function insertReservations(db: Knex, planned: PlannedReservation[]): Promise<Reservation[]> {
   if (planned.length === 0) return [];
   const lines = planned.flatMap((p) => p.allocations.map((a, n) => ({ id: p.id, n, a })));
-  const { rows } = await db.raw<{ rows: ReservationRow[] }>(
-    `with r as (
+  // Prepared once per connection (a statement on every reservation's path): columns named, not `*`.
+  const { rows } = await db
+    .raw<{ rows: ReservationRow[] }>(
+      `with r as (
        insert into reservations (id, reference, expires_at, owner)
        select id, reference, now() + make_interval(secs => ttl), owner
        from unnest(?::uuid[], ?::text[], ?::float8[], ?::text[]) as t (id, reference, ttl, owner)
-       returning *
+       returning id, reference, status, expires_at, owner, created_at, updated_at, closed_at, version
      ), l as (
        insert into reservation_lines (reservation_id, line_no, request_line, sku, location, quantity, rule)
        select r.id, t.n, t.request_line, t.sku, t.location, t.quantity, t.rule
@@ -156,121 +134,27 @@ export async function insertReservations(db: Knex, planned: PlannedReservation[]
        returning reservation_id, line_no, request_line, sku, location, quantity, committed, released, rule
      )
      select r.*, (select json_agg(l) from l where l.reservation_id = r.id) as lines from r`,
-    [
-      planned.map((p) => p.id),
-      planned.map((p) => p.input.reference),
-      planned.map((p) => p.input.ttlSeconds),
-      planned.map((p) => p.input.owner ?? null),
-      lines.map((l) => l.id),
-      lines.map((l) => l.n),
-      lines.map((l) => l.a.index),
-      lines.map((l) => l.a.sku),
-      lines.map((l) => l.a.location),
-      lines.map((l) => l.a.quantity),
-      lines.map((l) => l.a.rule),
-    ] as Knex.RawBinding[],
-  );
+      [
+        planned.map((p) => p.id),
+        planned.map((p) => p.input.reference),
+        planned.map((p) => p.input.ttlSeconds),
+        planned.map((p) => p.input.owner ?? null),
+        lines.map((l) => l.id),
+        lines.map((l) => l.n),
+        lines.map((l) => l.a.index),
+        lines.map((l) => l.a.sku),
+        lines.map((l) => l.a.location),
+        lines.map((l) => l.a.quantity),
+        lines.map((l) => l.a.rule),
+      ] as Knex.RawBinding[],
+    )
+    .options({ name: 'stockflow_insert_reservations' });
   const byId = new Map(rows.map((row) => [row.id, toReservation(row)]));
   return planned.map((p) => byId.get(p.id)!);
 }
 
 export const reservationCreated = (reservation: Reservation) =>
   reservationEvent('reservation.created', reservation);
-
-/** The ledger rows that reserve a new reservation's allocations (one per allocated level). */
-export function reserveMovements(
-  reservationId: string,
-  reference: string,
-  allocations: { sku: string; location: string; quantity: number }[],
-): NewMovement[] {
-  return allocations.map((a) => ({
-    kind: 'reserve',
-    sku: a.sku,
-    location: a.location,
-    delta: a.quantity,
-    reason: 'reservation',
-    reference,
-    reservationId,
-  }));
-}
-
-/**
- * Reserves every line or none. Candidate levels (every active location of the skus without a
- * location, and the named ones) are locked in the global order first, so concurrent reservations
- * of a hot sku queue on its row lock and can never both take the last unit.
- */
-export async function createReservation(db: Knex, input: ReserveInput): Promise<Reservation> {
-  const lines = input.lines.map((l, index) => ({ ...l, index }));
-  const explicit: (LevelKey & { index: number })[] = lines.flatMap((l) =>
-    l.location ? [{ sku: l.sku, location: l.location, index: l.index }] : [],
-  );
-  const openSkus = [...new Set(lines.filter((l) => !l.location).map((l) => l.sku))];
-  const rows = await lockCandidateLevels(db, openSkus, explicit);
-  const candidates: Candidate[] = rows.map((r) => ({
-    sku: r.sku,
-    location: r.location,
-    available: availableOf(r),
-    priority: r.priority,
-    active: r.active,
-  }));
-
-  // Rare path: a named level that does not exist yet, or a sku without any active level.
-  const lockedKeys = new Set(rows.map(levelKey));
-  const missing = explicit.filter((k) => !lockedKeys.has(levelKey(k)));
-  const skusWithLevels = new Set(rows.map((r) => r.sku));
-  const bare = openSkus.filter((s) => !skusWithLevels.has(s));
-  if (missing.length > 0 || bare.length > 0) {
-    const locked = await lockLevels(db, missing);
-    const known = new Set(
-      (await db('products').whereIn('sku', bare).select('sku')).map((r: { sku: string }) => r.sku),
-    );
-    for (const sku of bare) if (!known.has(sku)) locked.unknownSkus.add(sku);
-    const keyed = lines.map((l) => ({ ...l, location: l.location ?? '' }));
-    assertKnown(keyed, locked.unknownSkus, locked.unknownLocations);
-    for (const r of locked.levels.values()) {
-      candidates.push({
-        sku: r.sku,
-        location: r.location,
-        available: availableOf(r),
-        priority: 0,
-        active: false,
-      });
-    }
-  }
-
-  const allocations = planReservation(lines, candidates);
-  const id = randomUUID();
-  const { rows: created } = await db.raw<{ rows: ReservationRow[] }>(
-    `with r as (
-       insert into reservations (id, reference, expires_at, owner)
-       values (?, ?, now() + make_interval(secs => ?), ?)
-       returning *
-     ), l as (
-       insert into reservation_lines (reservation_id, line_no, request_line, sku, location, quantity, rule)
-       select r.id, t.n, t.request_line, t.sku, t.location, t.quantity, t.rule
-       from r, unnest(?::int[], ?::int[], ?::text[], ?::text[], ?::bigint[], ?::text[])
-         as t (n, request_line, sku, location, quantity, rule)
-       returning line_no, request_line, sku, location, quantity, committed, released, rule
-     )
-     select r.*, (select json_agg(l) from l) as lines from r`,
-    [
-      id,
-      input.reference,
-      input.ttlSeconds,
-      input.owner ?? null,
-      allocations.map((_, n) => n),
-      allocations.map((a) => a.index),
-      allocations.map((a) => a.sku),
-      allocations.map((a) => a.location),
-      allocations.map((a) => a.quantity),
-      allocations.map((a) => a.rule),
-    ],
-  );
-  await insertMovements(db, reserveMovements(id, input.reference, allocations));
-  const reservation = toReservation(created[0]!);
-  await appendEvent(db, reservationEvent('reservation.created', reservation));
-  return reservation;
-}
 
 const selectReservation = `
   select r.*, r.status = 'active' and r.expires_at <= now() as due,

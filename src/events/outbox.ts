@@ -16,58 +16,43 @@ export interface NewEvent {
  */
 const storedData = (event: NewEvent) => JSON.stringify(redactUrlsAt(event.data, urlPathsOfType(event.type)));
 
-/** Writes several events in one statement (one round trip), in order; see appendEvent. */
-export async function appendEvents(db: Knex, events: NewEvent[]): Promise<{ seq: number; id: string }[]> {
+/**
+ * Writes several events in one statement (one round trip), in order; see appendEvent. An event may
+ * name its job id and actor: the events of several jobs in one statement (the group-commit batch).
+ */
+export async function appendEvents(
+  db: Knex,
+  events: (NewEvent & { jobId?: string; actor?: string })[],
+): Promise<{ seq: number; id: string }[]> {
   if (events.length === 0) return [];
-  const { rows } = await db.raw<{ rows: { seq: number; id: string }[] }>(
-    `insert into events (type, aggregate_type, aggregate_id, data, job_id, actor)
+  // Prepared once per connection: one statement text for any number of events.
+  const { rows } = await db
+    .raw<{ rows: { seq: number; id: string }[] }>(
+      `insert into events (type, aggregate_type, aggregate_id, data, job_id, actor)
      select type, aggregate_type, aggregate_id, data,
-            nullif(current_setting('stockflow.job_id', true), ''),
-            nullif(current_setting('stockflow.actor', true), '')
-     from unnest(?::text[], ?::text[], ?::text[], ?::jsonb[]) with ordinality
-       as e (type, aggregate_type, aggregate_id, data, n)
+            coalesce(job_id, nullif(current_setting('stockflow.job_id', true), '')),
+            coalesce(actor, nullif(current_setting('stockflow.actor', true), ''))
+     from unnest(?::text[], ?::text[], ?::text[], ?::jsonb[], ?::text[], ?::text[]) with ordinality
+       as e (type, aggregate_type, aggregate_id, data, job_id, actor, n)
      order by n
      returning seq, id`,
-    [
-      events.map((e) => e.type),
-      events.map((e) => e.aggregate.type),
-      events.map((e) => e.aggregate.id),
-      events.map(storedData),
-    ],
-  );
+      [
+        events.map((e) => e.type),
+        events.map((e) => e.aggregate.type),
+        events.map((e) => e.aggregate.id),
+        events.map(storedData),
+        events.map((e) => e.jobId ?? null),
+        events.map((e) => e.actor ?? null),
+      ] as Knex.RawBinding[],
+    )
+    .options({ name: 'stockflow_append_events' });
   return rows;
 }
 
 /**
- * Like `appendEvents`, with each event's job id and actor given: the events of several jobs in one
- * statement (the group-commit batch).
- */
-export async function appendJobEvents(
-  db: Knex,
-  events: (NewEvent & { jobId: string; actor: string })[],
-): Promise<void> {
-  if (events.length === 0) return;
-  await db.raw(
-    `insert into events (type, aggregate_type, aggregate_id, data, job_id, actor)
-     select type, aggregate_type, aggregate_id, data, job_id, actor
-     from unnest(?::text[], ?::text[], ?::text[], ?::jsonb[], ?::text[], ?::text[]) with ordinality
-       as e (type, aggregate_type, aggregate_id, data, job_id, actor, n)
-     order by n`,
-    [
-      events.map((e) => e.type),
-      events.map((e) => e.aggregate.type),
-      events.map((e) => e.aggregate.id),
-      events.map(storedData),
-      events.map((e) => e.jobId),
-      events.map((e) => e.actor),
-    ],
-  );
-}
-
-/**
  * Writes a domain event into the log/outbox, inside the caller's transaction, so the event exists
- * if and only if the change does. Actor and job id come from the transaction-local settings the
- * worker sets when it opens the transaction.
+ * if and only if the change does. Actor and job id come from the transaction's job context
+ * (src/db/job-context.ts).
  */
 export async function appendEvent(db: Knex, event: NewEvent): Promise<{ seq: number; id: string }> {
   const { rows } = await db.raw<{ rows: { seq: number; id: string }[] }>(
@@ -79,12 +64,4 @@ export async function appendEvent(db: Knex, event: NewEvent): Promise<{ seq: num
     [event.type, event.aggregate.type, event.aggregate.id, storedData(event)],
   );
   return rows[0]!;
-}
-
-/** Sets the actor (and job id) that appendEvent and audit triggers record, for this transaction only. */
-export async function setTransactionActor(db: Knex, actor: string, jobId?: string): Promise<void> {
-  await db.raw(`select set_config('stockflow.actor', ?, true), set_config('stockflow.job_id', ?, true)`, [
-    actor,
-    jobId ?? '',
-  ]);
 }

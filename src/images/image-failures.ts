@@ -2,7 +2,8 @@ import type { Job } from 'bullmq';
 import type { Knex } from 'knex';
 import type { Config } from '../config.js';
 import { deleteStagedUpload } from '../db/image-uploads.js';
-import { appendEvent, setTransactionActor } from '../events/outbox.js';
+import { setJobContext } from '../db/job-context.js';
+import { appendEvent } from '../events/outbox.js';
 import type { Logger } from '../log.js';
 import { type imageJobs, processImagePayload } from '../queues/images.js';
 import type { JobData, JobMeta, PayloadOf } from '../queues/job.js';
@@ -49,7 +50,7 @@ export async function recordFailure(
   if (data.failureRecorded) return;
   try {
     await deps.db.transaction(async (trx) => {
-      await setTransactionActor(trx, meta.actor, job.id);
+      await setJobContext(trx, { actor: meta.actor, jobId: job.id });
       await appendEvent(trx, {
         type: 'image.failed',
         aggregate: { type: 'image', id: payload.imageId },

@@ -1,8 +1,9 @@
 import type { Redis } from 'ioredis';
 import type { Knex } from 'knex';
 import type { Config } from '../config.js';
+import { setJobContext } from '../db/job-context.js';
 import { urlForEvents } from '../events/event-urls.js';
-import { appendEvent, setTransactionActor } from '../events/outbox.js';
+import { appendEvent } from '../events/outbox.js';
 import { cursors } from '../fields.js';
 import { queueNames } from '../queues/job.js';
 import type { Queues } from '../queues/queues.js';
@@ -218,7 +219,7 @@ export async function evaluateAlerts(
       `select pg_try_advisory_xact_lock(hashtext('stockflow.alerts')) as locked`,
     );
     if (!rows[0]?.locked) return { skipped: true, opened: [], resolved: [], open: 0 };
-    await setTransactionActor(trx, 'system');
+    await setJobContext(trx, { actor: 'system' });
     const firing = new Map(
       [...input.redisFiring, ...(await observePostgres(trx))].map((f) => [keyOf(f), f] as const),
     );

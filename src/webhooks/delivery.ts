@@ -3,8 +3,9 @@ import type { Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Knex } from 'knex';
 import type { Config } from '../config.js';
+import { setJobContext } from '../db/job-context.js';
 import { RetryLaterError } from '../errors/retry-later-error.js';
-import { appendEvent, setTransactionActor } from '../events/outbox.js';
+import { appendEvent } from '../events/outbox.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../ops/metrics.js';
 import { postJson, type SendResult } from '../outbound/http.js';
@@ -71,7 +72,7 @@ export async function deliver(
   metrics.webhookAttemptDuration.observe({ outcome: attempt.outcome }, result.durationMs / 1000);
 
   const recorded = await deps.db.transaction(async (trx) => {
-    await setTransactionActor(trx, 'system', job.id);
+    await setJobContext(trx, { actor: 'system', jobId: job.id });
     return recordOutcome(trx, config, claimed, attempt, isLast);
   });
   const answer = { deliveryId: delivery.id, attempt: recorded.attempt, statusCode: status };

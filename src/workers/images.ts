@@ -2,7 +2,7 @@ import { deleteImage, rollbackImage } from '../domain/images.js';
 import { processImage } from '../images/process-image.js';
 import { removeImageFiles } from '../images/rendition-files.js';
 import { urlBuilder } from '../images/urls.js';
-import { applyOnce } from './apply-once.js';
+import { applyOnce } from './group-commit.js';
 import type { QueueHandlers } from './processor.js';
 
 export const imageHandlers = {

@@ -1,5 +1,5 @@
 import { applyInbound } from '../domain/inbound.js';
-import { applyOnce } from './apply-once.js';
+import { applyOnce } from './group-commit.js';
 import type { QueueHandlers } from './processor.js';
 
 export const inboundHandlers = {

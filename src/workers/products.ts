@@ -1,5 +1,5 @@
 import { archiveProduct, createProduct, publishProduct, updateProduct } from '../domain/products.js';
-import { applyOnce } from './apply-once.js';
+import { applyOnce } from './group-commit.js';
 import type { QueueHandlers } from './processor.js';
 
 export const productHandlers = {

@@ -9,7 +9,7 @@ import { setRule } from '../domain/reorder-rules.js';
 import { resendStrandedDrafts, scanMovements } from '../domain/reorder-scan.js';
 import { addFollowUps } from '../queues/follow-ups.js';
 import { isLastAttempt } from '../queues/job.js';
-import { applyOnce } from './apply-once.js';
+import { applyOnce } from './group-commit.js';
 import type { QueueHandlers } from './processor.js';
 
 /** The follow-ups of rule changes, checks and resends are chosen in src/queues/follow-ups.ts. */

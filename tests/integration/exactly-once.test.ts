@@ -2,7 +2,7 @@ import type { Job } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createProduct } from '../../src/domain/products.js';
 import type { JobStatus } from '../../src/queues/job-status.js';
-import { applyOnce } from '../../src/workers/apply-once.js';
+import { applyOnce } from '../../src/workers/group-commit.js';
 import { createTestContext, json, type TestContext } from '../helpers/context.js';
 
 let ctx: TestContext;

@@ -33,10 +33,14 @@ const reserve = (ctx: TestContext, sku: string, quantity: number, reference: str
   submit(ctx, '/api/pms/inventory/reservations', { reference, lines: [{ sku, quantity }] });
 
 /** Batches committed and rolled back by the in-process workers of these contexts. */
-async function batches(ctx: TestContext, outcome: 'committed' | 'retried') {
+async function batches(ctx: TestContext, outcome: 'committed' | 'retried', queue = 'inventory') {
   const metric = await ctx.api.metrics.batchJobs.get();
-  const sum = metric.values.find((v) => v.metricName?.endsWith('_sum') && v.labels.outcome === outcome);
-  const count = metric.values.find((v) => v.metricName?.endsWith('_count') && v.labels.outcome === outcome);
+  const of = (suffix: string) =>
+    metric.values.find(
+      (v) => v.metricName?.endsWith(suffix) && v.labels.outcome === outcome && v.labels.queue === queue,
+    );
+  const sum = of('_sum');
+  const count = of('_count');
   return { jobs: sum?.value ?? 0, batches: count?.value ?? 0 };
 }
 
@@ -220,5 +224,50 @@ describe('group commit', () => {
     } finally {
       await holder.end();
     }
+  }, 60_000);
+
+  it('applies new orders in batches too (queue orders), each with its own outcome', async () => {
+    const ctx = await context({ INVENTORY_GROUP_COMMIT: 'true', WORKER_CONCURRENCY_ORDERS: '16' });
+    await ctx.startWorkers(['inventory', 'orders']);
+    await ctx.waitForJob(await adjust(ctx, 'A', 5, 'stock'));
+    await ctx.api.queues.orders.pause();
+    const place = (orderNumber: string, sku: string, quantity: number) =>
+      submit(ctx, '/api/pms/orders', {
+        orderNumber,
+        currency: 'EUR',
+        lines: [{ sku, quantity, unitPrice: 100 }],
+      });
+    const ids = [
+      await place('SO-1', 'A', 2),
+      await place('SO-2', 'A', 2),
+      await place('SO-3', 'A', 2),
+      await place('SO-4', 'B', 1),
+      await place('SO-5', 'A', 1),
+    ];
+    await ctx.api.queues.orders.resume();
+    const outcomes = await Promise.all(ids.map((id) => ctx.waitForJob(id)));
+    expect(outcomes.map((o) => o.error?.code ?? o.state)).toEqual([
+      'completed',
+      'completed',
+      'insufficient_stock',
+      'insufficient_stock',
+      'completed',
+    ]);
+    const { jobs, batches: count } = await batches(ctx, 'committed', 'orders');
+    expect(jobs - count, 'some orders shared a transaction').toBeGreaterThan(0);
+    expect(await ctx.api.db('orders').orderBy('order_number').pluck('order_number')).toEqual([
+      'SO-1',
+      'SO-2',
+      'SO-5',
+    ]);
+    expect(await ctx.api.db('inventory_levels').where({ sku: 'A' }).first('on_hand', 'reserved')).toEqual({
+      on_hand: 5,
+      reserved: 5,
+    });
+    // Each order's rows carry its own job id, though they were written in one transaction.
+    const { rows } = await ctx.api.db.raw<{ rows: { order_number: string; job_id: string }[] }>(
+      `select o.order_number, h.job_id from orders o join order_history h on h.order_id = o.id order by 1`,
+    );
+    expect(rows.map((r) => r.job_id)).toEqual([ids[0], ids[1], ids[4]]);
   }, 60_000);
 });

@@ -8,7 +8,7 @@ import { createProduct } from '../../src/domain/products.js';
 import { describeDrift, findDrift } from '../../src/domain/reconcile.js';
 import { adjustStock } from '../../src/domain/stock.js';
 import { DomainError } from '../../src/errors/domain-error.js';
-import { applyOnce } from '../../src/workers/apply-once.js';
+import { applyOnce } from '../../src/workers/group-commit.js';
 import { createTestContext, type TestContext } from '../helpers/context.js';
 
 /**
