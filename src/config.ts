@@ -327,6 +327,9 @@ const envSchema = z.object({
   WORKER_CONCURRENCY_REORDER: integer(1, 200).default(5),
   /** How often the planner reads new stock movements from the event log and queues reorder checks. */
   REORDER_SCAN_INTERVAL_MS: integer(50, 600_000).default(1000),
+  /** How often new ledger rows are folded into the report rollups (docs/reports.md), and how many skus a run takes. */
+  REPORTS_COMPACT_INTERVAL_MS: integer(100, 600_000).default(2000),
+  REPORTS_COMPACT_MAX_SKUS: integer(1, 1_000_000).default(2000),
   /** Days of sales the auto reorder point averages over, unless a rule names its own window. */
   REORDER_DEMAND_WINDOW_DAYS: integer(1, 365).default(28),
   /** A new draft purchase order is sent this long after its creation (lines added meanwhile go with it). */

@@ -101,6 +101,24 @@ const alertPosition = z
   .pipe(z.tuple([instantSchema, z.uuid()]))
   .transform(([at, id]) => ({ at, id }));
 
+/**
+ * A report's keyset cursor: the sort key of the last row of a page, a tuple checked by `key`
+ * (each report declares its own, so a cursor of one report is refused by another).
+ */
+export function reportCursor<T>(report: string, key: z.ZodType<T, unknown>) {
+  const json = z.string().transform((text, ctx) => {
+    try {
+      return JSON.parse(text) as unknown;
+    } catch {
+      ctx.addIssue({ code: 'custom', message: 'not JSON' });
+      return z.NEVER;
+    }
+  });
+  return keysetCursor(`report.${report}`, json.pipe(key) as z.ZodType<T, string>, (p: T) =>
+    JSON.stringify(p),
+  );
+}
+
 /** Every keyset cursor of the API: products (sku order), orders, ledger movements, reorder rules, purchase orders, alerts. */
 export const cursors = {
   product: keysetCursor('p', textKey, (sku: string) => sku),

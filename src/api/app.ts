@@ -18,9 +18,11 @@ import { registerInventoryRoutes } from './routes/inventory.js';
 import { registerJobRoutes } from './routes/jobs.js';
 import { registerLocationRoutes } from './routes/locations.js';
 import { registerOpsRoutes } from './routes/ops.js';
+import { registerOpsPage } from './routes/ops-page.js';
 import { registerOrderRoutes } from './routes/orders.js';
 import { registerProductRoutes } from './routes/products.js';
 import { registerReorderingRoutes } from './routes/reordering.js';
+import { registerReportRoutes } from './routes/reports.js';
 import { registerSupplierRoutes } from './routes/suppliers.js';
 import { registerWebhookRoutes } from './routes/webhooks.js';
 
@@ -78,6 +80,8 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
   registerOrderRoutes(app, deps);
   await registerInboundRoutes(app, deps);
   registerOpsRoutes(app, deps);
+  registerReportRoutes(app, deps);
+  registerOpsPage(app, deps);
   await registerBullBoard(app, deps.queues, deps.config);
   return app;
 }

@@ -235,7 +235,7 @@ export function registerAuth(
     // Browsers only offer a login prompt for Basic; API clients get the Bearer challenge.
     const url = request.routeOptions.url ?? '';
     const challenge =
-      url.startsWith('/admin') || url.startsWith('/docs')
+      url.startsWith('/admin') || url.startsWith('/docs') || url.startsWith('/ops')
         ? { 'WWW-Authenticate': 'Basic realm="Stockflow", charset="UTF-8"' }
         : { 'WWW-Authenticate': 'Bearer realm="Stockflow"' };
     const key = presentedKey(request);

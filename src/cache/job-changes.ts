@@ -99,6 +99,7 @@ export const jobCacheChanges: { [N in JobName]: ChangesOf<N> } = {
   'maintenance.prune-events': nothing,
   'maintenance.warm-cache': nothing,
   'maintenance.evaluate-alerts': nothing,
+  'maintenance.compact-reports': nothing,
 };
 
 export async function cacheChangesOf(

@@ -43,6 +43,8 @@ export interface NewMovement {
   reference?: string | null;
   note?: string | null;
   reservationId?: string | null;
+  /** What one unit received cost (minor units); none: it comes in at the current average. */
+  unitCost?: number | null;
 }
 
 interface MovementRow {
@@ -100,11 +102,13 @@ export async function insertMovements(
   const { rows } = await db
     .raw<{ rows: MovementRow[] }>(
       `insert into stock_movements
-         (kind, sku, location, delta, reason, reference, note, reservation_id, job_id, actor, on_hand_after, reserved_after)
-       select kind, sku, location, delta, reason, reference, note, reservation_id, job_id, actor, 0, 0
+         (kind, sku, location, delta, reason, reference, note, reservation_id, job_id, actor, unit_cost,
+          on_hand_after, reserved_after)
+       select kind, sku, location, delta, reason, reference, note, reservation_id, job_id, actor, unit_cost, 0, 0
        from unnest(?::text[], ?::text[], ?::text[], ?::bigint[], ?::text[], ?::text[], ?::text[], ?::uuid[],
-                   ?::text[], ?::text[])
-         with ordinality as m (kind, sku, location, delta, reason, reference, note, reservation_id, job_id, actor, n)
+                   ?::text[], ?::text[], ?::bigint[])
+         with ordinality as m (kind, sku, location, delta, reason, reference, note, reservation_id, job_id, actor,
+                               unit_cost, n)
        order by n
        returning ${movementColumns}`,
       [
@@ -118,6 +122,7 @@ export async function insertMovements(
         movements.map((m) => m.reservationId ?? null),
         movements.map((m) => m.jobId ?? null),
         movements.map((m) => m.actor ?? null),
+        movements.map((m) => m.unitCost ?? null),
       ] as Knex.RawBinding[],
     )
     .options({ name: 'stockflow_insert_movements' });

@@ -122,6 +122,7 @@ export interface LineRow {
   quantity: number;
   accepted_quantity: number | null;
   received_quantity: number;
+  unit_cost: number | null;
   basis: QuantityTerms['basis'];
   reorder_point: number;
   available: number;
@@ -434,7 +435,7 @@ export async function cancelPurchaseOrder(
  */
 export async function receivePurchaseOrder(
   db: Knex,
-  input: { purchaseOrderId: string; lines: { sku: string; quantity: number }[] },
+  input: { purchaseOrderId: string; lines: { sku: string; quantity: number; unitCost?: number }[] },
 ): Promise<PurchaseOrder> {
   const row = await lockPurchaseOrder(db, input.purchaseOrderId);
   if (row.status !== 'acknowledged' && row.status !== 'partially_received') {
@@ -481,6 +482,8 @@ export async function receivePurchaseOrder(
       delta: line.quantity,
       reason: 'received',
       reference,
+      // Received at the line's cost (given now, or kept on the line before).
+      unitCost: line.unitCost ?? bySku.get(line.sku)!.unit_cost,
     })),
   );
   for (const line of input.lines) {
@@ -488,6 +491,7 @@ export async function receivePurchaseOrder(
       .where({ purchase_order_id: row.id, sku: line.sku })
       .update({
         received_quantity: db.raw('received_quantity + ?', [line.quantity]),
+        ...(line.unitCost !== undefined ? { unit_cost: line.unitCost } : {}),
         updated_at: db.fn.now(),
       });
   }

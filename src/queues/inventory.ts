@@ -25,6 +25,8 @@ export const quantitySchema = z
   .max(maxQuantity);
 const onHandSchema = z.number().int('must be a whole number of units').min(0).max(maxQuantity);
 const referenceSchema = z.string().min(1).max(500);
+/** A unit cost in minor units of the product's currency. */
+export const unitCostSchema = z.number().int('must be whole minor units').min(0).max(1_000_000_000_000);
 const noteSchema = z.string().max(2000);
 
 export const adjustReasons = [
@@ -55,8 +57,20 @@ export const adjustLineSchema = z
     note: noteSchema.optional(),
     /** Compare-and-set: the job fails stale_quantity unless on_hand is exactly this before the line applies. */
     expectedOnHand: onHandSchema.optional(),
+    /**
+     * What one unit received cost, in minor units of the product's currency (reports value stock by
+     * moving average, docs/reports.md). Added later: jobs queued before it carry none, which is valid.
+     */
+    unitCost: unitCostSchema.optional(),
   })
   .superRefine((line, ctx) => {
+    if (line.unitCost !== undefined && line.reason !== 'received') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['unitCost'],
+        message: 'only a line with reason received carries a cost',
+      });
+    }
     if (increasingReasons.has(line.reason) && line.delta < 0) {
       ctx.addIssue({
         code: 'custom',

@@ -59,6 +59,13 @@ export const maintenanceJobs = {
     payload: z.object({ top: z.number().int().min(0).max(100_000) }),
     options: { attempts: 1, removeOnComplete: { count: 10 }, removeOnFail: { count: 10 } },
   }),
+  compactReports: defineJob<{ movements: number; skus: number; rebuilt: number; skipped: boolean }>()({
+    name: 'maintenance.compact-reports',
+    queue: 'maintenance',
+    payload: z.object({ maxSkus: z.number().int().min(1).max(1_000_000).default(2000) }),
+    // Every few seconds: the next run is the retry.
+    options: { attempts: 1, removeOnComplete: true, removeOnFail: { count: 100 } },
+  }),
   evaluateAlerts: defineJob<{ opened: number; resolved: number; open: number; skipped: boolean }>()({
     name: 'maintenance.evaluate-alerts',
     queue: 'maintenance',
@@ -80,6 +87,8 @@ export const maintenanceSchedulers = (
     | 'CACHE_WARM_TOP'
     | 'ALERT_EVALUATION_INTERVAL'
     | 'EVENT_RETENTION_DAYS'
+    | 'REPORTS_COMPACT_INTERVAL_MS'
+    | 'REPORTS_COMPACT_MAX_SKUS'
   >,
 ): Scheduler[] => [
   defineScheduler(maintenanceJobs.pruneAppliedJobs, {
@@ -109,6 +118,12 @@ export const maintenanceSchedulers = (
     id: 'evaluate-alerts',
     every: config.ALERT_EVALUATION_INTERVAL,
     payload: {},
+  }),
+  // Folds new ledger rows into the report rollups (src/reports/rollups.ts).
+  defineScheduler(maintenanceJobs.compactReports, {
+    id: 'compact-reports',
+    every: config.REPORTS_COMPACT_INTERVAL_MS,
+    payload: { maxSkus: config.REPORTS_COMPACT_MAX_SKUS },
   }),
   defineScheduler(maintenanceJobs.pruneEvents, {
     id: 'prune-events',

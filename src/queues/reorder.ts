@@ -4,7 +4,7 @@ import type { PurchaseOrder } from '../domain/purchase-orders.js';
 import type { CheckResult } from '../domain/reorder-planner.js';
 import type { ReorderRule } from '../domain/reorder-rules.js';
 import { backoffTypes } from './backoff.js';
-import { locationCodeSchema, quantitySchema } from './inventory.js';
+import { locationCodeSchema, quantitySchema, unitCostSchema } from './inventory.js';
 import { defineJob, defineScheduler, type Scheduler } from './job.js';
 import { skuSchema } from './products.js';
 
@@ -55,7 +55,14 @@ const purchaseOrderId = z.uuid();
 export const receivePayload = z.object({
   purchaseOrderId,
   lines: z
-    .array(z.object({ sku: skuSchema, quantity: quantitySchema }))
+    .array(
+      z.object({
+        sku: skuSchema,
+        quantity: quantitySchema,
+        /** The cost the units arrived at (minor units), kept on the line; left out: the line's. Optional: older jobs carry none. */
+        unitCost: unitCostSchema.optional(),
+      }),
+    )
     .min(1, 'needs at least 1 line')
     .max(500, 'at most 500 lines')
     .superRefine((lines, ctx) => {

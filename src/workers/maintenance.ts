@@ -2,6 +2,7 @@ import { pruneAppliedJobs } from '../db/applied-jobs.js';
 import { pruneEvents } from '../events/event-log.js';
 import { runAlertEvaluation } from '../ops/alerts.js';
 import { appliedJobsRetentionSeconds, refuseInsideRetention } from '../queues/maintenance.js';
+import { compactRollups } from '../reports/rollups.js';
 import { sweepDeliveries } from '../webhooks/delivery-sweep.js';
 import { relayOutbox } from '../webhooks/relay.js';
 import type { QueueHandlers } from './processor.js';
@@ -25,4 +26,5 @@ export const maintenanceHandlers = {
   },
   'maintenance.warm-cache': ({ deps }, payload) => deps.cache.warm(payload.top),
   'maintenance.evaluate-alerts': ({ deps }) => runAlertEvaluation(deps),
+  'maintenance.compact-reports': ({ deps }, payload) => compactRollups(deps.db, payload),
 } satisfies QueueHandlers<'maintenance'>;

@@ -20,6 +20,7 @@ import {
   type ResultOf,
 } from '../queues/job.js';
 import type { Queues } from '../queues/queues.js';
+import { createJobRunLog } from '../reports/job-runs.js';
 import type { SecretBox } from '../secrets.js';
 
 export interface WorkerDeps {
@@ -79,6 +80,7 @@ export function createProcessor<Q extends QueueName>(
   handlers: QueueHandlers<Q>,
 ): Processor<JobData> {
   const byName = handlers as unknown as Record<string, Handler<AnyJob>>;
+  const runs = createJobRunLog(deps.db, deps.log);
   return async (job) => {
     const meta: JobMeta = job.data.meta ?? { actor: 'unknown' };
     const log = deps.log.child({
@@ -90,10 +92,24 @@ export function createProcessor<Q extends QueueName>(
     });
     const started = performance.now();
     const labels = { queue, job: job.name };
+    let waitMs: number | null = null;
     if (job.attemptsMade === 0 && job.processedOn) {
       const dueAt = job.timestamp + (job.delay ?? 0);
-      deps.metrics.jobWait.observe(labels, Math.max(0, job.processedOn - dueAt) / 1000);
+      waitMs = Math.max(0, job.processedOn - dueAt);
+      deps.metrics.jobWait.observe(labels, waitMs / 1000);
     }
+    const recordRun = (outcome: 'completed' | 'failed' | 'retried', errorCode: string | null = null) =>
+      runs.record({
+        queue,
+        name: job.name,
+        jobId: job.id ?? null,
+        attempt: job.attemptsMade + 1,
+        outcome,
+        errorCode,
+        waitMs,
+        runMs: Math.round(performance.now() - started),
+        finishedAt: new Date(),
+      });
     try {
       const definition = findJob(job.name);
       const handler = byName[job.name];
@@ -112,6 +128,7 @@ export function createProcessor<Q extends QueueName>(
       if (changes) await deps.cache.invalidate(changes);
       deps.metrics.jobDuration.observe(labels, (performance.now() - started) / 1000);
       deps.metrics.jobsCompleted.inc(labels);
+      recordRun('completed');
       // Scheduled runs (relay, expiry, pruning) come every few hundred ms: keep them out of info logs.
       const level = job.repeatJobKey ? 'debug' : 'info';
       log[level]({ ms: Math.round(performance.now() - started) }, 'job completed');
@@ -120,7 +137,8 @@ export function createProcessor<Q extends QueueName>(
       // DelayedError is no failure: the handler moved its job to a later time (a rate limit).
       if (error instanceof DelayedError) throw error;
       deps.metrics.jobDuration.observe(labels, (performance.now() - started) / 1000);
-      await countFailure(deps, job, queue, error);
+      const final = await countFailure(deps, job, queue, error);
+      recordRun(final ? 'failed' : 'retried', error instanceof DomainError ? error.code : null);
       if (error instanceof DomainError) {
         await job.updateData({
           ...job.data,
@@ -138,21 +156,25 @@ export function createProcessor<Q extends QueueName>(
   };
 }
 
-/** Metrics of a failed attempt; a failure for good also counts toward the job_failures alert. */
+/**
+ * Metrics of a failed attempt; a failure for good also counts toward the job_failures alert.
+ * Returns whether the failure is for good.
+ */
 async function countFailure(
   deps: WorkerDeps,
   job: Job<JobData>,
   queue: QueueName,
   error: unknown,
-): Promise<void> {
+): Promise<boolean> {
   const final = error instanceof DomainError || error instanceof UnrecoverableError || isLastAttempt(job);
   const labels = { queue, job: job.name, code: error instanceof DomainError ? error.code : 'error' };
   if (!final) {
     deps.metrics.jobRetries.inc(labels);
-    return;
+    return false;
   }
   deps.metrics.jobsFailed.inc(labels);
   // Counted before the job is failed, so whoever sees it failed sees it counted. Best effort:
   // a lost count (Redis away) only makes the alert a little late.
   await recordFailure(deps.redis, deps.config.QUEUE_PREFIX, queue).catch(() => undefined);
+  return true;
 }

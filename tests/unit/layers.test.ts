@@ -135,6 +135,14 @@ const apiWrites: Record<string, { names: string[]; why: string }> = {
   },
   'src/db/api-keys.ts': { names: ['touchApiKey'], why: 'last use of a key, for operators' },
   'src/domain/ledger.ts': { names: ['movementKinds'], why: 'a constant list, no write' },
+  'src/reports/answer.ts': {
+    names: ['reportPage', 'reportExport'],
+    why: 'a read-only repeatable-read transaction, so a report reads rollups and pending rows once; no write',
+  },
+  'src/reports/ops-page.ts': {
+    names: ['opsPage'],
+    why: 'the same read-only snapshot, for the operators’ page',
+  },
 };
 /**
  * The SQL the API may run itself, beside the calls above: the one transaction those writes share

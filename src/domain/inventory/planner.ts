@@ -20,6 +20,8 @@ export interface AdjustLine {
   reference?: string;
   note?: string;
   expectedOnHand?: number;
+  /** What one unit received cost (minor units; reports value stock by moving average). */
+  unitCost?: number;
 }
 
 /** The figures of a level the rules read and change (a locked row, or a running copy of it). */
@@ -126,6 +128,7 @@ export function planAdjust(
     reason: line.reason,
     reference: line.reference,
     note: line.note,
+    unitCost: line.unitCost,
   }));
   return { movements, after };
 }

@@ -1,0 +1,52 @@
+import type { Knex } from 'knex';
+import type { Logger } from '../log.js';
+
+/** One finished job attempt, as the `jobs` report reads it. */
+export interface JobRun {
+  queue: string;
+  name: string;
+  jobId: string | null;
+  attempt: number;
+  /** `retried`: a failed attempt that will be tried again; `failed`: a failure for good. */
+  outcome: 'completed' | 'failed' | 'retried';
+  errorCode: string | null;
+  waitMs: number | null;
+  runMs: number;
+  finishedAt: Date;
+}
+
+/**
+ * Records finished attempts in `job_runs`, the platform's own record for the `jobs` report (BullMQ
+ * keeps finished jobs only for a while and by count, not by window). Attempts finishing in the same
+ * tick share one insert, made after the job's own transaction and never holding the job up; a
+ * failed insert is logged and its rows lost, which costs the report a few attempts, not the job.
+ */
+export function createJobRunLog(db: Knex, log: Logger) {
+  let buffered: JobRun[] = [];
+  const flush = () => {
+    const runs = buffered;
+    buffered = [];
+    db.raw(
+      `insert into job_runs (queue, name, job_id, attempt, outcome, error_code, wait_ms, run_ms, finished_at)
+       select * from unnest(?::text[], ?::text[], ?::text[], ?::int[], ?::text[], ?::text[], ?::int[], ?::int[],
+                            ?::timestamptz[])`,
+      [
+        runs.map((r) => r.queue),
+        runs.map((r) => r.name),
+        runs.map((r) => r.jobId),
+        runs.map((r) => r.attempt),
+        runs.map((r) => r.outcome),
+        runs.map((r) => r.errorCode),
+        runs.map((r) => r.waitMs),
+        runs.map((r) => r.runMs),
+        runs.map((r) => r.finishedAt),
+      ] as Knex.RawBinding[],
+    ).catch((err: unknown) => log.warn({ err, runs: runs.length }, 'could not record job runs'));
+  };
+  return {
+    record(run: JobRun): void {
+      buffered.push(run);
+      if (buffered.length === 1) setImmediate(flush);
+    },
+  };
+}

@@ -1,0 +1,285 @@
+import type { Knex } from 'knex';
+import { z } from 'zod';
+import { instantSchema, reportCursor } from '../fields.js';
+import { dayOf, foldMovements, pendingMovements, type SkuFilter, skuCondition } from './ledger-replay.js';
+import { filterParams } from './params.js';
+import { defineReport, inMemoryRows, type KeyPart } from './report.js';
+import { type AgeBucket, ageBucketSums, ageBuckets, fifoAgeing } from './rules.js';
+import { currentValuationPage, type LevelValue, valuationTotals, valueLevels } from './stock-valuation.js';
+import { currentCost, levelKey, shownCost, shownMoney } from './valuation.js';
+
+const textKey = z.string().max(200);
+const levelCursor = (report: string) => reportCursor(report, z.tuple([textKey, textKey]));
+const filterOf = (sku: SkuFilter | undefined): SkuFilter => sku ?? {};
+
+const valuationQuery = z.object({
+  ...filterParams,
+  at: instantSchema.optional().describe('value the stock as of this instant (default: now)'),
+});
+
+const shownLevel = (l: LevelValue) => ({
+  sku: l.sku,
+  location: l.location,
+  currency: l.currency,
+  units: l.units,
+  averageCost: l.units === 0 ? null : shownCost(l.value / l.units),
+  value: shownMoney(l.value),
+});
+type ShownLevel = ReturnType<typeof shownLevel>;
+
+export const stockValuation = defineReport({
+  name: 'stock-valuation',
+  summary: 'Units, moving average cost and value per sku × location, with totals per location and currency',
+  formula:
+    'Moving weighted average per sku × location over the ledger in time order: units in at cost c make the average (value + units × c) / (units before + units in); units out leave at the average; value = units × average.',
+  edgeRules: [
+    'a movement in without a cost (return, found, count, receipt without unitCost) comes in at the current average',
+    'a transfer moves cost: units arrive at the average they left the other location at',
+    'units going below zero are valued at the last known cost and settled at the cost of the next units in',
+    'zero units is zero value; money is rounded to whole minor units only when shown, averages to 6 decimals',
+    'totals add unrounded values, then round',
+    '?at= values the stock as of that instant: movements with created_at at or before it',
+  ],
+  query: valuationQuery,
+  cursor: levelCursor('stock-valuation'),
+  key: (row: ShownLevel) => [row.sku, row.location],
+  columns: [
+    { name: 'sku', value: (r: ShownLevel) => r.sku, text: true },
+    { name: 'location', value: (r) => r.location, text: true },
+    { name: 'currency', value: (r) => r.currency, text: true },
+    { name: 'units', value: (r) => r.units },
+    { name: 'average_cost', value: (r) => r.averageCost },
+    { name: 'value', value: (r) => r.value },
+  ],
+  async run(db, query, page) {
+    if (!query.at && page.limit !== undefined) {
+      // A page of the current valuation: no need to read every level.
+      const { levels, totals } = await currentValuationPage(
+        db,
+        { filter: filterOf(query.sku), location: query.location },
+        { after: page.after as [string, string] | undefined, limit: page.limit },
+      );
+      return {
+        rows: inMemoryRows(levels, (r) => [r.sku, r.location], undefined, { sorted: true, show: shownLevel }),
+        summary: { totals: totals.map((t) => ({ ...t, value: shownMoney(t.value) })) },
+      };
+    }
+    const levels = await valueLevels(db, {
+      at: query.at ? new Date(query.at) : undefined,
+      filter: filterOf(query.sku),
+      location: query.location,
+    });
+    return {
+      rows: inMemoryRows(levels, (r) => [r.sku, r.location], page.after, { sorted: true, show: shownLevel }),
+      summary: { totals: valuationTotals(levels).map((t) => ({ ...t, value: shownMoney(t.value) })) },
+    };
+  },
+});
+
+interface LowStockRow {
+  sku: string;
+  location: string;
+  onHand: number;
+  reserved: number;
+  safetyStock: number;
+  available: number;
+  threshold: number;
+  state: string;
+  incoming: number;
+  purchaseOrder: number | null;
+  purchaseOrderStatus: string | null;
+  expectedDate: string | null;
+  dailySales: number;
+  daysOfCover: number | null;
+}
+
+/** Days of sales the sales rate of low-stock and sell-through looks back over. */
+const salesRateDays = 28;
+
+export const lowStock = defineReport({
+  name: 'low-stock',
+  summary: 'Every sku × location at or below its reorder point or safety stock',
+  formula:
+    'available = max(0, on_hand − reserved − safety_stock); listed when available ≤ threshold (the reorder rule’s point, else the safety stock: the stock-state rule of the low_stock events). Days of cover = available ÷ units sold per day over the last 28 days.',
+  edgeRules: [
+    'no sales in the last 28 days: daysOfCover is null, not infinity',
+    'the open purchase order is the newest one with units still outstanding for the level',
+  ],
+  query: z.object(filterParams),
+  cursor: levelCursor('low-stock'),
+  key: (row: LowStockRow) => [row.sku, row.location],
+  columns: [
+    { name: 'sku', value: (r: LowStockRow) => r.sku, text: true },
+    { name: 'location', value: (r) => r.location, text: true },
+    { name: 'state', value: (r) => r.state, text: true },
+    { name: 'on_hand', value: (r) => r.onHand },
+    { name: 'reserved', value: (r) => r.reserved },
+    { name: 'safety_stock', value: (r) => r.safetyStock },
+    { name: 'available', value: (r) => r.available },
+    { name: 'threshold', value: (r) => r.threshold },
+    { name: 'incoming', value: (r) => r.incoming },
+    { name: 'purchase_order', value: (r) => r.purchaseOrder },
+    { name: 'purchase_order_status', value: (r) => r.purchaseOrderStatus, text: true },
+    { name: 'expected_date', value: (r) => r.expectedDate, text: true },
+    { name: 'daily_sales', value: (r) => r.dailySales },
+    { name: 'days_of_cover', value: (r) => r.daysOfCover },
+  ],
+  async run(db, query, page) {
+    const rows = await lowStockRows(db, filterOf(query.sku), query.location, page);
+    return { rows: inMemoryRows(rows, (r) => [r.sku, r.location], undefined) };
+  },
+});
+
+/** Low levels in (sku, location) order, after `after`, at most `limit` (all without). */
+export async function lowStockRows(
+  db: Knex,
+  filter: SkuFilter,
+  location: string | undefined,
+  page: { after?: KeyPart[]; limit?: number } = {},
+): Promise<LowStockRow[]> {
+  const after = page.after ?? ['', ''];
+  const [where, bindings] = skuCondition(filter, 'l.sku');
+  const since = new Date(Date.now() - salesRateDays * 86_400_000);
+  const { rows } = await db.raw<{
+    rows: (Omit<LowStockRow, 'dailySales' | 'daysOfCover'> & { sold: number })[];
+  }>(
+    `with low as (
+       select * from (
+         select l.sku, l.location, l.on_hand, l.reserved, l.safety_stock, l.incoming,
+                greatest(0, l.on_hand - l.reserved - l.safety_stock) as available,
+                stockflow_stock_threshold(l.reorder_point, l.safety_stock) as threshold
+         from inventory_levels l
+         where ${where} and (?::text is null or l.location = ?)
+       ) t where available <= threshold and (sku collate "C", location collate "C") > (?, ?)
+       order by sku collate "C", location collate "C" ${page.limit !== undefined ? `limit ${Number(page.limit)}` : ''}
+     ), sold as (
+       select sku, location, sum(units)::bigint as units from (
+         select d.sku, d.location, d.units_out as units from stock_daily d join low using (sku, location)
+         where d.day >= ?::date and d.kind in ('sale', 'commit')
+         union all
+         select p.sku, p.location, -p.delta from stock_rollup_pending p join low using (sku, location)
+         where p.created_at >= ? and p.kind in ('sale', 'commit')
+       ) s group by sku, location
+     )
+     select low.sku, low.location, low.on_hand as "onHand", low.reserved, low.safety_stock as "safetyStock",
+            low.available, low.threshold, stockflow_stock_state(low.available, low.threshold) as state,
+            low.incoming, po.number as "purchaseOrder", po.status as "purchaseOrderStatus",
+            po.expected_date::text as "expectedDate", coalesce(sold.units, 0) as sold
+     from low
+     left join sold using (sku, location)
+     left join lateral (
+       select o.number, o.status, o.expected_date from purchase_order_lines pl
+       join purchase_orders o on o.id = pl.purchase_order_id
+       where pl.sku = low.sku and pl.location = low.location and pl.outstanding > 0
+       order by o.created_at desc limit 1
+     ) po on true`,
+    [...bindings, location ?? null, location ?? null, after[0]!, after[1]!, dayOf(since), since],
+  );
+  return rows.map(({ sold, ...r }) => {
+    const dailySales = Number(sold) / salesRateDays;
+    return { ...r, dailySales, daysOfCover: dailySales > 0 ? r.available / dailySales : null };
+  });
+}
+
+interface AgeingRow {
+  sku: string;
+  location: string;
+  currency: string;
+  onHand: number;
+  units: Record<AgeBucket, number>;
+  value: Record<AgeBucket, number>;
+}
+
+export const ageing = defineReport({
+  name: 'ageing',
+  summary: 'Units and value on hand per age bucket (0–30, 31–60, 61–90, over 90 days), first in first out',
+  formula:
+    'Units leave first in first out, so what is on hand is the newest inflows (receipts, returns, transfers in, positive counts and adjustments): walked newest first until they cover on_hand; age = days since the inflow. Value = units × the level’s moving average cost.',
+  edgeRules: [
+    'units older than the last 90 days of inflows, or older than the ledger, are in 90+',
+    'a level with nothing on hand is left out',
+  ],
+  query: z.object(filterParams),
+  cursor: levelCursor('ageing'),
+  key: (row: AgeingRow) => [row.sku, row.location],
+  columns: [
+    { name: 'sku', value: (r: AgeingRow) => r.sku, text: true },
+    { name: 'location', value: (r) => r.location, text: true },
+    { name: 'currency', value: (r) => r.currency, text: true },
+    { name: 'on_hand', value: (r) => r.onHand },
+    ...ageBuckets.flatMap((b) => [
+      { name: `units_${b}`, value: (r: AgeingRow) => r.units[b] },
+      { name: `value_${b}`, value: (r: AgeingRow) => r.value[b] },
+    ]),
+  ],
+  async run(db, query, page) {
+    const rows = await ageingRows(db, filterOf(query.sku), query.location);
+    const totals = new Map<
+      string,
+      { currency: string; units: Record<string, number>; value: Record<string, number> }
+    >();
+    for (const r of rows) {
+      const t = totals.get(r.currency) ?? { currency: r.currency, units: {}, value: {} };
+      for (const b of ageBuckets) {
+        t.units[b] = (t.units[b] ?? 0) + r.units[b];
+        t.value[b] = (t.value[b] ?? 0) + r.value[b];
+      }
+      totals.set(r.currency, t);
+    }
+    return {
+      rows: inMemoryRows(rows, (r) => [r.sku, r.location], page.after, { sorted: true }),
+      summary: { totals: [...totals.values()] },
+    };
+  },
+});
+
+async function ageingRows(db: Knex, filter: SkuFilter, location?: string): Promise<AgeingRow[]> {
+  const today = dayOf(new Date());
+  const [where, bindings] = skuCondition(filter, 'l.sku');
+  // Inflows of the last 90 days per level and age bucket (one pass, no sort), with the level's
+  // folded average cost; the levels moved since the last compaction get theirs from the fold below.
+  const age = `(date '${today}' - day)`;
+  const { rows } = await db.raw<{
+    rows: ({
+      sku: string;
+      location: string;
+      currency: string;
+      on_hand: number;
+      average: number | null;
+    } & Partial<Record<AgeBucket, number | null>>)[];
+  }>(
+    `with inflow as (
+       select sku, location, ${ageBucketSums(age, 'units')} from (
+         select sku, location, day, units_in as units from stock_daily
+         where day >= date '${today}' - 90 and units_in > 0 and kind not in ('reserve', 'release')
+         union all
+         select sku, location, (created_at at time zone 'UTC')::date, delta from stock_rollup_pending
+         where delta > 0 and kind not in ('reserve', 'release')
+       ) i group by 1, 2
+     )
+     select l.sku, l.location, p.price_currency as currency, l.on_hand,
+            case when s.units > 0 then s.value / s.units else s.last_cost end as average,
+            i."0-30", i."31-60", i."61-90"
+     from inventory_levels l join products p on p.sku = l.sku
+     left join stock_value_state s on s.sku = l.sku and s.location = l.location
+     left join inflow i on i.sku = l.sku and i.location = l.location
+     where l.on_hand > 0 and ${where} and (?::text is null or l.location = ?)
+     order by l.sku collate "C", l.location collate "C"`,
+    [...bindings, location ?? null, location ?? null],
+  );
+  const fold = await foldMovements(db, await pendingMovements(db, filter));
+  return rows.map((r) => {
+    const folded = fold.states.get(levelKey(r.sku, r.location));
+    const average = folded ? currentCost(folded) : (r.average ?? 0);
+    const units = fifoAgeing(r.on_hand, {
+      '0-30': r['0-30'] ?? 0,
+      '31-60': r['31-60'] ?? 0,
+      '61-90': r['61-90'] ?? 0,
+    });
+    const value = Object.fromEntries(ageBuckets.map((b) => [b, shownMoney(units[b] * average)])) as Record<
+      AgeBucket,
+      number
+    >;
+    return { sku: r.sku, location: r.location, currency: r.currency, onHand: r.on_hand, units, value };
+  });
+}
