@@ -160,6 +160,16 @@ describe('reads without a position', () => {
       expect(fresh.headers.get('x-stockflow-replica-lag-ms')).toBeNull();
       expect(idsOf(fresh)).toContain(after.movementId);
 
+      // A report reads one snapshot of the replica: its newest ledger row is the one before.
+      const report = await call('GET', '/api/pms/reports/movements?sku=RR-1');
+      const ownReport = await call('GET', '/api/pms/reports/movements?sku=RR-1', {
+        headers: { 'x-stockflow-lsn': after.lsn },
+      });
+      expect(report.headers.get('x-stockflow-read-from')).toBe('replica');
+      expect(report.body.asOf.movementId).toBe(before.movementId);
+      expect(ownReport.headers.get('x-stockflow-read-from')).toBe('primary');
+      expect(ownReport.body.asOf.movementId).toBe(after.movementId);
+
       // The feed pages up to a horizon the replica holds whole: an older head, without the new event.
       const feed = await call('GET', '/api/pms/events?limit=1000');
       const ownFeed = await call('GET', '/api/pms/events?limit=1000', {

@@ -5,6 +5,7 @@ import { opsAssets } from '../../reports/ops-assets.js';
 import { opsPage } from '../../reports/ops-page.js';
 import type { ApiDeps } from '../deps.js';
 import { problem, sendProblem } from '../problems.js';
+import { readMayLag } from '../replica-reads.js';
 
 /**
  * Nothing but this origin's own files, no inline script or style (the chart data travels as a
@@ -31,8 +32,8 @@ export function registerOpsPage(root: FastifyInstance, deps: ApiDeps): void {
   app.get(
     '/ops',
     { config: { scope: 'admin' }, schema: { tags: ['operations'], summary } },
-    async (_request, reply) => {
-      const html = await opsPage(deps.db);
+    async (request, reply) => {
+      const html = await readMayLag(deps, request, reply, (db) => opsPage(db));
       return reply
         .headers(secured)
         .header('Cache-Control', 'no-store')

@@ -7,6 +7,7 @@ import { csvStream } from '../../reports/csv.js';
 import { limitParam } from '../../reports/params.js';
 import type { KeyPart, ReportDefinition } from '../../reports/report.js';
 import type { ApiDeps } from '../deps.js';
+import { lsnHeaders, lsnQuery, readMayLag } from '../replica-reads.js';
 
 const wantsCsv = (accept: string | undefined) => /\btext\/csv\b/i.test(accept ?? '');
 
@@ -66,7 +67,7 @@ export function registerReportRoutes(root: FastifyInstance, deps: ApiDeps): void
 
   for (const report of reports) {
     const querystring = report.query
-      .extend({ cursor: report.cursor.schema.optional(), limit: limitParam })
+      .extend({ cursor: report.cursor.schema.optional(), limit: limitParam, ...lsnQuery })
       .superRefine((q, ctx) => report.check?.(q, ctx));
     app.get(
       `/api/pms/reports/${report.name}`,
@@ -77,16 +78,18 @@ export function registerReportRoutes(root: FastifyInstance, deps: ApiDeps): void
           summary: `${report.summary} (JSON, or CSV with Accept: text/csv)`,
           description: `${report.formula}\n\n${report.edgeRules.map((r) => `- ${r}`).join('\n')}`,
           querystring,
+          headers: lsnHeaders,
         },
       },
-      (request, reply) =>
-        answer(
-          deps.db,
-          report,
-          request.query as Record<string, unknown> & { cursor?: KeyPart[]; limit: number },
-          reply,
-          wantsCsv(request.headers.accept),
-        ),
+      (request, reply) => {
+        const { lsn: _, ...query } = request.query as Record<string, unknown> & {
+          cursor?: KeyPart[];
+          limit: number;
+        };
+        return readMayLag(deps, request, reply, (db) =>
+          answer(db, report, query, reply, wantsCsv(request.headers.accept)),
+        );
+      },
     );
   }
 }
