@@ -2,7 +2,7 @@ import { Queue } from 'bullmq';
 import Fastify from 'fastify';
 import { Redis } from 'ioredis';
 import { parseConfig } from '../../src/config.js';
-import { createProductPayload } from '../../src/queues/products.js';
+import { createProductPayload } from '../../src/schemas/products.js';
 
 /**
  * The intake benchmark's baselines, as a separate process like the real web process:

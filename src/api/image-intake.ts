@@ -2,10 +2,10 @@ import { createHash } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { HttpProblem } from '../errors/http-problem.js';
-import { httpUrlSchema } from '../fields.js';
 import { declaredImageFormat, sniffImageFormat, sniffLength } from '../images/sniff.js';
 import { refuseUrl } from '../outbound/address-guard.js';
-import { imageFieldsSchema } from '../queues/images.js';
+import { httpUrlSchema } from '../schemas/fields.js';
+import { imageFieldsSchema } from '../schemas/images.js';
 import { isUnstorableString, unstorableProblem } from './json-body.js';
 
 /** What a POST of image bytes carries, after intake checks (the bytes are staged). */

@@ -8,8 +8,9 @@ import type { Knex } from 'knex';
 import type { Config } from '../config.js';
 import { createRedis } from '../connections.js';
 import { atLocation, getStockStatus, type StockStatus } from '../domain/levels.js';
-import { getProduct, listProducts, type Product, type ProductPage } from '../domain/products.js';
+import { getProduct, listProducts, type ProductPage } from '../domain/products.js';
 import type { Logger } from '../log.js';
+import type { Product } from '../schemas/products.js';
 import { createReadCounts } from './read-counts.js';
 import { createStamps, isCurrent, type Stamp } from './stamps.js';
 

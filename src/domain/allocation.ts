@@ -1,3 +1,4 @@
+import type { AllocationRule } from '../schemas/reservations.js';
 /**
  * Where each reservation line is served from. Pure: the caller locks the candidate levels and
  * passes their availability in.
@@ -12,8 +13,6 @@
  * Lines of the same sku are summed before anything is checked, so a bundle that names a sku
  * twice cannot pass on stock that covers only one of its lines.
  */
-
-export type AllocationRule = 'explicit' | 'single_location' | 'fewest_locations' | 'split';
 
 export interface RequestLine {
   index: number;

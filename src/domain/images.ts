@@ -3,55 +3,10 @@ import { deleteStagedUpload } from '../db/image-uploads.js';
 import { DomainError } from '../errors/domain-error.js';
 import { appendEvent } from '../events/outbox.js';
 import type { StorageDriver, StoredRendition } from '../images/urls.js';
-
-export type ImageRole = 'main' | 'gallery';
+import type { DeletedImage, Image, ImageRole, ImageVariant, ImageVersion } from '../schemas/images.js';
 
 /** Builds a rendition's public URL under the current settings (see src/images/urls.ts). */
 export type UrlBuilder = (driver: StorageDriver, rendition: StoredRendition) => string;
-
-export interface ImageVariant {
-  width: number;
-  height: number;
-  /** Per format (webp, jpeg, avif when enabled): its URL. */
-  urls: Record<string, string>;
-  bytes: Record<string, number>;
-}
-
-export interface ImageVersion {
-  version: number;
-  current: boolean;
-  sha256: string;
-  source: string;
-  format: string;
-  width: number;
-  height: number;
-  bytes: number;
-  hasAlpha: boolean;
-  orientation: number | null;
-  dominantColor: string;
-  placeholder: { thumbhash: string; preview: string };
-  storage: StorageDriver;
-  variants: Record<string, ImageVariant>;
-  createdAt: string;
-}
-
-export interface Image {
-  id: string;
-  sku: string;
-  role: ImageRole;
-  position: number;
-  alt: string | null;
-  currentVersion: number;
-  createdAt: string;
-  updatedAt: string;
-  current: ImageVersion;
-}
-
-export interface DeletedImage {
-  id: string;
-  sku: string;
-  deletedAt: string;
-}
 
 interface ImageRow {
   id: string;

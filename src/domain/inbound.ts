@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import { appendEvent } from '../events/outbox.js';
-import type { InboundEvent } from '../queues/inbound.js';
+import type { InboundEvent } from '../schemas/inbound.js';
 import { cancelOrder, createOrder } from './orders.js';
 import { archiveProduct, createProduct, publishProduct, updateProduct } from './products.js';
 import { adjustStock, countStock } from './stock.js';

@@ -1,38 +1,6 @@
 import type { Knex } from 'knex';
-import { cursors } from '../fields.js';
-
-export const movementKinds = [
-  'receipt',
-  'adjustment',
-  'sale',
-  'return',
-  'transfer_out',
-  'transfer_in',
-  'reserve',
-  'release',
-  'commit',
-  'count',
-] as const;
-export type MovementKind = (typeof movementKinds)[number];
-
-/** One row of the append-only stock ledger. */
-export interface Movement {
-  id: number;
-  kind: MovementKind;
-  sku: string;
-  location: string;
-  delta: number;
-  onHandAfter: number;
-  reservedAfter: number;
-  reason: string | null;
-  reference: string | null;
-  note: string | null;
-  reservationId: string | null;
-  actor: string | null;
-  /** Correlation id: the job that wrote the movement. */
-  jobId: string | null;
-  createdAt: string;
-}
+import { cursors } from '../schemas/fields.js';
+import type { Movement, MovementKind } from '../schemas/inventory.js';
 
 export interface NewMovement {
   kind: MovementKind;

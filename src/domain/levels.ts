@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import type { Level } from '../schemas/inventory.js';
 
 export interface LevelRow {
   sku: string;
@@ -9,19 +10,6 @@ export interface LevelRow {
   incoming: number;
   version: number;
   updated_at: Date;
-}
-
-/** A level as the API shows it. Available = on_hand − reserved − safety_stock, never below 0. */
-export interface Level {
-  sku: string;
-  location: string;
-  onHand: number;
-  reserved: number;
-  available: number;
-  safetyStock: number;
-  incoming: number;
-  version: number;
-  updatedAt: string;
 }
 
 export const availableOf = (row: Pick<LevelRow, 'on_hand' | 'reserved' | 'safety_stock'>) =>

@@ -3,17 +3,7 @@ import { isPgError, pgErrorCodes } from '../db/knex.js';
 import { DomainError } from '../errors/domain-error.js';
 import type { EventType } from '../events/catalogue.js';
 import { appendEvent } from '../events/outbox.js';
-
-/** A place that holds stock. Allocation tries active locations by priority (lower first), then code. */
-export interface Location {
-  code: string;
-  name: string;
-  priority: number;
-  active: boolean;
-  version: number;
-  createdAt: string;
-  updatedAt: string;
-}
+import type { Location, LocationFields } from '../schemas/locations.js';
 
 interface LocationRow {
   code: string;
@@ -34,12 +24,6 @@ const toLocation = (row: LocationRow): Location => ({
   createdAt: row.created_at.toISOString(),
   updatedAt: row.updated_at.toISOString(),
 });
-
-export interface LocationFields {
-  name: string;
-  priority: number;
-  active: boolean;
-}
 
 const locationEvent = (type: EventType, location: Location) => ({
   type,

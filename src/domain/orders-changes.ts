@@ -1,7 +1,8 @@
 import type { Knex } from 'knex';
 import { DomainError } from '../errors/domain-error.js';
 import type { EventType } from '../events/catalogue.js';
-import { type Movement, toMovement } from './ledger.js';
+import type { Movement } from '../schemas/inventory.js';
+import { toMovement } from './ledger.js';
 import { type LockedOrder, type Order, type OrderLineRow, type OrderRow, readOrders } from './orders-read.js';
 import { assertLanded, type OrderAction } from './orders-status.js';
 

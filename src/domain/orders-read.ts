@@ -1,9 +1,11 @@
 import type { Knex } from 'knex';
 import { DomainError } from '../errors/domain-error.js';
-import { cursors } from '../fields.js';
-import { type Movement, toMovement } from './ledger.js';
+import { cursors } from '../schemas/fields.js';
+import type { Movement } from '../schemas/inventory.js';
+import type { Reservation } from '../schemas/reservations.js';
+import { toMovement } from './ledger.js';
 import type { OrderAction, OrderStatus } from './orders-status.js';
-import { getReservation, type Reservation } from './reservations.js';
+import { getReservation } from './reservations.js';
 
 export interface OrderLine {
   /** Index of the line in the order as placed. */

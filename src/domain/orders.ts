@@ -2,6 +2,7 @@ import type { Knex } from 'knex';
 import { isPgError, pgErrorCodes } from '../db/knex.js';
 import { DomainError } from '../errors/domain-error.js';
 import { appendEvents } from '../events/outbox.js';
+import type { CreateOrderInput } from '../schemas/orders.js';
 import { createReservation } from './inventory/reserve.js';
 import {
   linesBySku,
@@ -19,14 +20,6 @@ import {
   extendReservation,
   releaseReservation,
 } from './reservations.js';
-
-export interface CreateOrderInput {
-  orderNumber: string;
-  currency: string;
-  lines: { sku: string; quantity: number; unitPrice: number }[];
-  shipTo?: { country: string; postalCode?: string };
-  holdSeconds: number;
-}
 
 /**
  * Creates the order and reserves every line in one reservation owned by the order (allocation

@@ -3,36 +3,9 @@ import { isPgError, pgErrorCodes } from '../db/knex.js';
 import { DomainError } from '../errors/domain-error.js';
 import type { EventType } from '../events/catalogue.js';
 import { appendEvent } from '../events/outbox.js';
-import { cursors } from '../fields.js';
+import { cursors } from '../schemas/fields.js';
+import type { Product, ProductFields, ProductStatus } from '../schemas/products.js';
 import { checkPublishRules } from './publish-rules.js';
-
-export type ProductStatus = 'draft' | 'published' | 'archived';
-
-/** Money in the currency's minor unit: `{ amount: 1999, currency: 'EUR' }` is 19.99 EUR. */
-export interface Money {
-  amount: number;
-  currency: string;
-}
-
-export interface Product {
-  sku: string;
-  name: string;
-  description: string | null;
-  price: Money;
-  status: ProductStatus;
-  attributes: Record<string, unknown>;
-  version: number;
-  createdAt: string;
-  updatedAt: string;
-  publishedAt: string | null;
-}
-
-export interface ProductFields {
-  name: string;
-  description?: string | null;
-  price: Money;
-  attributes?: Record<string, unknown>;
-}
 
 interface ProductRow {
   sku: string;

@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
+import type { Product } from '../schemas/products.js';
 import { hasMainImage } from './images.js';
-import type { Product } from './products.js';
 
 export interface RuleFailure {
   rule: string;

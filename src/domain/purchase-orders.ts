@@ -2,7 +2,8 @@ import type { Knex } from 'knex';
 import { DomainError } from '../errors/domain-error.js';
 import type { EventType } from '../events/catalogue.js';
 import { appendEvent } from '../events/outbox.js';
-import { cursors } from '../fields.js';
+import { cursors } from '../schemas/fields.js';
+import type { Resolution } from '../schemas/reorder.js';
 import { lockLevels } from './inventory/lock.js';
 import { insertMovements } from './ledger.js';
 import { explainQuantity, type QuantityTerms } from './reorder-point.js';
@@ -358,19 +359,6 @@ export async function acknowledgePurchaseOrder(
     ...input.event,
   });
 }
-
-/**
- * An operator's decision on an unresolved order, as `resolutionSchema` of src/queues/reorder.ts
- * gives it (declared here too: the domain takes no types from the queues that take its types).
- */
-export type Resolution =
-  | {
-      action: 'acknowledge';
-      reference?: string;
-      expectedDate?: string;
-      lines?: { sku: string; quantity: number }[];
-    }
-  | { action: 'resend' };
 
 /**
  * Resolves an unresolved order: `acknowledge` takes the terms the operator learnt from the

@@ -1,8 +1,8 @@
 import type { Knex } from 'knex';
 import { DomainError } from '../errors/domain-error.js';
 import { appendEvent } from '../events/outbox.js';
-import { cursors } from '../fields.js';
-import type { ReorderRuleInput } from '../queues/reorder.js';
+import { cursors } from '../schemas/fields.js';
+import type { ReorderRuleInput } from '../schemas/reorder.js';
 import { lockLevels } from './inventory/lock.js';
 import { assertKnown } from './inventory/planner.js';
 import { availableOf, type LevelKey, levelKey } from './levels.js';

@@ -2,40 +2,16 @@ import type { Knex } from 'knex';
 import { DomainError } from '../errors/domain-error.js';
 import type { EventType } from '../events/catalogue.js';
 import { appendEvent, appendEvents } from '../events/outbox.js';
-import type { Allocation, AllocationRule } from './allocation.js';
+import type { Movement } from '../schemas/inventory.js';
+import type {
+  AllocationRule,
+  Reservation,
+  ReservationOwner,
+  ReservationStatus,
+} from '../schemas/reservations.js';
+import type { Allocation } from './allocation.js';
 import { lockLevels } from './inventory/lock.js';
-import { insertMovements, type Movement } from './ledger.js';
-
-export type ReservationStatus = 'active' | 'committed' | 'released' | 'expired';
-/** What manages a reservation; one with an owner changes only through it (its order's routes). */
-export type ReservationOwner = 'order';
-
-export interface ReservationLine {
-  /** Index of the request line this allocation serves; a split line appears once per location. */
-  line: number;
-  sku: string;
-  location: string;
-  /** Allocated; what the line still holds is quantity − committed − released. */
-  quantity: number;
-  committed: number;
-  released: number;
-  /** The allocation rule that chose the location. */
-  rule: AllocationRule;
-}
-
-export interface Reservation {
-  id: string;
-  reference: string;
-  status: ReservationStatus;
-  /** Null: held until committed or released (a confirmed order). */
-  expiresAt: string | null;
-  owner: ReservationOwner | null;
-  createdAt: string;
-  updatedAt: string;
-  closedAt: string | null;
-  version: number;
-  lines: ReservationLine[];
-}
+import { insertMovements } from './ledger.js';
 
 interface ReservationRow {
   id: string;

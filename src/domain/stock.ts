@@ -2,11 +2,12 @@ import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
 import { DomainError } from '../errors/domain-error.js';
 import { appendEvent } from '../events/outbox.js';
+import type { Level, Movement } from '../schemas/inventory.js';
 import { lockLevels } from './inventory/lock.js';
 import { type AdjustLine, assertKnown, decide, levelFigures } from './inventory/planner.js';
 import { writeDecisions } from './inventory/writer.js';
-import { insertMovements, type Movement } from './ledger.js';
-import { type Level, type LevelKey, type LevelRow, levelKey, toLevel } from './levels.js';
+import { insertMovements } from './ledger.js';
+import { type LevelKey, type LevelRow, levelKey, toLevel } from './levels.js';
 
 /**
  * Applies every line or none (the rules: `planAdjust`, through `decide`). The group-commit batch decides an adjust

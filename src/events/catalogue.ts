@@ -1,15 +1,10 @@
 import { z } from 'zod';
-import {
-  deletedImageSchema,
-  imageSchema,
-  imageVersionSchema,
-  levelSchema,
-  locationSchema,
-  movementSchema,
-  productSchema,
-  reservationSchema,
-  webhookEndpointSchema,
-} from '../resources.js';
+import { deletedImageSchema, imageSchema, imageVersionSchema } from '../schemas/images.js';
+import { levelSchema, movementSchema } from '../schemas/inventory.js';
+import { locationSchema } from '../schemas/locations.js';
+import { productSchema } from '../schemas/products.js';
+import { reservationSchema } from '../schemas/reservations.js';
+import { webhookEndpointSchema } from '../schemas/webhooks.js';
 import { eventUrlSchema, type UrlPath, urlPathsOf } from './event-urls.js';
 
 /**

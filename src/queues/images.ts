@@ -1,19 +1,8 @@
 import { z } from 'zod';
-import type { DeletedImage, Image } from '../domain/images.js';
-import { httpUrlSchema } from '../fields.js';
+import { httpUrlSchema } from '../schemas/fields.js';
+import { type DeletedImage, type Image, imageFieldsSchema, sha256Schema } from '../schemas/images.js';
+import { skuSchema } from '../schemas/products.js';
 import { defineJob } from './job.js';
-import { skuSchema } from './products.js';
-
-export const imageRoleSchema = z.enum(['main', 'gallery']);
-
-/** What the PMS may set on an image alongside its bytes. */
-export const imageFieldsSchema = z.object({
-  alt: z.string().max(500).optional(),
-  position: z.coerce.number().int().min(0).max(10_000).optional(),
-  role: imageRoleSchema.optional(),
-});
-
-export const sha256Schema = z.string().regex(/^[0-9a-f]{64}$/, 'sha-256 in lowercase hex');
 
 // Compatibility: payloads only gain optional fields; a worker must accept jobs queued by the
 // previous release, so never make a field required or narrow a type without a migration note.
@@ -30,7 +19,7 @@ export const processImagePayload = z.object({
       declaredType: z.string().max(200).optional(),
     }),
     /** Downloaded by the worker through the SSRF guard. */
-    // Compatibility: the URL schema (src/fields.ts) now refuses surrounding spaces that the previous
+    // Compatibility: the URL schema (src/schemas/fields.ts) now refuses surrounding spaces that the previous
     // release accepted; a job queued with one fails invalid_payload instead of downloading.
     z.object({ kind: z.literal('url'), url: httpUrlSchema }),
   ]),

@@ -1,107 +1,19 @@
 import { z } from 'zod';
 import type { Config } from '../config.js';
-import type { Movement } from '../domain/ledger.js';
-import type { Level } from '../domain/levels.js';
-import type { Location } from '../domain/locations.js';
-import type { Reservation } from '../domain/reservations.js';
+import {
+  adjustPayload,
+  type Level,
+  type Movement,
+  noteSchema,
+  onHandSchema,
+  quantitySchema,
+  referenceSchema,
+  setPayload,
+} from '../schemas/inventory.js';
+import { type Location, locationCodeSchema, locationFields } from '../schemas/locations.js';
+import { skuSchema, versionSchema } from '../schemas/products.js';
+import { type Reservation, ttlSecondsSchema } from '../schemas/reservations.js';
 import { defineJob, defineScheduler, type Scheduler } from './job.js';
-import { skuSchema } from './products.js';
-
-export const locationCodeSchema = z
-  .string()
-  .regex(
-    /^[A-Za-z0-9._-]{1,64}$/,
-    'location must be a code of 1-64 letters, digits, dot, underscore or hyphen',
-  )
-  .refine((code) => code !== '.' && code !== '..', 'location must not be . or ..')
-  .meta({ example: 'default' });
-
-/** Stock quantities are whole units; a billion keeps every sum far inside bigint and a JS number. */
-const maxQuantity = 1_000_000_000;
-export const quantitySchema = z
-  .number()
-  .int('must be a whole number of units')
-  .min(1, 'must be at least 1')
-  .max(maxQuantity);
-const onHandSchema = z.number().int('must be a whole number of units').min(0).max(maxQuantity);
-const referenceSchema = z.string().min(1).max(500);
-/** A unit cost in minor units of the product's currency. */
-export const unitCostSchema = z.number().int('must be whole minor units').min(0).max(1_000_000_000_000);
-const noteSchema = z.string().max(2000);
-
-export const adjustReasons = [
-  'received',
-  'returned',
-  'damaged',
-  'lost',
-  'found',
-  'correction',
-  'other',
-] as const;
-export type AdjustReason = (typeof adjustReasons)[number];
-const increasingReasons = new Set<AdjustReason>(['received', 'returned', 'found']);
-const decreasingReasons = new Set<AdjustReason>(['damaged', 'lost']);
-
-export const adjustLineSchema = z
-  .object({
-    sku: skuSchema,
-    location: locationCodeSchema,
-    delta: z
-      .number()
-      .int('delta must be a whole number of units')
-      .min(-maxQuantity)
-      .max(maxQuantity)
-      .refine((d) => d !== 0, 'delta must not be zero'),
-    reason: z.enum(adjustReasons),
-    reference: referenceSchema.optional(),
-    note: noteSchema.optional(),
-    /** Compare-and-set: the job fails stale_quantity unless on_hand is exactly this before the line applies. */
-    expectedOnHand: onHandSchema.optional(),
-    /**
-     * What one unit received cost, in minor units of the product's currency (reports value stock by
-     * moving average, docs/reports.md). Added later: jobs queued before it carry none, which is valid.
-     */
-    unitCost: unitCostSchema.optional(),
-  })
-  .superRefine((line, ctx) => {
-    if (line.unitCost !== undefined && line.reason !== 'received') {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['unitCost'],
-        message: 'only a line with reason received carries a cost',
-      });
-    }
-    if (increasingReasons.has(line.reason) && line.delta < 0) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['delta'],
-        message: `must be positive for reason ${line.reason}`,
-      });
-    }
-    if (decreasingReasons.has(line.reason) && line.delta > 0) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['delta'],
-        message: `must be negative for reason ${line.reason}`,
-      });
-    }
-  });
-
-// Compatibility: payloads only gain optional fields; a worker must accept jobs queued by the
-// previous release, so never make a field required or narrow a type without a migration note.
-export const adjustPayload = z.object({
-  movements: z.array(adjustLineSchema).min(1, 'needs at least 1 line').max(1000, 'at most 1000 lines'),
-});
-
-export const setPayload = z.object({
-  sku: skuSchema,
-  location: locationCodeSchema,
-  onHand: onHandSchema,
-  expectedOnHand: onHandSchema.optional(),
-  reason: z.literal('count').default('count'),
-  reference: referenceSchema.optional(),
-  note: noteSchema.optional(),
-});
 
 export const transferPayload = z
   .object({
@@ -120,8 +32,6 @@ export const safetyStockPayload = z.object({
   safetyStock: onHandSchema,
 });
 
-export const ttlSecondsSchema = z.number().int('must be whole seconds').min(1).max(604_800);
-
 export const reservePayload = z.object({
   /** What the stock is held for, e.g. an order id or URI. */
   reference: referenceSchema,
@@ -136,18 +46,11 @@ export const reservationRefPayload = z.object({ reservationId: z.uuid() });
 export const extendPayload = z.object({ reservationId: z.uuid(), ttlSeconds: ttlSecondsSchema });
 export const expirePayload = z.object({ limit: z.number().int().min(1).max(10_000) });
 
-export const locationFields = {
-  name: z.string().trim().min(1).max(200),
-  /** Allocation order: lower first. */
-  priority: z.number().int().min(0).max(1_000_000).default(100),
-  /** An inactive location is skipped by allocation and gets no levels for new products. */
-  active: z.boolean().default(true),
-};
 export const createLocationPayload = z.object({ code: locationCodeSchema, ...locationFields });
 export const updateLocationPayload = z.object({
   code: locationCodeSchema,
   ...locationFields,
-  expectedVersion: z.number().int().min(1).optional(),
+  expectedVersion: versionSchema.optional(),
 });
 
 export const inventoryJobs = {

@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import { z } from 'zod';
-import { reportCursor } from '../fields.js';
+import { reportCursor } from '../schemas/fields.js';
 import { checkWindow, type Window, windowOf, windowParams } from './params.js';
 import { defineReport, inMemoryRows } from './report.js';
 

@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import { z } from 'zod';
-import { reportCursor } from '../fields.js';
+import { reportCursor } from '../schemas/fields.js';
 import { foldMovements, pendingMovements, type SkuFilter, skuCondition } from './ledger-replay.js';
 import {
   checkWindow,

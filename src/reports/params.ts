@@ -1,7 +1,7 @@
 import { z } from 'zod';
-import { instantSchema } from '../fields.js';
-import { locationCodeSchema } from '../queues/inventory.js';
-import { skuSchema } from '../queues/products.js';
+import { instantSchema } from '../schemas/fields.js';
+import { locationCodeSchema } from '../schemas/locations.js';
+import { skuSchema } from '../schemas/products.js';
 import type { SkuFilter } from './ledger-replay.js';
 
 /**

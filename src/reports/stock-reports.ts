@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import { z } from 'zod';
-import { instantSchema, reportCursor } from '../fields.js';
+import { instantSchema, reportCursor } from '../schemas/fields.js';
 import { dayOf, foldMovements, pendingMovements, type SkuFilter, skuCondition } from './ledger-replay.js';
 import { filterParams } from './params.js';
 import { defineReport, inMemoryRows, type KeyPart } from './report.js';

@@ -3,6 +3,7 @@ import type { Knex } from 'knex';
 import type { EventType } from '../events/catalogue.js';
 import { lastDrawnSeq } from '../events/horizon.js';
 import { appendEvent } from '../events/outbox.js';
+import type { WebhookEndpoint } from '../schemas/webhooks.js';
 import type { SecretBox } from '../secrets.js';
 import { generateSecret } from './signing.js';
 
@@ -11,25 +12,6 @@ import { generateSecret } from './signing.js';
  * endpoint's state is also an event (`webhook.endpoint_*`), so the PMS sees it in the feed.
  * Functions take the caller's transaction; the actor comes from its transaction-local settings.
  */
-export interface WebhookEndpoint {
-  id: string;
-  url: string;
-  description: string | null;
-  eventTypes: string[];
-  rateLimitPerSecond: number | null;
-  status: 'enabled' | 'disabled';
-  disabledReason: string | null;
-  disabledAt: string | null;
-  consecutiveFailures: number;
-  failingSince: string | null;
-  lastSuccessAt: string | null;
-  /** While set, the previous secret still signs alongside the current one. */
-  previousSecretExpiresAt: string | null;
-  version: number;
-  createdAt: string;
-  updatedAt: string;
-}
-
 export interface EndpointRow {
   id: string;
   url: string;

@@ -4,8 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Image, ImageVersion } from '../../src/domain/images.js';
 import type { ProcessedImage } from '../../src/queues/images.js';
+import type { Image, ImageVersion } from '../../src/schemas/images.js';
 import { createTestContext, json, type TestContext } from '../helpers/context.js';
 import {
   alphaPng,

@@ -2,8 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { allows } from '../../src/api/auth.js';
 import { statusForCode } from '../../src/api/problems.js';
 import { preferredWaitSeconds } from '../../src/api/submit-job.js';
-import { createProductPayload } from '../../src/queues/products.js';
 import { queueOfJobId } from '../../src/queues/queues.js';
+import { createProductPayload } from '../../src/schemas/products.js';
 
 describe('Prefer: wait', () => {
   it('reads wait=N among other preferences and clamps it to 1-30 s', () => {

@@ -10,7 +10,8 @@ import {
 } from '../../src/domain/orders-status.js';
 import { ConfigError } from '../../src/errors/config-error.js';
 import { DomainError } from '../../src/errors/domain-error.js';
-import { createOrderBody, returnBody } from '../../src/queues/orders.js';
+import { returnBody } from '../../src/queues/orders.js';
+import { createOrderBody } from '../../src/schemas/orders.js';
 import { generateSecret } from '../../src/webhooks/signing.js';
 
 describe('order transition table', () => {

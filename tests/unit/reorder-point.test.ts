@@ -8,7 +8,7 @@ import {
   orderQuantity,
 } from '../../src/domain/reorder-point.js';
 import { supplierRetryDelayMs } from '../../src/queues/backoff.js';
-import { reorderRulePayload } from '../../src/queues/reorder.js';
+import { reorderRulePayload } from '../../src/schemas/reorder.js';
 
 describe('normalQuantile (AS 241)', () => {
   // Reference values: R 4.x qnorm(p), an independent implementation.

@@ -17,8 +17,8 @@ import { getProduct } from '../../domain/products.js';
 import { HttpProblem } from '../../errors/http-problem.js';
 import { urlBuilder } from '../../images/urls.js';
 import { imageJobs } from '../../queues/images.js';
-import { skuSchema } from '../../queues/products.js';
-import { deletedImageSchema, imageSchema, imageVersionSchema } from '../../resources.js';
+import { deletedImageSchema, imageSchema, imageVersionSchema } from '../../schemas/images.js';
+import { skuSchema } from '../../schemas/products.js';
 import { assignScope, principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
 import {

@@ -5,17 +5,17 @@ import { z } from 'zod';
 import { findInboundDelivery } from '../../domain/inbound.js';
 import { type FieldError, HttpProblem } from '../../errors/http-problem.js';
 import { SignatureError } from '../../errors/signature-error.js';
-import { instantSchema } from '../../fields.js';
 import { dedupedJobId, enqueue } from '../../queues/enqueue.js';
+import { inboundJobs } from '../../queues/inbound.js';
+import { instantSchema } from '../../schemas/fields.js';
 import {
   type InboundEndpoint,
   type InboundEvent,
   type InboundType,
   inboundEndpoints,
-  inboundJobs,
   inboundTypes,
   typesOf,
-} from '../../queues/inbound.js';
+} from '../../schemas/inbound.js';
 import { verifySignature } from '../../webhooks/signing.js';
 import type { ApiDeps } from '../deps.js';
 import { parseJsonBody } from '../json-body.js';

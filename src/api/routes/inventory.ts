@@ -1,22 +1,27 @@
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { listMovements, movementKinds } from '../../domain/ledger.js';
+import { listMovements } from '../../domain/ledger.js';
 import { getStockAsOf } from '../../domain/levels.js';
 import { getReservation } from '../../domain/reservations.js';
-import { cursors, instantSchema } from '../../fields.js';
 import {
-  adjustPayload,
   inventoryJobs,
-  locationCodeSchema,
   reservePayload,
   safetyStockPayload,
-  setPayload,
   transferPayload,
-  ttlSecondsSchema,
 } from '../../queues/inventory.js';
-import { skuSchema } from '../../queues/products.js';
-import { levelFigures, levelSchema, movementSchema, reservationSchema } from '../../resources.js';
+import { cursors, instantSchema } from '../../schemas/fields.js';
+import {
+  adjustPayload,
+  levelFigures,
+  levelSchema,
+  movementKinds,
+  movementSchema,
+  setPayload,
+} from '../../schemas/inventory.js';
+import { locationCodeSchema } from '../../schemas/locations.js';
+import { skuSchema } from '../../schemas/products.js';
+import { reservationSchema, ttlSecondsSchema } from '../../schemas/reservations.js';
 import type { ApiDeps } from '../deps.js';
 import { problem, sendProblem } from '../problems.js';
 import { lsnHeaders, lsnQuery, readMayLag } from '../replica-reads.js';

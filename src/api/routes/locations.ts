@@ -2,13 +2,8 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { listLocations } from '../../domain/locations.js';
-import {
-  createLocationPayload,
-  inventoryJobs,
-  locationCodeSchema,
-  updateLocationPayload,
-} from '../../queues/inventory.js';
-import { locationSchema } from '../../resources.js';
+import { createLocationPayload, inventoryJobs, updateLocationPayload } from '../../queues/inventory.js';
+import { locationCodeSchema, locationSchema } from '../../schemas/locations.js';
 import type { ApiDeps } from '../deps.js';
 import { lsnHeaders, lsnQuery, readMayLag } from '../replica-reads.js';
 import { jobHandleSchema, submitJob } from '../submit-job.js';

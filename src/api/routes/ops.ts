@@ -3,8 +3,8 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { cacheNames } from '../../cache/read-cache.js';
 import { alertSchema } from '../../events/catalogue.js';
-import { cursors } from '../../fields.js';
 import { alertRules, listAlerts } from '../../ops/alerts.js';
+import { cursors } from '../../schemas/fields.js';
 import type { ApiDeps } from '../deps.js';
 
 const countsSchema = z.object({

@@ -3,15 +3,11 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { getOrder, listOrders } from '../../domain/orders-read.js';
 import { orderStatuses } from '../../domain/orders-status.js';
-import { cursors, instantSchema } from '../../fields.js';
-import {
-  createOrderBody,
-  fulfillBody,
-  orderJobs,
-  orderNumberSchema,
-  returnBody,
-} from '../../queues/orders.js';
-import { movementSchema, reservationSchema } from '../../resources.js';
+import { fulfillBody, orderJobs, returnBody } from '../../queues/orders.js';
+import { cursors, instantSchema } from '../../schemas/fields.js';
+import { movementSchema } from '../../schemas/inventory.js';
+import { createOrderBody, orderNumberSchema } from '../../schemas/orders.js';
+import { reservationSchema } from '../../schemas/reservations.js';
 import type { ApiDeps } from '../deps.js';
 import { problem, sendProblem } from '../problems.js';
 import { lsnHeaders, lsnQuery, readMayLag } from '../replica-reads.js';

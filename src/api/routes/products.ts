@@ -2,16 +2,9 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { HttpProblem } from '../../errors/http-problem.js';
-import { cursors } from '../../fields.js';
-import {
-  createProductPayload,
-  productJobs,
-  type productRefPayload,
-  skuSchema,
-  updateProductPayload,
-  versionSchema,
-} from '../../queues/products.js';
-import { productSchema } from '../../resources.js';
+import { productJobs, type productRefPayload, updateProductPayload } from '../../queues/products.js';
+import { cursors } from '../../schemas/fields.js';
+import { createProductPayload, productSchema, skuSchema, versionSchema } from '../../schemas/products.js';
 import type { ApiDeps } from '../deps.js';
 import { problem, sendProblem } from '../problems.js';
 import { jobHandleSchema, submitJob } from '../submit-job.js';

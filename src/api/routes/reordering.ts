@@ -3,16 +3,11 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { getPurchaseOrder, listPurchaseOrders, purchaseOrderStatuses } from '../../domain/purchase-orders.js';
 import { listRules } from '../../domain/reorder-rules.js';
-import { cursors } from '../../fields.js';
-import { locationCodeSchema } from '../../queues/inventory.js';
-import { skuSchema } from '../../queues/products.js';
-import {
-  receivePayload,
-  reorderJobs,
-  reorderRulePayload,
-  resolutionSchema,
-  supplierCodeSchema,
-} from '../../queues/reorder.js';
+import { receivePayload, reorderJobs } from '../../queues/reorder.js';
+import { cursors } from '../../schemas/fields.js';
+import { locationCodeSchema } from '../../schemas/locations.js';
+import { skuSchema } from '../../schemas/products.js';
+import { reorderRulePayload, resolutionSchema, supplierCodeSchema } from '../../schemas/reorder.js';
 import type { ApiDeps } from '../deps.js';
 import { problem, sendProblem } from '../problems.js';
 import { lsnHeaders, lsnQuery, readMayLag } from '../replica-reads.js';

@@ -9,10 +9,10 @@ import {
   updateSupplier,
 } from '../../domain/suppliers.js';
 import { HttpProblem } from '../../errors/http-problem.js';
-import { httpUrlSchema } from '../../fields.js';
 import { refuseUrl } from '../../outbound/address-guard.js';
 import { addFollowUps } from '../../queues/follow-ups.js';
-import { supplierCodeSchema } from '../../queues/reorder.js';
+import { httpUrlSchema } from '../../schemas/fields.js';
+import { supplierCodeSchema } from '../../schemas/reorder.js';
 import { allows, principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
 import { writeDirectly } from '../direct-write.js';

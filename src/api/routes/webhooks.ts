@@ -3,10 +3,10 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { HttpProblem } from '../../errors/http-problem.js';
 import { typePatternSchema } from '../../events/type-patterns.js';
-import { httpUrlSchema } from '../../fields.js';
 import { refuseUrl } from '../../outbound/address-guard.js';
 import { replayRange, webhookJobs } from '../../queues/webhooks.js';
-import { webhookEndpointSchema } from '../../resources.js';
+import { httpUrlSchema } from '../../schemas/fields.js';
+import { webhookEndpointSchema } from '../../schemas/webhooks.js';
 import { getDelivery, listDeliveries } from '../../webhooks/deliveries.js';
 import { queueDeliveryJobs, requeueDeliveries } from '../../webhooks/delivery-jobs.js';
 import {

@@ -1,7 +1,7 @@
 import { DomainError } from '../../errors/domain-error.js';
-import type { AdjustReason } from '../../queues/inventory.js';
+import type { AdjustReason, MovementKind } from '../../schemas/inventory.js';
 import { type Allocation, allocate, type Candidate, type RequestLine } from '../allocation.js';
-import type { MovementKind, NewMovement } from '../ledger.js';
+import type { NewMovement } from '../ledger.js';
 import { availableOf, type LevelKey, type LevelRow, levelKey } from '../levels.js';
 import type { PlannedReservation, ReserveInput } from '../reservations.js';
 import type { LockedLevel } from './lock.js';

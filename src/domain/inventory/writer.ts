@@ -1,8 +1,10 @@
 import type { Knex } from 'knex';
 import type { JobContext } from '../../db/job-context.js';
 import { appendEvents } from '../../events/outbox.js';
-import { insertMovements, type Movement } from '../ledger.js';
-import { insertReservations, type Reservation, reservationCreated } from '../reservations.js';
+import type { Movement } from '../../schemas/inventory.js';
+import type { Reservation } from '../../schemas/reservations.js';
+import { insertMovements } from '../ledger.js';
+import { insertReservations, reservationCreated } from '../reservations.js';
 import type { Decision } from './planner.js';
 
 /** A decided request, with the job it belongs to (absent: the transaction's own job context). */

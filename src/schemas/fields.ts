@@ -1,11 +1,22 @@
 import { z } from 'zod';
 
 /**
- * Field schemas several resources share, declared once: instants Postgres can hold, the http(s)
- * URLs we are asked to call (webhook endpoints, supplier APIs, image sources) and the keyset
- * cursors of every list. Each refuses at intake (400 naming the field) what Postgres would
- * refuse later with a 500.
+ * Field schemas several resources share, declared once: codes that name things in URLs (skus,
+ * locations, suppliers, order numbers), instants Postgres can hold, the http(s) URLs we are asked
+ * to call (webhook endpoints, supplier APIs, image sources) and the keyset cursors of every list.
+ * Each refuses at intake (400 naming the field) what Postgres would refuse later with a 500.
  */
+
+/**
+ * A code that names a thing in URLs (`/products/<sku>`): 1-64 letters, digits, dot, underscore or
+ * hyphen, and never `.` or `..`, which would name the current or parent directory. `shape` ends
+ * the message of a bad one: `sku must be <shape>`.
+ */
+export const codeSchema = (field: string, shape: string) =>
+  z
+    .string()
+    .regex(/^[A-Za-z0-9._-]{1,64}$/, `${field} must be ${shape}`)
+    .refine((code) => code !== '.' && code !== '..', `${field} must not be . or ..`);
 
 /** The instants both Postgres `timestamptz` and JavaScript hold, in UTC: years 1 to 9999. */
 const earliest = Date.parse('0001-01-01T00:00:00Z');
