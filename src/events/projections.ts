@@ -1,13 +1,12 @@
 import type { Knex } from 'knex';
 import type { LogEvent } from './event-log.js';
-import { inventoryLevelsProjection } from './inventory-projection.js';
-import { productsProjection } from './product-projection.js';
 
 /**
  * A projection is state derived from the log: the replay (src/events/replay.ts) rebuilds it into a
  * scratch schema and compares it with the live table. Each projection is one small unit listed in
- * `projections` below; another module (inventory levels from the stock ledger, say) adds itself
- * with one line.
+ * `projections` of src/events/replay.ts; another module (inventory levels from the stock ledger,
+ * say) adds itself with one line there. This file is the contract alone, so the projections
+ * import it and nothing imports them back.
  */
 export interface Projection {
   /** Its name in reports, and the name of its scratch table. */
@@ -35,5 +34,3 @@ export interface ProjectionDifference {
   kind: 'missing_live' | 'missing_replayed' | 'changed';
   fields?: { field: string; live: unknown; replayed: unknown }[];
 }
-
-export const projections: Projection[] = [productsProjection, inventoryLevelsProjection];

@@ -1,7 +1,9 @@
 import type { Knex } from 'knex';
 import { ReplayRangeError } from '../errors/replay-range-error.js';
 import { prunedThroughSeq, readEventPage } from './event-log.js';
-import { type ProjectionDifference, projections, type ReplayScope } from './projections.js';
+import { inventoryLevelsProjection } from './inventory-projection.js';
+import { productsProjection } from './product-projection.js';
+import type { Projection, ProjectionDifference, ReplayScope } from './projections.js';
 import { matchesType } from './type-patterns.js';
 
 export interface ReplayReport {
@@ -14,6 +16,9 @@ export interface ReplayReport {
   complete: boolean;
   projections: { name: string; events: number; skipped: number; differences: ProjectionDifference[] }[];
 }
+
+/** Every projection the replay rebuilds (src/events/projections.ts says what one is). */
+const projections: Projection[] = [productsProjection, inventoryLevelsProjection];
 
 const pageSize = 1000;
 

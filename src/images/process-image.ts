@@ -12,8 +12,8 @@ import {
   type ProcessPayload,
   recordFailure,
 } from './image-failures.js';
+import { storageFor } from './open-storage.js';
 import { configureSharp, type PipelineStage, renderImage, sha256Hex, validateImage } from './pipeline.js';
-import { storageFor } from './storage.js';
 import { type StoredRendition, urlBuilder } from './urls.js';
 
 /** An image job as processing needs it: the worker's job context and the job's one transaction. */

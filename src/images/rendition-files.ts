@@ -2,7 +2,7 @@ import type { Knex } from 'knex';
 import type { Config } from '../config.js';
 import { listRenditions } from '../domain/images.js';
 import type { Logger } from '../log.js';
-import { storageFor } from './storage.js';
+import { storageFor } from './open-storage.js';
 import type { StoredRendition } from './urls.js';
 
 /** Removes the stored files of a deleted image: after its commit, and again on a retry (removing what is gone is a no-op). */

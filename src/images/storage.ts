@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, rename, rm, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { Config } from '../config.js';
 import { fileExtension, type StorageDriver, type StoredRendition } from './urls.js';
 
 export interface PutObject {
@@ -25,28 +24,6 @@ export interface ImageStorage {
   storedKey(key: string, format: StoredRendition['format']): string;
   /** Removes renditions; removing one that is already gone is not an error. */
   remove(renditions: Pick<StoredRendition, 'key' | 'format'>[]): Promise<void>;
-}
-
-// One storage driver per configuration (tests run several configurations in one process).
-const storages = new WeakMap<Config, Promise<ImageStorage>>();
-
-/** The driver of these settings, opened once. */
-export function storageFor(config: Config): Promise<ImageStorage> {
-  let storage = storages.get(config);
-  if (!storage) {
-    storage = openImageStorage(config);
-    storages.set(config, storage);
-  }
-  return storage;
-}
-
-/** The driver the settings choose: Cloudinary when CLOUDINARY_URL is set, local files otherwise. */
-async function openImageStorage(config: Config): Promise<ImageStorage> {
-  if (config.images.storage === 'cloudinary') {
-    const { createCloudinaryStorage } = await import('./cloudinary-storage.js');
-    return createCloudinaryStorage(config.images.cloudinary!, config.CLOUDINARY_FOLDER);
-  }
-  return createLocalStorage(config.MEDIA_DIR);
 }
 
 /**

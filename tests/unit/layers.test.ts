@@ -2,6 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { repoRoot } from '../helpers/context.js';
+import { importCycles, importGraph } from '../helpers/import-cycles.js';
 
 /**
  * The layers of docs/architecture.md ("Layers and what may import what"), checked on every import
@@ -45,6 +46,13 @@ function importsOf(file: string): Import[] {
 }
 
 const imports = sourceFiles('src').flatMap(importsOf);
+/** The job declarations: one file per queue, named for it. */
+const queueDeclarations = sourceFiles('src/queues').filter((file) =>
+  /\bexport const \w+Jobs = \{/.test(readFileSync(path.join(repoRoot, file), 'utf8')),
+);
+/** Whether a file exports a reader function (`get…`, `list…`, `find…`). */
+const exportsReader = (file: string) =>
+  /^export (?:async )?function (?:get|list|find)[A-Z]/m.test(readFileSync(path.join(repoRoot, file), 'utf8'));
 const under = (prefix: string) => (p: string) => p.startsWith(prefix);
 const http = (target: string) =>
   ['fastify', 'fastify-type-provider-zod', 'find-my-way'].includes(target) ||
@@ -69,9 +77,12 @@ const rules: { name: string; from: (file: string) => boolean; forbids: (i: Impor
     forbids: (i) =>
       i.target.startsWith('src/workers/') ||
       ['sharp', 'cloudinary'].includes(i.target) ||
-      ['src/images/pipeline.ts', 'src/images/storage.ts', 'src/images/cloudinary-storage.ts'].includes(
-        i.target,
-      ),
+      [
+        'src/images/pipeline.ts',
+        'src/images/storage.ts',
+        'src/images/open-storage.ts',
+        'src/images/cloudinary-storage.ts',
+      ].includes(i.target),
   },
   {
     name: 'the domain knows no queue, worker, webhook or HTTP (types of job payloads excepted)',
@@ -98,6 +109,31 @@ const rules: { name: string; from: (file: string) => boolean; forbids: (i: Impor
     name: 'src/outbound is shared below webhooks and images, so it imports neither (nor the domain)',
     from: under('src/outbound/'),
     forbids: (i) => ['src/webhooks/', 'src/images/', 'src/domain/'].some((p) => i.target.startsWith(p)),
+  },
+  {
+    name: 'src/schemas is the bottom layer: it imports zod, iso-3166 and itself, nothing else of src/',
+    from: under('src/schemas/'),
+    forbids: (i) =>
+      i.target.startsWith('src/')
+        ? !i.target.startsWith('src/schemas/')
+        : !['zod', 'iso-3166'].includes(i.target),
+  },
+  {
+    name: 'reports are reads: src/reports imports no file of src/queues (its shapes come from src/schemas)',
+    from: under('src/reports/'),
+    forbids: (i) => i.target.startsWith('src/queues/'),
+  },
+  {
+    name: 'a domain file with readers (get…, list…, find…) imports no file of src/queues, not even a type',
+    from: (f) => f.startsWith('src/domain/') && exportsReader(f),
+    forbids: (i) => i.target.startsWith('src/queues/'),
+  },
+  {
+    name: 'routes take from a queue file only what they queue (…Jobs and a write’s …Body or …Payload); read shapes come from src/schemas',
+    from: under('src/api/'),
+    forbids: (i) =>
+      queueDeclarations.includes(i.target) &&
+      i.names.some((name) => !/(?:Jobs|Body|Payload|Range)$/.test(name)),
   },
 ];
 
@@ -134,7 +170,6 @@ const apiWrites: Record<string, { names: string[]; why: string }> = {
     why: 'uploaded bytes stream into Postgres and are staged before the job is queued (too big for Redis)',
   },
   'src/db/api-keys.ts': { names: ['touchApiKey'], why: 'last use of a key, for operators' },
-  'src/domain/ledger.ts': { names: ['movementKinds'], why: 'a constant list, no write' },
   'src/reports/answer.ts': {
     names: ['reportPage', 'reportExport'],
     why: 'a read-only repeatable-read transaction, so a report reads rollups and pending rows once; no write',
@@ -252,6 +287,32 @@ describe('layers (docs/architecture.md)', () => {
   it('reads the imports of every source file', () => {
     expect(imports.length).toBeGreaterThan(200);
     expect(imports.some((i) => i.file === 'src/api/app.ts' && i.target === 'fastify')).toBe(true);
+  });
+
+  it('finds the job declarations and the domain files with readers it checks', () => {
+    expect(queueDeclarations).toContain('src/queues/inventory.ts');
+    expect(queueDeclarations).not.toContain('src/queues/job.ts');
+    expect(exportsReader('src/domain/reorder-rules.ts')).toBe(true);
+  });
+
+  it('src/ has no import cycle (type imports included)', () => {
+    expect(importCycles(importGraph(repoRoot, 'src'))).toEqual([]);
+    // The check finds what it looks for: a cycle through a type import, and one through import().
+    const graph = new Map([
+      ['a.ts', ['b.ts']],
+      ['b.ts', ['c.ts']],
+      ['c.ts', ['a.ts', 'd.ts']],
+      ['d.ts', []],
+      ['e.ts', ['f.ts']],
+      ['f.ts', ['e.ts']],
+    ]);
+    expect(importCycles(graph)).toEqual([
+      ['a.ts', 'b.ts', 'c.ts'],
+      ['e.ts', 'f.ts'],
+    ]);
+    const src = importGraph(repoRoot, 'src');
+    expect(src.get('src/domain/products.ts')).toContain('src/schemas/products.ts'); // `import type`
+    expect(src.get('src/images/open-storage.ts')).toContain('src/images/cloudinary-storage.ts'); // import()
   });
 
   for (const rule of rules) {
