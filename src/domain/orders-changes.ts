@@ -2,15 +2,10 @@ import type { Knex } from 'knex';
 import { DomainError } from '../errors/domain-error.js';
 import type { EventType } from '../events/catalogue.js';
 import type { Movement } from '../schemas/inventory.js';
+import type { Order, OrderAction } from '../schemas/orders.js';
 import { toMovement } from './ledger.js';
-import { type LockedOrder, type Order, type OrderLineRow, type OrderRow, readOrders } from './orders-read.js';
-import { assertLanded, type OrderAction } from './orders-status.js';
-
-/** What every order job returns: the order after the change and the ledger rows the job wrote. */
-export interface OrderChange {
-  order: Order;
-  movements: Movement[];
-}
+import { type LockedOrder, type OrderLineRow, type OrderRow, readOrders } from './orders-read.js';
+import { assertLanded } from './orders-status.js';
 
 export const orderEvent = (type: EventType, order: Order, extra: Record<string, unknown> = {}) => ({
   type,

@@ -1,72 +1,9 @@
 import type { Knex } from 'knex';
 import { DomainError } from '../errors/domain-error.js';
 import { cursors } from '../schemas/fields.js';
-import type { Movement } from '../schemas/inventory.js';
-import type { Reservation } from '../schemas/reservations.js';
+import type { Order, OrderDetail, OrderStatus } from '../schemas/orders.js';
 import { toMovement } from './ledger.js';
-import type { OrderAction, OrderStatus } from './orders-status.js';
 import { getReservation } from './reservations.js';
-
-export interface OrderLine {
-  /** Index of the line in the order as placed. */
-  line: number;
-  sku: string;
-  unitPrice: number;
-  /** ordered = openReserved + fulfilled + cancelled; returned ≤ fulfilled; restocked ≤ returned. */
-  ordered: number;
-  openReserved: number;
-  fulfilled: number;
-  cancelled: number;
-  returned: number;
-  restocked: number;
-}
-
-export interface Order {
-  orderNumber: string;
-  status: OrderStatus;
-  currency: string;
-  shipTo: { country: string; postalCode: string | null } | null;
-  reservationId: string;
-  /** Rises by one with every change; events carry it so consumers can order them. */
-  version: number;
-  createdAt: string;
-  updatedAt: string;
-  confirmedAt: string | null;
-  cancelledAt: string | null;
-  expiredAt: string | null;
-  lines: OrderLine[];
-}
-
-export interface OrderReturn {
-  id: number;
-  sku: string;
-  quantity: number;
-  restock: boolean;
-  location: string | null;
-  movementId: number | null;
-  note: string | null;
-  actor: string | null;
-  jobId: string | null;
-  at: string;
-}
-
-export interface OrderHistoryEntry {
-  action: 'create' | OrderAction;
-  fromStatus: OrderStatus | null;
-  toStatus: OrderStatus;
-  version: number;
-  actor: string | null;
-  jobId: string | null;
-  at: string;
-}
-
-export interface OrderDetail extends Order {
-  reservation: Reservation;
-  /** Every ledger row of the order: reserve, commit, release and return movements. */
-  movements: Movement[];
-  returns: OrderReturn[];
-  history: OrderHistoryEntry[];
-}
 
 export interface OrderRow {
   id: number;

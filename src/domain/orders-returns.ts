@@ -1,10 +1,11 @@
 import type { Knex } from 'knex';
 import { DomainError } from '../errors/domain-error.js';
 import { appendEvents } from '../events/outbox.js';
+import type { OrderChange } from '../schemas/orders.js';
 import { lockLevels } from './inventory/lock.js';
 import { assertKnown } from './inventory/planner.js';
 import { insertMovements, type NewMovement } from './ledger.js';
-import { linesBySku, type OrderChange, orderEvent, saveChange, updateLines } from './orders-changes.js';
+import { linesBySku, orderEvent, saveChange, updateLines } from './orders-changes.js';
 import { type LockedOrder, lockOrder } from './orders-read.js';
 import { assertTransition } from './orders-status.js';
 

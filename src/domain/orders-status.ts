@@ -1,17 +1,5 @@
 import { DomainError } from '../errors/domain-error.js';
-
-export const orderStatuses = [
-  'reserved',
-  'confirmed',
-  'partially_fulfilled',
-  'fulfilled',
-  'cancelled',
-  'expired',
-] as const;
-export type OrderStatus = (typeof orderStatuses)[number];
-
-export const orderActions = ['confirm', 'fulfill', 'cancel', 'return', 'expire'] as const;
-export type OrderAction = (typeof orderActions)[number];
+import type { OrderAction, OrderStatus } from '../schemas/orders.js';
 
 /**
  * The order state machine: for each status, the actions it allows and the statuses each may lead

@@ -2,16 +2,9 @@ import type { Knex } from 'knex';
 import { isPgError, pgErrorCodes } from '../db/knex.js';
 import { DomainError } from '../errors/domain-error.js';
 import { appendEvents } from '../events/outbox.js';
-import type { CreateOrderInput } from '../schemas/orders.js';
+import type { CreateOrderInput, OrderChange } from '../schemas/orders.js';
 import { createReservation } from './inventory/reserve.js';
-import {
-  linesBySku,
-  movementsOfJob,
-  type OrderChange,
-  orderEvent,
-  saveChange,
-  updateLines,
-} from './orders-changes.js';
+import { linesBySku, movementsOfJob, orderEvent, saveChange, updateLines } from './orders-changes.js';
 import { lockOrder, type OrderLineRow, type OrderRow, readOrders } from './orders-read.js';
 import { assertLanded, assertTransition } from './orders-status.js';
 import {

@@ -1,10 +1,10 @@
 import { z } from 'zod';
-import type { OrderChange } from '../domain/orders-changes.js';
 import { noteSchema } from '../schemas/inventory.js';
 import { locationCodeSchema } from '../schemas/locations.js';
 import {
   createOrderPayload,
   linesOf,
+  type OrderChange,
   orderNumberSchema,
   orderRefPayload,
   quantityLineSchema,

@@ -4,14 +4,12 @@ import {
   allowedActions,
   assertLanded,
   assertTransition,
-  orderActions,
-  orderStatuses,
   orderTransitions,
 } from '../../src/domain/orders-status.js';
 import { ConfigError } from '../../src/errors/config-error.js';
 import { DomainError } from '../../src/errors/domain-error.js';
 import { returnBody } from '../../src/queues/orders.js';
-import { createOrderBody } from '../../src/schemas/orders.js';
+import { createOrderBody, orderActions, orderStatuses } from '../../src/schemas/orders.js';
 import { generateSecret } from '../../src/webhooks/signing.js';
 
 describe('order transition table', () => {
