@@ -5,13 +5,12 @@ import { DomainError } from '../errors/domain-error.js';
 import { RetryLaterError } from '../errors/retry-later-error.js';
 import type { Logger } from '../log.js';
 import type { SendResult } from '../queues/reorder.js';
+import type { PurchaseOrder, PurchaseOrderAttempt } from '../schemas/purchase-orders.js';
 import type { SecretBox } from '../secrets.js';
 import {
   acknowledgePurchaseOrder,
   getPurchaseOrder,
   lockPurchaseOrder,
-  type PurchaseOrder,
-  type PurchaseOrderAttempt,
   recordOrderEvent,
   setStatus,
 } from './purchase-orders.js';

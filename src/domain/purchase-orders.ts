@@ -3,24 +3,17 @@ import { DomainError } from '../errors/domain-error.js';
 import type { EventType } from '../events/catalogue.js';
 import { appendEvent } from '../events/outbox.js';
 import { cursors } from '../schemas/fields.js';
+import type {
+  PurchaseOrder,
+  PurchaseOrderLine,
+  PurchaseOrderStatus,
+  QuantityTerms,
+} from '../schemas/purchase-orders.js';
 import type { Resolution } from '../schemas/reorder.js';
 import { lockLevels } from './inventory/lock.js';
 import { insertMovements } from './ledger.js';
-import { explainQuantity, type QuantityTerms } from './reorder-point.js';
+import { explainQuantity } from './reorder-point.js';
 import { acceptanceProblems } from './reorder-supplier-protocol.js';
-
-export const purchaseOrderStatuses = [
-  'draft',
-  'sent',
-  'acknowledged',
-  'rejected',
-  'failed',
-  'unresolved',
-  'partially_received',
-  'received',
-  'cancelled',
-] as const;
-export type PurchaseOrderStatus = (typeof purchaseOrderStatuses)[number];
 
 /**
  * Where a purchase order may go from each status (the database trigger
@@ -50,50 +43,6 @@ export const openStatuses: readonly PurchaseOrderStatus[] = [
   'acknowledged',
   'partially_received',
 ];
-
-export interface PurchaseOrderLine {
-  sku: string;
-  location: string;
-  ruleId: number;
-  quantity: number;
-  acceptedQuantity: number | null;
-  receivedQuantity: number;
-  /** What this line still adds to the level's incoming. */
-  outstanding: number;
-  explanation: QuantityTerms & { text: string };
-}
-
-export interface PurchaseOrderAttempt {
-  attempt: number;
-  jobId: string | null;
-  startedAt: string;
-  durationMs: number;
-  statusCode: number | null;
-  outcome: 'acknowledged' | 'rejected' | 'retry' | 'failed' | 'refused' | 'protocol_error';
-  error: string | null;
-  responseExcerpt: string | null;
-  retryAfterMs: number | null;
-}
-
-export interface PurchaseOrder {
-  id: string;
-  number: string;
-  supplier: string;
-  location: string;
-  status: PurchaseOrderStatus;
-  supplierReference: string | null;
-  expectedDate: string | null;
-  failure: Record<string, unknown> | null;
-  cancelReason: string | null;
-  sentAt: string | null;
-  acknowledgedAt: string | null;
-  closedAt: string | null;
-  version: number;
-  createdAt: string;
-  updatedAt: string;
-  lines: PurchaseOrderLine[];
-  attempts?: PurchaseOrderAttempt[];
-}
 
 export interface PurchaseOrderRow {
   id: string;

@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import { DomainError } from '../errors/domain-error.js';
 import { appendEvent } from '../events/outbox.js';
+import type { QuantityTerms } from '../schemas/purchase-orders.js';
 import {
   type LineRow,
   type PurchaseOrderRow,
@@ -9,7 +10,7 @@ import {
   termColumns,
   termsOf,
 } from './purchase-orders.js';
-import { orderQuantity, type QuantityTerms } from './reorder-point.js';
+import { orderQuantity } from './reorder-point.js';
 import { loadRuleStates, type RuleState, storeLevelReorderPoint } from './reorder-rules.js';
 
 /**

@@ -4,6 +4,9 @@
  * from daily demand, and the order quantity with each of its terms (stored on the PO line).
  */
 
+import type { QuantityTerms } from '../schemas/purchase-orders.js';
+import type { PointExplanation } from '../schemas/reorder.js';
+
 const polynomial = (coefficients: readonly number[], x: number) =>
   coefficients.reduceRight((sum, c) => sum * x + c, 0);
 
@@ -72,27 +75,6 @@ export function demandStats(daily: readonly number[]): DemandStats {
   return { days, total, mean, stdDev: days > 1 ? Math.sqrt(squares / (days - 1)) : 0 };
 }
 
-/** How a rule's reorder point came about (what GET shows and the planner compares against). */
-export type PointExplanation =
-  | { mode: 'fixed'; point: number }
-  | {
-      mode: 'auto';
-      point: number;
-      serviceLevel: number;
-      z: number;
-      leadTimeDays: number;
-      windowDays: number;
-      demandTotal: number;
-      meanDailyDemand: number;
-      stdDevDailyDemand: number;
-      /** mean × lead time: what is expected to sell while an order is on its way. */
-      leadTimeDemand: number;
-      /** z × σ × √lead time: the buffer against demand above the mean. */
-      safetyBuffer: number;
-      /** leadTimeDemand + safetyBuffer before rounding up to whole units. */
-      exact: number;
-    };
-
 // Floating error must not push an exact whole number to the next unit (40.000000000004 → 40).
 const ceilUnits = (x: number) => Math.max(0, Math.ceil(x - 1e-9));
 
@@ -124,22 +106,6 @@ export function autoReorderPoint(input: {
     safetyBuffer,
     exact,
   };
-}
-
-/** Every term of an order quantity, as the PO line stores them. */
-export interface QuantityTerms {
-  basis: 'reorder_quantity' | 'max_level';
-  reorderPoint: number;
-  available: number;
-  /** Incoming from other purchase orders (this line's own quantity is left out). */
-  incoming: number;
-  reorderQuantity: number | null;
-  maxLevel: number | null;
-  /** reorderQuantity, or maxLevel − (available + incoming). */
-  rawQuantity: number;
-  minOrderQuantity: number;
-  orderMultiple: number;
-  quantity: number;
 }
 
 /**

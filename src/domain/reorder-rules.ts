@@ -2,11 +2,17 @@ import type { Knex } from 'knex';
 import { DomainError } from '../errors/domain-error.js';
 import { appendEvent } from '../events/outbox.js';
 import { cursors } from '../schemas/fields.js';
-import type { ReorderRuleInput } from '../schemas/reorder.js';
+import type {
+  LastCheck,
+  PointExplanation,
+  ReorderRule,
+  ReorderRuleInput,
+  RuleStock,
+} from '../schemas/reorder.js';
 import { lockLevels } from './inventory/lock.js';
 import { assertKnown } from './inventory/planner.js';
 import { availableOf, type LevelKey, levelKey } from './levels.js';
-import { autoReorderPoint, type PointExplanation } from './reorder-point.js';
+import { autoReorderPoint } from './reorder-point.js';
 
 export interface RuleRow {
   id: number;
@@ -35,39 +41,10 @@ export interface RuleState {
     orderMultiple: number;
   };
   productArchived: boolean;
-  stock: { onHand: number; reserved: number; available: number; incoming: number; position: number };
+  stock: RuleStock;
   point: PointExplanation;
   /** available + incoming at or below the point: the planner would order. */
   due: boolean;
-}
-
-export interface LastCheck {
-  at: string;
-  outcome: 'ordered' | 'updated' | 'unchanged' | 'above_point' | 'skipped';
-  reason: string | null;
-  reorderPoint: number;
-  position: number;
-  purchaseOrderId: string | null;
-}
-
-/** A rule as the API shows it. */
-export interface ReorderRule {
-  id: number;
-  sku: string;
-  location: string;
-  supplier: string;
-  reorderPoint: number | 'auto';
-  serviceLevel: number | null;
-  windowDays: number | null;
-  reorderQuantity: number | null;
-  maxLevel: number | null;
-  stock: RuleState['stock'];
-  point: PointExplanation;
-  due: boolean;
-  lastCheck: LastCheck | null;
-  version: number;
-  createdAt: string;
-  updatedAt: string;
 }
 
 /**

@@ -3,8 +3,8 @@ import type { Logger } from '../log.js';
 import { refuseUrl } from '../outbound/address-guard.js';
 import { redactedExcerpt } from '../outbound/excerpt.js';
 import { type SendResult as HttpResult, maxBodyBytes, postJson } from '../outbound/http.js';
+import type { PurchaseOrder } from '../schemas/purchase-orders.js';
 import type { SecretBox } from '../secrets.js';
-import type { PurchaseOrder } from './purchase-orders.js';
 import {
   acceptanceProblems,
   orderBody,

@@ -4,24 +4,7 @@ import { DomainError } from '../errors/domain-error.js';
 import type { EventType } from '../events/catalogue.js';
 import { urlForEvents } from '../events/event-urls.js';
 import { appendEvent } from '../events/outbox.js';
-
-/** What a supplier's settings route sets (the api key apart). `apiUrl` is a credential too: see updateSupplier. */
-export interface SupplierFields {
-  name: string;
-  apiUrl: string;
-  leadTimeDays: number;
-  minOrderQuantity: number;
-  orderMultiple: number;
-  active: boolean;
-}
-
-/** A supplier as the API shows it: the api key is sealed at rest and never returned. */
-export interface Supplier extends SupplierFields {
-  code: string;
-  version: number;
-  createdAt: string;
-  updatedAt: string;
-}
+import type { Supplier, SupplierFields } from '../schemas/suppliers.js';
 
 export interface SupplierRow {
   code: string;

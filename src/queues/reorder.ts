@@ -1,11 +1,10 @@
 import { z } from 'zod';
 import type { Config } from '../config.js';
-import type { PurchaseOrder } from '../domain/purchase-orders.js';
 import type { CheckResult } from '../domain/reorder-planner.js';
-import type { ReorderRule } from '../domain/reorder-rules.js';
 import { quantitySchema, unitCostSchema } from '../schemas/inventory.js';
 import { skuSchema } from '../schemas/products.js';
-import { reorderRulePayload, resolutionSchema } from '../schemas/reorder.js';
+import type { PurchaseOrder } from '../schemas/purchase-orders.js';
+import { type ReorderRule, reorderRulePayload, resolutionSchema } from '../schemas/reorder.js';
 import { backoffTypes } from './backoff.js';
 import { defineJob, defineScheduler, type Scheduler } from './job.js';
 

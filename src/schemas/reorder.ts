@@ -1,13 +1,8 @@
 import { z } from 'zod';
-import { codeSchema } from './fields.js';
 import { quantitySchema } from './inventory.js';
 import { locationCodeSchema } from './locations.js';
 import { skuSchema } from './products.js';
-
-export const supplierCodeSchema = codeSchema(
-  'supplier',
-  'a code of 1-64 letters, digits, dot, underscore or hyphen',
-);
+import { supplierCodeSchema } from './suppliers.js';
 
 // Compatibility: payloads only gain optional fields; a worker must accept jobs queued by the
 // previous release, so never make a field required or narrow a type without a migration note.
@@ -62,3 +57,109 @@ export const resolutionSchema = z.discriminatedUnion('action', [
 ]);
 
 export type Resolution = z.output<typeof resolutionSchema>;
+
+const int = z.number().int();
+/** A level's stock as a rule sees it: position = available + incoming. */
+const ruleStockSchema = z.object({
+  onHand: int,
+  reserved: int,
+  available: int,
+  incoming: int,
+  position: int,
+});
+/** How a rule's reorder point came about (what GET shows and the planner compares against). */
+export const pointExplanationSchema = z.union([
+  z.object({ mode: z.literal('fixed'), point: int }),
+  z.object({
+    mode: z.literal('auto'),
+    point: int,
+    serviceLevel: z.number(),
+    z: z.number(),
+    leadTimeDays: int,
+    windowDays: int,
+    demandTotal: int,
+    meanDailyDemand: z.number(),
+    stdDevDailyDemand: z.number(),
+    /** mean × lead time: what is expected to sell while an order is on its way. */
+    leadTimeDemand: z.number(),
+    /** z × σ × √lead time: the buffer against demand above the mean. */
+    safetyBuffer: z.number(),
+    /** leadTimeDemand + safetyBuffer before rounding up to whole units. */
+    exact: z.number(),
+  }),
+]);
+
+const exampleRule = {
+  id: 1,
+  sku: 'TSHIRT-M',
+  location: 'default',
+  supplier: 'acme',
+  reorderPoint: 'auto',
+  serviceLevel: 0.95,
+  windowDays: 28,
+  reorderQuantity: null,
+  maxLevel: 120,
+  stock: { onHand: 31, reserved: 2, available: 29, incoming: 0, position: 29 },
+  point: {
+    mode: 'auto',
+    point: 33,
+    serviceLevel: 0.95,
+    z: 1.6448536269514715,
+    leadTimeDays: 5,
+    windowDays: 28,
+    demandTotal: 140,
+    meanDailyDemand: 5,
+    stdDevDailyDemand: 2.1,
+    leadTimeDemand: 25,
+    safetyBuffer: 7.72,
+    exact: 32.72,
+  },
+  due: true,
+  lastCheck: {
+    at: '2026-12-02T10:00:05.000Z',
+    outcome: 'ordered',
+    reason: null,
+    reorderPoint: 33,
+    position: 29,
+    purchaseOrderId: '0b6c1f5e-5a0e-4f43-9a52-7d0a3c1e2b11',
+  },
+  version: 1,
+  createdAt: '2026-12-02T10:00:00.000Z',
+  updatedAt: '2026-12-02T10:00:00.000Z',
+};
+
+/** A rule as the API shows it and `reorder-rule.set` returns it. */
+export const reorderRuleSchema = z
+  .object({
+    id: int,
+    sku: z.string(),
+    location: z.string(),
+    supplier: z.string(),
+    reorderPoint: z.union([int, z.literal('auto')]),
+    serviceLevel: z.number().nullable(),
+    windowDays: int.nullable(),
+    reorderQuantity: int.nullable(),
+    maxLevel: int.nullable(),
+    stock: ruleStockSchema,
+    point: pointExplanationSchema,
+    due: z.boolean(),
+    lastCheck: z
+      .object({
+        at: z.string(),
+        outcome: z.enum(['ordered', 'updated', 'unchanged', 'above_point', 'skipped']),
+        reason: z.string().nullable(),
+        reorderPoint: int,
+        position: int,
+        purchaseOrderId: z.string().nullable(),
+      })
+      .nullable(),
+    version: int,
+    createdAt: z.string(),
+    updatedAt: z.string(),
+  })
+  .meta({ example: exampleRule });
+
+export type PointExplanation = z.output<typeof pointExplanationSchema>;
+export type RuleStock = z.output<typeof ruleStockSchema>;
+export type ReorderRule = z.output<typeof reorderRuleSchema>;
+export type LastCheck = NonNullable<ReorderRule['lastCheck']>;

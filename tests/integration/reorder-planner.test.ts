@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { purchaseOrderStatuses, purchaseOrderTransitions } from '../../src/domain/purchase-orders.js';
+import { purchaseOrderTransitions } from '../../src/domain/purchase-orders.js';
 import { followUpJob } from '../../src/queues/follow-ups.js';
 import { reorderJobs } from '../../src/queues/reorder.js';
+import { purchaseOrderStatuses } from '../../src/schemas/purchase-orders.js';
 import { generateSecretsKey } from '../../src/secrets.js';
 import { createTestContext, json, type TestContext } from '../helpers/context.js';
 import { expectIncomingMatchesLines, reorderApi, until } from '../helpers/reorder.js';

@@ -11,54 +11,17 @@ import {
 import { HttpProblem } from '../../errors/http-problem.js';
 import { refuseUrl } from '../../outbound/address-guard.js';
 import { addFollowUps } from '../../queues/follow-ups.js';
-import { httpUrlSchema } from '../../schemas/fields.js';
-import { supplierCodeSchema } from '../../schemas/reorder.js';
+import { versionSchema } from '../../schemas/products.js';
+import { supplierCodeSchema, supplierFields, supplierSchema } from '../../schemas/suppliers.js';
 import { allows, principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
 import { writeDirectly } from '../direct-write.js';
 import { problem, sendProblem } from '../problems.js';
 import { queueNamedJobs } from '../submit-job.js';
 
-const exampleSupplier = {
-  code: 'acme',
-  name: 'ACME Textiles',
-  apiUrl: 'https://api.acme.example/purchase-orders',
-  leadTimeDays: 5,
-  minOrderQuantity: 10,
-  orderMultiple: 6,
-  active: true,
-  version: 1,
-  createdAt: '2026-12-02T10:00:00.000Z',
-  updatedAt: '2026-12-02T10:00:00.000Z',
-};
-
-export const supplierSchema = z
-  .object({
-    code: z.string(),
-    name: z.string(),
-    apiUrl: z.string(),
-    leadTimeDays: z.number().int(),
-    minOrderQuantity: z.number().int(),
-    orderMultiple: z.number().int(),
-    active: z.boolean(),
-    version: z.number().int(),
-    createdAt: z.string(),
-    updatedAt: z.string(),
-  })
-  .meta({ example: exampleSupplier });
-
-const units = z.number().int('must be a whole number of units').min(1).max(1_000_000_000);
-const fields = {
-  name: z.string().trim().min(1).max(200),
-  apiUrl: httpUrlSchema,
-  leadTimeDays: z.number().int('must be a whole number of days').min(1).max(365),
-  minOrderQuantity: units.default(1),
-  orderMultiple: units.default(1),
-  active: z.boolean().default(true),
-};
 const apiKey = z.string().min(8, 'must be at least 8 characters').max(500);
 
-const createBody = z.object({ code: supplierCodeSchema, ...fields, apiKey }).meta({
+const createBody = z.object({ code: supplierCodeSchema, ...supplierFields, apiKey }).meta({
   examples: [
     {
       code: 'acme',
@@ -73,10 +36,10 @@ const createBody = z.object({ code: supplierCodeSchema, ...fields, apiKey }).met
 });
 const updateBody = z
   .object({
-    ...fields,
-    apiUrl: fields.apiUrl.optional(),
+    ...supplierFields,
+    apiUrl: supplierFields.apiUrl.optional(),
     apiKey: apiKey.optional(),
-    expectedVersion: z.number().int().min(1).optional(),
+    expectedVersion: versionSchema.optional(),
   })
   .meta({
     examples: [
