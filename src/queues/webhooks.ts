@@ -18,29 +18,23 @@ export const deliverPayload = z.object({
   cause: z.enum(deliveryCauses).default('new'),
 });
 
-const untilAfterSince = {
-  check: (p: { since: string; until?: string }) => !p.until || Date.parse(p.until) > Date.parse(p.since),
-  message: 'until must be after since',
+/** A replay's time range (ISO 8601 with offset) and type filter. */
+const rangeFields = {
+  since: instantSchema,
+  until: instantSchema.optional(),
+  /** Narrows the endpoint's own event types; default: the endpoint's types. */
+  types: z.array(typePatternSchema).min(1).max(50).optional(),
 };
+const untilAfterSince = (p: { since: string; until?: string }) =>
+  !p.until || Date.parse(p.until) > Date.parse(p.since);
+const untilIssue = { message: 'until must be after since', path: ['until'] };
 
-/** The time range of a replay (ISO 8601 with offset), as the API takes it. */
-export const replayRange = z
-  .object({
-    since: instantSchema,
-    until: instantSchema.optional(),
-    /** Narrows the endpoint's own event types; default: the endpoint's types. */
-    types: z.array(typePatternSchema).min(1).max(50).optional(),
-  })
-  .refine(untilAfterSince.check, { message: untilAfterSince.message, path: ['until'] });
+/** The time range of a replay, as the API takes it. */
+export const replayRange = z.object(rangeFields).refine(untilAfterSince, untilIssue);
 
 export const replayPayload = z
-  .object({
-    endpointId: z.uuid(),
-    since: instantSchema,
-    until: instantSchema.optional(),
-    types: z.array(typePatternSchema).min(1).max(50).optional(),
-  })
-  .refine(untilAfterSince.check, { message: untilAfterSince.message, path: ['until'] });
+  .object({ endpointId: z.uuid(), ...rangeFields })
+  .refine(untilAfterSince, untilIssue);
 
 export interface DeliverResult {
   deliveryId: string | null;
