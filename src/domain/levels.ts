@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import type { Level } from '../schemas/inventory.js';
+import type { Level, StockStatus } from '../schemas/inventory.js';
 
 export interface LevelRow {
   sku: string;
@@ -33,12 +33,6 @@ export interface LevelKey {
 }
 
 export const levelKey = (k: LevelKey) => `${k.sku}\u0000${k.location}`;
-
-export interface StockStatus {
-  sku: string;
-  totals: { onHand: number; reserved: number; available: number; safetyStock: number; incoming: number };
-  locations: (Omit<Level, 'sku'> & { active: boolean })[];
-}
 
 type StatusRow = Omit<LevelRow, 'location' | 'updated_at'> & {
   location: string | null;

@@ -148,3 +148,19 @@ export const levelSchema = z
   })
   .meta({ id: 'Level' });
 export type Level = z.output<typeof levelSchema>;
+
+/** A sku's stock: its totals over every location, and each location's level (with whether it is active). */
+export const stockStatusSchema = z.object({
+  sku: z.string(),
+  totals: z.object(levelFigures),
+  locations: z.array(
+    z.object({
+      location: z.string(),
+      active: z.boolean(),
+      ...levelFigures,
+      version: z.number().int(),
+      updatedAt: z.string(),
+    }),
+  ),
+});
+export type StockStatus = z.output<typeof stockStatusSchema>;

@@ -13,11 +13,11 @@ import {
 import { cursors, instantSchema } from '../../schemas/fields.js';
 import {
   adjustPayload,
-  levelFigures,
   levelSchema,
   movementKinds,
   movementSchema,
   setPayload,
+  stockStatusSchema,
 } from '../../schemas/inventory.js';
 import { locationCodeSchema } from '../../schemas/locations.js';
 import { skuSchema } from '../../schemas/products.js';
@@ -27,24 +27,7 @@ import { problem, sendProblem } from '../problems.js';
 import { lsnHeaders, lsnQuery, readMayLag } from '../replica-reads.js';
 import { jobHandleSchema, submitJob } from '../submit-job.js';
 
-const statusSchema = z.object({
-  items: z.array(
-    z.object({
-      sku: z.string(),
-      totals: z.object(levelFigures),
-      locations: z.array(
-        z.object({
-          location: z.string(),
-          active: z.boolean(),
-          ...levelFigures,
-          version: z.number().int(),
-          updatedAt: z.string(),
-        }),
-      ),
-    }),
-  ),
-  notFound: z.array(z.string()),
-});
+const statusSchema = z.object({ items: z.array(stockStatusSchema), notFound: z.array(z.string()) });
 
 /** `sku=a,b,c`: 1-100 skus, comma-separated. */
 const skuList = z
