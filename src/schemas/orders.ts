@@ -262,8 +262,5 @@ export const orderDetailSchema = orderSchema
     },
   });
 export type Order = z.output<typeof orderSchema>;
-export type OrderLine = Order['lines'][number];
 export type OrderChange = z.output<typeof orderChangeSchema>;
 export type OrderDetail = z.output<typeof orderDetailSchema>;
-export type OrderReturn = OrderDetail['returns'][number];
-export type OrderHistoryEntry = OrderDetail['history'][number];

@@ -24,7 +24,7 @@ export type Money = z.output<typeof moneySchema>;
 /** An expected version (compare-and-set): versions start at 1. */
 export const versionSchema = z.number().int().min(1);
 
-export const productStatuses = ['draft', 'published', 'archived'] as const;
+const productStatuses = ['draft', 'published', 'archived'] as const;
 export type ProductStatus = (typeof productStatuses)[number];
 
 /** What the PMS sets on a product (create, update, the inbound `product.upserted`). */

@@ -16,7 +16,7 @@ export const purchaseOrderStatuses = [
 export type PurchaseOrderStatus = (typeof purchaseOrderStatuses)[number];
 
 /** Every term of an order quantity, as the PO line stores them. */
-export const quantityTermsSchema = z.object({
+const quantityTermsSchema = z.object({
   basis: z.enum(['reorder_quantity', 'max_level']),
   reorderPoint: int,
   available: int,
@@ -32,7 +32,7 @@ export const quantityTermsSchema = z.object({
 });
 export type QuantityTerms = z.output<typeof quantityTermsSchema>;
 
-export const purchaseOrderLineSchema = z.object({
+const purchaseOrderLineSchema = z.object({
   sku: z.string(),
   location: z.string(),
   ruleId: int,
@@ -44,7 +44,7 @@ export const purchaseOrderLineSchema = z.object({
   explanation: quantityTermsSchema.extend({ text: z.string() }),
 });
 
-export const purchaseOrderAttemptSchema = z.object({
+const purchaseOrderAttemptSchema = z.object({
   attempt: int,
   jobId: z.string().nullable(),
   startedAt: z.string(),

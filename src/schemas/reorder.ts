@@ -68,7 +68,7 @@ const ruleStockSchema = z.object({
   position: int,
 });
 /** How a rule's reorder point came about (what GET shows and the planner compares against). */
-export const pointExplanationSchema = z.union([
+const pointExplanationSchema = z.union([
   z.object({ mode: z.literal('fixed'), point: int }),
   z.object({
     mode: z.literal('auto'),

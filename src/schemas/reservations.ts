@@ -2,13 +2,13 @@ import { z } from 'zod';
 
 export const ttlSecondsSchema = z.number().int('must be whole seconds').min(1).max(604_800);
 
-export const allocationRules = ['explicit', 'single_location', 'fewest_locations', 'split'] as const;
+const allocationRules = ['explicit', 'single_location', 'fewest_locations', 'split'] as const;
 export type AllocationRule = (typeof allocationRules)[number];
 
-export const reservationStatuses = ['active', 'committed', 'released', 'expired'] as const;
+const reservationStatuses = ['active', 'committed', 'released', 'expired'] as const;
 export type ReservationStatus = (typeof reservationStatuses)[number];
 
-export const reservationLineSchema = z.object({
+const reservationLineSchema = z.object({
   /** Index of the request line this allocation serves; a split line appears once per location. */
   line: z.number().int(),
   sku: z.string(),
@@ -20,7 +20,6 @@ export const reservationLineSchema = z.object({
   /** The allocation rule that chose the location. */
   rule: z.enum(allocationRules),
 });
-export type ReservationLine = z.output<typeof reservationLineSchema>;
 
 /** What manages a reservation; one with an owner changes only through it (its order's routes). */
 const reservationOwnerSchema = z.enum(['order']);
