@@ -1,41 +1,7 @@
 import type { Knex } from 'knex';
 import type { LogEvent } from '../events/event-log.js';
+import type { DeliveryStatus, WebhookAttempt, WebhookDelivery } from '../schemas/webhooks.js';
 import type { EndpointRow } from './endpoints.js';
-
-/** One event for one endpoint, and where its delivery stands. */
-export interface WebhookDelivery {
-  id: string;
-  endpointId: string;
-  eventId: string;
-  eventSeq: number;
-  eventType: string;
-  status: DeliveryStatus;
-  attempts: number;
-  lastAttemptAt: string | null;
-  lastStatusCode: number | null;
-  lastError: string | null;
-  deliveredAt: string | null;
-  createdAt: string;
-  updatedAt: string;
-}
-
-/** pending: queued or between retries; held: its endpoint is disabled (resumed on enable). */
-export type DeliveryStatus = 'pending' | 'delivered' | 'failed' | 'held';
-
-export interface WebhookAttempt {
-  attempt: number;
-  startedAt: string;
-  durationMs: number;
-  statusCode: number | null;
-  responseBody: string | null;
-  error: string | null;
-  outcome: AttemptOutcome;
-  jobId: string | null;
-  worker: string | null;
-}
-
-/** refused: the SSRF guard stopped it before any connection; gone: the receiver answered 410. */
-export type AttemptOutcome = 'delivered' | 'failed' | 'gone' | 'refused';
 
 export interface DeliveryRow {
   id: string;

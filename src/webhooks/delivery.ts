@@ -11,6 +11,7 @@ import type { Metrics } from '../ops/metrics.js';
 import { postJson, type SendResult } from '../outbound/http.js';
 import { isLastAttempt, type JobData, type PayloadOf } from '../queues/job.js';
 import type { DeliverResult, webhookJobs } from '../queues/webhooks.js';
+import type { WebhookAttempt } from '../schemas/webhooks.js';
 import type { SecretBox } from '../secrets.js';
 import { closeBreaker, countFailedAttempt } from './breaker.js';
 import {
@@ -20,7 +21,6 @@ import {
   markAttemptStarted,
   recordAttempt,
   setDeliveryStatus,
-  type WebhookAttempt,
 } from './deliveries.js';
 import { disableEndpoint, signingSecrets } from './endpoints.js';
 import { waitForRateSlot } from './rate-limit.js';

@@ -6,7 +6,11 @@ import { typePatternSchema } from '../../events/type-patterns.js';
 import { refuseUrl } from '../../outbound/address-guard.js';
 import { replayRange, webhookJobs } from '../../queues/webhooks.js';
 import { httpUrlSchema } from '../../schemas/fields.js';
-import { webhookEndpointSchema } from '../../schemas/webhooks.js';
+import {
+  webhookAttemptSchema,
+  webhookDeliverySchema,
+  webhookEndpointSchema,
+} from '../../schemas/webhooks.js';
 import { getDelivery, listDeliveries } from '../../webhooks/deliveries.js';
 import { queueDeliveryJobs, requeueDeliveries } from '../../webhooks/delivery-jobs.js';
 import {
@@ -42,34 +46,6 @@ const endpointBody = z
       description: 'PMS',
     },
   });
-
-const deliverySchema = z.object({
-  id: z.string(),
-  endpointId: z.string(),
-  eventId: z.string(),
-  eventSeq: z.number().int(),
-  eventType: z.string(),
-  status: z.enum(['pending', 'delivered', 'failed', 'held']),
-  attempts: z.number().int(),
-  lastAttemptAt: z.string().nullable(),
-  lastStatusCode: z.number().int().nullable(),
-  lastError: z.string().nullable(),
-  deliveredAt: z.string().nullable(),
-  createdAt: z.string(),
-  updatedAt: z.string(),
-});
-
-const attemptSchema = z.object({
-  attempt: z.number().int(),
-  startedAt: z.string(),
-  durationMs: z.number().int(),
-  statusCode: z.number().int().nullable(),
-  responseBody: z.string().nullable(),
-  error: z.string().nullable(),
-  outcome: z.enum(['delivered', 'failed', 'gone', 'refused']),
-  jobId: z.string().nullable(),
-  worker: z.string().nullable(),
-});
 
 const idParams = z.object({ id: z.uuid() });
 const notFound = (id: string) => new HttpProblem(404, 'not_found', `Webhook endpoint ${id} does not exist`);
@@ -239,7 +215,7 @@ export function registerWebhookRoutes(root: FastifyInstance, deps: ApiDeps): voi
           before: z.coerce.number().int().min(1).optional(),
         }),
         response: {
-          200: z.object({ items: z.array(deliverySchema), nextBefore: z.number().int().nullable() }),
+          200: z.object({ items: z.array(webhookDeliverySchema), nextBefore: z.number().int().nullable() }),
         },
       },
     },
@@ -257,7 +233,7 @@ export function registerWebhookRoutes(root: FastifyInstance, deps: ApiDeps): voi
         tags,
         summary: 'One delivery with every attempt (time, status, duration, response excerpt or error)',
         params: idParams,
-        response: { 200: deliverySchema.extend({ attemptLog: z.array(attemptSchema) }) },
+        response: { 200: webhookDeliverySchema.extend({ attemptLog: z.array(webhookAttemptSchema) }) },
       },
     },
     async (request) => {
