@@ -31,17 +31,19 @@ export function latencies(operations: Operation[]): { p50: number; p99: number; 
  */
 export function timeline(operations: Operation[], from: number) {
   const rows: { second: number; completed: number; acknowledged: number; errors: number }[] = [];
-  const at = (ms: number) => {
-    const second = Math.max(0, Math.floor((ms - from) / 1000));
+  /** Counts one of `what` in the second of `ms` (the set-up before `from` is left out). */
+  const count = (ms: number, what: 'completed' | 'acknowledged' | 'errors') => {
+    if (ms < from) return;
+    const second = Math.floor((ms - from) / 1000);
     while (rows.length <= second)
       rows.push({ second: rows.length, completed: 0, acknowledged: 0, errors: 0 });
-    return rows[second]!;
+    rows[second]![what] += 1;
   };
   for (const op of operations) {
-    if (op.ack) at(op.ack.at).acknowledged += 1;
+    if (op.ack) count(op.ack.at, 'acknowledged');
     if (op.finishedAt !== undefined && (op.outcome === 'completed' || op.outcome === 'failed'))
-      at(op.finishedAt).completed += 1;
-    for (const a of op.attempts) if (a.error || (a.status ?? 0) >= 500) at(a.at).errors += 1;
+      count(op.finishedAt, 'completed');
+    for (const a of op.attempts) if (a.error || (a.status ?? 0) >= 500) count(a.at, 'errors');
   }
   return rows;
 }
