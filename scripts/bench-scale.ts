@@ -23,7 +23,7 @@ import { RedisServer } from './faults/redis-servers.js';
  * 1000 jobs from /proc (web, worker, redis-server, every process of the postmaster), so the
  * limit is named. Writes bench/out/scale.json; the last line is machine-readable.
  * Settings: SCALE_QUICK=1 (a short run), SCALE_JOBS (measured requests per configuration, default
- * 4000, quick 400), SCALE_CONCURRENCY (requests in flight, default 96), SCALE_SKUS (10,000),
+ * 4000, quick 400), SCALE_CONCURRENCY (requests in flight, default 128), SCALE_SKUS (10,000),
  * SCALE_WORKERS (1,2,4), SCALE_WEBS (1,2), SEED.
  */
 
@@ -32,7 +32,7 @@ const env = process.env;
 const quick = env.SCALE_QUICK === '1';
 const jobs = Number(env.SCALE_JOBS ?? (quick ? 400 : 4000));
 const warmup = Math.max(50, Math.round(jobs / 10));
-const concurrency = Number(env.SCALE_CONCURRENCY ?? 96);
+const concurrency = Number(env.SCALE_CONCURRENCY ?? 128);
 const skuCount = Number(env.SCALE_SKUS ?? 10_000);
 const workerCounts = (env.SCALE_WORKERS ?? '1,2,4').split(',').map(Number);
 const webCounts = (env.SCALE_WEBS ?? '1,2').split(',').map(Number);
@@ -274,10 +274,12 @@ async function main(): Promise<void> {
       p.efficiency = one ? Number((p.rate / (p.workers * one.rate)).toFixed(3)) : Number.NaN;
     }
     const machineCores = os.cpus().length;
-    console.log('\nworkers  web  jobs/s  efficiency  p50 ms  p99 ms  limit        CPU s per 1000 jobs');
+    console.log(
+      '\nworkers  web  jobs/s  alone/s  efficiency  p50 ms  p99 ms  limit        CPU s per 1000 jobs',
+    );
     for (const p of points)
       console.log(
-        `${String(p.workers).padStart(7)}  ${String(p.webs).padStart(3)}  ${p.rate.toFixed(0).padStart(6)}  ${p.efficiency.toFixed(2).padStart(10)}  ` +
+        `${String(p.workers).padStart(7)}  ${String(p.webs).padStart(3)}  ${p.rate.toFixed(0).padStart(6)}  ${p.dedicatedRate.toFixed(0).padStart(7)}  ${p.efficiency.toFixed(2).padStart(10)}  ` +
           `${String(p.p50Ms).padStart(6)}  ${String(p.p99Ms).padStart(6)}  ${saturationOf(p, machineCores).padEnd(11)}  ` +
           Object.entries(p.cpuPer1000)
             .map(([k, v]) => `${k} ${v.toFixed(2)}`)
@@ -290,8 +292,9 @@ async function main(): Promise<void> {
     );
     for (const row of projection.primaries)
       console.log(
-        `  ${String(row.cores).padStart(2)}-core primary: ${row.jobsPerSecond} jobs/s sustained, ${row.movementsPerDay.toLocaleString('en')} movements/day ` +
-          `or ${row.ordersPerDay.toLocaleString('en')} orders/day`,
+        `  ${String(row.cores).padStart(2)}-core primary: Postgres alone ${row.postgresJobsPerSecond} jobs/s = ` +
+          `${row.postgresMovementsPerDay.toLocaleString('en')} movements/day or ${row.postgresOrdersPerDay.toLocaleString('en')} orders/day; ` +
+          `with one Redis ${row.jobsPerSecond} jobs/s (limit ${row.limit})`,
       );
     const pointOf = (w: number, web = webCounts[0]!) => points.find((p) => p.workers === w && p.webs === web);
     const top = points.at(-1)!;
@@ -372,9 +375,12 @@ function measure(
     cores,
     busiest: { process: busyName, cores: Number((busyCpu / seconds).toFixed(3)) },
     machineBusy: Number(machineBusy.toFixed(3)),
+    dedicatedRate: Number(
+      (os.cpus().length / ([...delta.values()].reduce((a, b) => a + b, 0) / operations.length)).toFixed(1),
+    ),
   };
   say(
-    `${label}: ${point.rate} jobs/s, e2e p50 ${point.p50Ms} ms p99 ${point.p99Ms} ms; cores used ` +
+    `${label}: ${point.rate} jobs/s (${point.dedicatedRate} on a machine of its own), e2e p50 ${point.p50Ms} ms p99 ${point.p99Ms} ms; cores used ` +
       Object.entries(cores)
         .map(([k, v]) => `${k} ${v.toFixed(2)}`)
         .join(', ') +

@@ -171,7 +171,9 @@ function scaleSection(r: ScaleResult): Section {
       : '',
     intro: [
       `Measured ${at(r.at)} UTC on a ${r.machineCores}-core machine shared with other work${r.quick ? ' (SCALE_QUICK=1: a short run)' : ''}. Mix: ${r.mix}.`,
-      `Efficiency is rate(n) / (n × rate(1)) with the same web processes; "limit" names what was saturated (docs/scaling.md).`,
+      `Efficiency is rate(n) / (n × rate(1)) with the same web processes; "limit" names what was saturated; ` +
+        '"on a machine of its own" is cores / CPU seconds per job of every process (the client included): ' +
+        "what the processes' own cost allows when nothing else runs (docs/scaling.md).",
     ],
     tables: [
       {
@@ -181,6 +183,7 @@ function scaleSection(r: ScaleResult): Section {
             'workers',
             'web',
             'jobs/s',
+            'jobs/s on a machine of its own',
             'efficiency',
             'e2e p50 ms',
             'e2e p99 ms',
@@ -192,6 +195,7 @@ function scaleSection(r: ScaleResult): Section {
             pt.workers,
             pt.webs,
             num(pt.rate, 1),
+            num(pt.dedicatedRate, 1),
             num(pt.efficiency, 2),
             num(pt.p50Ms),
             num(pt.p99Ms),
@@ -204,10 +208,23 @@ function scaleSection(r: ScaleResult): Section {
       {
         caption: `Projection: ${(p.postgresCpuPerJob * 1000).toFixed(2)} ms of Postgres CPU per job = ${p.jobsPerPostgresCore} jobs/s per core; one Redis ≤ ${p.redisCeilingJobsPerSecond} jobs/s`,
         table: {
-          head: ['primary cores', 'jobs/s sustained', 'movements/day', 'orders/day'],
+          head: [
+            'primary cores',
+            'Postgres alone: jobs/s',
+            'movements/day',
+            'orders/day',
+            'with one Redis: jobs/s',
+            'limit',
+            'movements/day',
+            'orders/day',
+          ],
           rows: p.primaries.map((row) => [
             row.cores,
+            num(row.postgresJobsPerSecond),
+            num(row.postgresMovementsPerDay),
+            num(row.postgresOrdersPerDay),
             num(row.jobsPerSecond),
+            row.limit,
             num(row.movementsPerDay),
             num(row.ordersPerDay),
           ]),
@@ -225,7 +242,12 @@ function scaleSection(r: ScaleResult): Section {
         xLabel: 'worker processes',
         yLabel: 'jobs/s',
         x: workers,
-        series: series((pt) => pt.rate),
+        series: {
+          ...series((pt) => pt.rate),
+          ...Object.fromEntries(
+            Object.entries(series((pt) => pt.dedicatedRate)).map(([k, v]) => [`${k}, machine of its own`, v]),
+          ),
+        },
       },
       {
         id: 'scale-efficiency',

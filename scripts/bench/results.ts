@@ -48,6 +48,12 @@ export interface ScalePoint {
   busiest: { process: string; cores: number };
   /** Cores the whole machine was busy (ours and every other process), from /proc/stat. */
   machineBusy: number;
+  /**
+   * The rate this configuration's CPU per job allows on the machine with nothing else running:
+   * cores / (CPU seconds per job of every process, the client included). On a shared machine the
+   * measured rate is what was left over; this one is what the processes' own cost sets.
+   */
+  dedicatedRate: number;
 }
 
 export interface ScaleResult {
@@ -68,8 +74,21 @@ export interface ScaleProjection {
   jobsPerPostgresCore: number;
   /** Redis is one thread: the ceiling of one Redis whatever the cores. */
   redisCeilingJobsPerSecond: number;
-  /** Rows for primaries of a few sizes: sustained jobs/s at the utilisation ceiling, per day. */
-  primaries: { cores: number; jobsPerSecond: number; movementsPerDay: number; ordersPerDay: number }[];
+  /**
+   * Rows for primaries of a few sizes: the jobs/s Postgres alone sustains at the utilisation
+   * ceiling, then what one Redis lets through (`limit` names which binds), and per day.
+   */
+  primaries: {
+    cores: number;
+    postgresJobsPerSecond: number;
+    jobsPerSecond: number;
+    limit: 'postgres' | 'redis';
+    movementsPerDay: number;
+    ordersPerDay: number;
+    /** Per day with Postgres alone as the limit (Redis spread over a cluster, docs/scaling.md). */
+    postgresMovementsPerDay: number;
+    postgresOrdersPerDay: number;
+  }[];
   assumptions: string[];
 }
 

@@ -45,14 +45,19 @@ export function project(points: ScalePoint[]): ScaleProjection {
   const redis = perJob('redis');
   const jobsPerPostgresCore = postgres > 0 ? 1 / postgres : Number.POSITIVE_INFINITY;
   const redisCeiling = redis > 0 ? utilisationCeiling / redis : Number.POSITIVE_INFINITY;
+  const perDay = (jobsPerSecond: number) => (jobsPerSecond * 86_400) / peakToAverage;
   const primaries = primaryCores.map((cores) => {
-    const jobsPerSecond = Math.min(utilisationCeiling * cores * jobsPerPostgresCore, redisCeiling);
-    const perDay = (jobsPerSecond * 86_400) / peakToAverage;
+    const postgresJobs = utilisationCeiling * cores * jobsPerPostgresCore;
+    const jobsPerSecond = Math.min(postgresJobs, redisCeiling);
     return {
       cores,
+      postgresJobsPerSecond: Math.round(postgresJobs),
       jobsPerSecond: Math.round(jobsPerSecond),
-      movementsPerDay: Math.round(perDay),
-      ordersPerDay: Math.round(perDay / jobsPerOrder),
+      limit: postgresJobs <= redisCeiling ? ('postgres' as const) : ('redis' as const),
+      movementsPerDay: Math.round(perDay(jobsPerSecond)),
+      ordersPerDay: Math.round(perDay(jobsPerSecond) / jobsPerOrder),
+      postgresMovementsPerDay: Math.round(perDay(postgresJobs)),
+      postgresOrdersPerDay: Math.round(perDay(postgresJobs) / jobsPerOrder),
     };
   });
   return {
@@ -61,7 +66,7 @@ export function project(points: ScalePoint[]): ScaleProjection {
     redisCeilingJobsPerSecond: Math.round(redisCeiling),
     primaries,
     assumptions: [
-      'Postgres is the shared bottleneck: web and worker processes scale out on other hosts, so only Postgres and Redis are single instances',
+      'Postgres is the shared bottleneck: web and worker processes scale out on other hosts, so only Postgres and Redis are single instances (one Redis caps the rate too; a Redis Cluster spreads the queues, one slot each, leaving Postgres)',
       `Postgres is CPU-bound and linear in jobs: CPU per job as measured here (the median over the configurations), no lock contention (distinct skus), disks and WAL fsync keep up`,
       `a sustained load uses at most ${utilisationCeiling * 100} % of a resource's CPU; Redis is one thread, so one core whatever the machine`,
       `a day's volume is ${peakToAverage}× thinner than its busiest hour (the capacity must carry the peak)`,

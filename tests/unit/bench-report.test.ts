@@ -37,8 +37,8 @@ describe('benchmark report from result files', () => {
     expect(md).toContain('| stockflow, no worker running | 11,500 | req/s | 0.0 | 3.0 |');
     expect(md).toContain('| hot adjust, concurrency 64, group commit on | 582 | movements/s | 4.2 | 8.1 |');
     // Scale: per configuration, then the projection rows and the assumptions.
-    expect(md).toContain('| 2 | 1 | 111.0 | 0.56 | 850 | 1,600 | 1.97 | machine:worker |');
-    expect(md).toContain('| 4 | 778 | 22,406,400 | 5,601,600 |');
+    expect(md).toContain('| 2 | 1 | 111.0 | 173.9 | 0.56 | 850 | 1,600 | 1.97 | machine:worker |');
+    expect(md).toContain('| 4 | 1,191 | 34,300,800 | 8,575,200 | 778 | redis | 22,406,400 | 5,601,600 |');
     expect(md).toContain('| Postgres is the shared bottleneck |');
     // Faults: seconds from the load's start; a fault without recovery says so.
     expect(md).toContain('| redis-kill | 2.0 | 3.5 | 4.3 | 0.8 | first 202 after the restart |');
@@ -108,10 +108,15 @@ describe('scale projection', () => {
     expect(p.redisCeilingJobsPerSecond).toBe(778);
     expect(p.primaries[0]).toEqual({
       cores: 4,
+      postgresJobsPerSecond: 1191,
       jobsPerSecond: 778,
+      limit: 'redis',
       movementsPerDay: 22_400_000,
       ordersPerDay: 5_600_000,
+      postgresMovementsPerDay: 34_314_894,
+      postgresOrdersPerDay: 8_578_723,
     });
+    expect(p.primaries.find((row) => row.cores === 32)!.limit).toBe('redis');
   });
 
   it('names a single process at a core before the machine', () => {
