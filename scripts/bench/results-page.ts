@@ -38,6 +38,8 @@ export interface Chart {
   labels?: string[];
   series: Record<string, (number | null)[]>;
   bars?: boolean;
+  /** Ticks at the x values only (process counts), not between them. */
+  discrete?: boolean;
   /** Fault windows: injected at `from`, healed at `to`, recovered at `recovered` (seconds). */
   marks?: { name: string; from: number; to: number; recovered: number | null }[];
 }
@@ -240,6 +242,7 @@ function scaleSection(r: ScaleResult): Section {
         id: 'scale-rate',
         title: 'jobs/s by worker processes',
         xLabel: 'worker processes',
+        discrete: true,
         yLabel: 'jobs/s',
         x: workers,
         series: {
@@ -253,6 +256,7 @@ function scaleSection(r: ScaleResult): Section {
         id: 'scale-efficiency',
         title: 'efficiency by worker processes',
         xLabel: 'worker processes',
+        discrete: true,
         yLabel: 'rate(n) / (n × rate(1))',
         x: workers,
         series: series((pt) => pt.efficiency),
@@ -261,6 +265,7 @@ function scaleSection(r: ScaleResult): Section {
         id: 'scale-p99',
         title: 'end-to-end p99 (ms) by worker processes',
         xLabel: 'worker processes',
+        discrete: true,
         yLabel: 'ms',
         x: workers,
         series: series((pt) => pt.p99Ms),
@@ -269,6 +274,7 @@ function scaleSection(r: ScaleResult): Section {
         id: 'scale-cpu',
         title: `CPU seconds per 1000 jobs by process (${top?.webs ?? 1} web)`,
         xLabel: 'worker processes',
+        discrete: true,
         yLabel: 'CPU s / 1000 jobs',
         x: workers,
         series: Object.fromEntries(
@@ -436,7 +442,7 @@ const chartScript = `'use strict';
       }));
     var axes = [
       g ? { label: c.xLabel, splits: function () { return g.splits; }, values: function (u, vals) { return vals.map(function (v) { return g.label(v).slice(0, 24); }); } }
-        : { label: c.xLabel },
+        : { label: c.xLabel, splits: c.discrete ? function () { return c.x; } : undefined },
       { label: c.yLabel, size: 60 }
     ];
     var opts = { title: c.title, width: Math.min(960, el.clientWidth || 960), height: 300, series: series, axes: axes,
