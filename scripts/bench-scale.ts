@@ -147,7 +147,7 @@ async function drive(client: Client, next: ReturnType<typeof createMix>, count: 
           const request = next();
           await client.submit({
             ...request,
-            key: `scale-${seed}-${label}-${sent}-${randomTag()}`,
+            key: `scale-${label.replaceAll(' ', '-')}-${sent}`,
             wait: true,
           });
           done += 1;
@@ -158,7 +158,6 @@ async function drive(client: Client, next: ReturnType<typeof createMix>, count: 
     clearInterval(timer);
   }
 }
-const randomTag = () => Math.random().toString(36).slice(2, 10);
 
 async function main(): Promise<void> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'stockflow-scale-'));
