@@ -201,6 +201,22 @@ export async function recordAttempt(
   return row!;
 }
 
+/**
+ * The attempt a job began at `startedAt`, if it is recorded already, with where its delivery stands
+ * now: a record tried again after its commit's answer was lost, or a pending attempt recorded by a
+ * run that stopped before it could say so, is not recorded twice.
+ */
+export async function findRecordedAttempt(
+  db: Knex,
+  deliveryId: string,
+  attempt: Pick<WebhookAttempt, 'jobId' | 'startedAt'>,
+): Promise<{ attempt: number; status: DeliveryStatus } | undefined> {
+  return db('webhook_attempts as a')
+    .join('webhook_deliveries as d', 'd.id', 'a.delivery_id')
+    .where({ 'a.delivery_id': deliveryId, 'a.job_id': attempt.jobId, 'a.started_at': attempt.startedAt })
+    .first('a.attempt', 'd.status');
+}
+
 export async function getDelivery(
   db: Knex,
   id: string,
