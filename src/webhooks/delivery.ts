@@ -68,6 +68,8 @@ type Recorded = Awaited<ReturnType<typeof recordOutcome>>;
  * (`recordRetryDelaysMs`); if it still fails, the attempt is kept in the job's data and the job
  * comes back after JOB_BACKOFF_MS, within the same attempt, to record it and act on it as step 3
  * would have (a 2xx is delivered without a second POST).
+ * A delivery job runs ahead of fresh deliveries from its first run on (priority 0): whenever it
+ * comes back (a retry, a rate-limit slot, a record to finish), it is due, not new.
  */
 export async function deliver(
   deps: DeliveryDeps,
@@ -76,6 +78,8 @@ export async function deliver(
   payload: PayloadOf<typeof webhookJobs.deliver>,
 ): Promise<DeliverResult> {
   const { config, metrics } = deps;
+  // The hash holds it as text.
+  if (Number(job.priority) !== 0) await job.changePriority({ priority: 0 });
   const pending = (job.data as DeliveryData).pendingAttempt;
   if (pending) return recordPending(deps, job, log, payload, pending);
   const claimed = await deps.db.transaction((trx) => claimAttempt(trx, job.id!, payload));
