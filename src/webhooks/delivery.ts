@@ -58,7 +58,7 @@ type Recorded = Awaited<ReturnType<typeof recordOutcome>>;
 
 /**
  * One attempt of one delivery (event × endpoint), the POST outside any transaction:
- * 1. (transaction) whether this job still owns a delivery to attempt (see `claimAttempt`);
+ * 1. whether this job still owns a delivery to attempt (see `claimAttempt`);
  * 2. the endpoint's rate limit, then the signed POST;
  * 3. (transaction) the attempt recorded, the delivery moved on, the breaker told. A failure is
  *    thrown after it is recorded: BullMQ retries on the schedule (or the receiver's Retry-After),
@@ -82,7 +82,7 @@ export async function deliver(
   if (Number(job.priority) !== 0) await job.changePriority({ priority: 0 });
   const pending = (job.data as DeliveryData).pendingAttempt;
   if (pending) return recordPending(deps, job, log, payload, pending);
-  const claimed = await deps.db.transaction((trx) => claimAttempt(trx, job.id!, payload));
+  const claimed = await claimAttempt(deps.db, job.id!, payload);
   if ('outcome' in claimed) return claimed;
 
   const sendAt = await waitForRateSlot(
@@ -211,14 +211,17 @@ function settle(
  * new job), another job owns it (a manual retry, a replay or the sweep took it over, and this one
  * must not send a second copy), or an automatic job finds it finished. A disabled endpoint holds
  * it. Otherwise the attempt is marked as begun, so the sweep leaves it alone while in flight.
+ * No transaction: nothing here is locked and each statement stands on its own, so BEGIN and
+ * COMMIT would only add round trips (what a delivery costs is mostly its round trips).
  */
 async function claimAttempt(
-  trx: Knex.Transaction,
+  db: Knex,
   jobId: string,
   payload: PayloadOf<typeof webhookJobs.deliver>,
 ): Promise<DeliveryContext | DeliverResult> {
-  await ensureDelivery(trx, payload.endpointId, payload.eventId, jobId);
-  const context = await loadDeliveryContext(trx, payload.endpointId, payload.eventId);
+  // Also waits for a transaction still writing the row (the relay's, a manual retry's requeue).
+  await ensureDelivery(db, payload.endpointId, payload.eventId, jobId);
+  const context = await loadDeliveryContext(db, payload.endpointId, payload.eventId);
   if (!context) return { deliveryId: null, outcome: 'skipped' };
   const { delivery, endpoint } = context;
   if (delivery.status === 'held') return { deliveryId: delivery.id, outcome: 'held' };
@@ -230,10 +233,10 @@ async function claimAttempt(
   if (automatic && delivery.status === 'failed')
     return { deliveryId: delivery.id, outcome: 'already_failed' };
   if (endpoint.status === 'disabled') {
-    await setDeliveryStatus(trx, delivery.id, 'held');
+    await setDeliveryStatus(db, delivery.id, 'held');
     return { deliveryId: delivery.id, outcome: 'held' };
   }
-  await markAttemptStarted(trx, delivery.id);
+  await markAttemptStarted(db, delivery.id);
   return context;
 }
 
