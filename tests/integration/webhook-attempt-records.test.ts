@@ -112,6 +112,18 @@ const attemptLog = async (deliveryId: string) =>
     await ctx.request({ method: 'GET', url: `/api/webhooks/deliveries/${deliveryId}`, key: ctx.adminKey }),
   );
 
+/** The job delivered on its first attempt; the receiver saw one POST, and the log has it. */
+async function expectDeliveredOnce(eventId: string, delivery: { id: string; job_id: string }) {
+  const job = await ctx.waitForJob(delivery.job_id);
+  expect(job).toMatchObject({ state: 'completed', result: { outcome: 'delivered', attempt: 1 } });
+  expect(hooks.filter((h) => h.eventId === eventId)).toHaveLength(1);
+  const detail = await attemptLog(delivery.id);
+  expect(detail).toMatchObject({ status: 'delivered', attempts: 1 });
+  expect(detail.attemptLog).toEqual([
+    expect.objectContaining({ attempt: 1, statusCode: 200, outcome: 'delivered' }),
+  ]);
+}
+
 it('records a 2xx whose record was cut off once, by trying the record again: one POST, one attempt', async () => {
   const { eventId, hook, delivery } = await heldDelivery('REC-1');
   const lock = await lockRow(delivery.id);
@@ -119,15 +131,7 @@ it('records a 2xx whose record was cut off once, by trying the record again: one
   await terminateWaitingRecord(lock.pid, []);
   await lock.trx.rollback();
 
-  const job = await ctx.waitForJob(delivery.job_id);
-  expect(job).toMatchObject({ state: 'completed', result: { outcome: 'delivered', attempt: 1 } });
-  // The receiver saw one POST, and the log has it: at least once, here exactly once.
-  expect(hooks.filter((h) => h.eventId === eventId)).toHaveLength(1);
-  const detail = await attemptLog(delivery.id);
-  expect(detail).toMatchObject({ status: 'delivered', attempts: 1 });
-  expect(detail.attemptLog).toEqual([
-    expect.objectContaining({ attempt: 1, statusCode: 200, outcome: 'delivered' }),
-  ]);
+  await expectDeliveredOnce(eventId, delivery);
 });
 
 it('keeps a 2xx it could not record in the job, and its next run records it without a second POST', async () => {
@@ -146,14 +150,7 @@ it('keeps a 2xx it could not record in the job, and its next run records it with
   // Postgres is back: the next run records it, and finishes as delivered.
   await lock.trx.rollback();
 
-  const job = await ctx.waitForJob(delivery.job_id);
-  expect(job).toMatchObject({ state: 'completed', result: { outcome: 'delivered', attempt: 1 } });
-  expect(hooks.filter((h) => h.eventId === eventId)).toHaveLength(1);
-  const detail = await attemptLog(delivery.id);
-  expect(detail).toMatchObject({ status: 'delivered', attempts: 1 });
-  expect(detail.attemptLog).toEqual([
-    expect.objectContaining({ attempt: 1, statusCode: 200, outcome: 'delivered' }),
-  ]);
+  await expectDeliveredOnce(eventId, delivery);
   expect((await ctx.api.queues.webhooks.getJob(delivery.job_id))!.data.pendingAttempt).toBeUndefined();
 });
 
