@@ -7,7 +7,7 @@ import { openRedis } from '../src/connections.js';
 import { createApiKey } from '../src/db/api-keys.js';
 import { prepareDatabase } from '../src/db/migrate.js';
 import { runEntry } from '../src/entry.js';
-import { appendEvent } from '../src/events/outbox.js';
+import { appendEvent, appendEvents } from '../src/events/outbox.js';
 import { createLogger } from '../src/log.js';
 import { postJson } from '../src/outbound/http.js';
 import { productJobs } from '../src/queues/products.js';
@@ -20,10 +20,15 @@ import { benchLimits, deleteScratchKeys, dropScratchDatabase } from './bench/scr
  * `npm run bench:events`: figures for the event feed, webhook delivery and the live stream, each
  * beside a baseline measured in the same run on the same machine. Uses a scratch database and
  * queue prefix of its own and removes them afterwards. Sizes: BENCH_EVENTS (feed, default 20000),
- * BENCH_DELIVERIES (default 2000), BENCH_STREAM (default 500).
+ * BENCH_DELIVERIES (default 2000), BENCH_STREAM (default 500); the paced delivery case offers
+ * BENCH_EVENT_RATE events/s (default 95, the fault suite's peak) for BENCH_RATE_SECONDS (20) to a
+ * receiver that answers after BENCH_RECEIVER_MS (0).
  */
 const feedEvents = Number(process.env.BENCH_EVENTS ?? 20_000);
 const deliveries = Number(process.env.BENCH_DELIVERIES ?? 2000);
+const eventRate = Number(process.env.BENCH_EVENT_RATE ?? 95);
+const rateSeconds = Number(process.env.BENCH_RATE_SECONDS ?? 20);
+const receiverMs = Number(process.env.BENCH_RECEIVER_MS ?? 0);
 const streamEvents = Number(process.env.BENCH_STREAM ?? 500);
 
 const rate = (n: number, ms: number) => `${Math.round((n * 1000) / ms)}/s`;
@@ -58,16 +63,21 @@ runEntry(async () => {
     'webhooks',
   ]);
   let received = 0;
+  /** When each webhook-id first arrived (the paced case). */
+  const arrivals = new Map<string, number>();
   const receiver = http.createServer((req, res) => {
     req.resume();
     req.on('end', () => {
       received += 1;
-      res.end('ok');
+      const id = String(req.headers['webhook-id']);
+      if (!arrivals.has(id)) arrivals.set(id, Date.now());
+      if (receiverMs > 0) setTimeout(() => res.end('ok'), receiverMs);
+      else res.end('ok');
     });
   });
   await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
   const receiverUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/`;
-  const inject = (method: 'GET' | 'POST', path: string, payload?: unknown) =>
+  const inject = (method: 'GET' | 'POST' | 'DELETE', path: string, payload?: unknown) =>
     app.inject({
       method,
       url: path,
@@ -172,6 +182,55 @@ runEntry(async () => {
     );
     await inject('POST', `/api/webhooks/endpoints/${created.id}/rotate-secret`);
 
+    // 2b. Deliveries at a fixed event rate: do they keep up, and how late is each one?
+    const paced = (
+      await inject('POST', '/api/webhooks/endpoints', { url: receiverUrl, eventTypes: ['location.updated'] })
+    ).json();
+    const committed = new Map<string, number>();
+    const total = Math.round(eventRate * rateSeconds);
+    const offerStarted = Date.now();
+    const cpuBefore = process.cpuUsage();
+    for (let n = 0; n < total; ) {
+      // Every 100 ms, the events due by then, in one transaction.
+      const due = Math.min(total, Math.round(((Date.now() - offerStarted) / 1000) * eventRate));
+      if (due > n) {
+        const rows = await api.db.transaction((trx) =>
+          appendEvents(
+            trx,
+            Array.from({ length: due - n }, (_, k) => ({
+              type: 'location.updated',
+              aggregate: { type: 'bench', id: String(n + k) },
+              data: { n: n + k },
+            })),
+          ),
+        );
+        const at = Date.now();
+        for (const row of rows) committed.set(row.id, at);
+        n = due;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const offerEnded = Date.now();
+    const backlogAtEnd = [...committed.keys()].filter((id) => !arrivals.has(id)).length;
+    while ([...committed.keys()].some((id) => !arrivals.has(id))) await new Promise((r) => setTimeout(r, 50));
+    const cpu = process.cpuUsage(cpuBefore);
+    const lags = [...committed].map(([id, at]) => arrivals.get(id)! - at).sort((a, b) => a - b);
+    const inWindow = [...committed.keys()].filter((id) => arrivals.get(id)! <= offerEnded).length;
+    const pacedRate = inWindow / ((offerEnded - offerStarted) / 1000);
+    console.log(
+      `webhooks at a fixed rate: ${eventRate} events/s for ${rateSeconds} s to 1 endpoint, receiver answers after ${receiverMs} ms, worker concurrency ${concurrency}`,
+    );
+    console.log(
+      `  delivered while offered     ${pacedRate.toFixed(1)}/s; ${backlogAtEnd} not yet delivered when the offer ended`,
+    );
+    console.log(
+      `  commit -> receipt           p50 ${percentile(lags, 0.5)} ms  p99 ${percentile(lags, 0.99)} ms  max ${lags.at(-1)} ms`,
+    );
+    console.log(
+      `  CPU of this process (relay, worker, receiver) ${((cpu.user + cpu.system) / 1000 / total).toFixed(2)} ms per delivery\n`,
+    );
+    await inject('DELETE', `/api/webhooks/endpoints/${paced.id}`);
+
     // 3. Live stream latency: product jobs, SSE client, event insert to receipt.
     const latencies: number[] = [];
     const streamDone = new Promise<void>((resolve) => {
@@ -233,6 +292,14 @@ runEntry(async () => {
           rate: perSecond(deliveries, queuedMs),
           unit: 'deliveries/s',
           baseline: { name: 'direct signed POSTs', rate: perSecond(deliveries, directMs) },
+        },
+        {
+          name: `webhook delivery at ${eventRate} events/s offered (delivered while offered; commit to receipt)`,
+          rate: pacedRate,
+          unit: 'deliveries/s',
+          p50Ms: percentile(lags, 0.5),
+          p99Ms: percentile(lags, 0.99),
+          baseline: { name: 'events offered', rate: eventRate },
         },
         {
           name: 'SSE latency (event insert to receipt)',

@@ -10,6 +10,7 @@ import type {
 } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import FindMyWay from 'find-my-way';
+import { isServiceUnavailable } from '../db/knex.js';
 import { type FieldError, HttpProblem, type Problem } from '../errors/http-problem.js';
 import { unknownEventType } from '../events/type-patterns.js';
 import { problem, sendProblem } from './problems.js';
@@ -126,23 +127,6 @@ function validationProblem(error: ValidationError): Problem {
     );
   }
   return problem(400, 'validation_failed', `The ${where} has ${errors.length} invalid field(s)`, { errors });
-}
-
-/**
- * Whether an error says a backing service is away rather than that our code is wrong: Postgres
- * restarting, shutting down or refusing connections (SQLSTATE class 08, 57P01-57P03, 53300), a
- * connection refused, reset or cut, or no pooled connection within the acquire timeout. Such a
- * request is answered 503 with Retry-After (repeat it), never 500.
- */
-export function isServiceUnavailable(error: unknown): boolean {
-  if (!(error instanceof Error)) return false;
-  const code = String((error as { code?: unknown }).code ?? '');
-  return (
-    code.startsWith('08') ||
-    ['57P01', '57P02', '57P03', '53300'].includes(code) ||
-    ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTCONN'].includes(code) ||
-    /Connection terminated|terminating connection|Timeout acquiring a connection/i.test(error.message)
-  );
 }
 
 function internalError(request: FastifyRequest, reply: FastifyReply, error: FastifyError) {

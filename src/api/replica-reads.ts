@@ -1,10 +1,9 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import type { Db } from '../db/knex.js';
+import { type Db, isServiceUnavailable } from '../db/knex.js';
 import { isLsn, type ReplicaPosition, readWalPosition } from '../db/wal-position.js';
 import { HttpProblem } from '../errors/http-problem.js';
 import type { ApiDeps } from './deps.js';
-import { isServiceUnavailable } from './errors.js';
 
 /**
  * Reads that may lag go to the replica (DATABASE_REPLICA_URL), with read-your-writes across the

@@ -72,3 +72,43 @@ export function isPgError(error: unknown, code: string, constraint?: string): bo
   const e = error as { code?: unknown; constraint?: unknown };
   return e.code === code && (constraint === undefined || e.constraint === constraint);
 }
+
+/**
+ * Whether an error says a backing service is away rather than that our code is wrong: Postgres
+ * restarting, shutting down or refusing connections (SQLSTATE class 08, 57P01-57P03, 53300), a
+ * connection refused, reset or cut, or no pooled connection within the acquire timeout. Such a
+ * request is answered 503 with Retry-After (repeat it), never 500; a worker's transaction is tried
+ * again (`transactionRetried`).
+ */
+export function isServiceUnavailable(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  const code = String((error as { code?: unknown }).code ?? '');
+  return (
+    code.startsWith('08') ||
+    ['57P01', '57P02', '57P03', '53300'].includes(code) ||
+    ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTCONN'].includes(code) ||
+    /Connection terminated|terminating connection|Timeout acquiring a connection/i.test(error.message)
+  );
+}
+
+/**
+ * Runs `work` in a transaction, and in a new one after each of `delaysMs` while it fails because
+ * Postgres is away (`isServiceUnavailable`: backends terminated, a restart, a lost connection).
+ * For a transaction that records what has already happened outside Postgres (a webhook answered):
+ * a short outage must not lose it. `again` is true on every try after the first, whose commit may
+ * have succeeded with its answer lost: the work must then find what it wrote and not write it twice.
+ */
+export async function transactionRetried<T>(
+  db: Knex,
+  work: (trx: Knex.Transaction, again: boolean) => Promise<T>,
+  delaysMs: readonly number[],
+): Promise<T> {
+  for (let tried = 0; ; tried++) {
+    try {
+      return await db.transaction((trx) => work(trx, tried > 0));
+    } catch (error) {
+      if (tried >= delaysMs.length || !isServiceUnavailable(error)) throw error;
+      await new Promise((resolve) => setTimeout(resolve, delaysMs[tried]));
+    }
+  }
+}

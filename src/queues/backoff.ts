@@ -29,6 +29,13 @@ export const webhookRetryPolicy = (
   config: Pick<Config, 'WEBHOOK_RETRY_SCHEDULE' | 'WEBHOOK_RETRY_JITTER'>,
 ): RetryPolicy => ({ schedule: config.WEBHOOK_RETRY_SCHEDULE, jitter: config.WEBHOOK_RETRY_JITTER });
 
+/**
+ * A transaction that records an outcome already reached outside Postgres (a webhook answered) is
+ * tried again after each of these delays while Postgres is away (`transactionRetried`), within the
+ * same run of the job: about 2.6 s in all, a Postgres restart's usual length.
+ */
+export const recordRetryDelaysMs = [100, 500, 2000] as const;
+
 /** Delay before the attempt that follows attempt number `attemptsMade` (1-based). */
 export function retryDelayMs(policy: RetryPolicy, attemptsMade: number, random = Math.random): number {
   const index = Math.min(Math.max(attemptsMade, 1), policy.schedule.length) - 1;

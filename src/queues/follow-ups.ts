@@ -6,7 +6,7 @@ import type { JobName, JobNamed } from './catalog.js';
 import type { AnyJob, JobData, JobMeta, PayloadOf, ResultOf } from './job.js';
 import type { Queues } from './queues.js';
 import { reorderJobs } from './reorder.js';
-import { webhookJobs } from './webhooks.js';
+import { deliveryPriority, webhookJobs } from './webhooks.js';
 
 /**
  * A job the platform queues itself, as whoever decides it names it. `key` tells it apart from the
@@ -66,6 +66,7 @@ export interface FollowUpJob {
 export function followUpJob(settings: Settings, followUp: FollowUp): FollowUpJob {
   const kind = kinds[followUp.kind];
   const delay = followUp.kind === 'send' ? followUp.delayMs : undefined;
+  const priority = followUp.kind === 'delivery' ? deliveryPriority(followUp.payload.cause) : 0;
   return {
     name: kind.job.name,
     data: { payload: followUp.payload, meta: followUp.meta ?? { actor: 'system' } },
@@ -73,6 +74,7 @@ export function followUpJob(settings: Settings, followUp: FollowUp): FollowUpJob
       ...kind.job.options,
       ...(kind.attempts ? { attempts: kind.attempts(settings) } : {}),
       ...(delay !== undefined ? { delay } : {}),
+      ...(priority ? { priority } : {}),
       jobId: followUpJobId(followUp),
     },
   };

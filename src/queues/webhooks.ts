@@ -11,6 +11,17 @@ import { defineJob } from './job.js';
 export const deliveryCauses = ['new', 'retry', 'resume', 'replay', 'sweep'] as const;
 export type DeliveryCause = (typeof deliveryCauses)[number];
 
+/**
+ * Where a delivery job waits. BullMQ takes the jobs without a priority (0, its wait list) before
+ * any prioritized one, and prioritized ones lowest number first. Fresh deliveries (the relay's, a
+ * resume's, a replay's, the sweep's) wait as `freshDeliveryPriority`, behind every delivery that is
+ * due: a job leaves that priority at its first run (src/webhooks/delivery.ts), so its retries, its
+ * rate-limit slots and a record left to finish come back at 0, when their schedule says, however
+ * long the line of fresh ones. A manual retry is due at once.
+ */
+const freshDeliveryPriority = 10;
+export const deliveryPriority = (cause: DeliveryCause) => (cause === 'retry' ? 0 : freshDeliveryPriority);
+
 // Compatibility: payloads only gain optional fields (a worker must accept jobs of the last release).
 export const deliverPayload = z.object({
   endpointId: z.uuid(),

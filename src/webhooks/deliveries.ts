@@ -130,7 +130,7 @@ export async function setDeliveryStatus(db: Knex, id: string, status: DeliverySt
   await db('webhook_deliveries').where({ id }).update({ status, updated_at: db.fn.now() });
 }
 
-/** Records one attempt and moves the delivery to `status`. */
+/** Records one attempt and moves the delivery to `status`, in one statement. */
 export async function recordAttempt(
   db: Knex,
   input: {
@@ -140,31 +140,52 @@ export async function recordAttempt(
   },
 ): Promise<DeliveryRow> {
   const { delivery, attempt } = input;
-  const [row] = await db<DeliveryRow>('webhook_deliveries')
-    .where({ id: delivery.id })
-    .update({
-      status: input.status,
-      attempts: db.raw('attempts + 1'),
-      last_attempt_at: attempt.startedAt,
-      last_status_code: attempt.statusCode,
-      last_error: attempt.error,
-      delivered_at: input.status === 'delivered' ? db.fn.now() : db.raw('delivered_at'),
-      updated_at: db.fn.now(),
-    } as never)
-    .returning('*');
-  await db('webhook_attempts').insert({
-    delivery_id: delivery.id,
-    attempt: row!.attempts,
-    job_id: attempt.jobId,
-    worker: attempt.worker,
-    started_at: attempt.startedAt,
-    duration_ms: attempt.durationMs,
-    status_code: attempt.statusCode,
-    response_body: attempt.responseBody,
-    error: attempt.error,
-    outcome: attempt.outcome,
-  });
-  return row!;
+  const { rows } = await db.raw<{ rows: DeliveryRow[] }>(
+    `with d as (
+       update webhook_deliveries
+       set status = ?, attempts = attempts + 1, last_attempt_at = ?, last_status_code = ?, last_error = ?,
+           delivered_at = case when ? = 'delivered' then now() else delivered_at end, updated_at = now()
+       where id = ?
+       returning *),
+     a as (
+       insert into webhook_attempts (delivery_id, attempt, job_id, worker, started_at, duration_ms,
+                                     status_code, response_body, error, outcome)
+       select d.id, d.attempts, ?, ?, ?, ?, ?, ?, ?, ? from d)
+     select * from d`,
+    [
+      input.status,
+      attempt.startedAt,
+      attempt.statusCode,
+      attempt.error,
+      input.status,
+      delivery.id,
+      attempt.jobId,
+      attempt.worker,
+      attempt.startedAt,
+      attempt.durationMs,
+      attempt.statusCode,
+      attempt.responseBody,
+      attempt.error,
+      attempt.outcome,
+    ],
+  );
+  return rows[0]!;
+}
+
+/**
+ * The attempt a job began at `startedAt`, if it is recorded already, with where its delivery stands
+ * now: a record tried again after its commit's answer was lost, or a pending attempt recorded by a
+ * run that stopped before it could say so, is not recorded twice.
+ */
+export async function findRecordedAttempt(
+  db: Knex,
+  deliveryId: string,
+  attempt: Pick<WebhookAttempt, 'jobId' | 'startedAt'>,
+): Promise<{ attempt: number; status: DeliveryStatus } | undefined> {
+  return db('webhook_attempts as a')
+    .join('webhook_deliveries as d', 'd.id', 'a.delivery_id')
+    .where({ 'a.delivery_id': deliveryId, 'a.job_id': attempt.jobId, 'a.started_at': attempt.startedAt })
+    .first('a.attempt', 'd.status');
 }
 
 export async function getDelivery(

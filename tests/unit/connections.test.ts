@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { isServiceUnavailable } from '../../src/api/errors.js';
 import { parseConfig } from '../../src/config.js';
 import { durabilityProblems, redisOptions, redisTargetOf } from '../../src/connections.js';
+import { isServiceUnavailable } from '../../src/db/knex.js';
 
 describe('Redis connections by role', () => {
   const sentinel = parseConfig({

@@ -45,6 +45,13 @@ describe('follow-up jobs', () => {
       },
       opts: { attempts: 4, backoff: { type: 'webhook-schedule' } },
     });
+    // A manual retry is due at once; the relay's deliveries wait behind every delivery that is due.
+    expect(delivery.opts.priority).toBeUndefined();
+    const fresh = followUpJob(config, {
+      kind: 'delivery',
+      payload: { eventId: 'ev', endpointId: 'ep', cause: 'new' },
+    });
+    expect(fresh.opts.priority).toBeGreaterThan(0);
     const send = followUpJob(config, { kind: 'send', payload: { purchaseOrderId: 'po' }, delayMs: 500 });
     expect(send).toMatchObject({
       name: 'purchase-order.send',

@@ -1,0 +1,183 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Knex } from 'knex';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { recordRetryDelaysMs } from '../../src/queues/backoff.js';
+import { createTestContext, json, type TestContext } from '../helpers/context.js';
+import { until } from '../helpers/until.js';
+
+/**
+ * Every attempt made is in the delivery's attempt log, also when the transaction that records it
+ * is cut off: a receiver answers 200 while the test holds the delivery's row, so the worker's
+ * record waits on it, and the test terminates that worker backend (`pg_terminate_backend`, as an
+ * operator or a failover does) while it waits.
+ */
+
+interface Hook {
+  eventId: string;
+  answer(status: number): void;
+}
+
+let ctx: TestContext;
+let server: http.Server;
+let origin: string;
+const hooks: Hook[] = [];
+
+beforeAll(async () => {
+  // Every request is held until the test answers it.
+  server = http.createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      hooks.push({
+        eventId: String(req.headers['webhook-id']),
+        answer: (status) => res.writeHead(status).end(),
+      });
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  ctx = await createTestContext({
+    workers: ['products', 'maintenance', 'webhooks'],
+    env: {
+      WEBHOOK_ALLOW_PRIVATE_TARGETS: 'true',
+      WEBHOOK_RETRY_SCHEDULE: '100ms',
+      WEBHOOK_RELAY_INTERVAL_MS: '100',
+      // The record waits on the test's lock for as long as the test needs, on a loaded machine too.
+      DATABASE_WORKER_LOCK_TIMEOUT_MS: '0',
+      DATABASE_WORKER_STATEMENT_TIMEOUT_MS: '0',
+      DATABASE_API_IDLE_IN_TRANSACTION_TIMEOUT_MS: '0',
+    },
+  });
+  const res = await ctx.request({
+    method: 'POST',
+    url: '/api/webhooks/endpoints',
+    key: ctx.adminKey,
+    payload: { url: `${origin}/hooks`, eventTypes: ['product.created'] },
+  });
+  expect(res.statusCode, res.body).toBe(201);
+});
+afterAll(async () => {
+  await ctx?.close();
+  server?.closeAllConnections();
+  server?.close();
+});
+
+/** A product's creation, and its delivery's first POST, held open at the receiver. */
+async function heldDelivery(sku: string) {
+  const res = await ctx.request({
+    method: 'POST',
+    url: '/api/pms/products',
+    headers: { prefer: 'wait=10' },
+    payload: { sku, name: sku, price: { amount: 100, currency: 'EUR' } },
+  });
+  expect(res.statusCode, res.body).toBe(201);
+  const event = await ctx.api.db('events').where({ aggregate_id: sku, type: 'product.created' }).first();
+  const hook = await until(
+    'the first POST',
+    () => hooks.find((h) => h.eventId === event.id),
+    (h) => h !== undefined,
+  );
+  const delivery = await ctx.api.db('webhook_deliveries').where({ event_id: event.id }).first();
+  return { eventId: event.id as string, hook: hook!, delivery };
+}
+
+/** Holds the delivery's row in a transaction of the test's own; resolves with its backend. */
+async function lockRow(deliveryId: string): Promise<{ trx: Knex.Transaction; pid: number }> {
+  const trx = await ctx.api.db.transaction();
+  await trx('webhook_deliveries').where({ id: deliveryId }).forUpdate().first();
+  const { rows } = await trx.raw<{ rows: { pid: number }[] }>('select pg_backend_pid() as pid');
+  return { trx, pid: rows[0]!.pid };
+}
+
+/** Terminates the next worker backend found waiting on the test's lock (one it has not terminated). */
+async function terminateWaitingRecord(lockPid: number, terminated: number[]): Promise<void> {
+  const { rows } = await until(
+    "the worker's record waiting on the row",
+    () =>
+      ctx.api.db.raw<{ rows: { pid: number }[] }>(
+        `select pid from pg_stat_activity
+         where datname = current_database() and ? = any (pg_blocking_pids(pid))
+           and not (pid = any (?::int[]))`,
+        [lockPid, terminated],
+      ),
+    (result) => result.rows.length > 0,
+  );
+  const pid = rows[0]!.pid;
+  await ctx.api.db.raw('select pg_terminate_backend(?)', [pid]);
+  terminated.push(pid);
+}
+
+const attemptLog = async (deliveryId: string) =>
+  json(
+    await ctx.request({ method: 'GET', url: `/api/webhooks/deliveries/${deliveryId}`, key: ctx.adminKey }),
+  );
+
+/** The job delivered on its first attempt; the receiver saw one POST, and the log has it. */
+async function expectDeliveredOnce(eventId: string, delivery: { id: string; job_id: string }) {
+  const job = await ctx.waitForJob(delivery.job_id);
+  expect(job).toMatchObject({ state: 'completed', result: { outcome: 'delivered', attempt: 1 } });
+  expect(hooks.filter((h) => h.eventId === eventId)).toHaveLength(1);
+  const detail = await attemptLog(delivery.id);
+  expect(detail).toMatchObject({ status: 'delivered', attempts: 1 });
+  expect(detail.attemptLog).toEqual([
+    expect.objectContaining({ attempt: 1, statusCode: 200, outcome: 'delivered' }),
+  ]);
+}
+
+it('records a 2xx whose record was cut off once, by trying the record again: one POST, one attempt', async () => {
+  const { eventId, hook, delivery } = await heldDelivery('REC-1');
+  const lock = await lockRow(delivery.id);
+  hook.answer(200);
+  await terminateWaitingRecord(lock.pid, []);
+  await lock.trx.rollback();
+
+  await expectDeliveredOnce(eventId, delivery);
+});
+
+it('keeps a 2xx it could not record in the job, and its next run records it without a second POST', async () => {
+  const { eventId, hook, delivery } = await heldDelivery('REC-2');
+  const lock = await lockRow(delivery.id);
+  hook.answer(200);
+  // The record and each of its retries are cut off: the attempt is kept in the job's data.
+  const terminated: number[] = [];
+  for (let i = 0; i <= recordRetryDelaysMs.length; i++) await terminateWaitingRecord(lock.pid, terminated);
+  const kept = await until(
+    'the attempt kept in the job',
+    () => ctx.api.queues.webhooks.getJob(delivery.job_id),
+    (job) => job?.data.pendingAttempt !== undefined,
+  );
+  expect(kept!.data.pendingAttempt.attempt).toMatchObject({ statusCode: 200, outcome: 'delivered' });
+  // Postgres is back: the next run records it, and finishes as delivered.
+  await lock.trx.rollback();
+
+  await expectDeliveredOnce(eventId, delivery);
+  expect((await ctx.api.queues.webhooks.getJob(delivery.job_id))!.data.pendingAttempt).toBeUndefined();
+});
+
+it('records a failure it could not record before acting on it: the retry follows, both attempts in the log', async () => {
+  const { eventId, hook, delivery } = await heldDelivery('REC-3');
+  const lock = await lockRow(delivery.id);
+  hook.answer(500);
+  const terminated: number[] = [];
+  for (let i = 0; i <= recordRetryDelaysMs.length; i++) await terminateWaitingRecord(lock.pid, terminated);
+  await until(
+    'the attempt kept in the job',
+    () => ctx.api.queues.webhooks.getJob(delivery.job_id),
+    (job) => job?.data.pendingAttempt !== undefined,
+  );
+  await lock.trx.rollback();
+
+  const retry = await until(
+    'the retry',
+    () => hooks.filter((h) => h.eventId === eventId),
+    (list) => list.length === 2,
+  );
+  retry[1]!.answer(200);
+  const job = await ctx.waitForJob(delivery.job_id);
+  expect(job).toMatchObject({ state: 'completed', result: { outcome: 'delivered', attempt: 2 } });
+  const detail = await attemptLog(delivery.id);
+  expect(detail).toMatchObject({ status: 'delivered', attempts: 2 });
+  expect(
+    detail.attemptLog.map((a: { statusCode: number; outcome: string }) => `${a.statusCode}:${a.outcome}`),
+  ).toEqual(['500:failed', '200:delivered']);
+});
