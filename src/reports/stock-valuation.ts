@@ -101,7 +101,10 @@ const byLevel = (a: { sku: string; location: string }, b: { sku: string; locatio
   a.sku < b.sku ? -1 : a.sku > b.sku ? 1 : a.location < b.location ? -1 : a.location > b.location ? 1 : 0;
 
 /** The currency of each product (its price's): costs are in the product's currency. */
-async function currenciesOf(db: Knex, filter: SkuFilter | { skus: string[] }): Promise<Map<string, string>> {
+export async function currenciesOf(
+  db: Knex,
+  filter: SkuFilter | { skus: string[] },
+): Promise<Map<string, string>> {
   const [where, bindings] = skuCondition(filter);
   const { rows } = await db.raw<{ rows: { sku: string; currency: string }[] }>(
     `select sku, price_currency as currency from products where ${where}`,
