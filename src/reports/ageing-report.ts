@@ -160,13 +160,18 @@ export async function ageingAnswer(
     parts.push(...dayParts(live.currencies.get(state.sku) ?? 'XXX', live.layers.get(key) ?? [], state, 1));
   }
   const totals = new Map<string, Totals>();
+  const buckets = new Map<string, AgeBucket>();
   for (const p of parts) {
     const t = totals.get(p.currency) ?? {
       currency: p.currency,
       units: emptyBuckets(),
       value: emptyBuckets(),
     };
-    const bucket = ageBucketOf(ageDays(p.day, today));
+    let bucket = buckets.get(p.day);
+    if (bucket === undefined) {
+      bucket = ageBucketOf(ageDays(p.day, today));
+      buckets.set(p.day, bucket);
+    }
     t.units[bucket] += p.units;
     t.value[bucket] += p.value;
     totals.set(p.currency, t);

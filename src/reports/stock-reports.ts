@@ -6,6 +6,7 @@ import { filterParams } from './params.js';
 import { defineReport, inMemoryRows, type KeyPart } from './report.js';
 import { currentValuationPage, type LevelValue, valuationTotals, valueLevels } from './stock-valuation.js';
 import { shownCost, shownMoney } from './valuation.js';
+import { valuationAtPage } from './valuation-at.js';
 
 const textKey = z.string().max(200);
 const levelCursor = (report: string) => reportCursor(report, z.tuple([textKey, textKey]));
@@ -51,6 +52,18 @@ export const stockValuation = defineReport({
     { name: 'value', value: (r) => r.value },
   ],
   async run(db, query, page) {
+    if (query.at && page.limit !== undefined) {
+      // A page as of an instant: its own levels replayed, the totals from snapshots and rollups.
+      const { levels, totals } = await valuationAtPage(
+        db,
+        { at: new Date(query.at), filter: filterOf(query.sku), location: query.location },
+        { after: page.after as [string, string] | undefined, limit: page.limit },
+      );
+      return {
+        rows: inMemoryRows(levels, (r) => [r.sku, r.location], undefined, { sorted: true, show: shownLevel }),
+        summary: { totals: totals.map((t) => ({ ...t, value: shownMoney(t.value) })) },
+      };
+    }
     if (!query.at && page.limit !== undefined) {
       // A page of the current valuation: no need to read every level.
       const { levels, totals } = await currentValuationPage(

@@ -30,7 +30,7 @@ export interface LevelValue {
  */
 export async function valueLevels(
   db: Knex,
-  query: { at?: Date; filter: SkuFilter; location?: string },
+  query: { at?: Date; filter: SkuFilter | { skus: string[] }; location?: string },
 ): Promise<LevelValue[]> {
   // Keyed by levelKey(sku, location): the level is read back from its key.
   const states = new Map<string, ValueState>();
@@ -85,7 +85,7 @@ export async function valueLevels(
   return levels.sort(byLevel);
 }
 
-const levelValue = (
+export const levelValue = (
   s: { sku: string; location: string; units: number; value: number },
   currencies: Map<string, string>,
 ): LevelValue => ({
@@ -97,7 +97,7 @@ const levelValue = (
 });
 
 /** (sku, location) order, as JS compares text (code points, like collate "C"). */
-const byLevel = (a: { sku: string; location: string }, b: { sku: string; location: string }) =>
+export const byLevel = (a: { sku: string; location: string }, b: { sku: string; location: string }) =>
   a.sku < b.sku ? -1 : a.sku > b.sku ? 1 : a.location < b.location ? -1 : a.location > b.location ? 1 : 0;
 
 /** The currency of each product (its price's): costs are in the product's currency. */
