@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { loadFunctions } from '../../src/db/sql-functions.js';
 
 /**
  * The `ageing` report without reading every level's inflows (docs/reports.md, "How they stay fast"):
@@ -8,8 +9,9 @@ import type { Knex } from 'knex';
  * - `stock_fifo_days`: the same layers summed over every level per currency and day, units and value
  *   (units × the level's average cost; numeric, so what compaction adds and later takes back cancels
  *   exactly), so the report's totals read a few hundred rows;
- * - `stock_fifo_currency`: the currency each sku's layers are counted under there (a product whose
- *   currency changed since is corrected when read, and moved by the next compaction of the sku).
+ * - `stock_fifo_currency`: the currency each sku's layers are counted under there; a product whose
+ *   currency changes waits in `stock_fifo_recount` (trigger `products_fifo_recount`): the report
+ *   corrects it when read, the next compaction moves it.
  * - an index in (sku, location) order with the "C" collation the reports page by, on
  *   `stock_value_state`, so a page of levels is an index range, not a sort of every level.
  * Filled here from the ledger rows already folded.
@@ -35,6 +37,7 @@ export async function up(db: Knex): Promise<void> {
       sku text primary key,
       currency text not null
     );
+    create table stock_fifo_recount (sku text primary key);
     create index stock_value_state_page on stock_value_state (sku collate "C", location collate "C");
 
     insert into stock_fifo_layers (sku, location, day, units)
@@ -67,11 +70,19 @@ export async function up(db: Knex): Promise<void> {
     where l.units > 0
     group by 1, 2;
   `);
+  await loadFunctions(db, ['stockflow_fifo_recount']);
+  await db.raw(`
+    create trigger products_fifo_recount after update of price_currency on products
+      for each row when (old.price_currency is distinct from new.price_currency)
+      execute function stockflow_fifo_recount();
+  `);
 }
 
 export async function down(db: Knex): Promise<void> {
   await db.raw(`
     drop index if exists stock_value_state_page;
-    drop table if exists stock_fifo_currency, stock_fifo_days, stock_fifo_layers;
+    drop trigger if exists products_fifo_recount on products;
+    drop function if exists stockflow_fifo_recount;
+    drop table if exists stock_fifo_recount, stock_fifo_currency, stock_fifo_days, stock_fifo_layers;
   `);
 }

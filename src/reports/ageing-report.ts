@@ -76,10 +76,9 @@ interface Live {
  */
 async function liveLevels(db: Knex, filter: SkuFilter): Promise<Live> {
   const pending = await pendingMovements(db, filter);
-  const [where, bindings] = skuCondition(filter, 'c.sku');
+  const [where, bindings] = skuCondition(filter);
   const { rows: moved } = await db.raw<{ rows: { sku: string }[] }>(
-    `select c.sku from stock_fifo_currency c join products p on p.sku = c.sku
-     where ${where} and c.currency <> p.price_currency`,
+    `select sku from stock_fifo_recount where ${where}`,
     bindings,
   );
   const skus = [...new Set([...pending.map((m) => m.sku), ...moved.map((r) => r.sku)])];

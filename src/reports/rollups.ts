@@ -25,19 +25,30 @@ export async function compactRollups(
       `select distinct sku from stock_rollup_pending limit ?`,
       [options.maxSkus ?? 2000],
     );
-    if (rows.length === 0) return { movements: 0, skus: 0, rebuilt: 0, skipped: false };
     const skus = rows.map((r) => r.sku);
+    // Products whose currency changed: their layers move to it (taken before their currency is read).
+    const { rows: recount } = await trx.raw<{ rows: { sku: string }[] }>(
+      `delete from stock_fifo_recount where sku in (select sku from stock_fifo_recount limit ?) returning sku`,
+      [options.maxSkus ?? 2000],
+    );
+    if (skus.length === 0 && recount.length === 0)
+      return { movements: 0, skus: 0, rebuilt: 0, skipped: false };
     // Read what the deletion removes: rows committed after this snapshot stay for the next run.
     const pending = await pendingMovements(trx, { skus });
     await trx.raw(`delete from stock_rollup_pending where movement_id = any(?)`, [pending.map((m) => m.id)]);
-    const before = new Map((await loadStates(trx, { skus })).map((s) => [levelKey(s.sku, s.location), s]));
+    const layered = [...new Set([...skus, ...recount.map((r) => r.sku)])];
+    const before = new Map(
+      (await loadStates(trx, { skus: layered })).map((s) => [levelKey(s.sku, s.location), s]),
+    );
     const fold = await foldMovements(trx, pending);
     await writeFold(trx, fold);
+    const after = new Map(before);
+    for (const [key, s] of fold.states) after.set(key, s);
     await writeLayers(trx, {
       folded: pending,
       before,
-      after: fold.states,
-      currencies: await currenciesOf(trx, { skus }),
+      after,
+      currencies: await currenciesOf(trx, { skus: layered }),
     });
     await refreshMonthEnds(trx, fold);
     await closeMonths(trx);
