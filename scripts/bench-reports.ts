@@ -23,7 +23,8 @@ import { benchLimits, deleteScratchKeys, dropScratchDatabase } from './bench/scr
  * HTTP API) beside the same question as plain SQL over the raw ledger; `?at=` valuation; a CSV
  * export of about a million rows (first byte, rows, memory growth); and inventory.adjust
  * throughput through group commit with the rollup trigger on and off, in the same run.
- * Settings: BENCH_ROWS, BENCH_ITERATIONS (20), BENCH_GC_JOBS (3000), BENCH_DATABASE_URL (a scratch
+ * Settings: BENCH_ROWS, BENCH_ITERATIONS (20), BENCH_GC_JOBS (3000), BENCH_GC_ROUNDS (4: on and off
+ * each, alternating which goes first), BENCH_DATABASE_URL (a scratch
  * database: dropped and created again). Last line: report_p99_ms=… valuation_at_p99_ms=… gc_ratio=…
  */
 
@@ -31,6 +32,7 @@ const env = process.env;
 const rows = Number(env.BENCH_ROWS ?? 1_000_000);
 const iterations = Number(env.BENCH_ITERATIONS ?? 20);
 const gcJobs = Number(env.BENCH_GC_JOBS ?? 3000);
+const gcRounds = Number(env.BENCH_GC_ROUNDS ?? 4);
 const databaseUrl = env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/stockflow_bench_reports';
 const skus = 10_000;
 const locations = ['default', 'loc-2', 'loc-3', 'loc-4', 'loc-5'];
@@ -293,12 +295,20 @@ runEntry(async () => {
   const on: number[] = [];
   const off: number[] = [];
   await groupCommitThroughput(api.queues.inventory, 'warm');
-  for (let round = 0; round < 2; round++) {
-    on.push(await groupCommitThroughput(api.queues.inventory, `on-${round}`));
-    await scripts.raw('alter table stock_movements disable trigger stock_movements_rollup');
-    off.push(await groupCommitThroughput(api.queues.inventory, `off-${round}`));
-    await scripts.raw('alter table stock_movements enable trigger stock_movements_rollup');
+  // Rounds alternate which goes first, so a load that rises or falls during the run favours neither.
+  const rollups = (on: boolean) =>
+    scripts.raw(`alter table stock_movements ${on ? 'enable' : 'disable'} trigger stock_movements_rollup`);
+  for (let round = 0; round < gcRounds; round++) {
+    for (const withRollups of round % 2 === 0 ? [true, false] : [false, true]) {
+      await rollups(withRollups);
+      const rate = await groupCommitThroughput(
+        api.queues.inventory,
+        `${withRollups ? 'on' : 'off'}-${round}`,
+      );
+      (withRollups ? on : off).push(rate);
+    }
   }
+  await rollups(true);
   const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
   const ratio = mean(on) / mean(off);
   log(

@@ -284,6 +284,8 @@ const envSchema = z.object({
   INBOUND_SIGNATURE_FAILURES_PER_MINUTE: integer(1, 1_000_000).default(30),
   /** Events older than this are pruned; a reader asking for older positions gets 410. */
   EVENT_RETENTION_DAYS: integer(1, 3650).default(30),
+  /** Job attempts (`job_runs`, the `jobs` report) older than this are pruned hourly. */
+  JOB_RUNS_RETENTION_DAYS: integer(1, 3660).default(90),
   /** SSE comment / WebSocket ping interval on open event streams. */
   EVENT_STREAM_HEARTBEAT_MS: integer(100, 300_000).default(15_000),
   /** Live streams look for new events at least this often (job completions wake them sooner). */

@@ -97,6 +97,7 @@ export const jobCacheChanges: { [N in JobName]: ChangesOf<N> } = {
   'maintenance.relay-outbox': nothing,
   'maintenance.sweep-deliveries': nothing,
   'maintenance.prune-events': nothing,
+  'maintenance.prune-job-runs': nothing,
   'maintenance.warm-cache': nothing,
   'maintenance.evaluate-alerts': nothing,
   'maintenance.compact-reports': nothing,

@@ -47,6 +47,12 @@ export const maintenanceJobs = {
     payload: z.object({}),
     options: { attempts: 1, removeOnComplete: true, removeOnFail: { count: 100 } },
   }),
+  pruneJobRuns: defineJob<{ deleted: number }>()({
+    name: 'maintenance.prune-job-runs',
+    queue: 'maintenance',
+    payload: z.object({ olderThanDays: z.number().int().min(1) }),
+    options: { attempts: 3 },
+  }),
   pruneEvents: defineJob<{ deleted: number; prunedThroughSeq: number }>()({
     name: 'maintenance.prune-events',
     queue: 'maintenance',
@@ -87,6 +93,7 @@ export const maintenanceSchedulers = (
     | 'CACHE_WARM_TOP'
     | 'ALERT_EVALUATION_INTERVAL'
     | 'EVENT_RETENTION_DAYS'
+    | 'JOB_RUNS_RETENTION_DAYS'
     | 'REPORTS_COMPACT_INTERVAL_MS'
     | 'REPORTS_COMPACT_MAX_SKUS'
   >,
@@ -124,6 +131,12 @@ export const maintenanceSchedulers = (
     id: 'compact-reports',
     every: config.REPORTS_COMPACT_INTERVAL_MS,
     payload: { maxSkus: config.REPORTS_COMPACT_MAX_SKUS },
+  }),
+  // Keeps the jobs report's record (job_runs) bounded.
+  defineScheduler(maintenanceJobs.pruneJobRuns, {
+    id: 'prune-job-runs',
+    every: hourMs,
+    payload: { olderThanDays: config.JOB_RUNS_RETENTION_DAYS },
   }),
   defineScheduler(maintenanceJobs.pruneEvents, {
     id: 'prune-events',

@@ -1,7 +1,8 @@
 import { jobs, orders, reservations, webhooks } from './activity-reports.js';
+import { ageing } from './ageing-report.js';
 import { abc, movements, sellThrough } from './flow-reports.js';
 import type { ReportDefinition } from './report.js';
-import { ageing, lowStock, stockValuation } from './stock-reports.js';
+import { lowStock, stockValuation } from './stock-reports.js';
 
 /** Every report, in the order GET /api/pms/reports lists them. */
 export const reports: ReportDefinition[] = [

@@ -50,3 +50,20 @@ export function createJobRunLog(db: Knex, log: Logger) {
     },
   };
 }
+
+/**
+ * Deletes attempts that finished more than `olderThanDays` ago, in batches (index job_runs_finished),
+ * so the record the `jobs` report reads stays bounded. Returns how many went.
+ */
+export async function pruneJobRuns(db: Knex, olderThanDays: number, batchSize = 5000): Promise<number> {
+  let deleted = 0;
+  for (;;) {
+    const result = await db.raw<{ rowCount: number }>(
+      `delete from job_runs where id in (
+         select id from job_runs where finished_at < now() - make_interval(days => ?) limit ?)`,
+      [olderThanDays, batchSize],
+    );
+    deleted += result.rowCount;
+    if (result.rowCount < batchSize) return deleted;
+  }
+}

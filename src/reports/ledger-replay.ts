@@ -187,11 +187,14 @@ export async function foldMovements(db: Knex, movements: ValuedMovement[]): Prom
   const states = new Map<string, FoldedState>();
   for (const s of skus.length ? await loadStates(db, { skus }) : [])
     states.set(levelKey(s.sku, s.location), s);
+  // Each sku's levels (a scan of every state per sku would be quadratic in a run of thousands).
+  const skuStates = new Map<string, FoldedState[]>();
+  for (const s of states.values()) skuStates.set(s.sku, [...(skuStates.get(s.sku) ?? []), s]);
   const rebuilt = new Map<string, string>();
   for (const [sku, list] of bySku) {
     list.sort(byLedgerTime);
     const first = list[0]!;
-    const late = [...states.values()].some((s) => s.sku === sku && isBefore(first, s.lastAt, s.lastId));
+    const late = (skuStates.get(sku) ?? []).some((s) => isBefore(first, s.lastAt, s.lastId));
     if (late) rebuilt.set(sku, monthOf(first.createdAt));
   }
   // Backdated skus, grouped by the month they restart from.
@@ -199,7 +202,9 @@ export async function foldMovements(db: Knex, movements: ValuedMovement[]): Prom
   for (const [sku, month] of rebuilt) byMonth.set(month, [...(byMonth.get(month) ?? []), sku]);
   const toApply: ValuedMovement[] = [];
   for (const [month, monthSkus] of byMonth) {
-    for (const key of [...states.keys()]) if (monthSkus.includes(states.get(key)!.sku)) states.delete(key);
+    for (const sku of monthSkus) {
+      for (const s of skuStates.get(sku) ?? []) states.delete(levelKey(s.sku, s.location));
+    }
     for (const s of await loadSnapshotsBefore(db, month, { skus: monthSkus })) {
       states.set(levelKey(s.sku, s.location), s);
     }

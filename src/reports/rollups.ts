@@ -1,11 +1,13 @@
 import type { Knex } from 'knex';
-import { dayOf, type Fold, foldMovements, monthOf, pendingMovements } from './ledger-replay.js';
-import type { ValuedMovement } from './valuation.js';
+import { writeLayers } from './fifo-layers.js';
+import { dayOf, type Fold, foldMovements, loadStates, monthOf, pendingMovements } from './ledger-replay.js';
+import { currenciesOf } from './stock-valuation.js';
+import { levelKey, type ValuedMovement } from './valuation.js';
 
 /**
  * Compaction: folds the ledger rows the rollup trigger queued (`stock_rollup_pending`) into the
- * daily rollups, the level states and the month snapshots, and deletes them, all in one
- * transaction, so a reader sees every movement exactly once: folded, or still pending. Runs as the
+ * daily rollups, the level states, the month snapshots and the FIFO layers (fifo-layers.ts), and
+ * deletes them, all in one transaction, so a reader sees every movement exactly once: folded, or still pending. Runs as the
  * `maintenance.compact-reports` scheduler; one run at a time (an advisory lock: a second one returns
  * at once). A run takes whole skus (every pending row of each), at most `maxSkus`, so a transfer's
  * two legs are always folded together.
@@ -23,13 +25,31 @@ export async function compactRollups(
       `select distinct sku from stock_rollup_pending limit ?`,
       [options.maxSkus ?? 2000],
     );
-    if (rows.length === 0) return { movements: 0, skus: 0, rebuilt: 0, skipped: false };
     const skus = rows.map((r) => r.sku);
+    // Products whose currency changed: their layers move to it (taken before their currency is read).
+    const { rows: recount } = await trx.raw<{ rows: { sku: string }[] }>(
+      `delete from stock_fifo_recount where sku in (select sku from stock_fifo_recount limit ?) returning sku`,
+      [options.maxSkus ?? 2000],
+    );
+    if (skus.length === 0 && recount.length === 0)
+      return { movements: 0, skus: 0, rebuilt: 0, skipped: false };
     // Read what the deletion removes: rows committed after this snapshot stay for the next run.
     const pending = await pendingMovements(trx, { skus });
     await trx.raw(`delete from stock_rollup_pending where movement_id = any(?)`, [pending.map((m) => m.id)]);
+    const layered = [...new Set([...skus, ...recount.map((r) => r.sku)])];
+    const before = new Map(
+      (await loadStates(trx, { skus: layered })).map((s) => [levelKey(s.sku, s.location), s]),
+    );
     const fold = await foldMovements(trx, pending);
     await writeFold(trx, fold);
+    const after = new Map(before);
+    for (const [key, s] of fold.states) after.set(key, s);
+    await writeLayers(trx, {
+      folded: pending,
+      before,
+      after,
+      currencies: await currenciesOf(trx, { skus: layered }),
+    });
     await refreshMonthEnds(trx, fold);
     await closeMonths(trx);
     return { movements: pending.length, skus: skus.length, rebuilt: fold.rebuilt.size, skipped: false };

@@ -41,35 +41,55 @@ export type AgeBucket = (typeof ageLimits)[number][0];
 
 export const ageBucketOf = (ageDays: number): AgeBucket => ageLimits.find(([, max]) => ageDays <= max)![0];
 
-/**
- * The same buckets as SQL: one `sum(<units>) filter (…) as "<bucket>"` per bucket up to 90 days,
- * over an age in whole days (the rollups sum inflows by it).
- */
-export const ageBucketSums = (ageDays: string, units: string): string =>
-  ageLimits
-    .filter(([, max]) => Number.isFinite(max))
-    .map(([bucket, max], i) => {
-      const after = i === 0 ? '' : ` and ${ageDays} > ${ageLimits[i - 1]![1]}`;
-      return `sum(${units}) filter (where ${ageDays} <= ${max}${after})::bigint as "${bucket}"`;
-    })
-    .join(', ');
+/** Units received on one UTC day (`YYYY-MM-DD`) that are still on hand. */
+export interface Layer {
+  day: string;
+  units: number;
+}
 
 /**
- * FIFO ageing of the units on hand: the oldest units leave first, so what is on hand is the most
- * recent inflows. Takes the inflows per age bucket (of the ledger window read) and fills the buckets
- * newest first until they cover `onHand`; whatever they do not cover (older inflows, or stock older
- * than the window) is over 90 days.
+ * FIFO: the oldest units leave first, so what is on hand is always the newest inflows, in ledger
+ * time, whatever stock did on the way (below zero included). Takes candidate inflows (days may
+ * repeat) and keeps the newest that cover `onHand`, the oldest kept cut to fit: newest first, one per
+ * day. When nothing is kept but there were inflows, one layer of 0 units marks the newest consumed
+ * day, so a later inflow can tell whether it is older than what was consumed (`coversOnTop`).
  */
-export function fifoAgeing(
-  onHand: number,
-  inflows: Partial<Record<AgeBucket, number>>,
-): Record<AgeBucket, number> {
-  const result: Record<AgeBucket, number> = { '0-30': 0, '31-60': 0, '61-90': 0, '90+': 0 };
+export function newestCovering(candidates: Layer[], onHand: number): Layer[] {
+  const byDay = new Map<string, number>();
+  for (const c of candidates) byDay.set(c.day, (byDay.get(c.day) ?? 0) + Math.max(0, c.units));
+  const days = [...byDay.keys()].sort().reverse();
+  const layers: Layer[] = [];
   let left = Math.max(0, onHand);
-  for (const bucket of ageBuckets) {
-    const units = bucket === '90+' ? left : Math.min(left, inflows[bucket] ?? 0);
-    result[bucket] += units;
+  for (const day of days) {
+    if (left === 0) break;
+    const units = Math.min(left, byDay.get(day)!);
+    if (units === 0) continue;
+    layers.push({ day, units });
     left -= units;
   }
+  return layers.length === 0 && days.length > 0 ? [{ day: days[0]!, units: 0 }] : layers;
+}
+
+/**
+ * Whether a level's layers plus new inflows are enough to cover it again (`newestCovering` over
+ * both): every inflow the layers leave out was consumed and is no newer than their oldest day, so
+ * the answer is exact unless a new inflow is older than that day (a backdated inflow: then what
+ * FIFO consumed was newer, and the level is covered from its whole ledger instead).
+ */
+export function coversOnTop(layers: Layer[], inflows: Layer[]): boolean {
+  if (layers.length === 0) return true;
+  // Days as YYYY-MM-DD text: the first in sort order is the oldest.
+  const oldest = layers.map((l) => l.day).sort()[0]!;
+  return inflows.every((i) => i.day >= oldest);
+}
+
+/** Age in whole days of a UTC day (`YYYY-MM-DD`) on `today` (`YYYY-MM-DD`). */
+export const ageDays = (day: string, today: string): number =>
+  Math.round((Date.parse(`${today}T00:00:00Z`) - Date.parse(`${day}T00:00:00Z`)) / 86_400_000);
+
+/** Units per age bucket of FIFO layers on `today`. */
+export function ageLayers(layers: Layer[], today: string): Record<AgeBucket, number> {
+  const result: Record<AgeBucket, number> = { '0-30': 0, '31-60': 0, '61-90': 0, '90+': 0 };
+  for (const l of layers) result[ageBucketOf(ageDays(l.day, today))] += l.units;
   return result;
 }

@@ -1,12 +1,12 @@
 import type { Knex } from 'knex';
 import { z } from 'zod';
 import { instantSchema, reportCursor } from '../schemas/fields.js';
-import { dayOf, foldMovements, pendingMovements, type SkuFilter, skuCondition } from './ledger-replay.js';
+import { dayOf, type SkuFilter, skuCondition } from './ledger-replay.js';
 import { filterParams } from './params.js';
 import { defineReport, inMemoryRows, type KeyPart } from './report.js';
-import { type AgeBucket, ageBucketSums, ageBuckets, fifoAgeing } from './rules.js';
 import { currentValuationPage, type LevelValue, valuationTotals, valueLevels } from './stock-valuation.js';
-import { currentCost, levelKey, shownCost, shownMoney } from './valuation.js';
+import { shownCost, shownMoney } from './valuation.js';
+import { valuationAtPage } from './valuation-at.js';
 
 const textKey = z.string().max(200);
 const levelCursor = (report: string) => reportCursor(report, z.tuple([textKey, textKey]));
@@ -52,6 +52,18 @@ export const stockValuation = defineReport({
     { name: 'value', value: (r) => r.value },
   ],
   async run(db, query, page) {
+    if (query.at && page.limit !== undefined) {
+      // A page as of an instant: its own levels replayed, the totals from snapshots and rollups.
+      const { levels, totals } = await valuationAtPage(
+        db,
+        { at: new Date(query.at), filter: filterOf(query.sku), location: query.location },
+        { after: page.after as [string, string] | undefined, limit: page.limit },
+      );
+      return {
+        rows: inMemoryRows(levels, (r) => [r.sku, r.location], undefined, { sorted: true, show: shownLevel }),
+        summary: { totals: totals.map((t) => ({ ...t, value: shownMoney(t.value) })) },
+      };
+    }
     if (!query.at && page.limit !== undefined) {
       // A page of the current valuation: no need to read every level.
       const { levels, totals } = await currentValuationPage(
@@ -178,108 +190,5 @@ export async function lowStockRows(
   return rows.map(({ sold, ...r }) => {
     const dailySales = Number(sold) / salesRateDays;
     return { ...r, dailySales, daysOfCover: dailySales > 0 ? r.available / dailySales : null };
-  });
-}
-
-interface AgeingRow {
-  sku: string;
-  location: string;
-  currency: string;
-  onHand: number;
-  units: Record<AgeBucket, number>;
-  value: Record<AgeBucket, number>;
-}
-
-export const ageing = defineReport({
-  name: 'ageing',
-  summary: 'Units and value on hand per age bucket (0–30, 31–60, 61–90, over 90 days), first in first out',
-  formula:
-    'Units leave first in first out, so what is on hand is the newest inflows (receipts, returns, transfers in, positive counts and adjustments): walked newest first until they cover on_hand; age = days since the inflow. Value = units × the level’s moving average cost.',
-  edgeRules: [
-    'units older than the last 90 days of inflows, or older than the ledger, are in 90+',
-    'a level with nothing on hand is left out',
-  ],
-  query: z.object(filterParams),
-  cursor: levelCursor('ageing'),
-  key: (row: AgeingRow) => [row.sku, row.location],
-  columns: [
-    { name: 'sku', value: (r: AgeingRow) => r.sku, text: true },
-    { name: 'location', value: (r) => r.location, text: true },
-    { name: 'currency', value: (r) => r.currency, text: true },
-    { name: 'on_hand', value: (r) => r.onHand },
-    ...ageBuckets.flatMap((b) => [
-      { name: `units_${b}`, value: (r: AgeingRow) => r.units[b] },
-      { name: `value_${b}`, value: (r: AgeingRow) => r.value[b] },
-    ]),
-  ],
-  async run(db, query, page) {
-    const rows = await ageingRows(db, filterOf(query.sku), query.location);
-    const totals = new Map<
-      string,
-      { currency: string; units: Record<string, number>; value: Record<string, number> }
-    >();
-    for (const r of rows) {
-      const t = totals.get(r.currency) ?? { currency: r.currency, units: {}, value: {} };
-      for (const b of ageBuckets) {
-        t.units[b] = (t.units[b] ?? 0) + r.units[b];
-        t.value[b] = (t.value[b] ?? 0) + r.value[b];
-      }
-      totals.set(r.currency, t);
-    }
-    return {
-      rows: inMemoryRows(rows, (r) => [r.sku, r.location], page.after, { sorted: true }),
-      summary: { totals: [...totals.values()] },
-    };
-  },
-});
-
-async function ageingRows(db: Knex, filter: SkuFilter, location?: string): Promise<AgeingRow[]> {
-  const today = dayOf(new Date());
-  const [where, bindings] = skuCondition(filter, 'l.sku');
-  // Inflows of the last 90 days per level and age bucket (one pass, no sort), with the level's
-  // folded average cost; the levels moved since the last compaction get theirs from the fold below.
-  const age = `(date '${today}' - day)`;
-  const { rows } = await db.raw<{
-    rows: ({
-      sku: string;
-      location: string;
-      currency: string;
-      on_hand: number;
-      average: number | null;
-    } & Partial<Record<AgeBucket, number | null>>)[];
-  }>(
-    `with inflow as (
-       select sku, location, ${ageBucketSums(age, 'units')} from (
-         select sku, location, day, units_in as units from stock_daily
-         where day >= date '${today}' - 90 and units_in > 0 and kind not in ('reserve', 'release')
-         union all
-         select sku, location, (created_at at time zone 'UTC')::date, delta from stock_rollup_pending
-         where delta > 0 and kind not in ('reserve', 'release')
-       ) i group by 1, 2
-     )
-     select l.sku, l.location, p.price_currency as currency, l.on_hand,
-            case when s.units > 0 then s.value / s.units else s.last_cost end as average,
-            i."0-30", i."31-60", i."61-90"
-     from inventory_levels l join products p on p.sku = l.sku
-     left join stock_value_state s on s.sku = l.sku and s.location = l.location
-     left join inflow i on i.sku = l.sku and i.location = l.location
-     where l.on_hand > 0 and ${where} and (?::text is null or l.location = ?)
-     order by l.sku collate "C", l.location collate "C"`,
-    [...bindings, location ?? null, location ?? null],
-  );
-  const fold = await foldMovements(db, await pendingMovements(db, filter));
-  return rows.map((r) => {
-    const folded = fold.states.get(levelKey(r.sku, r.location));
-    const average = folded ? currentCost(folded) : (r.average ?? 0);
-    const units = fifoAgeing(r.on_hand, {
-      '0-30': r['0-30'] ?? 0,
-      '31-60': r['31-60'] ?? 0,
-      '61-90': r['61-90'] ?? 0,
-    });
-    const value = Object.fromEntries(ageBuckets.map((b) => [b, shownMoney(units[b] * average)])) as Record<
-      AgeBucket,
-      number
-    >;
-    return { sku: r.sku, location: r.location, currency: r.currency, onHand: r.on_hand, units, value };
   });
 }

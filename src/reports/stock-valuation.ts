@@ -30,7 +30,7 @@ export interface LevelValue {
  */
 export async function valueLevels(
   db: Knex,
-  query: { at?: Date; filter: SkuFilter; location?: string },
+  query: { at?: Date; filter: SkuFilter | { skus: string[] }; location?: string },
 ): Promise<LevelValue[]> {
   // Keyed by levelKey(sku, location): the level is read back from its key.
   const states = new Map<string, ValueState>();
@@ -85,7 +85,7 @@ export async function valueLevels(
   return levels.sort(byLevel);
 }
 
-const levelValue = (
+export const levelValue = (
   s: { sku: string; location: string; units: number; value: number },
   currencies: Map<string, string>,
 ): LevelValue => ({
@@ -97,11 +97,14 @@ const levelValue = (
 });
 
 /** (sku, location) order, as JS compares text (code points, like collate "C"). */
-const byLevel = (a: { sku: string; location: string }, b: { sku: string; location: string }) =>
+export const byLevel = (a: { sku: string; location: string }, b: { sku: string; location: string }) =>
   a.sku < b.sku ? -1 : a.sku > b.sku ? 1 : a.location < b.location ? -1 : a.location > b.location ? 1 : 0;
 
 /** The currency of each product (its price's): costs are in the product's currency. */
-async function currenciesOf(db: Knex, filter: SkuFilter | { skus: string[] }): Promise<Map<string, string>> {
+export async function currenciesOf(
+  db: Knex,
+  filter: SkuFilter | { skus: string[] },
+): Promise<Map<string, string>> {
   const [where, bindings] = skuCondition(filter);
   const { rows } = await db.raw<{ rows: { sku: string; currency: string }[] }>(
     `select sku, price_currency as currency from products where ${where}`,

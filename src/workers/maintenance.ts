@@ -2,6 +2,7 @@ import { pruneAppliedJobs } from '../db/applied-jobs.js';
 import { pruneEvents } from '../events/event-log.js';
 import { runAlertEvaluation } from '../ops/alerts.js';
 import { appliedJobsRetentionSeconds, refuseInsideRetention } from '../queues/maintenance.js';
+import { pruneJobRuns } from '../reports/job-runs.js';
 import { compactRollups } from '../reports/rollups.js';
 import { sweepDeliveries } from '../webhooks/delivery-sweep.js';
 import { relayOutbox } from '../webhooks/relay.js';
@@ -23,6 +24,15 @@ export const maintenanceHandlers = {
       'EVENT_RETENTION_DAYS',
     );
     return pruneEvents(deps.db, payload);
+  },
+  'maintenance.prune-job-runs': async ({ deps }, payload) => {
+    refuseInsideRetention(
+      payload.olderThanDays,
+      deps.config.JOB_RUNS_RETENTION_DAYS,
+      'days',
+      'JOB_RUNS_RETENTION_DAYS',
+    );
+    return { deleted: await pruneJobRuns(deps.db, payload.olderThanDays) };
   },
   'maintenance.warm-cache': ({ deps }, payload) => deps.cache.warm(payload.top),
   'maintenance.evaluate-alerts': ({ deps }) => runAlertEvaluation(deps),

@@ -161,6 +161,7 @@ describe('maintenance jobs', () => {
     const tooSoon = [
       ['maintenance.prune-events', { olderThanDays: ctx.config.EVENT_RETENTION_DAYS - 1 }],
       ['maintenance.prune-applied-jobs', { olderThanSeconds: 60 }],
+      ['maintenance.prune-job-runs', { olderThanDays: ctx.config.JOB_RUNS_RETENTION_DAYS - 1 }],
     ] as const;
     for (const [name, payload] of tooSoon) {
       const job = await ctx.api.queues.maintenance.add(

@@ -441,7 +441,7 @@ describe('SSRF guard', () => {
         expect(res.statusCode, url).toBe(422);
         expect(json(res).code).toBe('unsafe_webhook_url');
       }
-      // Not an http(s) URL at all: the URL field schema refuses it (src/fields.ts).
+      // Not an http(s) URL at all: the URL field schema refuses it (src/schemas/fields.ts).
       const ftp = await guarded.request({
         method: 'POST',
         url: '/api/webhooks/endpoints',

@@ -95,4 +95,26 @@ describe('maintenance', () => {
     expect(left).toContain('products-recent');
     expect(left).not.toContain('products-ancient');
   });
+
+  it('prunes job_runs older than JOB_RUNS_RETENTION_DAYS, so the jobs report stays bounded', async () => {
+    const days = ctx.config.JOB_RUNS_RETENTION_DAYS;
+    await ctx.api.db.raw(
+      `insert into job_runs (queue, name, attempt, outcome, run_ms, finished_at)
+       values ('prune-test', 'old', 1, 'completed', 1, now() - make_interval(days => ?)),
+              ('prune-test', 'recent', 1, 'completed', 1, now() - make_interval(days => ?))`,
+      [days + 1, days - 1],
+    );
+    const job = await ctx.api.queues.maintenance.add(
+      'maintenance.prune-job-runs',
+      { payload: { olderThanDays: days }, meta: { actor: 'system' } },
+      { jobId: 'maintenance-prune-job-runs-now' },
+    );
+    const status = await ctx.waitForJob(job.id!);
+    expect(status).toMatchObject({ state: 'completed', result: { deleted: 1 } });
+    const left = await ctx.api.db('job_runs').where({ queue: 'prune-test' }).pluck('name');
+    expect(left).toEqual(['recent']);
+    expect((await ctx.api.queues.maintenance.getJobSchedulers()).map((s) => s.key)).toContain(
+      'prune-job-runs',
+    );
+  });
 });

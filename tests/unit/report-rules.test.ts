@@ -1,7 +1,14 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { escapeFormula } from '../../src/reports/csv.js';
-import { ageBucketOf, ageBucketSums, fifoAgeing, gradeAbc } from '../../src/reports/rules.js';
+import {
+  ageBucketOf,
+  ageDays,
+  ageLayers,
+  coversOnTop,
+  gradeAbc,
+  newestCovering,
+} from '../../src/reports/rules.js';
 import {
   applyToState,
   createReplay,
@@ -192,18 +199,30 @@ describe('ABC grades', () => {
 });
 
 describe('FIFO ageing', () => {
-  it('covers on hand with the newest inflows; the rest is 90+', () => {
-    expect(fifoAgeing(25, { '0-30': 20, '31-60': 10 })).toEqual({
-      '0-30': 20,
-      '31-60': 5,
-      '61-90': 0,
-      '90+': 0,
-    });
-    expect(fifoAgeing(25, { '0-30': 5 })).toEqual({ '0-30': 5, '31-60': 0, '61-90': 0, '90+': 20 });
-    expect(fifoAgeing(0, { '0-30': 5 })).toEqual({ '0-30': 0, '31-60': 0, '61-90': 0, '90+': 0 });
+  it('keeps the newest inflows that cover on hand, the oldest kept cut to fit; one layer per day', () => {
+    const inflows = [
+      { day: '2026-10-01', units: 10 },
+      { day: '2026-12-01', units: 20 },
+      { day: '2026-10-01', units: 5 },
+      { day: '2026-11-15', units: 4 },
+    ];
+    expect(newestCovering(inflows, 30)).toEqual([
+      { day: '2026-12-01', units: 20 },
+      { day: '2026-11-15', units: 4 },
+      { day: '2026-10-01', units: 6 },
+    ]);
+    expect(newestCovering(inflows, 100)).toEqual([
+      { day: '2026-12-01', units: 20 },
+      { day: '2026-11-15', units: 4 },
+      { day: '2026-10-01', units: 15 },
+    ]);
+    // Nothing left: one layer of 0 units marks the newest day consumed.
+    expect(newestCovering(inflows, 0)).toEqual([{ day: '2026-12-01', units: 0 }]);
+    expect(newestCovering(inflows, -3)).toEqual([{ day: '2026-12-01', units: 0 }]);
+    expect(newestCovering([], 5)).toEqual([]);
   });
 
-  it('puts the boundary days in the lower bucket: 30 days is 0-30, 31 is 31-60, 91 is 90+', () => {
+  it('ages layers into buckets: 30 days is 0-30, 31 is 31-60, 91 is 90+', () => {
     expect([0, 30, 31, 60, 61, 90, 91].map(ageBucketOf)).toEqual([
       '0-30',
       '0-30',
@@ -213,10 +232,54 @@ describe('FIFO ageing', () => {
       '61-90',
       '90+',
     ]);
-    expect(ageBucketSums('age', 'u')).toBe(
-      'sum(u) filter (where age <= 30)::bigint as "0-30", ' +
-        'sum(u) filter (where age <= 60 and age > 30)::bigint as "31-60", ' +
-        'sum(u) filter (where age <= 90 and age > 60)::bigint as "61-90"',
+    expect(ageDays('2026-11-07', '2026-12-07')).toBe(30);
+    expect(
+      ageLayers(
+        [
+          { day: '2026-12-07', units: 1 },
+          { day: '2026-11-07', units: 2 },
+          { day: '2026-11-06', units: 4 },
+          { day: '2026-09-08', units: 8 },
+          { day: '2026-09-07', units: 16 },
+        ],
+        '2026-12-07',
+      ),
+    ).toEqual({ '0-30': 3, '31-60': 4, '61-90': 8, '90+': 16 });
+  });
+
+  it('covers on top of layers unless an inflow is older than their oldest day (consumed units may be newer)', () => {
+    expect(coversOnTop([], [{ day: '2026-01-01', units: 1 }])).toBe(true);
+    const layers = [
+      { day: '2026-03-01', units: 2 },
+      { day: '2026-02-01', units: 1 },
+    ];
+    expect(coversOnTop(layers, [{ day: '2026-02-01', units: 1 }])).toBe(true);
+    expect(coversOnTop(layers, [{ day: '2026-01-31', units: 1 }])).toBe(false);
+    expect(coversOnTop([{ day: '2026-01-02', units: 0 }], [{ day: '2026-01-01', units: 1 }])).toBe(false);
+  });
+
+  it('property: covering step by step (inflows in any order, outflows, stock below zero) equals covering once from all inflows', () => {
+    const day = fc
+      .integer({ min: 0, max: 200 })
+      .map((d) => new Date(Date.UTC(2026, 0, 1 + d)).toISOString().slice(0, 10));
+    const step = fc.record({
+      inflows: fc.array(fc.record({ day, units: fc.integer({ min: 1, max: 50 }) })),
+      out: fc.integer({ min: 0, max: 80 }),
+    });
+    fc.assert(
+      fc.property(fc.array(step, { maxLength: 20 }), (steps) => {
+        let layers: { day: string; units: number }[] = [];
+        let onHand = 0;
+        const all: { day: string; units: number }[] = [];
+        for (const s of steps) {
+          onHand += s.inflows.reduce((n, i) => n + i.units, 0) - s.out;
+          all.push(...s.inflows);
+          layers = coversOnTop(layers, s.inflows)
+            ? newestCovering([...layers, ...s.inflows], onHand)
+            : newestCovering(all, onHand);
+          expect(layers).toEqual(newestCovering(all, onHand));
+        }
+      }),
     );
   });
 });
