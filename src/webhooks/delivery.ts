@@ -1,8 +1,8 @@
 import { hostname } from 'node:os';
 import type { Job } from 'bullmq';
-import type { Redis } from 'ioredis';
 import type { Knex } from 'knex';
 import type { Config } from '../config.js';
+import type { RedisClient } from '../connections.js';
 import { setJobContext } from '../db/job-context.js';
 import { RetryLaterError } from '../errors/retry-later-error.js';
 import { appendEvent } from '../events/outbox.js';
@@ -31,7 +31,7 @@ const workerName = `${hostname()}:${process.pid}`;
 interface DeliveryDeps {
   db: Knex;
   config: Config;
-  redis: Redis;
+  redis: RedisClient;
   secrets: SecretBox;
   metrics: Metrics;
 }

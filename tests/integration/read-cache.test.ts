@@ -4,6 +4,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createStamps, isCurrent } from '../../src/cache/stamps.js';
 import { maintenanceJobs } from '../../src/queues/maintenance.js';
+import { redisKeys } from '../../src/redis-keys.js';
 import { createTestContext, json, type TestContext } from '../helpers/context.js';
 
 let ctx: TestContext;
@@ -132,7 +133,7 @@ describe('read cache', () => {
 
   it('never serves an entry a slow reader loaded before a commit and stored after its invalidation', async () => {
     await createProduct('RC-RACE');
-    const stamps = createStamps(ctx.api.redis, ctx.config.QUEUE_PREFIX);
+    const stamps = createStamps(ctx.api.redis, redisKeys(ctx.config).cache);
     // The slow reader: takes its stamp and loads the old row…
     const stamp = await stamps.read(['product:RC-RACE']);
     const oldRow = json(await read('/api/pms/products/RC-RACE'));
@@ -162,7 +163,7 @@ describe('read cache', () => {
   });
 
   it('retires every stamp when the generations are lost (the queue Redis was flushed)', async () => {
-    const stamps = createStamps(ctx.api.redis, ctx.config.QUEUE_PREFIX);
+    const stamps = createStamps(ctx.api.redis, redisKeys(ctx.config).cache);
     const before = await stamps.read(['product:X', 'stock:X']);
     await stamps.bump(['stock:X']);
     const bumped = await stamps.read(['product:X', 'stock:X']);
@@ -176,7 +177,7 @@ describe('read cache', () => {
   });
 
   it('sends invalidations made together (a batch of jobs completing) as one bump that carries every change', async () => {
-    const stamps = createStamps(ctx.api.redis, ctx.config.QUEUE_PREFIX);
+    const stamps = createStamps(ctx.api.redis, redisKeys(ctx.config).cache);
     const dependencies = ['product:RC-C1', 'stock:RC-C1', 'stock:RC-C2', 'stock:RC-C3'];
     const before = await stamps.read(dependencies);
     // Counts the calls and passes them on to Redis.
