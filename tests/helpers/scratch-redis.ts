@@ -4,6 +4,8 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { Cluster } from 'ioredis';
+import type { RedisClient } from '../../src/connections.js';
 import { waitForOutput } from './context.js';
 
 const run = promisify(execFile);
@@ -106,4 +108,11 @@ export async function startScratchCluster(
     await stop();
     throw error;
   }
+}
+
+/** KEYS `pattern` on one Redis, or on every master of a cluster (KEYS answers for one node only). */
+export async function keysMatching(redis: RedisClient, pattern: string): Promise<string[]> {
+  if (!(redis instanceof Cluster)) return redis.keys(pattern);
+  const perMaster = await Promise.all(redis.nodes('master').map((node) => node.keys(pattern)));
+  return perMaster.flat();
 }
