@@ -13,6 +13,7 @@ import { postJson } from '../src/outbound/http.js';
 import { productJobs } from '../src/queues/products.js';
 import { signatureHeaders } from '../src/webhooks/signing.js';
 import { startWorkers, stopWorkers } from '../src/workers/queue-workers.js';
+import { writeBenchResult } from './bench/results.js';
 import { benchLimits, deleteScratchKeys, dropScratchDatabase } from './bench/scratch.js';
 
 /**
@@ -216,6 +217,35 @@ runEntry(async () => {
     }
     latencies.sort((a, b) => a - b);
     jobMs.sort((a, b) => a - b);
+    const perSecond = (n: number, elapsedMs: number) => (n * 1000) / elapsedMs;
+    writeBenchResult({
+      bench: 'events',
+      title: 'Events: feed paging, webhook deliveries, SSE latency',
+      cases: [
+        {
+          name: 'feed paging (API, limit 1000)',
+          rate: perSecond(read, apiMs),
+          unit: 'events/s',
+          baseline: { name: 'raw SQL paging', rate: perSecond(rawRead, rawMs) },
+        },
+        {
+          name: 'webhook delivery (relay + queue + worker, commit to receipt)',
+          rate: perSecond(deliveries, queuedMs),
+          unit: 'deliveries/s',
+          baseline: { name: 'direct signed POSTs', rate: perSecond(deliveries, directMs) },
+        },
+        {
+          name: 'SSE latency (event insert to receipt)',
+          p50Ms: percentile(latencies, 0.5),
+          p99Ms: percentile(latencies, 0.99),
+          baseline: {
+            name: 'job enqueue to done',
+            p50Ms: percentile(jobMs, 0.5),
+            p99Ms: percentile(jobMs, 0.99),
+          },
+        },
+      ],
+    });
     console.log(`stream: ${streamEvents} product.create jobs, SSE client on the same machine`);
     console.log(
       `  event insert -> SSE receipt    p50 ${percentile(latencies, 0.5)} ms  p95 ${percentile(latencies, 0.95)} ms  p99 ${percentile(latencies, 0.99)} ms`,

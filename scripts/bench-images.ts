@@ -17,6 +17,7 @@ import { runEntry } from '../src/entry.js';
 import { createLogger } from '../src/log.js';
 import { getJobStatus } from '../src/queues/job-status.js';
 import { startWorkers, stopWorkers } from '../src/workers/queue-workers.js';
+import { writeBenchResult } from './bench/results.js';
 import { benchLimits, deleteScratchKeys, dropScratchDatabase } from './bench/scratch.js';
 
 /**
@@ -284,6 +285,23 @@ runEntry(async () => {
           '(it decodes once but writes 6 renditions, metadata, placeholder, staging and the version)',
       );
     }
+    writeBenchResult({
+      bench: 'images',
+      title: 'Images: a 12-megapixel JPEG through the whole pipeline',
+      cases: results
+        .filter((r) => r.phase !== 'bare sharp resize')
+        .map((r) => {
+          const bare = results.find(
+            (b) => b.phase === 'bare sharp resize' && b.concurrency === r.concurrency,
+          );
+          return {
+            name: `${r.phase}, concurrency ${r.concurrency} (peak RSS ${r.peakRssMiB} MiB)`,
+            rate: r.imagesPerSecond,
+            unit: 'images/s',
+            ...(bare ? { baseline: { name: 'bare sharp resize', rate: bare.imagesPerSecond } } : {}),
+          };
+        }),
+    });
     const avif = results.find((r) => r.phase === 'pipeline + AVIF')!;
     const plain = results.find((r) => r.phase.startsWith('pipeline (') && r.concurrency === 1)!;
     console.log(

@@ -6,6 +6,7 @@ import { createApiKey } from '../src/db/api-keys.js';
 import { createDb } from '../src/db/knex.js';
 import { prepareDatabase } from '../src/db/migrate.js';
 import { cpuSecondsOf, startCompiled, stopProcess } from './bench/processes.js';
+import { writeBenchResult } from './bench/results.js';
 import { benchLimits, deleteScratchKeys, dropScratchDatabase, freePort } from './bench/scratch.js';
 
 /**
@@ -180,6 +181,20 @@ try {
         `   worker CPU: ${workerCpu.toFixed(1)} s`,
     );
   }
+  writeBenchResult({
+    bench: 'intake',
+    title: 'Intake: POST /api/pms/products through a web process',
+    cases: [bare, enqueue, ...runs.map((r) => r.figures)].map((f) => ({
+      name: f.label,
+      rate: f.rps,
+      unit: 'req/s',
+      p50Ms: f.p50,
+      p99Ms: f.p99,
+      ...(f.label.startsWith('stockflow')
+        ? { baseline: { name: enqueue.label, rate: enqueue.rps, p50Ms: enqueue.p50, p99Ms: enqueue.p99 } }
+        : {}),
+    })),
+  });
   const created = ((await db.raw('select count(*)::int as n from products')).rows[0] as { n: number }).n;
   console.log(`the workers created ${created} products while the load ran`);
 } finally {

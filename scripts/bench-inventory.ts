@@ -30,6 +30,7 @@ import {
   spreadSkus,
   workerConcurrency,
 } from './bench/inventory-settings.js';
+import { writeBenchResult } from './bench/results.js';
 import { benchLimits, deleteScratchKeys, dropScratchDatabase, freePort } from './bench/scratch.js';
 
 /**
@@ -375,7 +376,15 @@ runEntry(async () => {
     );
     const raw = new Map<string, number>();
     const rows: Record<string, unknown>[] = [];
-    const results: { concurrency: number; group: string; case: string; rate: number; e2eP99: number }[] = [];
+    const results: {
+      concurrency: number;
+      group: string;
+      case: string;
+      rate: number;
+      e2eP50: number;
+      e2eP99: number;
+      raw: number;
+    }[] = [];
     for (const concurrency of concurrencies) {
       for (const group of groupModes) {
         const { client, metricsUrl } = await startPlatform(concurrency, group);
@@ -414,7 +423,15 @@ runEntry(async () => {
               `in the worker p50 ${ms(l.workerP50)} p99 ${ms(l.workerP99)}`,
           );
           console.log('  CPU ms per job, per process:', t.cpu);
-          results.push({ concurrency, group, case: name, rate: t.rate, e2eP99: l.e2eP99 });
+          results.push({
+            concurrency,
+            group,
+            case: name,
+            rate: t.rate,
+            e2eP50: l.e2eP50,
+            e2eP99: l.e2eP99,
+            raw: base,
+          });
           rows.push({
             case: name,
             conc: concurrency,
@@ -467,10 +484,23 @@ runEntry(async () => {
       return r ? (r.rate / best(name)).toFixed(2) : 'na';
     };
     const p99 = mine.length ? Math.max(...mine.map((r) => r.e2eP99)).toFixed(1) : 'na';
-    console.log(
+    const line =
       `hot_adjust=${ratio('hot adjust')} hot_reserve=${ratio('hot reserve')} spread_adjust=${ratio('spread adjust')} ` +
-        `spread_reserve=${ratio('spread reserve')} p99_ms=${p99}`,
-    );
+      `spread_reserve=${ratio('spread reserve')} p99_ms=${p99}`;
+    writeBenchResult({
+      bench: 'inventory',
+      title: 'Inventory: adjust and reserve jobs through the API (e2e latency at half the closed-loop rate)',
+      cases: results.map((r) => ({
+        name: `${r.case}, concurrency ${r.concurrency}, group commit ${r.group}`,
+        rate: r.rate,
+        unit: 'movements/s',
+        p50Ms: r.e2eP50,
+        p99Ms: r.e2eP99,
+        baseline: { name: 'raw SQL, one transaction per movement', rate: r.raw },
+      })),
+      line,
+    });
+    console.log(line);
   } finally {
     stopping = true;
     await stopPlatform();

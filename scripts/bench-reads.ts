@@ -7,6 +7,7 @@ import { createApiKey } from '../src/db/api-keys.js';
 import { createDb } from '../src/db/knex.js';
 import { prepareDatabase } from '../src/db/migrate.js';
 import { cpuSecondsOf, startCompiled, stopProcess } from './bench/processes.js';
+import { writeBenchResult } from './bench/results.js';
 import { deleteScratchKeys, dropScratchDatabase, freePort } from './bench/scratch.js';
 
 /**
@@ -201,6 +202,27 @@ try {
   const cache = (await fetch(`http://127.0.0.1:${on.port}/api/ops/cache`, {
     headers: { authorization: `Bearer ${key}` },
   }).then((r) => r.json())) as { caches: Record<string, { hitRatio: number | null }> };
+  writeBenchResult({
+    bench: 'reads',
+    title: `Reads: product and stock status for a Zipf mix of ${skuCount} skus`,
+    cases: results.map((f) => ({
+      name: f.label,
+      rate: f.rps,
+      unit: 'req/s',
+      p50Ms: f.p50,
+      p99Ms: f.p99,
+      ...(f.label.startsWith('cache on')
+        ? {
+            baseline: {
+              name: 'cache off (best round)',
+              rate: bestOff.rps,
+              p50Ms: bestOff.p50,
+              p99Ms: bestOff.p99,
+            },
+          }
+        : {}),
+    })),
+  });
   console.log(
     `cache on / off (best rounds): ${(bestOn.rps / bestOff.rps).toFixed(2)}x req/s, p99 ${bestOn.p99} vs ${bestOff.p99} ms, ` +
       `Postgres CPU per request ${bestOn.pgCpuMs.toFixed(3)} vs ${bestOff.pgCpuMs.toFixed(3)} ms; ` +

@@ -13,6 +13,7 @@ import { createLogger } from '../src/log.js';
 import { compactAllPending } from '../src/reports/rollups.js';
 import { byLedgerTime, createReplay, type ValuedMovement } from '../src/reports/valuation.js';
 import { startWorkers, stopWorkers } from '../src/workers/queue-workers.js';
+import { type BenchCase, writeBenchResult } from './bench/results.js';
 import { benchLimits, deleteScratchKeys, dropScratchDatabase } from './bench/scratch.js';
 
 /**
@@ -229,6 +230,7 @@ runEntry(async () => {
     'webhooks',
   ];
   let worstMonth = 0;
+  const timings: BenchCase[] = [];
   log('\nreport            range   p50 ms   p99 ms   plain SQL over the ledger p50 / p99 ms');
   for (const name of names) {
     for (const [range, window] of Object.entries(ranges)) {
@@ -244,6 +246,14 @@ runEntry(async () => {
         baseline && (name !== 'stock-valuation' || range === 'month')
           ? await timeIt(() => baseline(scripts), runs)
           : undefined;
+      timings.push({
+        name: `${name}${windowed ? ` (${range})` : ''}`,
+        p50Ms: timed.p50,
+        p99Ms: timed.p99,
+        ...(plain
+          ? { baseline: { name: 'plain SQL over the ledger', p50Ms: plain.p50, p99Ms: plain.p99 } }
+          : {}),
+      });
       log(
         `${name.padEnd(17)} ${range.padEnd(6)} ${String(timed.p50).padStart(7)}  ${String(timed.p99).padStart(7)}   ${plain ? `${plain.p50} / ${plain.p99}` : '—'}`,
       );
@@ -301,5 +311,21 @@ runEntry(async () => {
   await api.close();
   await scripts.destroy();
   await deleteScratchKeys(config.REDIS_URL, prefix);
-  log(`report_p99_ms=${worstMonth} valuation_at_p99_ms=${valuationAt.p99} gc_ratio=${ratio.toFixed(3)}`);
+  const line = `report_p99_ms=${worstMonth} valuation_at_p99_ms=${valuationAt.p99} gc_ratio=${ratio.toFixed(3)}`;
+  writeBenchResult({
+    bench: 'reports',
+    title: `Reports at ${rows.toLocaleString('en')} ledger rows`,
+    cases: [
+      ...timings,
+      { name: 'stock-valuation ?at=', p50Ms: valuationAt.p50, p99Ms: valuationAt.p99 },
+      {
+        name: `group commit, ${gcJobs} inventory.adjust jobs, rollups on`,
+        rate: mean(on),
+        unit: 'jobs/s',
+        baseline: { name: 'rollup trigger off', rate: mean(off) },
+      },
+    ],
+    line,
+  });
+  log(line);
 });

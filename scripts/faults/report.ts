@@ -25,6 +25,29 @@ export function latencies(operations: Operation[]): { p50: number; p99: number; 
   return { p50: percentile(ms, 50), p99: percentile(ms, 99), n: ms.length };
 }
 
+/**
+ * Per second from `from` until the last operation ended: jobs finished (completed or failed),
+ * acknowledgements, and exchanges that failed (5xx answers, connection errors, timeouts).
+ */
+export function timeline(operations: Operation[], from: number) {
+  const rows: { second: number; completed: number; acknowledged: number; errors: number }[] = [];
+  /** Counts one of `what` in the second of `ms` (the set-up before `from` is left out). */
+  const count = (ms: number, what: 'completed' | 'acknowledged' | 'errors') => {
+    if (ms < from) return;
+    const second = Math.floor((ms - from) / 1000);
+    while (rows.length <= second)
+      rows.push({ second: rows.length, completed: 0, acknowledged: 0, errors: 0 });
+    rows[second]![what] += 1;
+  };
+  for (const op of operations) {
+    if (op.ack) count(op.ack.at, 'acknowledged');
+    if (op.finishedAt !== undefined && (op.outcome === 'completed' || op.outcome === 'failed'))
+      count(op.finishedAt, 'completed');
+    for (const a of op.attempts) if (a.error || (a.status ?? 0) >= 500) count(a.at, 'errors');
+  }
+  return rows;
+}
+
 /** The human table, then the notes of each fault, then the machine-readable line (last). */
 export function report(input: {
   operations: Operation[];

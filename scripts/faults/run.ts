@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { writeResult } from '../bench/results.js';
 import { startMockSupplier } from '../mock-supplier.js';
 import { checkHistory, type FaultWindow } from './checker.js';
 import { Client } from './client.js';
@@ -14,7 +15,7 @@ import { PlatformProcess, readProcfile } from './platform.js';
 import { createPostgresCluster } from './postgres-cluster.js';
 import { startWebhookReceiver } from './receiver.js';
 import { RedisServer, type Sentinels } from './redis-servers.js';
-import { report } from './report.js';
+import { latencies, report, timeline } from './report.js';
 import { startTcpProxy } from './tcp-proxy.js';
 
 /**
@@ -406,6 +407,26 @@ async function main(): Promise<number> {
       },
     });
     await writeFile(path.join(dir, 'report.txt'), `${text}\n`);
+    // For `npm run bench:report`: the load over time with each fault and its recovery.
+    const lat = latencies(client.operations);
+    writeResult('faults', {
+      kind: 'faults',
+      at: new Date().toISOString(),
+      seed: settings.seed,
+      rate: settings.rate,
+      startedAt: loadStartedAt,
+      timeline: timeline(client.operations, loadStartedAt),
+      faults: windows.map((w, i) => ({
+        name: w.name,
+        at: w.at,
+        healedAt: w.healedAt,
+        recoverySeconds: verdict.recovery[i]?.seconds ?? null,
+        detail: verdict.recovery[i]?.detail ?? '',
+      })),
+      p50Ms: lat.p50,
+      p99Ms: lat.p99,
+      line: text.split('\n').at(-1) ?? '',
+    });
     const jsonl = (items: unknown[]) => `${items.map((item) => JSON.stringify(item)).join('\n')}\n`;
     await writeFile(path.join(dir, 'history.jsonl'), jsonl(client.operations));
     await writeFile(path.join(dir, 'receipts.jsonl'), jsonl(receiver.receipts));
