@@ -4,6 +4,7 @@ import { parseConfig } from '../src/config.js';
 import { openPostgres, openRedis } from '../src/connections.js';
 import { describeDrift, findDrift, fixDrift } from '../src/domain/reconcile.js';
 import { runEntry } from '../src/entry.js';
+import { redisKeys } from '../src/redis-keys.js';
 
 /**
  * `npm run reconcile [-- --fix]`: recomputes every inventory level from the stock ledger (and
@@ -52,7 +53,7 @@ async function forgetCachedStock(config: ReturnType<typeof parseConfig>, skus: s
   try {
     const redis = await openRedis(config, 'producer');
     try {
-      await createStamps(redis, config.QUEUE_PREFIX).bump(skus.map((sku) => `stock:${sku}`));
+      await createStamps(redis, redisKeys(config).cache).bump(skus.map((sku) => `stock:${sku}`));
     } finally {
       redis.disconnect();
     }

@@ -45,6 +45,24 @@ const base64Key = z
   .refine((text) => Buffer.from(text, 'base64').length === 32, 'must be 32 bytes, base64-encoded')
   .transform((text) => Buffer.from(text, 'base64'));
 
+/** `host:port` pairs, comma-separated (IPv6 hosts in brackets). */
+const hostPorts = z.string().transform((text, ctx) => {
+  const nodes = text
+    .split(',')
+    .map((part) => part.trim())
+    .filter(Boolean)
+    .map((part) => {
+      const match = /^\[?([^\]]+?)\]?:(\d{1,5})$/.exec(part);
+      const port = Number(match?.[2]);
+      return match && port > 0 && port < 65536 ? { host: match[1]!, port } : undefined;
+    });
+  if (nodes.length === 0 || nodes.some((n) => n === undefined)) {
+    ctx.addIssue({ code: 'custom', message: 'must be comma-separated host:port pairs' });
+    return z.NEVER;
+  }
+  return nodes as { host: string; port: number }[];
+});
+
 const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'test', 'production']).default('development'),
   /** Loopback by default so a local `npm start` is not exposed; the Procfile's web binds 0.0.0.0. */
@@ -78,25 +96,15 @@ const envSchema = z.object({
    * pub/sub, rate limits, the cache unless CACHE_REDIS_URL is set) then asks them for the master of
    * REDIS_SENTINEL_NAME and follows a failover; REDIS_URL's host and port are ignored.
    */
-  REDIS_SENTINELS: z
-    .string()
-    .transform((text, ctx) => {
-      const nodes = text
-        .split(',')
-        .map((part) => part.trim())
-        .filter(Boolean)
-        .map((part) => {
-          const match = /^\[?([^\]]+?)\]?:(\d{1,5})$/.exec(part);
-          const port = Number(match?.[2]);
-          return match && port > 0 && port < 65536 ? { host: match[1]!, port } : undefined;
-        });
-      if (nodes.length === 0 || nodes.some((n) => n === undefined)) {
-        ctx.addIssue({ code: 'custom', message: 'must be comma-separated host:port pairs' });
-        return z.NEVER;
-      }
-      return nodes as { host: string; port: number }[];
-    })
-    .optional(),
+  REDIS_SENTINELS: hostPorts.optional(),
+  /**
+   * Redis Cluster: `host:port` of some of its nodes (the seeds), comma-separated. Every connection
+   * (queues, workers, pub/sub, rate limits, the cache unless CACHE_REDIS_URL is set) is then a
+   * cluster client that finds the rest and follows failovers; each queue gets a hash-tagged
+   * prefix of its own (`{QUEUE_PREFIX:<queue>}`). REDIS_URL's host, port and database are ignored
+   * (its credentials and TLS apply to every node).
+   */
+  REDIS_CLUSTER_NODES: hostPorts.optional(),
   /** The master group name the sentinels monitor (`sentinel monitor <name> …`); required with REDIS_SENTINELS. */
   REDIS_SENTINEL_NAME: z
     .string()
@@ -113,7 +121,10 @@ const envSchema = z.object({
   REDIS_DURABILITY_CHECK: z.enum(['refuse', 'alert']).optional(),
   /** A producer (web process) command unanswered this long fails: its request gets 503 instead of hanging. */
   REDIS_PRODUCER_COMMAND_TIMEOUT_MS: integer(100, 60_000).default(5000),
-  /** BullMQ key prefix; wrap it in braces (`{stockflow}`) on Redis Cluster so a queue's keys share a slot. */
+  /**
+   * Prefix of every Redis key and channel (BullMQ's too). With REDIS_CLUSTER_NODES it takes no
+   * braces: each queue, the cache generations and the alert inputs get hash tags of their own.
+   */
   QUEUE_PREFIX: z
     .string()
     .regex(/^[A-Za-z0-9_{}.-]{1,64}$/, 'letters, digits, _ . - { } only')
@@ -422,6 +433,16 @@ export function parseConfig(env: Record<string, string | undefined> = process.en
   if (c.REDIS_SENTINELS && !c.REDIS_SENTINEL_NAME) {
     throw new ConfigError([
       'REDIS_SENTINEL_NAME: must be set with REDIS_SENTINELS (the monitored master name)',
+    ]);
+  }
+  if (c.REDIS_CLUSTER_NODES && c.REDIS_SENTINELS) {
+    throw new ConfigError([
+      'REDIS_CLUSTER_NODES: set either REDIS_CLUSTER_NODES or REDIS_SENTINELS, not both',
+    ]);
+  }
+  if (c.REDIS_CLUSTER_NODES && /[{}]/.test(c.QUEUE_PREFIX)) {
+    throw new ConfigError([
+      'QUEUE_PREFIX: must not contain { or } with REDIS_CLUSTER_NODES: Stockflow adds the hash tags itself ({QUEUE_PREFIX:<queue>})',
     ]);
   }
   if (c.WEBHOOK_SWEEP_AFTER_MS <= c.WEBHOOK_TIMEOUT_MS) {

@@ -1,4 +1,4 @@
-import { Redis, type RedisOptions } from 'ioredis';
+import { Cluster, type ClusterOptions, Redis, type RedisOptions } from 'ioredis';
 import type { Config } from './config.js';
 import { createDb, type Db, type DbRole, isPgError, pgErrorCodes } from './db/knex.js';
 import { createReplicaTracker, type ReplicaTracker } from './db/wal-position.js';
@@ -6,6 +6,7 @@ import { DatabaseMissingError } from './errors/database-missing-error.js';
 import { RedisNotDurableError } from './errors/redis-not-durable-error.js';
 import { ServiceUnreachableError } from './errors/service-unreachable-error.js';
 import { type Logger, redactUrl } from './log.js';
+import { checkKeySlots, keyGroups, redisKeys } from './redis-keys.js';
 
 /**
  * A pool for `role`, with that role's guards (statement, lock and idle-in-transaction timeouts);
@@ -38,8 +39,8 @@ export function openReplica(config: Config, log: Logger): { db: Db; tracker: Rep
 }
 
 /**
- * Who a Redis connection is for. Every role gets the same target (REDIS_URL, or the master the
- * REDIS_SENTINELS name) and never gives up reconnecting; they differ in what a command does while
+ * Who a Redis connection is for. Every role gets the same target (REDIS_URL, the master the
+ * REDIS_SENTINELS name, or the cluster of REDIS_CLUSTER_NODES) and never gives up reconnecting; they differ in what a command does while
  * Redis is away:
  * - `worker`: waits (`maxRetriesPerRequest: null`), so a Redis restart or failover pauses work
  *   instead of failing it (BullMQ's blocking connection needs this too);
@@ -51,12 +52,16 @@ export function openReplica(config: Config, log: Logger): { db: Db; tracker: Rep
  */
 export type RedisRole = 'worker' | 'producer' | 'subscriber' | 'cache' | 'cache-bus';
 
+/** A connection as the platform uses it: one Redis (or its sentinels' master), or a Redis Cluster. */
+export type RedisClient = Redis | Cluster;
+
 type RedisSettings = Pick<
   Config,
   | 'REDIS_URL'
   | 'REDIS_SENTINELS'
   | 'REDIS_SENTINEL_NAME'
   | 'REDIS_SENTINEL_PASSWORD'
+  | 'REDIS_CLUSTER_NODES'
   | 'REDIS_PRODUCER_COMMAND_TIMEOUT_MS'
   | 'CACHE_REDIS_URL'
 >;
@@ -65,6 +70,8 @@ type RedisSettings = Pick<
 export function redisTargetOf(config: RedisSettings, role: RedisRole): string {
   const cache = role === 'cache' || role === 'cache-bus';
   if (cache && config.CACHE_REDIS_URL) return redactUrl(config.CACHE_REDIS_URL);
+  if (config.REDIS_CLUSTER_NODES)
+    return `cluster ${config.REDIS_CLUSTER_NODES.map((n) => `${n.host}:${n.port}`).join(',')}`;
   if (config.REDIS_SENTINELS) {
     const nodes = config.REDIS_SENTINELS.map((s) => `${s.host}:${s.port}`).join(',');
     return `sentinels ${nodes} (master ${config.REDIS_SENTINEL_NAME})`;
@@ -119,8 +126,53 @@ export function redisOptions(
   };
 }
 
+/**
+ * The cluster options of a role (REDIS_CLUSTER_NODES), or undefined when the role does not go to
+ * the cluster (no cluster, or the cache roles with their own CACHE_REDIS_URL). The role's
+ * behaviour is the same as on one Redis: its per-command retries, command timeout and offline
+ * queue; reconnects back off up to 2 s, forever. The cluster client follows MOVED and ASK and
+ * a failover (a replica promoted in its master's place) by itself. REDIS_URL lends its
+ * credentials and TLS to every node.
+ */
+export function redisClusterOptions(
+  config: RedisSettings,
+  role: RedisRole,
+): { nodes: { host: string; port: number }[]; options: ClusterOptions } | undefined {
+  const cache = role === 'cache' || role === 'cache-bus';
+  if (!config.REDIS_CLUSTER_NODES || (cache && config.CACHE_REDIS_URL)) return undefined;
+  const { options: single } = redisOptions(config, role);
+  const url = new URL(config.REDIS_URL);
+  return {
+    nodes: config.REDIS_CLUSTER_NODES,
+    options: {
+      lazyConnect: true,
+      enableOfflineQueue: single.enableOfflineQueue ?? true,
+      clusterRetryStrategy: (times) => Math.min(times * 200, 2000),
+      // A failover takes the cluster a few seconds (cluster-node-timeout): keep asking meanwhile.
+      retryDelayOnClusterDown: 200,
+      retryDelayOnFailover: 200,
+      redisOptions: {
+        connectionName: single.connectionName,
+        // BullMQ reads maxRetriesPerRequest here: null for the worker role's blocking connections.
+        maxRetriesPerRequest: single.maxRetriesPerRequest ?? null,
+        connectTimeout: single.connectTimeout,
+        ...(single.commandTimeout ? { commandTimeout: single.commandTimeout } : {}),
+        ...(url.username ? { username: decodeURIComponent(url.username) } : {}),
+        ...(url.password ? { password: decodeURIComponent(url.password) } : {}),
+        ...(url.protocol === 'rediss:' ? { tls: {} } : {}),
+      },
+    },
+  };
+}
+
 /** A client for `role`, not connected yet (`lazyConnect`); connection errors are not thrown as events. */
-export function createRedis(config: RedisSettings, role: RedisRole): Redis {
+export function createRedis(config: RedisSettings, role: RedisRole): RedisClient {
+  const cluster = redisClusterOptions(config, role);
+  if (cluster) {
+    const client = new Cluster(cluster.nodes, cluster.options);
+    client.on('error', () => undefined);
+    return client;
+  }
   const { url, options } = redisOptions(config, role);
   const redis = url ? new Redis(url, options) : new Redis(options);
   // ioredis reports connection errors as events; without a listener they would crash the process.
@@ -128,8 +180,15 @@ export function createRedis(config: RedisSettings, role: RedisRole): Redis {
   return redis;
 }
 
-/** Opens a connection of `role` and waits until it is ready; a Redis that cannot be reached fails the start. */
-export async function openRedis(config: Config, role: 'worker' | 'producer' | 'subscriber'): Promise<Redis> {
+/**
+ * Opens a connection of `role` and waits until it is ready; a Redis that cannot be reached fails
+ * the start. On a cluster, the key-slot self-test runs first (src/redis-keys.ts).
+ */
+export async function openRedis(
+  config: Config,
+  role: 'worker' | 'producer' | 'subscriber',
+): Promise<RedisClient> {
+  if (config.REDIS_CLUSTER_NODES) checkKeySlots(keyGroups(redisKeys(config)));
   const redis = createRedis(config, role);
   try {
     await connectOnce(redis);
@@ -140,7 +199,7 @@ export async function openRedis(config: Config, role: 'worker' | 'producer' | 's
   return redis;
 }
 
-async function connectOnce(redis: Redis): Promise<void> {
+async function connectOnce(redis: RedisClient): Promise<void> {
   const failed = new Promise<never>((_, reject) => redis.once('error', reject));
   await Promise.race([redis.connect(), failed]);
 }
@@ -158,7 +217,8 @@ export interface RedisDurabilitySettings {
  * a managed service forbids CONFIG, from INFO (which has the policy and whether AOF is on, not the
  * fsync policy). Undefined when neither answers.
  */
-export async function readRedisSettings(redis: Redis): Promise<RedisDurabilitySettings | undefined> {
+export async function readRedisSettings(redis: RedisClient): Promise<RedisDurabilitySettings | undefined> {
+  if (redis instanceof Cluster) return readClusterSettings(redis);
   try {
     const names = ['maxmemory-policy', 'appendonly', 'appendfsync', 'save'];
     const answers = await Promise.all(names.map((name) => redis.config('GET', name) as Promise<string[]>));
@@ -184,6 +244,18 @@ export async function readRedisSettings(redis: Redis): Promise<RedisDurabilitySe
   }
 }
 
+/**
+ * A cluster's settings are its masters': each holds its own queues. The first master whose
+ * settings can lose jobs stands for the cluster (else the first), so the check and the alert see
+ * the weakest one.
+ */
+async function readClusterSettings(cluster: Cluster): Promise<RedisDurabilitySettings | undefined> {
+  const all = await Promise.all(cluster.nodes('master').map((node) => readRedisSettings(node)));
+  const read = all.filter((s): s is RedisDurabilitySettings => s !== undefined);
+  if (read.length === 0) return undefined;
+  return read.find((s) => durabilityProblems(s).length > 0) ?? read[0];
+}
+
 /** What in these settings can lose accepted jobs: an eviction policy other than noeviction, AOF off. */
 export function durabilityProblems(settings: RedisDurabilitySettings): string[] {
   const problems: string[] = [];
@@ -201,7 +273,7 @@ export function durabilityProblems(settings: RedisDurabilitySettings): string[] 
  * carries it to the StockflowRedisNotDurable alert either way. `appendfsync no` is a warning.
  */
 export async function checkRedisDurability(
-  redis: Redis,
+  redis: RedisClient,
   config: Pick<Config, 'redisDurabilityCheck'>,
   log: Logger,
 ): Promise<RedisDurabilitySettings | undefined> {

@@ -1,5 +1,5 @@
 import net from 'node:net';
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import pg from 'pg';
 import { generateSecretsKey } from '../../src/secrets.js';
 
@@ -32,18 +32,54 @@ export async function dropScratchDatabase(url: string): Promise<void> {
   }
 }
 
-/** Deletes every Redis key under `prefix:` in batches (a single UNLINK of all keys can overflow the stack). */
-export async function deleteScratchKeys(redisUrl: string, prefix: string): Promise<void> {
-  const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
+/**
+ * Deletes every Redis key under `prefix:` in batches (a single UNLINK of all keys can overflow the
+ * stack). On a cluster (`clusterNodes`), on every master, the hash-tagged keys (`{prefix:…}`) too.
+ */
+export async function deleteScratchKeys(
+  redisUrl: string,
+  prefix: string,
+  clusterNodes?: { host: string; port: number }[],
+): Promise<void> {
+  if (!clusterNodes) {
+    const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
+    try {
+      await deleteMatching(redis, [`${prefix}:*`], (keys) => redis.unlink(...keys));
+    } finally {
+      await redis.quit();
+    }
+    return;
+  }
+  const cluster = new Cluster(clusterNodes, { redisOptions: { maxRetriesPerRequest: null } });
   try {
+    await cluster.ping(); // ready: the masters are known
+    await Promise.all(
+      cluster.nodes('master').map((node) =>
+        // One key per UNLINK: the keys of one batch lie in different slots.
+        deleteMatching(node, [`${prefix}:*`, `{${prefix}:*`], async (keys) => {
+          const pipeline = node.pipeline();
+          for (const key of keys) pipeline.unlink(key);
+          await pipeline.exec();
+        }),
+      ),
+    );
+  } finally {
+    await cluster.quit();
+  }
+}
+
+async function deleteMatching(
+  redis: Redis,
+  patterns: string[],
+  unlink: (keys: string[]) => Promise<unknown>,
+): Promise<void> {
+  for (const pattern of patterns) {
     let cursor = '0';
     do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+      const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
       cursor = next;
-      if (keys.length > 0) await redis.unlink(...keys);
+      if (keys.length > 0) await unlink(keys);
     } while (cursor !== '0');
-  } finally {
-    await redis.quit();
   }
 }
 

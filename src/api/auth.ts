@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyRequest, RouteOptions } from 'fastify';
-import type { Redis } from 'ioredis';
 import type { Knex } from 'knex';
 import type { RateLimiterAbstract, RateLimiterRes } from 'rate-limiter-flexible';
+import type { RedisClient } from '../connections.js';
 import { findActiveApiKey, type Scope, touchApiKey } from '../db/api-keys.js';
 import { HttpProblem } from '../errors/http-problem.js';
 import type { Logger } from '../log.js';
@@ -52,7 +52,7 @@ export interface DeclaredRoute {
 export const apiKeysChangedChannel = (prefix: string) => `${prefix}:api-keys:changed`;
 
 /** Tells every web process that keys changed (after a revocation). */
-export async function announceApiKeysChanged(redis: Redis, prefix: string): Promise<void> {
+export async function announceApiKeysChanged(redis: RedisClient, prefix: string): Promise<void> {
   await redis.publish(apiKeysChangedChannel(prefix), 'revoked');
 }
 

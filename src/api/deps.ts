@@ -1,6 +1,6 @@
-import type { Redis } from 'ioredis';
 import { openReadCache, type ReadCache } from '../cache/read-cache.js';
 import type { Config } from '../config.js';
+import type { RedisClient } from '../connections.js';
 import {
   checkPostgresRoom,
   checkRedisDurability,
@@ -30,6 +30,7 @@ import {
 } from '../ops/metrics.js';
 import { type FinishedListener, finishedChannel, listenForFinished } from '../queues/finished-signal.js';
 import { closeQueues, createQueues, type Queues } from '../queues/queues.js';
+import { redisKeys } from '../redis-keys.js';
 import { type SecretBox, secretBoxFromConfig } from '../secrets.js';
 import { apiKeysChangedChannel, createKeyVerifier, type KeyVerifier } from './auth.js';
 import { createRateLimits, type RateLimits } from './rate-limits.js';
@@ -46,7 +47,7 @@ export interface ApiDeps {
    */
   replica?: { db: Db; tracker: ReplicaTracker; horizons: HorizonPositions };
   /** Producer-role connection: fails fast so requests never hang on a Redis outage. */
-  redis: Redis;
+  redis: RedisClient;
   queues: Queues;
   finished: FinishedListener;
   keys: KeyVerifier;
@@ -61,7 +62,7 @@ export interface ApiDeps {
   events: LiveHub;
   /** Seals and opens secrets at rest (webhook signing secrets, supplier API keys). */
   secrets: SecretBox;
-  /** Abuse limits (docs/security.md): request rates in Redis, this process's concurrency caps. */
+  /** Abuse limits (docs/security.md): request rates in RedisClient, this process's concurrency caps. */
   limits: { rates: RateLimits; streams: KeyCaps; uploads: KeyCaps; waits: Slots };
   /** Product and stock reads (and, in `npm start`, the workers' invalidations). */
   cache: ReadCache;
@@ -72,7 +73,7 @@ export interface ApiDeps {
 }
 
 /** What in-process workers (`npm start`, benchmarks, tests) share with the web process: all but Redis. */
-export function sharedWorkerDeps(api: ApiDeps, worker: { redis: Redis; db?: Db }) {
+export function sharedWorkerDeps(api: ApiDeps, worker: { redis: RedisClient; db?: Db }) {
   const { config, log, queues, cache, metrics, secrets } = api;
   // Their own pool where the caller opened one: workers run under the worker role's Postgres guards.
   return { config, log, db: worker.db ?? api.db, redis: worker.redis, queues, cache, metrics, secrets };
@@ -129,7 +130,7 @@ export async function openApiDeps(
   collectStock(metrics, db);
   collectEndpoints(metrics, db);
   collectAlerts(metrics, db, alertRules);
-  const latencies = createLatencyRecorder(redis, config.QUEUE_PREFIX, {
+  const latencies = createLatencyRecorder(redis, redisKeys(config).ops, {
     thresholdMs: config.ALERT_ROUTE_P99_MS,
     windowMs: config.ALERT_ROUTE_WINDOW,
     log,

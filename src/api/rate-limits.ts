@@ -1,5 +1,4 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { Redis } from 'ioredis';
 import {
   BurstyRateLimiter,
   type RateLimiterAbstract,
@@ -8,6 +7,7 @@ import {
   RateLimiterRes,
 } from 'rate-limiter-flexible';
 import type { Config } from '../config.js';
+import type { RedisClient } from '../connections.js';
 import { problem, sendProblem } from './problems.js';
 
 /**
@@ -35,7 +35,7 @@ type LimitSettings = Pick<
   | 'INBOUND_SIGNATURE_FAILURES_PER_MINUTE'
 >;
 
-function redisLimiter(redis: Redis, keyPrefix: string, points: number, duration: number) {
+function redisLimiter(redis: RedisClient, keyPrefix: string, points: number, duration: number) {
   return new RateLimiterRedis({
     storeClient: redis,
     keyPrefix,
@@ -47,7 +47,7 @@ function redisLimiter(redis: Redis, keyPrefix: string, points: number, duration:
   });
 }
 
-export function createRateLimits(redis: Redis, config: LimitSettings): RateLimits {
+export function createRateLimits(redis: RedisClient, config: LimitSettings): RateLimits {
   const prefix = `${config.QUEUE_PREFIX}:rate`;
   const perSecond = config.RATE_LIMIT_PER_SECOND;
   const reserve = config.RATE_LIMIT_BURST - perSecond;

@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { Redis } from 'ioredis';
 import { z } from 'zod';
+import type { RedisClient } from '../connections.js';
 import { HttpProblem } from '../errors/http-problem.js';
 import { IdempotencyKeyReusedError } from '../errors/idempotency-key-reused-error.js';
 import { type EnqueueContext, type EnqueueMeta, enqueue } from '../queues/enqueue.js';
@@ -28,7 +28,7 @@ const maxWaitSeconds = 30;
  * offline queue off, retries exhausted, a Redis error reply such as OOM or READONLY): the only
  * failures that are a 503 (retry later), not a bug of ours.
  */
-export function isRedisUnavailable(error: unknown, redis: Redis): boolean {
+export function isRedisUnavailable(error: unknown, redis: RedisClient): boolean {
   if (redis.status !== 'ready') return true;
   if (!(error instanceof Error)) return false;
   const code = (error as NodeJS.ErrnoException).code ?? '';
@@ -110,7 +110,7 @@ function enqueueFailure(deps: ApiDeps, request: FastifyRequest, error: unknown, 
   );
 }
 
-/** 503 with Retry-After: the job queue (Redis) cannot be reached; the request may be repeated as is. */
+/** 503 with Retry-After: the job queue (RedisClient) cannot be reached; the request may be repeated as is. */
 export function queueUnavailable(detail: string): HttpProblem {
   return new HttpProblem(503, 'service_unavailable', detail, {}, { 'Retry-After': '5' });
 }

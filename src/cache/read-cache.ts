@@ -3,13 +3,13 @@ import { BentoCache, bentostore } from 'bentocache';
 import { memoryDriver } from 'bentocache/drivers/memory';
 import { redisBusDriver, redisDriver } from 'bentocache/drivers/redis';
 import DataLoader from 'dataloader';
-import type { Redis } from 'ioredis';
 import type { Knex } from 'knex';
 import type { Config } from '../config.js';
-import { createRedis } from '../connections.js';
+import { createRedis, type RedisClient } from '../connections.js';
 import { atLocation, getStockStatus } from '../domain/levels.js';
 import { getProduct, listProducts, type ProductPage } from '../domain/products.js';
 import type { Logger } from '../log.js';
+import { redisKeys } from '../redis-keys.js';
 import type { StockStatus } from '../schemas/inventory.js';
 import type { Product } from '../schemas/products.js';
 import { createReadCounts } from './read-counts.js';
@@ -86,7 +86,7 @@ export async function openReadCache(deps: {
   log: Logger;
   db: Knex;
   /** Queue Redis (noeviction): the generations live here. */
-  redis: Redis;
+  redis: RedisClient;
 }): Promise<ReadCache> {
   const { config, db } = deps;
   const log = deps.log.child({ component: 'read-cache' });
@@ -96,7 +96,7 @@ export async function openReadCache(deps: {
   >;
   if (!config.CACHE_ENABLED) return disabledCache(db, counts);
 
-  const prefix = `${config.QUEUE_PREFIX}:cache`;
+  const prefix = redisKeys(config).cache;
   // Reads must not hang on a cache Redis that is away: fail fast and load from Postgres instead.
   const cacheRedis = createRedis(config, 'cache');
   await cacheRedis.connect().catch((error: unknown) => {
@@ -107,7 +107,7 @@ export async function openReadCache(deps: {
   // by createRedis they get the error listener too (ioredis prints every error of a connection
   // without one as an "Unhandled error event" while Redis is away). `busBase` never connects.
   const busBase = createRedis(config, 'cache-bus');
-  busBase.duplicate = () => createRedis(config, 'cache-bus');
+  (busBase as { duplicate: () => RedisClient }).duplicate = () => createRedis(config, 'cache-bus');
   const bento = new BentoCache({
     default: 'reads',
     prefix,
@@ -121,7 +121,7 @@ export async function openReadCache(deps: {
     suppressL2Errors: true,
   });
   const store = bento.use('reads');
-  const stamps = createStamps(deps.redis, config.QUEUE_PREFIX);
+  const stamps = createStamps(deps.redis, prefix);
   const readCounts = createReadCounts(cacheRedis, `${prefix}:reads`, log);
   const stockLoader = new DataLoader<string, StockStatus | null>(
     async (skus) => {

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../connections.js';
 import type { Logger } from '../log.js';
 
 /** How often a process adds its read counts to the shared sorted set. */
@@ -18,7 +18,7 @@ export interface ReadCounts {
  * seconds in one pipeline, so a read costs no Redis round trip. Losing them (an evicting cache
  * Redis, a crash) only makes warming less apt.
  */
-export function createReadCounts(redis: Redis, key: string, log: Logger): ReadCounts {
+export function createReadCounts(redis: RedisClient, key: string, log: Logger): ReadCounts {
   let pending = new Map<string, number>();
   const flush = async () => {
     if (pending.size === 0) return;

@@ -1,4 +1,5 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../connections.js';
+import { stampKeys } from '../redis-keys.js';
 
 /**
  * Read-your-writes for the read cache. Every cached entry depends on named generations
@@ -45,7 +46,7 @@ for i = 2, #KEYS do
 end
 return #KEYS - 1`;
 
-type StampRedis = Redis & {
+type StampRedis = RedisClient & {
   // Variadic scripts: the first argument is the number of keys.
   stockflowStampRead(numberOfKeys: number, ...keys: string[]): Promise<string[]>;
   stockflowStampBump(numberOfKeys: number, ...keys: string[]): Promise<number>;
@@ -58,18 +59,15 @@ export interface Stamps {
   bump(dependencies: string[]): Promise<void>;
 }
 
-export function createStamps(redis: Redis, prefix: string): Stamps {
+/** `namespace`: the cache's keys (`redisKeys(config).cache`), hash-tagged on a cluster so a script's keys share a slot. */
+export function createStamps(redis: RedisClient, namespace: string): Stamps {
   // defineCommand runs the scripts by SHA (EVALSHA), loading them once per connection.
   if (!('stockflowStampRead' in redis)) {
     redis.defineCommand('stockflowStampRead', { lua: readScript });
     redis.defineCommand('stockflowStampBump', { lua: bumpScript });
   }
   const r = redis as StampRedis;
-  const epochKey = `${prefix}:cache:epoch`;
-  const keysOf = (dependencies: string[]) => [
-    epochKey,
-    ...dependencies.map((d) => `${prefix}:cache:gen:${d}`),
-  ];
+  const keysOf = (dependencies: string[]) => stampKeys(namespace, dependencies);
   return {
     async read(dependencies) {
       const keys = keysOf(dependencies);

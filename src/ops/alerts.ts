@@ -1,11 +1,12 @@
-import type { Redis } from 'ioredis';
 import type { Knex } from 'knex';
 import type { Config } from '../config.js';
+import type { RedisClient } from '../connections.js';
 import { setJobContext } from '../db/job-context.js';
 import { urlForEvents } from '../events/event-urls.js';
 import { appendEvent } from '../events/outbox.js';
 import { queueNames } from '../queues/job.js';
 import type { Queues } from '../queues/queues.js';
+import { redisKeys } from '../redis-keys.js';
 import { cursors } from '../schemas/fields.js';
 import { failuresInLastMinute } from './failure-counts.js';
 import { readRouteLatencies } from './latency-windows.js';
@@ -95,12 +96,12 @@ const keyOf = (f: { rule: string; subject: string }) => `${f.rule}\u0000${f.subj
 
 /** Observes the conditions kept outside Postgres (queues, failures, latencies). */
 export async function observeRedis(
-  deps: { config: Config; redis: Redis; queues: Queues },
+  deps: { config: Config; redis: RedisClient; queues: Queues },
   now: number,
 ): Promise<Firing[]> {
   const { config } = deps;
   const firing: Firing[] = [];
-  const failures = await failuresInLastMinute(deps.redis, config.QUEUE_PREFIX, queueNames, now);
+  const failures = await failuresInLastMinute(deps.redis, redisKeys(config).ops, queueNames, now);
   await Promise.all(
     queueNames.map(async (queue) => {
       const counts = await deps.queues[queue].getJobCounts('wait', 'prioritized');
@@ -137,7 +138,7 @@ export async function observeRedis(
       }
     }),
   );
-  const latencies = await readRouteLatencies(deps.redis, config.QUEUE_PREFIX, {
+  const latencies = await readRouteLatencies(deps.redis, redisKeys(config).ops, {
     thresholdMs: config.ALERT_ROUTE_P99_MS,
     windowMs: config.ALERT_ROUTE_WINDOW,
     now,
@@ -293,7 +294,7 @@ export async function evaluateAlerts(
 
 /** The scheduled evaluation: observe now, then evaluate. */
 export async function runAlertEvaluation(
-  deps: { config: Config; db: Knex; redis: Redis; queues: Queues },
+  deps: { config: Config; db: Knex; redis: RedisClient; queues: Queues },
   now = new Date(),
 ): Promise<{ opened: number; resolved: number; open: number; skipped: boolean }> {
   const redisFiring = await observeRedis(deps, now.getTime());

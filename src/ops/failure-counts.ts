@@ -1,22 +1,20 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../connections.js';
+import { failureBucketKey as bucketKey } from '../redis-keys.js';
 
 /**
  * Jobs failed for good, per queue, in 10-second buckets in Redis: the job_failures alert reads
- * the last minute across every worker process.
+ * the last minute across every worker process. `ops`: the alert inputs' keys (`redisKeys(config).ops`).
  */
 const bucketMs = 10_000;
 const bucketsPerMinute = 6;
 
-const bucketKey = (prefix: string, queue: string, bucket: number) =>
-  `${prefix}:ops:failures:${queue}:${bucket}`;
-
 export async function recordFailure(
-  redis: Redis,
-  prefix: string,
+  redis: RedisClient,
+  ops: string,
   queue: string,
   now = Date.now(),
 ): Promise<void> {
-  const key = bucketKey(prefix, queue, Math.floor(now / bucketMs));
+  const key = bucketKey(ops, queue, Math.floor(now / bucketMs));
   await redis
     .multi()
     .incr(key)
@@ -26,14 +24,14 @@ export async function recordFailure(
 
 /** Failures per queue over the minute ending at `now`. */
 export async function failuresInLastMinute(
-  redis: Redis,
-  prefix: string,
+  redis: RedisClient,
+  ops: string,
   queues: readonly string[],
   now = Date.now(),
 ): Promise<Map<string, number>> {
   const last = Math.floor(now / bucketMs);
   const keys = queues.flatMap((queue) =>
-    Array.from({ length: bucketsPerMinute }, (_, i) => bucketKey(prefix, queue, last - i)),
+    Array.from({ length: bucketsPerMinute }, (_, i) => bucketKey(ops, queue, last - i)),
   );
   const values = keys.length ? await redis.mget(...keys) : [];
   return new Map(

@@ -1,5 +1,6 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../connections.js';
 import type { Logger } from '../log.js';
+import { latencyWindowKey as windowKey } from '../redis-keys.js';
 
 /**
  * Route latencies of every web process, pooled per minute in Redis for the platform's own
@@ -27,16 +28,14 @@ export interface RouteLatency {
   p99Ms: number;
 }
 
-const windowKey = (prefix: string, minute: number) => `${prefix}:ops:latency:${minute}`;
-
 /** Bucket edges in ms, the alert threshold among them, so "p99 above the threshold" is exact. */
 export function latencyEdges(thresholdMs: number): number[] {
   return [...new Set([...standardEdgesMs, thresholdMs])].sort((a, b) => a - b);
 }
 
 export function createLatencyRecorder(
-  redis: Redis,
-  prefix: string,
+  redis: RedisClient,
+  ops: string,
   opts: { thresholdMs: number; windowMs: number; log: Logger },
 ): LatencyRecorder {
   const edges = latencyEdges(opts.thresholdMs);
@@ -45,7 +44,7 @@ export function createLatencyRecorder(
   const flush = async () => {
     if (pending.size === 0) return;
     const batch = pending;
-    const key = windowKey(prefix, minute);
+    const key = windowKey(ops, minute);
     pending = new Map();
     const pipeline = redis.pipeline();
     for (const [field, n] of batch) pipeline.hincrby(key, field, n);
@@ -76,15 +75,15 @@ export function createLatencyRecorder(
 
 /** Per route over the minutes of the window ending at `now`: requests, how many were slower than the threshold, p99. */
 export async function readRouteLatencies(
-  redis: Redis,
-  prefix: string,
+  redis: RedisClient,
+  ops: string,
   opts: { thresholdMs: number; windowMs: number; now: number },
 ): Promise<RouteLatency[]> {
   const edges = latencyEdges(opts.thresholdMs);
   const last = Math.floor(opts.now / minuteMs);
   const minutes = Math.max(1, Math.ceil(opts.windowMs / minuteMs));
   const pipeline = redis.pipeline();
-  for (let m = last - minutes + 1; m <= last; m++) pipeline.hgetall(windowKey(prefix, m));
+  for (let m = last - minutes + 1; m <= last; m++) pipeline.hgetall(windowKey(ops, m));
   const results = (await pipeline.exec()) ?? [];
   const byRoute = new Map<string, number[]>();
   for (const [error, hash] of results) {

@@ -1,7 +1,7 @@
-import type { Redis } from 'ioredis';
 import type { Knex } from 'knex';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { CacheCounts, CacheName, ReadCache } from '../cache/read-cache.js';
+import type { RedisClient } from '../connections.js';
 import { durabilityProblems, type RedisDurabilitySettings, readRedisSettings } from '../connections.js';
 import type { Queues } from '../queues/queues.js';
 
@@ -131,7 +131,7 @@ export function createMetrics(): Metrics {
  * Redis can lose accepted jobs (maxmemory-policy other than noeviction, or no AOF). Neither is
  * exported while the settings cannot be read.
  */
-export function collectRedisSettings(metrics: Metrics, redis: Redis): void {
+export function collectRedisSettings(metrics: Metrics, redis: RedisClient): void {
   const registers = [metrics.registry];
   // One read per scrape, shared by both gauges; the last settings read stand in while Redis is away.
   let last: RedisDurabilitySettings | undefined;

@@ -1,14 +1,14 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { stringify } from 'safe-stable-stringify';
+import type { RedisClient } from '../connections.js';
 import { IdempotencyKeyReusedError } from '../errors/idempotency-key-reused-error.js';
 import type { AnyJob, JobData, PayloadInput, QueueName } from './job.js';
 import type { Queues } from './queues.js';
 
 export interface EnqueueContext {
   queues: Queues;
-  redis: Redis;
+  redis: RedisClient;
   prefix: string;
   idempotencyTtlSeconds: number;
 }

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../connections.js';
 
 /**
  * A wake-up call when a job finishes, so `Prefer: wait` answers promptly. It is only a hint: a
@@ -7,7 +7,7 @@ import type { Redis } from 'ioredis';
  */
 export const finishedChannel = (prefix: string) => `${prefix}:jobs:finished`;
 
-export async function publishFinished(redis: Redis, prefix: string, jobId: string): Promise<void> {
+export async function publishFinished(redis: RedisClient, prefix: string, jobId: string): Promise<void> {
   await redis.publish(finishedChannel(prefix), jobId);
 }
 
@@ -24,7 +24,7 @@ export interface FinishedListener {
 }
 
 /** Subscribes a connection (which must be dedicated to subscriptions) to the finished channel. */
-export async function listenForFinished(subscriber: Redis, prefix: string): Promise<FinishedListener> {
+export async function listenForFinished(subscriber: RedisClient, prefix: string): Promise<FinishedListener> {
   const watchers = new Map<string, Set<() => void>>();
   const channel = finishedChannel(prefix);
   const onMessage = (from: string, jobId: string) => {

@@ -1,25 +1,27 @@
 import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import type { Config } from '../config.js';
+import type { RedisClient } from '../connections.js';
+import { redisKeys } from '../redis-keys.js';
 import { type QueueName, queueNames } from './job.js';
 
 export type Queues = Record<QueueName, Queue>;
 
 type QueueSettings = Pick<
   Config,
-  'QUEUE_PREFIX' | 'JOB_ATTEMPTS' | 'JOB_BACKOFF_MS' | 'JOB_RETENTION_SECONDS'
+  'QUEUE_PREFIX' | 'REDIS_CLUSTER_NODES' | 'JOB_ATTEMPTS' | 'JOB_BACKOFF_MS' | 'JOB_RETENTION_SECONDS'
 >;
 
 /**
- * One BullMQ Queue per queue name, sharing one producer connection. Finished jobs are kept by
+ * One BullMQ Queue per queue name, sharing one producer connection, each under its prefix (on a
+ * cluster, a hash tag of its own: src/redis-keys.ts). Finished jobs are kept by
  * age so their status stays answerable for the retention period.
  */
-export function createQueues(connection: Redis, config: QueueSettings): Queues {
+export function createQueues(connection: RedisClient, config: QueueSettings): Queues {
   const entries = queueNames.map((name) => [
     name,
     new Queue(name, {
       connection,
-      prefix: config.QUEUE_PREFIX,
+      prefix: redisKeys(config).queuePrefix(name),
       defaultJobOptions: {
         attempts: config.JOB_ATTEMPTS,
         backoff: { type: 'exponential', delay: config.JOB_BACKOFF_MS },

@@ -1,7 +1,7 @@
 import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import type { Knex } from 'knex';
 import type { Config } from '../config.js';
+import type { RedisClient } from '../connections.js';
 import type { Logger } from '../log.js';
 import type { Queues } from '../queues/queues.js';
 import { queueDeliveryJobs, requeueDeliveries } from './delivery-jobs.js';
@@ -21,7 +21,7 @@ const pageSize = 500;
 
 interface SweepDeps {
   db: Knex;
-  redis: Redis;
+  redis: RedisClient;
   queues: Queues;
   config: Config;
   log: Logger;
@@ -35,7 +35,7 @@ interface Candidate {
 }
 
 /** Whether each job is still to run (waiting, delayed, active): its hash exists and it has not finished. */
-async function liveJobs(redis: Redis, queue: Queue, jobIds: (string | null)[]): Promise<boolean[]> {
+async function liveJobs(redis: RedisClient, queue: Queue, jobIds: (string | null)[]): Promise<boolean[]> {
   const pipeline = redis.pipeline();
   for (const id of jobIds) if (id) pipeline.hmget(queue.toKey(id), 'timestamp', 'finishedOn');
   const answers = (await pipeline.exec()) ?? [];

@@ -1,8 +1,8 @@
 import { hostname } from 'node:os';
 import { DelayedError, type Job } from 'bullmq';
-import type { Redis } from 'ioredis';
 import type { Knex } from 'knex';
 import type { Config } from '../config.js';
+import type { RedisClient } from '../connections.js';
 import { setJobContext } from '../db/job-context.js';
 import { transactionRetried } from '../db/knex.js';
 import { RetryLaterError } from '../errors/retry-later-error.js';
@@ -34,7 +34,7 @@ const workerName = `${hostname()}:${process.pid}`;
 interface DeliveryDeps {
   db: Knex;
   config: Config;
-  redis: Redis;
+  redis: RedisClient;
   secrets: SecretBox;
   metrics: Metrics;
 }

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { DelayedError, type Job } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../connections.js';
 import type { JobData } from '../queues/job.js';
 
 /**
@@ -45,7 +45,7 @@ const windowKey = (prefix: string, endpointId: string) => `${prefix}:webhooks:se
 
 /** Books a slot for one delivery; resolves with the ms to wait for it (0: go now). */
 async function reserveDeliverySlot(
-  redis: Redis,
+  redis: RedisClient,
   prefix: string,
   endpointId: string,
   perSecond: number,
@@ -66,7 +66,7 @@ async function reserveDeliverySlot(
  * window has room. `sendId` must be unique per send.
  */
 export async function claimSend(
-  redis: Redis,
+  redis: RedisClient,
   prefix: string,
   endpointId: string,
   perSecond: number,
@@ -92,7 +92,7 @@ type RateData = JobData & { rateSlotReserved?: boolean };
  * attempts show the limit as it was enforced), or undefined when the endpoint has no limit.
  */
 export async function waitForRateSlot(
-  redis: Redis,
+  redis: RedisClient,
   prefix: string,
   job: Job<JobData>,
   endpointId: string,

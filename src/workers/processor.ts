@@ -1,8 +1,8 @@
 import { DelayedError, type Job, type Processor, UnrecoverableError } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { cacheChangesOf } from '../cache/job-changes.js';
 import type { ReadCache } from '../cache/read-cache.js';
 import type { Config } from '../config.js';
+import type { RedisClient } from '../connections.js';
 import type { Db } from '../db/knex.js';
 import { DomainError } from '../errors/domain-error.js';
 import type { Logger } from '../log.js';
@@ -20,6 +20,7 @@ import {
   type ResultOf,
 } from '../queues/job.js';
 import type { Queues } from '../queues/queues.js';
+import { redisKeys } from '../redis-keys.js';
 import { createJobRunLog } from '../reports/job-runs.js';
 import type { SecretBox } from '../secrets.js';
 
@@ -28,7 +29,7 @@ export interface WorkerDeps {
   log: Logger;
   db: Db;
   /** Worker-role connection (retries forever). */
-  redis: Redis;
+  redis: RedisClient;
   /** For follow-up jobs and schedulers. */
   queues: Queues;
   /** Seals and opens secrets at rest (src/secrets.ts). */
@@ -175,6 +176,6 @@ async function countFailure(
   deps.metrics.jobsFailed.inc(labels);
   // Counted before the job is failed, so whoever sees it failed sees it counted. Best effort:
   // a lost count (Redis away) only makes the alert a little late.
-  await recordFailure(deps.redis, deps.config.QUEUE_PREFIX, queue).catch(() => undefined);
+  await recordFailure(deps.redis, redisKeys(deps.config).ops, queue).catch(() => undefined);
   return true;
 }

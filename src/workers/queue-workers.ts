@@ -3,6 +3,7 @@ import { failImageJobWithoutRun } from '../images/image-failures.js';
 import { backoffStrategy } from '../queues/backoff.js';
 import { publishFinished } from '../queues/finished-signal.js';
 import { type JobData, type QueueName, queueNames } from '../queues/job.js';
+import { redisKeys } from '../redis-keys.js';
 import { imageHandlers } from './images.js';
 import { inboundHandlers } from './inbound.js';
 import { inventoryHandlers } from './inventory.js';
@@ -102,7 +103,7 @@ export async function startWorkers(deps: WorkerDeps, queues: QueueName[]): Promi
       createProcessor(deps, queue, handlersByQueue[queue] as QueueHandlers<typeof queue>),
       {
         connection: deps.redis,
-        prefix: config.QUEUE_PREFIX,
+        prefix: redisKeys(config).queuePrefix(queue),
         concurrency: config.concurrency[queue],
         lockDuration: config.WORKER_LOCK_DURATION_MS,
         stalledInterval: config.workerStalledIntervalMs,

@@ -1,5 +1,5 @@
-import type { Redis } from 'ioredis';
 import type { Config } from '../config.js';
+import type { RedisClient } from '../connections.js';
 import type { Logger } from '../log.js';
 import { schedulersOf } from '../queues/catalog.js';
 import type { QueueName, Scheduler } from '../queues/job.js';
@@ -48,7 +48,7 @@ async function restoreMissingSchedulers(
  * connection is ready again after a reconnect. Returns the function that stops it.
  */
 export function keepSchedulers(
-  deps: { queues: Queues; config: Config; log: Logger; redis: Redis },
+  deps: { queues: Queues; config: Config; log: Logger; redis: RedisClient },
   running: QueueName[],
 ): () => void {
   const { queues, config, log, redis } = deps;

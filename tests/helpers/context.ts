@@ -4,7 +4,6 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Worker } from 'bullmq';
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
-import type { Redis } from 'ioredis';
 import type { Knex } from 'knex';
 import type { DestinationStream } from 'pino';
 import { expect, inject } from 'vitest';
@@ -12,6 +11,7 @@ import { deleteScratchKeys } from '../../scripts/bench/scratch.js';
 import { buildApp } from '../../src/api/app.js';
 import { type ApiDeps, openApiDeps, sharedWorkerDeps } from '../../src/api/deps.js';
 import { type Config, parseConfig } from '../../src/config.js';
+import type { RedisClient } from '../../src/connections.js';
 import { openPostgres, openRedis } from '../../src/connections.js';
 import { createApiKey } from '../../src/db/api-keys.js';
 import type { Db } from '../../src/db/knex.js';
@@ -80,6 +80,8 @@ export async function createTestContext(options: ContextOptions = {}): Promise<T
     DATABASE_URL: options.databaseUrl ?? testDatabaseUrl(database),
     DATABASE_POOL_MAX: '10',
     REDIS_URL: process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379',
+    // The redis-cluster project of vitest.config.ts runs its files on the scratch cluster of global-setup.ts.
+    ...(inject('redisClusterNodes') ? { REDIS_CLUSTER_NODES: inject('redisClusterNodes')! } : {}),
     QUEUE_PREFIX: `sft-${id}`,
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
     JOB_BACKOFF_MS: '20',
@@ -102,7 +104,7 @@ export async function createTestContext(options: ContextOptions = {}): Promise<T
 
   // The arrays startWorkers returns, kept as they are: the watchdog replaces stuck workers in them.
   const workerGroups: Worker[][] = [];
-  const workerConnections: Redis[] = [];
+  const workerConnections: RedisClient[] = [];
   let workerDb: Promise<Db> | undefined;
   const children = new Set<ChildProcess>();
 
@@ -189,7 +191,7 @@ export async function createTestContext(options: ContextOptions = {}): Promise<T
       if (eventProblems.length > 0) leaks.push(`events outside the catalogue: ${eventProblems.join('; ')}`);
       await app.close();
       await api.close();
-      await deleteScratchKeys(config.REDIS_URL, config.QUEUE_PREFIX);
+      await deleteScratchKeys(config.REDIS_URL, config.QUEUE_PREFIX, config.REDIS_CLUSTER_NODES);
       if (!options.databaseUrl) {
         const connections = await openConnections(database);
         if (connections > 0) leaks.push(`${connections} Postgres connection(s) still open`);

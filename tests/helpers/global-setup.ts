@@ -2,10 +2,13 @@ import type { TestProject } from 'vitest/node';
 import { createDb } from '../../src/db/knex.js';
 import { migrateLatest } from '../../src/db/migrate.js';
 import { adminQuery, testDatabaseUrl } from './databases.js';
+import { startScratchCluster } from './scratch-redis.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
     templateDatabase: string;
+    /** REDIS_CLUSTER_NODES of the run's scratch cluster (the redis-cluster project only). */
+    redisClusterNodes: string | undefined;
   }
 }
 
@@ -27,7 +30,11 @@ export default async function setup(project: TestProject) {
   // Postgres refuses to clone a template that has connections; forbid new ones outright.
   await adminQuery(`alter database ${template} with allow_connections false`);
   project.provide('templateDatabase', template);
+  // The redis-cluster project (vitest.config.ts) runs its files against a 3-master cluster of its own.
+  const cluster = project.config.env?.TEST_REDIS_CLUSTER ? await startScratchCluster() : undefined;
+  project.provide('redisClusterNodes', cluster?.nodes);
   return async () => {
+    await cluster?.stop();
     await adminQuery(`drop database if exists ${template} with (force)`);
   };
 }

@@ -1,17 +1,118 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { Cluster } from 'ioredis';
+import type { RedisClient } from '../../src/connections.js';
 import { waitForOutput } from './context.js';
+
+const run = promisify(execFile);
 
 /**
  * A redis-server of the test file's own on 127.0.0.1:`port` that keeps nothing (no RDB, no AOF):
  * a test that stops Redis stops only its own. Resolves once it accepts connections.
  */
-export async function startScratchRedis(port: number): Promise<ChildProcess> {
+export async function startScratchRedis(port: number, extraArgs: string[] = []): Promise<ChildProcess> {
   const child = spawn(
     'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...extraArgs],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   child.stdout.on('data', () => undefined);
   await waitForOutput(child, /Ready to accept connections/);
   return child;
+}
+
+export interface ScratchCluster {
+  /** `127.0.0.1:port,…` of every node, for REDIS_CLUSTER_NODES. */
+  nodes: string;
+  /** Each node's port and process, masters first (as `redis-cli --cluster create` assigns them). */
+  servers: { port: number; child: ChildProcess }[];
+  stop(): Promise<void>;
+}
+
+/** Whether a port (and its cluster bus port, +10000) can be listened on at 127.0.0.1. */
+async function canListen(port: number): Promise<boolean> {
+  const server = net.createServer();
+  const ok = await new Promise<boolean>((resolve) => {
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => resolve(true));
+  });
+  if (ok) await new Promise((resolve) => server.close(resolve));
+  return ok;
+}
+
+/** `count` ports on 127.0.0.1 free a moment ago, each with its cluster bus port (+10000) free too. */
+async function clusterPorts(count: number): Promise<number[]> {
+  const ports: number[] = [];
+  while (ports.length < count) {
+    const port = 20_000 + Math.floor(Math.random() * 30_000);
+    if (ports.includes(port) || ports.includes(port + 10_000) || ports.includes(port - 10_000)) continue;
+    if ((await canListen(port)) && (await canListen(port + 10_000))) ports.push(port);
+  }
+  return ports;
+}
+
+const exited = (child: ChildProcess) =>
+  child.exitCode !== null || child.signalCode !== null
+    ? Promise.resolve()
+    : new Promise<void>((resolve) => child.once('exit', () => resolve()));
+
+/**
+ * A Redis Cluster of the test run's own: `masters` masters (and `replicas` replicas of each) on
+ * spare loopback ports, their node files in a temporary directory, keeping nothing else. Resolves
+ * once every node reports `cluster_state:ok`; `stop()` ends the servers and removes the directory.
+ */
+export async function startScratchCluster(
+  options: { masters?: number; replicas?: 0 | 1 } = {},
+): Promise<ScratchCluster> {
+  const masters = options.masters ?? 3;
+  const replicas = options.replicas ?? 0;
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'stockflow-cluster-'));
+  const ports = await clusterPorts(masters * (1 + replicas));
+  const servers: ScratchCluster['servers'] = [];
+  const stop = async () => {
+    for (const { child } of servers) child.kill('SIGTERM');
+    await Promise.all(servers.map(({ child }) => exited(child)));
+    await rm(dir, { recursive: true, force: true });
+  };
+  try {
+    for (const port of ports) {
+      const child = await startScratchRedis(port, [
+        ...['--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`],
+        ...['--cluster-node-timeout', '2000', '--dir', dir],
+      ]);
+      servers.push({ port, child });
+    }
+    const addresses = ports.map((port) => `127.0.0.1:${port}`);
+    await run('redis-cli', [
+      '--cluster',
+      'create',
+      ...addresses,
+      '--cluster-replicas',
+      String(replicas),
+      '--cluster-yes',
+    ]);
+    // Wait for the state, not a time: every node agrees the slots are covered (and replicas are in sync).
+    for (const port of ports) {
+      for (;;) {
+        const { stdout } = await run('redis-cli', ['-p', String(port), 'cluster', 'info']);
+        if (/cluster_state:ok/.test(stdout)) break;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    }
+    return { nodes: addresses.join(','), servers, stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
+/** KEYS `pattern` on one Redis, or on every master of a cluster (KEYS answers for one node only). */
+export async function keysMatching(redis: RedisClient, pattern: string): Promise<string[]> {
+  if (!(redis instanceof Cluster)) return redis.keys(pattern);
+  const perMaster = await Promise.all(redis.nodes('master').map((node) => node.keys(pattern)));
+  return perMaster.flat();
 }

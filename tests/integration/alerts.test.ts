@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { alertSettingsOf, evaluateAlerts, observeRedis } from '../../src/ops/alerts.js';
 import { readRouteLatencies } from '../../src/ops/latency-windows.js';
 import { maintenanceJobs } from '../../src/queues/maintenance.js';
+import { redisKeys } from '../../src/redis-keys.js';
 import { createTestContext, json, type TestContext } from '../helpers/context.js';
 
 /**
@@ -75,7 +76,7 @@ describe('platform alerts', () => {
     for (let i = 0; i < 25; i++) await ctx.request({ method: 'GET', url: '/api/pms/products/AL-1' });
     for (let i = 0; i < 30; i++) ctx.api.latencies.record('GET /api/slow', i < 2 ? 0.05 : 0.4);
     await ctx.api.latencies.flush();
-    const latencies = await readRouteLatencies(ctx.api.redis, ctx.config.QUEUE_PREFIX, {
+    const latencies = await readRouteLatencies(ctx.api.redis, redisKeys(ctx.config).ops, {
       thresholdMs: 200,
       windowMs: 300_000,
       now: Date.now(),

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createTestContext, json, type TestContext } from '../helpers/context.js';
+import { keysMatching } from '../helpers/scratch-redis.js';
 
 // A one-second claim: the job it derives outlives it by far (JOB_RETENTION_SECONDS).
 let ctx: TestContext;
@@ -11,7 +12,7 @@ afterAll(() => ctx.close());
 const product = (sku: string) => ({ sku, name: 'Mug', price: { amount: 1000, currency: 'EUR' } });
 
 async function claimsLeft(): Promise<number> {
-  return (await ctx.api.redis.keys(`${ctx.config.QUEUE_PREFIX}:idempotency:*`)).length;
+  return (await keysMatching(ctx.api.redis, `${ctx.config.QUEUE_PREFIX}:idempotency:*`)).length;
 }
 
 async function claimExpired(): Promise<void> {
