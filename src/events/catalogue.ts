@@ -108,6 +108,15 @@ const purchaseOrder = z.looseObject({
     lines: z.array(purchaseOrderLine),
   }),
 });
+/** A purchase order whose send ended without an acknowledgement, and why. */
+const purchaseOrderFailed = purchaseOrder.extend({
+  failure: z.looseObject({
+    reason: z.string(),
+    statusCode: z.number().int().nullable(),
+    error: z.string(),
+  }),
+});
+
 const stockStates = z.enum(['in_stock', 'low', 'out']);
 /** Written by the ledger's apply trigger (db/migrations/20261202060000_stock_notifications.ts). */
 const stockState = z.looseObject({
@@ -437,25 +446,13 @@ export const eventTypes = [
     name: 'purchase_order.send_failed',
     description:
       'Sending failed for good: the order did not reach the supplier or it refused it (a 4xx other than 408/429, a refused address); its rules may order again',
-    data: purchaseOrder.extend({
-      failure: z.looseObject({
-        reason: z.string(),
-        statusCode: z.number().int().nullable(),
-        error: z.string(),
-      }),
-    }),
+    data: purchaseOrderFailed,
   }),
   defineEventType({
     name: 'purchase_order.unresolved',
     description:
       'The supplier may have the order but no answer could be taken (a 2xx outside the protocol, or every attempt without a definite answer); its rules wait for an operator to resolve or cancel it',
-    data: purchaseOrder.extend({
-      failure: z.looseObject({
-        reason: z.string(),
-        statusCode: z.number().int().nullable(),
-        error: z.string(),
-      }),
-    }),
+    data: purchaseOrderFailed,
   }),
   defineEventType({
     name: 'purchase_order.partially_received',
