@@ -103,15 +103,19 @@ export function createReplicaTracker(db: Knex, log: Logger, waitMs: number): Rep
     };
     const { query, startedAt } = running;
     let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<undefined>((resolve) => {
-      timer = setTimeout(() => resolve(undefined), budgetMs);
+    const waitingSince = Date.now();
+    const timeout = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), budgetMs);
     });
     try {
       const at = await Promise.race([query, timeout]);
+      if (at !== 'timeout') return at;
       // A query unanswered for a whole wait (a hung or overloaded replica): the next second's reads
-      // do not wait for it. A catching-up read's last, short poll running out is not that.
-      if (!at && Date.now() - startedAt >= waitMs) rest();
-      return at;
+      // do not wait for it. A catching-up read's last, short poll running out is not that. Judged
+      // by the budget the timer ran, not by the clock afterwards: libuv starts a timer from the
+      // loop's cached time, so on a busy machine it fires before Date.now() has moved a whole wait.
+      if (waitingSince - startedAt + budgetMs >= waitMs) rest();
+      return undefined;
     } catch (error) {
       // Once per rest, not per waiting read: they all shared this query.
       if (Date.now() >= restUntil)
