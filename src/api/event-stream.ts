@@ -8,10 +8,11 @@ import { EventsPrunedError } from '../errors/events-pruned-error.js';
 import { PositionAheadError } from '../errors/position-ahead-error.js';
 import { TooManyConsumersError } from '../errors/too-many-consumers-error.js';
 import { ackConsumer, type ConsumerOwner, getConsumerPosition } from '../events/consumers.js';
-import { assertNotAhead, assertRetained, type LogEvent } from '../events/event-log.js';
+import { assertNotAhead, assertRetained } from '../events/event-log.js';
 import { lastDrawnSeq } from '../events/horizon.js';
 import type { Subscription } from '../events/live-hub.js';
 import { typePatternSchema, unknownEventType, unknownTypeSuggestions } from '../events/type-patterns.js';
+import type { LogEvent } from '../schemas/events.js';
 import { allows } from './auth.js';
 import type { ApiDeps } from './deps.js';
 

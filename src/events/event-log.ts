@@ -1,20 +1,9 @@
 import type { Knex } from 'knex';
 import { EventsPrunedError } from '../errors/events-pruned-error.js';
 import { PositionAheadError } from '../errors/position-ahead-error.js';
+import type { LogEvent } from '../schemas/events.js';
 import { lastDrawnSeq } from './horizon.js';
 import { whereTypeMatches } from './type-patterns.js';
-
-/** An event as readers see it: the feed, the live stream, webhooks (as `data`) and replay. */
-export interface LogEvent {
-  seq: number;
-  id: string;
-  type: string;
-  aggregate: { type: string; id: string };
-  data: Record<string, unknown>;
-  jobId: string | null;
-  actor: string | null;
-  occurredAt: string;
-}
 
 interface EventRow {
   seq: number;

@@ -1,4 +1,4 @@
-import type { LogEvent } from './event-log.js';
+import type { LogEvent } from '../schemas/events.js';
 import type { Projection, ProjectionDifference } from './projections.js';
 
 /**

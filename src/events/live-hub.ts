@@ -1,7 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Knex } from 'knex';
 import type { Logger } from '../log.js';
-import { type LogEvent, readEventPage } from './event-log.js';
+import type { LogEvent } from '../schemas/events.js';
+import { readEventPage } from './event-log.js';
 import type { HorizonTracker } from './horizon.js';
 import { matchesType } from './type-patterns.js';
 

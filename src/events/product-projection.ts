@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import type { LogEvent } from './event-log.js';
+import type { LogEvent } from '../schemas/events.js';
 import type { Projection, ProjectionDifference } from './projections.js';
 
 /**

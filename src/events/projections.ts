@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import type { LogEvent } from './event-log.js';
+import type { LogEvent } from '../schemas/events.js';
 
 /**
  * A projection is state derived from the log: the replay (src/events/replay.ts) rebuilds it into a

@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import type { LogEvent } from '../events/event-log.js';
+import type { LogEvent } from '../schemas/events.js';
 import type { DeliveryStatus, WebhookAttempt, WebhookDelivery } from '../schemas/webhooks.js';
 import type { EndpointRow } from './endpoints.js';
 

@@ -12,6 +12,7 @@ import { ackConsumer, type ConsumerOwner, consumerStatuses } from '../../events/
 import { assertNotAhead, assertRetained, prunedThroughSeq, readEventPage } from '../../events/event-log.js';
 import { lastDrawnSeq } from '../../events/horizon.js';
 import { typeListQuerySchema } from '../../events/type-patterns.js';
+import { logEventSchema } from '../../schemas/events.js';
 import { allows, principalOf } from '../auth.js';
 import type { ApiDeps } from '../deps.js';
 import { consumerNameSchema, registerStreams } from '../event-stream.js';
@@ -20,17 +21,6 @@ import { takeStreamSlot } from '../stream-caps.js';
 
 /** How long a read waits for in-flight writers before answering with the last proven horizon. */
 const proofWaitMs = 1000;
-
-export const logEventSchema = z.object({
-  seq: z.number().int(),
-  id: z.string(),
-  type: z.string(),
-  aggregate: z.object({ type: z.string(), id: z.string() }),
-  data: z.record(z.string(), z.unknown()),
-  jobId: z.string().nullable(),
-  actor: z.string().nullable(),
-  occurredAt: z.string(),
-});
 
 /** The catalogue never changes while the process runs: its JSON Schemas are made once. */
 const eventTypeCatalogue = describeEventTypes();
