@@ -4,7 +4,7 @@ import type { Knex } from 'knex';
 import type { Config } from '../config.js';
 import type { RedisClient } from '../connections.js';
 import { setJobContext } from '../db/job-context.js';
-import { transactionRetried } from '../db/knex.js';
+import { isServiceUnavailable, transactionRetried } from '../db/knex.js';
 import { RetryLaterError } from '../errors/retry-later-error.js';
 import { appendEvent } from '../events/outbox.js';
 import type { Logger } from '../log.js';
@@ -68,6 +68,8 @@ type Recorded = Awaited<ReturnType<typeof recordOutcome>>;
  * (`recordRetryDelaysMs`); if it still fails, the attempt is kept in the job's data and the job
  * comes back after JOB_BACKOFF_MS, within the same attempt, to record it and act on it as step 3
  * would have (a 2xx is delivered without a second POST).
+ * Postgres away before the POST (the claim, or the record of a kept attempt) spends no attempt
+ * either: the job comes back after JOB_BACKOFF_MS, not at the retry schedule's next step.
  * A delivery job runs ahead of fresh deliveries from its first run on (priority 0): whenever it
  * comes back (a retry, a rate-limit slot, a record to finish), it is due, not new.
  */
@@ -81,8 +83,20 @@ export async function deliver(
   // The hash holds it as text.
   if (Number(job.priority) !== 0) await job.changePriority({ priority: 0 });
   const pending = (job.data as DeliveryData).pendingAttempt;
-  if (pending) return recordPending(deps, job, log, payload, pending);
-  const claimed = await claimAttempt(deps.db, job.id!, payload);
+  let claimed: Awaited<ReturnType<typeof claimAttempt>>;
+  try {
+    if (pending) return await recordPending(deps, job, log, payload, pending);
+    claimed = await claimAttempt(deps.db, job.id!, payload);
+  } catch (error) {
+    // Nothing was sent: Postgres being away is not a failed delivery attempt, and must not push
+    // the next one a step down the retry schedule (30 s and more) once it is back.
+    if (!isServiceUnavailable(error)) throw error;
+    log.warn(
+      { err: error },
+      'Postgres is away before the attempt: the job comes back without spending an attempt',
+    );
+    return comeBackSoon(deps, job);
+  }
   if ('outcome' in claimed) return claimed;
 
   const sendAt = await waitForRateSlot(
@@ -145,6 +159,11 @@ async function keepForNextRun(
     'webhook attempt made but not recorded: kept in the job until its next run records it',
   );
   await job.updateData({ ...job.data, pendingAttempt: sent } as DeliveryData);
+  return comeBackSoon(deps, job);
+}
+
+/** Moves the job back to the queue for JOB_BACKOFF_MS without spending one of its attempts. */
+async function comeBackSoon(deps: DeliveryDeps, job: Job<JobData>): Promise<never> {
   await job.moveToDelayed(Date.now() + deps.config.JOB_BACKOFF_MS, job.token);
   throw new DelayedError();
 }
