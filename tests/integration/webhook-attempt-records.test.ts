@@ -1,9 +1,9 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Knex } from 'knex';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { recordRetryDelaysMs } from '../../src/queues/backoff.js';
 import { createTestContext, json, type TestContext } from '../helpers/context.js';
+import { lockRow, terminateWaiting } from '../helpers/pg-blocking.js';
 import { until } from '../helpers/until.js';
 
 /**
@@ -81,31 +81,9 @@ async function heldDelivery(sku: string) {
   return { eventId: event.id as string, hook: hook!, delivery };
 }
 
-/** Holds the delivery's row in a transaction of the test's own; resolves with its backend. */
-async function lockRow(deliveryId: string): Promise<{ trx: Knex.Transaction; pid: number }> {
-  const trx = await ctx.api.db.transaction();
-  await trx('webhook_deliveries').where({ id: deliveryId }).forUpdate().first();
-  const { rows } = await trx.raw<{ rows: { pid: number }[] }>('select pg_backend_pid() as pid');
-  return { trx, pid: rows[0]!.pid };
-}
-
-/** Terminates the next worker backend found waiting on the test's lock (one it has not terminated). */
-async function terminateWaitingRecord(lockPid: number, terminated: number[]): Promise<void> {
-  const { rows } = await until(
-    "the worker's record waiting on the row",
-    () =>
-      ctx.api.db.raw<{ rows: { pid: number }[] }>(
-        `select pid from pg_stat_activity
-         where datname = current_database() and ? = any (pg_blocking_pids(pid))
-           and not (pid = any (?::int[]))`,
-        [lockPid, terminated],
-      ),
-    (result) => result.rows.length > 0,
-  );
-  const pid = rows[0]!.pid;
-  await ctx.api.db.raw('select pg_terminate_backend(?)', [pid]);
-  terminated.push(pid);
-}
+const lockDelivery = (deliveryId: string) => lockRow(ctx.api.db, 'webhook_deliveries', deliveryId);
+const terminateWaitingRecord = (lockPid: number, terminated: number[]) =>
+  terminateWaiting(ctx.api.db, lockPid, terminated, "the worker's record waiting on the row");
 
 const attemptLog = async (deliveryId: string) =>
   json(
@@ -126,7 +104,7 @@ async function expectDeliveredOnce(eventId: string, delivery: { id: string; job_
 
 it('records a 2xx whose record was cut off once, by trying the record again: one POST, one attempt', async () => {
   const { eventId, hook, delivery } = await heldDelivery('REC-1');
-  const lock = await lockRow(delivery.id);
+  const lock = await lockDelivery(delivery.id);
   hook.answer(200);
   await terminateWaitingRecord(lock.pid, []);
   await lock.trx.rollback();
@@ -136,7 +114,7 @@ it('records a 2xx whose record was cut off once, by trying the record again: one
 
 it('keeps a 2xx it could not record in the job, and its next run records it without a second POST', async () => {
   const { eventId, hook, delivery } = await heldDelivery('REC-2');
-  const lock = await lockRow(delivery.id);
+  const lock = await lockDelivery(delivery.id);
   hook.answer(200);
   // The record and each of its retries are cut off: the attempt is kept in the job's data.
   const terminated: number[] = [];
@@ -156,7 +134,7 @@ it('keeps a 2xx it could not record in the job, and its next run records it with
 
 it('records a failure it could not record before acting on it: the retry follows, both attempts in the log', async () => {
   const { eventId, hook, delivery } = await heldDelivery('REC-3');
-  const lock = await lockRow(delivery.id);
+  const lock = await lockDelivery(delivery.id);
   hook.answer(500);
   const terminated: number[] = [];
   for (let i = 0; i <= recordRetryDelaysMs.length; i++) await terminateWaitingRecord(lock.pid, terminated);
