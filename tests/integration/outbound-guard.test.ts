@@ -1,14 +1,12 @@
-import dns from 'node:dns/promises';
 import { once } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import os from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DomainError } from '../../src/errors/domain-error.js';
 import { fetchSource } from '../../src/images/fetch-source.js';
-import { isPublicAddress, refuseUrl } from '../../src/outbound/address-guard.js';
 import { postJson } from '../../src/outbound/http.js';
 import { addressTable, literalUrl } from '../helpers/address-table.js';
+import { noPrivateHostName, privateHostName } from '../helpers/private-host.js';
 
 /**
  * Both callers of the SSRF guard (webhook delivery through postJson, image downloads through
@@ -93,16 +91,12 @@ describe.each([
 
 describe('keep-alive sockets', () => {
   it('a socket opened where private targets are allowed never serves a caller that refuses them', async (test) => {
-    // A name (not localhost) that resolves to a non-public address: this machine's own name, usually.
-    const name = os.hostname();
-    const address = await dns
-      .lookup(name)
-      .then((a) => a.address)
-      .catch(() => undefined);
-    if (!address || isPublicAddress(address) || refuseUrl(`http://${name}/`, false)) {
-      test.skip(`${name} does not resolve to a non-public address the registration check lets through`);
+    const host = await privateHostName();
+    if (!host) {
+      test.skip(noPrivateHostName);
       return;
     }
+    const { name, address } = host;
     const named = http.createServer((_req, res) => res.writeHead(200).end('{}'));
     named.keepAliveTimeout = 60_000;
     let opened = 0;

@@ -1,11 +1,9 @@
-import dns from 'node:dns/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import os from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type MockSupplier, startMockSupplier } from '../../scripts/mock-supplier.js';
-import { isPublicAddress, refuseUrl } from '../../src/outbound/address-guard.js';
 import { createTestContext, type TestContext } from '../helpers/context.js';
+import { noPrivateHostName, privateHostName } from '../helpers/private-host.js';
 import { rawRequest } from '../helpers/raw-http.js';
 import { expectIncomingMatchesLines, reorderApi, until } from '../helpers/reorder.js';
 
@@ -501,16 +499,12 @@ describe('MEDIUM: a long answer never becomes a second order', () => {
 
 describe('LOW: one keep-alive pool per address policy', () => {
   it('a socket opened for a supplier (private targets allowed) never carries a webhook (private targets refused)', async (test) => {
-    // A name (not localhost) that resolves to a non-public address: this machine's own name, usually.
-    const name = os.hostname();
-    const address = await dns
-      .lookup(name)
-      .then((a) => a.address)
-      .catch(() => undefined);
-    if (!address || isPublicAddress(address) || refuseUrl(`http://${name}/`, false)) {
-      test.skip(`${name} does not resolve to a non-public address the registration check lets through`);
+    const host = await privateHostName();
+    if (!host) {
+      test.skip(noPrivateHostName);
       return;
     }
+    const { name, address } = host;
     const inside = await startRecorder(address, (req) =>
       req.url === '/po'
         ? { status: 200, body: JSON.stringify({ status: 'accepted', reference: 'IN-1' }) }
