@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import { writeLayers } from './fifo-layers.js';
 import { dayOf, type Fold, foldMovements, loadStates, monthOf, pendingMovements } from './ledger-replay.js';
-import { currenciesOf } from './stock-valuation.js';
+import { currenciesOf, writeValueTotals } from './stock-valuation.js';
 import { levelKey, type ValuedMovement } from './valuation.js';
 
 /**
@@ -44,12 +44,10 @@ export async function compactRollups(
     await writeFold(trx, fold);
     const after = new Map(before);
     for (const [key, s] of fold.states) after.set(key, s);
-    await writeLayers(trx, {
-      folded: pending,
-      before,
-      after,
-      currencies: await currenciesOf(trx, { skus: layered }),
-    });
+    const currencies = await currenciesOf(trx, { skus: layered });
+    // Before writeLayers: it records the currency each sku is now counted under.
+    await writeValueTotals(trx, { before, after, currencies });
+    await writeLayers(trx, { folded: pending, before, after, currencies });
     await refreshMonthEnds(trx, fold);
     await closeMonths(trx);
     return { movements: pending.length, skus: skus.length, rebuilt: fold.rebuilt.size, skipped: false };
