@@ -6,7 +6,8 @@ import { levelKey, type ValuedMovement } from './valuation.js';
 
 /**
  * Compaction: folds the ledger rows the rollup trigger queued (`stock_rollup_pending`) into the
- * daily rollups, the level states, the month snapshots and the FIFO layers (fifo-layers.ts), and
+ * daily rollups, the level states and their totals (stock-valuation.ts), the month snapshots and the
+ * FIFO layers (fifo-layers.ts), and
  * deletes them, all in one transaction, so a reader sees every movement exactly once: folded, or still pending. Runs as the
  * `maintenance.compact-reports` scheduler; one run at a time (an advisory lock: a second one returns
  * at once). A run takes whole skus (every pending row of each), at most `maxSkus`, so a transfer's
