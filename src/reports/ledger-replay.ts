@@ -124,6 +124,40 @@ export async function loadSnapshotsBefore(
   return rows.map(toFolded);
 }
 
+/**
+ * Whether the day snapshots (stock_value_days) give every level's state at the start of `day`: they
+ * are complete from a first day on (db/migrations/20261207020000_report_value_days.ts).
+ */
+export async function daySnapshotsCover(db: Knex, day: string): Promise<boolean> {
+  const { rows } = await db.raw<{ rows: unknown[] }>(
+    `select 1 from stock_value_days_from where day <= ?::date`,
+    [day],
+  );
+  return rows.length > 0;
+}
+
+/**
+ * The state at the start of `day` of each of `levels`: its latest day snapshot before it (one index
+ * probe per level); a level without one held nothing then and is left out.
+ */
+export async function loadDayStates(
+  db: Knex,
+  day: string,
+  levels: { sku: string; location: string }[],
+): Promise<FoldedState[]> {
+  if (levels.length === 0) return [];
+  const { rows } = await db.raw<{ rows: StateRow[] }>(
+    `select d.sku, d.location, d.units, d.value, d.last_cost, ${epochMs('d.last_at')} as last_at, d.last_id
+     from unnest(?::text[], ?::text[]) l(sku, location)
+     cross join lateral (
+       select * from stock_value_days v where v.sku = l.sku and v.location = l.location and v.day < ?::date
+       order by v.day desc limit 1
+     ) d`,
+    [levels.map((l) => l.sku), levels.map((l) => l.location), day],
+  );
+  return rows.map(toFolded);
+}
+
 /** Ledger movements with created_at in [from, until], in ledger time order. */
 export async function ledgerMovements(
   db: Knex,
@@ -168,6 +202,8 @@ export interface Fold {
   applied: { movement: ValuedMovement; value: number; after: FoldedState }[];
   /** Skus rebuilt from a period snapshot (a movement landed before what was folded), by month. */
   rebuilt: Map<string, string>;
+  /** The states the rebuilt skus restarted from (their levels at the start of that month). */
+  restarted: FoldedState[];
 }
 
 /**
@@ -201,12 +237,14 @@ export async function foldMovements(db: Knex, movements: ValuedMovement[]): Prom
   const byMonth = new Map<string, string[]>();
   for (const [sku, month] of rebuilt) byMonth.set(month, [...(byMonth.get(month) ?? []), sku]);
   const toApply: ValuedMovement[] = [];
+  const restarted: FoldedState[] = [];
   for (const [month, monthSkus] of byMonth) {
     for (const sku of monthSkus) {
       for (const s of skuStates.get(sku) ?? []) states.delete(levelKey(s.sku, s.location));
     }
     for (const s of await loadSnapshotsBefore(db, month, { skus: monthSkus })) {
       states.set(levelKey(s.sku, s.location), s);
+      restarted.push(s);
     }
     toApply.push(
       ...(await ledgerMovements(db, { from: new Date(`${month}T00:00:00Z`) }, { skus: monthSkus })),
@@ -227,5 +265,5 @@ export async function foldMovements(db: Knex, movements: ValuedMovement[]): Prom
     states.set(levelKey(movement.sku, movement.location), after);
     return { movement, value, after };
   });
-  return { states, applied, rebuilt };
+  return { states, applied, rebuilt, restarted };
 }

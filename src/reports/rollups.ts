@@ -1,6 +1,14 @@
 import type { Knex } from 'knex';
 import { writeLayers } from './fifo-layers.js';
-import { dayOf, type Fold, foldMovements, loadStates, monthOf, pendingMovements } from './ledger-replay.js';
+import {
+  dayOf,
+  type Fold,
+  type FoldedState,
+  foldMovements,
+  loadStates,
+  monthOf,
+  pendingMovements,
+} from './ledger-replay.js';
 import { currenciesOf, writeValueTotals } from './stock-valuation.js';
 import { levelKey, type ValuedMovement } from './valuation.js';
 
@@ -188,13 +196,19 @@ async function writeFold(db: Knex, fold: Fold): Promise<void> {
       totals.set(key, t);
     }
     await db.raw(`delete from stock_value_snapshots where sku = ? and period >= ?::date`, [sku, month]);
+    await db.raw(`delete from stock_value_days where sku = ? and day >= ?::date`, [sku, month]);
   }
+  // The states a rebuilt sku restarted from stay on the day they were reached (a level that does not
+  // move again still has its state there: the first snapshots after the migration are only these).
+  const days = new Map<string, FoldedState>();
+  for (const s of fold.restarted) days.set([s.sku, s.location, dayOf(s.lastAt)].join(sep), s);
   const snapshots = new Map<string, (typeof fold.applied)[number]['after']>();
   for (const { movement: m, value, after } of fold.applied) {
     const day = dayOf(m.createdAt);
     addTo(daily, [m.sku, m.location, day, m.kind].join(sep), m, value);
     addTo(totals, [m.location, day, m.kind].join(sep), m, value);
     snapshots.set([m.sku, m.location, monthOf(m.createdAt)].join(sep), after);
+    days.set([m.sku, m.location, day].join(sep), after);
   }
   await upsertDaily(db, 'stock_daily', ['sku', 'location', 'day', 'kind'], daily);
   await upsertDaily(db, 'stock_daily_totals', ['location', 'day', 'kind'], totals);
@@ -202,6 +216,11 @@ async function writeFold(db: Knex, fold: Fold): Promise<void> {
     db,
     'stock_value_snapshots',
     [...snapshots].map(([key, s]) => ({ ...s, period: key.split(sep)[2]! })),
+  );
+  await upsertStates(
+    db,
+    'stock_value_days',
+    [...days].map(([key, s]) => ({ ...s, period: key.split(sep)[2]! })),
   );
   await upsertStates(db, 'stock_value_state', [...fold.states.values()]);
 }
@@ -238,7 +257,7 @@ async function upsertDaily(
 
 async function upsertStates(
   db: Knex,
-  table: 'stock_value_state' | 'stock_value_snapshots',
+  table: 'stock_value_state' | 'stock_value_snapshots' | 'stock_value_days',
   rows: {
     sku: string;
     location: string;
@@ -251,10 +270,11 @@ async function upsertStates(
   }[],
 ): Promise<void> {
   if (rows.length === 0) return;
-  const snapshot = table === 'stock_value_snapshots';
-  const keys = snapshot ? 'sku, location, period' : 'sku, location';
+  const snapshot = table !== 'stock_value_state';
+  const period = table === 'stock_value_days' ? 'day' : 'period';
+  const keys = snapshot ? `sku, location, ${period}` : 'sku, location';
   await db.raw(
-    `insert into ${table} (sku, location, ${snapshot ? 'period, ' : ''}units, value, last_cost, last_at, last_id)
+    `insert into ${table} (sku, location, ${snapshot ? `${period}, ` : ''}units, value, last_cost, last_at, last_id)
      select * from unnest(?::text[], ?::text[], ${snapshot ? '?::date[], ' : ''}?::bigint[], ?::float8[], ?::float8[],
                           ?::timestamptz[], ?::bigint[])
      on conflict (${keys}) do update set units = excluded.units, value = excluded.value,

@@ -1,6 +1,9 @@
 import type { Knex } from 'knex';
 import {
+  dayOf,
+  daySnapshotsCover,
   ledgerMovements,
+  loadDayStates,
   loadSnapshotsBefore,
   monthOf,
   pendingMovements,
@@ -22,9 +25,10 @@ import { createReplay, levelKey, type ValueState } from './valuation.js';
  * One page of the valuation as of `at`, and its totals, without replaying every level:
  * - totals: every level's state at the start of the month of `at` (its month end, one index range)
  *   plus the value the daily rollups recorded for the whole days since, in SQL; the skus that moved
- *   on the day of `at` itself replay that month from their snapshot up to `at` (the ledger by index);
- * - the page: the levels in key order after the cursor (stock_value_state's index), each replayed from
- *   its snapshot over the ledger since, a few pages at a time until the page is full;
+ *   on the day of `at` itself replay that day up to `at` (the ledger by index) from each moved level's
+ *   day snapshot before it (one index probe per level);
+ * - the page: the levels in key order after the cursor (stock_value_state's index), each from its day
+ *   snapshot over the ledger of that day up to `at`, a few pages at a time until the page is full;
  * - skus with movements not compacted yet at or before `at` are valued whole as `valueLevels` does
  *   (from their snapshot before the oldest of those) and take the place of their folded part.
  */
@@ -46,16 +50,27 @@ export async function valuationAtPage(
     ? await valueLevels(db, { at, filter: { skus: touched }, location: query.location })
     : [];
 
-  /** States as of `at` of every level of `skus`: their snapshot, then the ledger of the month up to `at`. */
-  const replayed = async (skus: string[], from = monthStart) => {
+  const fromDays = await daySnapshotsCover(db, dayOf(at));
+  /**
+   * States as of `at` of `levels` and of every level of `skus` that moved before it: from their day
+   * snapshots over the ledger of the day of `at` (before the day snapshots are complete: from their
+   * month snapshots over the month), with the value of each movement since `dayStart`.
+   */
+  const replayed = async (skus: string[], levels: { sku: string; location: string }[] = []) => {
+    const from = fromDays ? dayStart : monthStart;
+    const movements = await ledgerMovements(db, { from, until: at }, { skus });
     const states = new Map<string, ValueState>();
-    for (const s of await loadSnapshotsBefore(db, month, { skus }))
-      states.set(levelKey(s.sku, s.location), s);
+    const starts = fromDays
+      ? await loadDayStates(db, dayOf(at), [
+          ...new Map([...levels, ...movements].map((l) => [levelKey(l.sku, l.location), l])).values(),
+        ])
+      : await loadSnapshotsBefore(db, month, { skus });
+    for (const s of starts) states.set(levelKey(s.sku, s.location), s);
     const replay = createReplay(states);
     const values: { sku: string; location: string; units: number; value: number }[] = [];
-    for (const m of await ledgerMovements(db, { from: monthStart, until: at }, { skus })) {
+    for (const m of movements) {
       const value = replay.apply(m);
-      if (m.createdAt >= from && !['reserve', 'release'].includes(m.kind)) {
+      if (m.createdAt >= dayStart && !['reserve', 'release'].includes(m.kind)) {
         values.push({ sku: m.sku, location: m.location, units: m.delta, value });
       }
     }
@@ -95,7 +110,7 @@ export async function valuationAtPage(
   const parts: LevelValue[] = sums.map((t) => ({ sku: '', ...t }));
   if (today.length > 0) {
     const currencies = await currenciesOf(db, { skus: today });
-    for (const v of (await replayed(today, dayStart)).values) {
+    for (const v of (await replayed(today)).values) {
       if (inLocation(v)) parts.push(levelValue(v, currencies));
     }
   }
@@ -117,7 +132,7 @@ export async function valuationAtPage(
     );
     if (candidates.length === 0) break;
     const skus = [...new Set(candidates.map((c) => c.sku))];
-    const { states } = await replayed(skus);
+    const { states } = await replayed(skus, candidates);
     const currencies = await currenciesOf(db, { skus });
     for (const c of candidates) {
       const s = states.get(levelKey(c.sku, c.location));
