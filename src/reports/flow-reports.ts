@@ -1,7 +1,14 @@
 import type { Knex } from 'knex';
 import { z } from 'zod';
 import { reportCursor } from '../schemas/fields.js';
-import { foldMovements, pendingMovements, type SkuFilter, skuCondition } from './ledger-replay.js';
+import {
+  foldMovements,
+  pendingMovements,
+  type SkuFilter,
+  salesKinds,
+  skuCondition,
+  weekOf,
+} from './ledger-replay.js';
 import {
   checkWindow,
   daysOf,
@@ -253,8 +260,6 @@ async function productsWithStock(
   return rows;
 }
 
-const salesKinds = ['sale', 'commit', 'return'];
-
 interface SellThroughRow {
   sku: string;
   sold: number;
@@ -386,7 +391,9 @@ export const abc = defineReport({
 
 /**
  * Net units sold (sale and commit out, less returns) per sku over a window, with its product's
- * price: the skus with any, summed in SQL from the daily rollups and the rows not compacted yet.
+ * price: the skus with any, summed in SQL from the weekly sales for the window's whole weeks (every
+ * location; with a location filter none), the daily rollups for the days at its edges, and the rows
+ * not compacted yet.
  */
 async function netSalesPerSku(
   db: Knex,
@@ -395,25 +402,62 @@ async function netSalesPerSku(
   location: string | undefined,
 ): Promise<{ sku: string; currency: string; price: number; net: number }[]> {
   const { fromDay, toDay } = daysOf(window);
+  // Whole weeks [fromWeek, toWeek): the Monday on or after the start, the Monday on or before the end.
+  const firstMonday = weekOf(fromDay) === fromDay ? fromDay : nextWeek(weekOf(fromDay));
+  const lastMonday = weekOf(toDay);
+  const weeks = location === undefined && firstMonday < lastMonday;
+  const fromWeek = weeks ? firstMonday : toDay;
+  const toWeek = weeks ? lastMonday : toDay;
   const [where, bindings] = skuCondition(filter);
   const loc = location ?? null;
   const net = `case kind when 'return' then -units_in else units_out end`;
   const { rows } = await db.raw<{ rows: { sku: string; currency: string; price: number; net: number }[] }>(
     `select s.sku, p.price_currency as currency, p.price_amount as price, s.net from (
-       select sku, sum(${net})::bigint as net from (
-         select sku, kind, units_in, units_out from stock_daily
+       select sku, sum(net)::bigint as net from (
+         select sku, net from stock_sales_weekly where week >= ?::date and week < ?::date and ${where}
+         union all
+         select sku, ${net} from stock_daily
          where kind = any(?) and day >= ?::date and day < ?::date and (?::text is null or location = ?) and ${where}
          union all
-         select sku, kind, greatest(delta, 0), greatest(-delta, 0) from stock_rollup_pending
+         select sku, ${net} from stock_daily
+         where kind = any(?) and day >= ?::date and day < ?::date and (?::text is null or location = ?) and ${where}
+         union all
+         select sku, case kind when 'return' then -greatest(delta, 0) else greatest(-delta, 0) end
+         from stock_rollup_pending
          where created_at >= ?::date and created_at < ?::date and kind = any(?) and (?::text is null or location = ?)
            and ${where}
        ) r group by sku
      ) s join products p on p.sku = s.sku
      where s.net <> 0`,
-    [salesKinds, fromDay, toDay, loc, loc, ...bindings, fromDay, toDay, salesKinds, loc, loc, ...bindings],
+    [
+      fromWeek,
+      toWeek,
+      ...bindings,
+      salesKinds,
+      fromDay,
+      fromWeek,
+      loc,
+      loc,
+      ...bindings,
+      salesKinds,
+      toWeek,
+      toDay,
+      loc,
+      loc,
+      ...bindings,
+      fromDay,
+      toDay,
+      salesKinds,
+      loc,
+      loc,
+      ...bindings,
+    ],
   );
   return rows.map((r) => ({ ...r, net: Number(r.net) }));
 }
+
+const nextWeek = (monday: string) =>
+  new Date(Date.parse(`${monday}T00:00:00Z`) + 7 * 86_400_000).toISOString().slice(0, 10);
 
 /** The products of a filter in the abc key order (currency, sku) after `after`, and how many there are. */
 async function abcPage(db: Knex, filter: SkuFilter, page: { after?: KeyPart[]; limit?: number }) {

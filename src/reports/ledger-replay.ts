@@ -191,6 +191,17 @@ export async function pendingMovements(
 /** The first day (UTC) of the month of an instant, as `YYYY-MM-01`. */
 export const monthOf = (at: Date): string => `${at.toISOString().slice(0, 7)}-01`;
 export const dayOf = (at: Date): string => at.toISOString().slice(0, 10);
+/** The Monday (UTC) starting the week of a day `YYYY-MM-DD`, as `date_trunc('week', day)` gives it. */
+export const weekOf = (day: string): string => {
+  const d = new Date(`${day}T00:00:00Z`);
+  d.setUTCDate(d.getUTCDate() - ((d.getUTCDay() + 6) % 7));
+  return d.toISOString().slice(0, 10);
+};
+
+/** The kinds that count as sales (abc, sell-through), and the units one counts: out, less returns in. */
+export const salesKinds = ['sale', 'commit', 'return'];
+export const netSold = (kind: string, unitsIn: number, unitsOut: number): number =>
+  kind === 'return' ? -unitsIn : kind === 'sale' || kind === 'commit' ? unitsOut : 0;
 
 const isBefore = (m: ValuedMovement, at: Date, id: number) =>
   m.createdAt.getTime() < at.getTime() || (m.createdAt.getTime() === at.getTime() && m.id < id);

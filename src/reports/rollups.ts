@@ -7,14 +7,16 @@ import {
   foldMovements,
   loadStates,
   monthOf,
+  netSold,
   pendingMovements,
+  weekOf,
 } from './ledger-replay.js';
 import { currenciesOf, writeValueTotals } from './stock-valuation.js';
 import { levelKey, type ValuedMovement } from './valuation.js';
 
 /**
  * Compaction: folds the ledger rows the rollup trigger queued (`stock_rollup_pending`) into the
- * daily rollups, the level states and their totals (stock-valuation.ts), the month snapshots and the
+ * daily rollups and weekly sales, the level states and their totals (stock-valuation.ts), the month and day snapshots and the
  * FIFO layers (fifo-layers.ts), and
  * deletes them, all in one transaction, so a reader sees every movement exactly once: folded, or still pending. Runs as the
  * `maintenance.compact-reports` scheduler; one run at a time (an advisory lock: a second one returns
@@ -172,10 +174,14 @@ function addTo(
 
 const sep = '\u0000';
 
-/** Writes a fold: daily rows (added to, or rebuilt from the month a backdated sku restarted at), totals, snapshots, states. */
+/**
+ * Writes a fold: daily rows (added to, or rebuilt from the month a backdated sku restarted at), their
+ * totals and weekly sales (the rebuilt days taken out, the replay added), month and day snapshots, states.
+ */
 async function writeFold(db: Knex, fold: Fold): Promise<void> {
   const daily = new Map<string, DailyFigures>();
   const totals = new Map<string, DailyFigures>();
+  const weekly = new Map<string, number>();
   for (const [sku, month] of fold.rebuilt) {
     // Take out what this sku added since the month it restarts from; the replay adds it back.
     const { rows } = await db.raw<{
@@ -186,6 +192,7 @@ async function writeFold(db: Knex, fold: Fold): Promise<void> {
       [sku, month],
     );
     for (const r of rows) {
+      addSales(weekly, sku, r.day, -netSold(r.kind, r.units_in, r.units_out));
       const key = [r.location, r.day, r.kind].join(sep);
       const t = totals.get(key) ?? zero();
       t.units_in -= r.units_in;
@@ -207,11 +214,21 @@ async function writeFold(db: Knex, fold: Fold): Promise<void> {
     const day = dayOf(m.createdAt);
     addTo(daily, [m.sku, m.location, day, m.kind].join(sep), m, value);
     addTo(totals, [m.location, day, m.kind].join(sep), m, value);
+    addSales(weekly, m.sku, day, netSold(m.kind, Math.max(m.delta, 0), Math.max(-m.delta, 0)));
     snapshots.set([m.sku, m.location, monthOf(m.createdAt)].join(sep), after);
     days.set([m.sku, m.location, day].join(sep), after);
   }
   await upsertDaily(db, 'stock_daily', ['sku', 'location', 'day', 'kind'], daily);
   await upsertDaily(db, 'stock_daily_totals', ['location', 'day', 'kind'], totals);
+  if (weekly.size > 0) {
+    const keys = [...weekly.keys()].map((k) => k.split(sep));
+    await db.raw(
+      `insert into stock_sales_weekly (sku, week, net)
+       select * from unnest(?::text[], ?::date[], ?::bigint[])
+       on conflict (week, sku) do update set net = stock_sales_weekly.net + excluded.net`,
+      [keys.map((k) => k[0]!), keys.map((k) => k[1]!), [...weekly.values()]] as Knex.RawBinding[],
+    );
+  }
   await upsertStates(
     db,
     'stock_value_snapshots',
@@ -223,6 +240,13 @@ async function writeFold(db: Knex, fold: Fold): Promise<void> {
     [...days].map(([key, s]) => ({ ...s, period: key.split(sep)[2]! })),
   );
   await upsertStates(db, 'stock_value_state', [...fold.states.values()]);
+}
+
+/** Adds net units sold to a sku's week (stock_sales_weekly). */
+function addSales(weekly: Map<string, number>, sku: string, day: string, net: number): void {
+  if (net === 0) return;
+  const key = [sku, weekOf(day)].join(sep);
+  weekly.set(key, (weekly.get(key) ?? 0) + net);
 }
 
 async function upsertDaily(

@@ -1,6 +1,11 @@
 import type { Knex } from 'knex';
 
 /**
+ * Weekly sales for `abc`: `stock_sales_weekly` holds per sku and week (from Monday, UTC) the net
+ * units sold (sale and commit out, less returns in) over every location, written by compaction only,
+ * so a window reads its whole weeks here and only the days at its edges from `stock_daily`. Filled
+ * here from the daily rollups.
+ *
  * Day snapshots for `?at=` (docs/reports.md, "How they stay fast"): `stock_value_days` holds each
  * level's average-cost state at the end of every UTC day it moved on, written by compaction only
  * (never by a movement's transaction), so `?at=` replays only the part of the day of `at` before it,
@@ -36,11 +41,23 @@ export async function up(db: Knex): Promise<void> {
     select sku, location, (last_at at time zone 'UTC')::date, units, value, last_cost, last_at, last_id
     from stock_value_state;
 
+    create table stock_sales_weekly (
+      week date not null,
+      sku text not null,
+      net bigint not null,
+      primary key (week, sku) include (net)
+    );
+
+    insert into stock_sales_weekly (week, sku, net)
+    select date_trunc('week', day)::date, sku,
+           sum(case kind when 'return' then -units_in else units_out end)
+    from stock_daily where kind in ('sale', 'commit', 'return') group by 1, 2;
+
     insert into stock_value_days_from (day)
     select coalesce((max(last_at) at time zone 'UTC')::date + 1, '-infinity'::date) from stock_value_state;
   `);
 }
 
 export async function down(db: Knex): Promise<void> {
-  await db.raw(`drop table if exists stock_value_days_from, stock_value_days`);
+  await db.raw(`drop table if exists stock_sales_weekly, stock_value_days_from, stock_value_days`);
 }
