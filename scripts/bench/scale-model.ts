@@ -42,7 +42,10 @@ export function project(points: ScalePoint[]): ScaleProjection {
   // over every configuration is robust to one noisy run.
   const perJob = (k: string) => median(points.map((p) => (p.cpuPer1000[k] ?? 0) / 1000));
   const postgres = perJob('postgres');
-  const redis = perJob('redis');
+  // On a cluster the busiest master binds first (each queue lives on one), not the masters' sum.
+  const redis = points.some((p) => p.redisBusiestPer1000 !== undefined)
+    ? median(points.map((p) => (p.redisBusiestPer1000 ?? 0) / 1000))
+    : perJob('redis');
   const jobsPerPostgresCore = postgres > 0 ? 1 / postgres : Number.POSITIVE_INFINITY;
   const redisCeiling = redis > 0 ? utilisationCeiling / redis : Number.POSITIVE_INFINITY;
   const perDay = (jobsPerSecond: number) => (jobsPerSecond * 86_400) / peakToAverage;

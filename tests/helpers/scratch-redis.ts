@@ -1,10 +1,10 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { Cluster } from 'ioredis';
+import { clusterPorts } from '../../scripts/faults/redis-cluster.js';
 import type { RedisClient } from '../../src/connections.js';
 import { waitForOutput } from './context.js';
 
@@ -31,28 +31,6 @@ export interface ScratchCluster {
   /** Each node's port and process, masters first (as `redis-cli --cluster create` assigns them). */
   servers: { port: number; child: ChildProcess }[];
   stop(): Promise<void>;
-}
-
-/** Whether a port (and its cluster bus port, +10000) can be listened on at 127.0.0.1. */
-async function canListen(port: number): Promise<boolean> {
-  const server = net.createServer();
-  const ok = await new Promise<boolean>((resolve) => {
-    server.once('error', () => resolve(false));
-    server.listen(port, '127.0.0.1', () => resolve(true));
-  });
-  if (ok) await new Promise((resolve) => server.close(resolve));
-  return ok;
-}
-
-/** `count` ports on 127.0.0.1 free a moment ago, each with its cluster bus port (+10000) free too. */
-async function clusterPorts(count: number): Promise<number[]> {
-  const ports: number[] = [];
-  while (ports.length < count) {
-    const port = 20_000 + Math.floor(Math.random() * 30_000);
-    if (ports.includes(port) || ports.includes(port + 10_000) || ports.includes(port - 10_000)) continue;
-    if ((await canListen(port)) && (await canListen(port + 10_000))) ports.push(port);
-  }
-  return ports;
 }
 
 const exited = (child: ChildProcess) =>
