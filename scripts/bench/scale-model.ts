@@ -69,7 +69,7 @@ export function project(points: ScalePoint[]): ScaleProjection {
     redisCeilingJobsPerSecond: Math.round(redisCeiling),
     primaries,
     assumptions: [
-      'Postgres is the shared bottleneck: web and worker processes scale out on other hosts, so only Postgres and Redis are single instances (one Redis caps the rate too; a Redis Cluster spreads the queues, one slot each, leaving Postgres)',
+      'Postgres is the shared bottleneck: web and worker processes scale out on other hosts, so only Postgres and Redis are single instances (one Redis caps the rate too; on a Redis Cluster its busiest master does, each queue living in one slot)',
       `Postgres is CPU-bound and linear in jobs: CPU per job as measured here (the median over the configurations), no lock contention (distinct skus), disks and WAL fsync keep up`,
       `a sustained load uses at most ${utilisationCeiling * 100} % of a resource's CPU; Redis is one thread, so one core whatever the machine`,
       `a day's volume is ${peakToAverage}× thinner than its busiest hour (the capacity must carry the peak)`,
