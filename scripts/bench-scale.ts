@@ -123,7 +123,8 @@ type Snapshot = Map<string, number>;
 function snapshot(processes: PlatformProcess[], redisPids: number[], postmaster: number): Snapshot {
   const s: Snapshot = new Map();
   for (const p of processes) s.set(p.name, cpuOrZero(p.pid));
-  redisPids.forEach((pid, i) => s.set(redisPids.length === 1 ? 'redis' : `redis-${i + 1}`, cpuOrZero(pid)));
+  for (const [i, pid] of redisPids.entries())
+    s.set(redisPids.length === 1 ? 'redis' : `redis-${i + 1}`, cpuOrZero(pid));
   s.set(
     'postgres',
     cpuOrZero(postmaster, true) + pgrepChildren(postmaster).reduce((n, pid) => n + cpuOrZero(pid), 0),
