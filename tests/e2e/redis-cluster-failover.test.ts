@@ -10,7 +10,7 @@ import { until } from '../helpers/until.js';
  * master holding the products queue is killed (-9) once its replica has every write; the replica
  * takes over, and the web and worker connections follow it: every job acknowledged before and
  * after the kill completes, once (a replica promoted with writes it never received would lose
- * them, as with Sentinel: docs/reliability.md).
+ * them, as with Sentinel: docs/reliability.md), and no request is answered 500 meanwhile.
  */
 let cluster: ScratchCluster;
 let ctx: TestContext;
@@ -108,7 +108,12 @@ it('follows a killed master to its promoted replica: every acknowledged job comp
   );
 
   answers.length = 0;
-  cluster.servers.find((s) => s.port === master.port)!.child.kill('SIGKILL');
+  // Submissions start once the master is gone: one it took before its end could be acknowledged
+  // and never replicated, the loss asynchronous replication allows (the client resubmits on 404).
+  const killed = cluster.servers.find((s) => s.port === master.port)!.child;
+  const gone = new Promise((resolve) => killed.once('exit', resolve));
+  killed.kill('SIGKILL');
+  await gone;
   // Submissions from the kill on, through the failover and after it: refused (503) until the
   // cluster has promoted the replica and the client found it, then acknowledged and run by the
   // same workers. Never a 500: the cluster client's "Too many Cluster redirections" (its retries
