@@ -76,4 +76,22 @@ it('moves the pub/sub subscriber off a killed node: finished-job signals arrive 
   const moved = await subscriberNode();
   expect(moved).toBeDefined();
   expect(moved).not.toBe(port);
+  // The killed node back, so the context's clean-up finds every node of the cluster it knows.
+  await cluster.restart(port!);
+  for (const { port: node } of cluster.servers)
+    await until(
+      `node ${node} sees the cluster whole`,
+      async () => {
+        const redis = new Redis(node, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0 });
+        try {
+          await redis.connect();
+          return (await redis.call('CLUSTER', 'INFO')) as string;
+        } finally {
+          redis.disconnect();
+        }
+      },
+      (info) => /cluster_state:ok/.test(info),
+      30_000,
+      100,
+    );
 }, 60_000);

@@ -30,6 +30,8 @@ export interface ScratchCluster {
   nodes: string;
   /** Each node's port and process, masters first (as `redis-cli --cluster create` assigns them). */
   servers: { port: number; child: ChildProcess }[];
+  /** Starts a killed node again from its node file: it rejoins the cluster (a replica, if it was replaced). */
+  restart(port: number): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -57,13 +59,12 @@ export async function startScratchCluster(
     await rm(dir, { recursive: true, force: true });
   };
   try {
-    for (const port of ports) {
-      const child = await startScratchRedis(port, [
+    const startNode = (port: number) =>
+      startScratchRedis(port, [
         ...['--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`],
         ...['--cluster-node-timeout', '2000', '--dir', dir],
       ]);
-      servers.push({ port, child });
-    }
+    for (const port of ports) servers.push({ port, child: await startNode(port) });
     const addresses = ports.map((port) => `127.0.0.1:${port}`);
     await run('redis-cli', [
       '--cluster',
@@ -81,7 +82,13 @@ export async function startScratchCluster(
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
     }
-    return { nodes: addresses.join(','), servers, stop };
+    const restart = async (port: number) => {
+      const server = servers.find((s) => s.port === port);
+      if (!server) throw new Error(`no cluster node on ${port}`);
+      await exited(server.child);
+      server.child = await startNode(port);
+    };
+    return { nodes: addresses.join(','), servers, restart, stop };
   } catch (error) {
     await stop();
     throw error;
