@@ -8,6 +8,7 @@ import type {
   Reservation,
   ReservationOwner,
   ReservationStatus,
+  ReserveInput,
 } from '../schemas/reservations.js';
 import type { Allocation } from './allocation.js';
 import { lockLevels } from './inventory/lock.js';
@@ -70,13 +71,6 @@ const reservationEvent = (type: EventType, reservation: Reservation) => ({
   aggregate: { type: 'reservation', id: reservation.id },
   data: { reservation },
 });
-
-export interface ReserveInput {
-  reference: string;
-  lines: { sku: string; quantity: number; location?: string }[];
-  ttlSeconds: number;
-  owner?: ReservationOwner;
-}
 
 /** A reservation decided (`decide`, src/domain/inventory/planner.ts), before it is written. */
 export interface PlannedReservation {
