@@ -2,8 +2,8 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { cacheNames } from '../../cache/read-cache.js';
-import { alertSchema } from '../../events/catalogue.js';
 import { alertRules, listAlerts } from '../../ops/alerts.js';
+import { alertSchema } from '../../schemas/event-types.js';
 import { cursors } from '../../schemas/fields.js';
 import type { ApiDeps } from '../deps.js';
 

@@ -1,11 +1,11 @@
 import { z } from 'zod';
-import { deletedImageSchema, imageSchema, imageVersionSchema } from '../schemas/images.js';
-import { levelSchema, movementSchema } from '../schemas/inventory.js';
-import { locationSchema } from '../schemas/locations.js';
-import { productSchema } from '../schemas/products.js';
-import { reservationSchema } from '../schemas/reservations.js';
-import { webhookEndpointSchema } from '../schemas/webhooks.js';
 import { eventUrlSchema, type UrlPath, urlPathsOf } from './event-urls.js';
+import { deletedImageSchema, imageSchema, imageVersionSchema } from './images.js';
+import { levelSchema, movementSchema } from './inventory.js';
+import { locationSchema } from './locations.js';
+import { productSchema } from './products.js';
+import { reservationSchema } from './reservations.js';
+import { webhookEndpointSchema } from './webhooks.js';
 
 /**
  * Every event type the platform writes, declared once: its name, what it means, and the schema of
