@@ -6,6 +6,7 @@ import { appendEvent } from '../events/outbox.js';
 import { queueNames } from '../queues/job.js';
 import type { Queues } from '../queues/queues.js';
 import { redisKeys } from '../redis-keys.js';
+import type { Alert, AlertRule } from '../schemas/alerts.js';
 import { urlForEvents } from '../schemas/event-urls.js';
 import { cursors } from '../schemas/fields.js';
 import { failuresInLastMinute } from './failure-counts.js';
@@ -21,16 +22,6 @@ import { oldestWaitingSince } from './metrics.js';
  * (`alert.opened`, `alert.resolved`), so they reach webhooks and streams like any other.
  */
 
-export const alertRules = [
-  'queue_backlog',
-  'queue_oldest_waiting',
-  'job_failures',
-  'route_latency',
-  'webhook_endpoint_disabled',
-  'stock_below_safety',
-] as const;
-export type AlertRule = (typeof alertRules)[number];
-
 /** A condition that holds now. */
 export interface Firing {
   rule: AlertRule;
@@ -39,19 +30,6 @@ export interface Firing {
   value: number;
   threshold: number;
   details?: Record<string, unknown>;
-}
-
-export interface Alert {
-  id: string;
-  rule: AlertRule;
-  subject: string;
-  labels: Record<string, string>;
-  state: 'open' | 'resolved';
-  value: number;
-  threshold: number;
-  details: Record<string, unknown>;
-  openedAt: string;
-  resolvedAt: string | null;
 }
 
 interface AlertRow {

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { alertSchema } from './alerts.js';
 import { eventUrlSchema, type UrlPath, urlPathsOf } from './event-urls.js';
 import { deletedImageSchema, imageSchema, imageVersionSchema } from './images.js';
 import { levelSchema, movementSchema } from './inventory.js';
@@ -135,19 +136,6 @@ const stockState = z.looseObject({
   /** What crossed: a ledger movement, or a new safety stock. */
   cause: z.enum(['movement', 'safety_stock']),
   movementId: z.number().int().nullable(),
-});
-/** An alert as `alert.opened` / `alert.resolved` carry it and `GET /api/ops/alerts` lists it. */
-export const alertSchema = z.looseObject({
-  id: z.string(),
-  rule: z.string(),
-  subject: z.string(),
-  labels: z.record(z.string(), z.string()),
-  state: z.enum(['open', 'resolved']),
-  value: z.number(),
-  threshold: z.number(),
-  details: z.record(z.string(), z.unknown()),
-  openedAt: z.string(),
-  resolvedAt: z.string().nullable(),
 });
 /** What the rules put in an alert's `details` (src/ops/alerts.ts); the endpoint's URL redacted. */
 const alertDetails = z
