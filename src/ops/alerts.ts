@@ -22,15 +22,9 @@ import { oldestWaitingSince } from './metrics.js';
  * (`alert.opened`, `alert.resolved`), so they reach webhooks and streams like any other.
  */
 
-/** A condition that holds now. */
-export interface Firing {
-  rule: AlertRule;
-  subject: string;
-  labels: Record<string, string>;
-  value: number;
-  threshold: number;
-  details?: Record<string, unknown>;
-}
+/** A condition that holds now: what its alert will say. */
+export type Firing = Pick<Alert, 'rule' | 'subject' | 'labels' | 'value' | 'threshold'> &
+  Partial<Pick<Alert, 'details'>>;
 
 interface AlertRow {
   id: string;
