@@ -53,6 +53,13 @@ const toAlert = (row: AlertRow): Alert => ({
   resolvedAt: row.resolved_at?.toISOString() ?? null,
 });
 
+/** The alert of a row just opened or resolved, announced by its event in the same transaction. */
+async function announce(trx: Knex, type: 'alert.opened' | 'alert.resolved', row: AlertRow): Promise<Alert> {
+  const alert = toAlert(row);
+  await appendEvent(trx, { type, aggregate: { type: 'alert', id: alert.id }, data: { alert } });
+  return alert;
+}
+
 export interface AlertSettings {
   holdDownMs: number;
   /** How long a condition must hold before its alert opens, per rule (default: at once). */
@@ -233,13 +240,7 @@ export async function evaluateAlerts(
           last_true_at: now,
         })
         .returning('*')) as AlertRow[];
-      const alert = toAlert(row!);
-      await appendEvent(trx, {
-        type: 'alert.opened',
-        aggregate: { type: 'alert', id: alert.id },
-        data: { alert },
-      });
-      opened.push(alert);
+      opened.push(await announce(trx, 'alert.opened', row!));
     }
     for (const [key, pending] of pendingByKey) {
       if (!firing.has(key)) {
@@ -252,13 +253,7 @@ export async function evaluateAlerts(
         .where({ id: row.id })
         .update({ state: 'resolved', resolved_at: now })
         .returning('*')) as AlertRow[];
-      const alert = toAlert(done!);
-      await appendEvent(trx, {
-        type: 'alert.resolved',
-        aggregate: { type: 'alert', id: alert.id },
-        data: { alert },
-      });
-      resolved.push(alert);
+      resolved.push(await announce(trx, 'alert.resolved', done!));
     }
     return { skipped: false, opened, resolved, open: openByKey.size + opened.length - resolved.length };
   });
