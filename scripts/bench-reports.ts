@@ -242,8 +242,8 @@ runEntry(async () => {
       const timed = await timeIt(() => get(path));
       if (range === 'month') worstMonth = Math.max(worstMonth, timed.p99);
       const baseline = baselines(window.from, window.to)[name];
-      // The full replay takes seconds: a few runs tell enough.
-      const runs = name === 'stock-valuation' ? 3 : iterations;
+      // The full replay takes seconds (a minute and gigabytes at 10M rows): a few runs tell enough.
+      const runs = name === 'stock-valuation' ? (rows > 2_000_000 ? 1 : 3) : iterations;
       const plain =
         baseline && (name !== 'stock-valuation' || range === 'month')
           ? await timeIt(() => baseline(scripts), runs)

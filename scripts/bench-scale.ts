@@ -12,6 +12,7 @@ import { Client, type Operation } from './faults/client.js';
 import { seededRandom } from './faults/load.js';
 import { PlatformProcess, readProcfile } from './faults/platform.js';
 import { createPostgresCluster } from './faults/postgres-cluster.js';
+import { RedisCluster } from './faults/redis-cluster.js';
 import { RedisServer } from './faults/redis-servers.js';
 
 /**
@@ -24,7 +25,9 @@ import { RedisServer } from './faults/redis-servers.js';
  * limit is named. Writes bench/out/scale.json; the last line is machine-readable.
  * Settings: SCALE_QUICK=1 (a short run), SCALE_JOBS (measured requests per configuration, default
  * 4000, quick 400), SCALE_CONCURRENCY (requests in flight, default 128), SCALE_SKUS (10,000),
- * SCALE_WORKERS (1,2,4), SCALE_WEBS (1,2), SEED.
+ * SCALE_WORKERS (1,2,4), SCALE_WEBS (1,2), SEED, BENCH_SCALE_REDIS (`single`, the default, or
+ * `cluster`: a Redis Cluster of 3 masters, AOF everysec each, through REDIS_CLUSTER_NODES; it writes
+ * bench/out/scale-cluster.json, and its CPU per job counts every master and names the busiest).
  */
 
 const run = promisify(execFile);
@@ -37,6 +40,12 @@ const skuCount = Number(env.SCALE_SKUS ?? 10_000);
 const workerCounts = (env.SCALE_WORKERS ?? '1,2,4').split(',').map(Number);
 const webCounts = (env.SCALE_WEBS ?? '1,2').split(',').map(Number);
 const seed = Number(env.SEED ?? 1);
+const redisTopology = (env.BENCH_SCALE_REDIS ?? 'single') as 'single' | 'cluster';
+if (redisTopology !== 'single' && redisTopology !== 'cluster') {
+  console.error(`BENCH_SCALE_REDIS must be single or cluster, not ${redisTopology}`);
+  process.exit(1);
+}
+const clusterMasters = 3;
 const mix = '45% adjust, 20% reserve, 20% product create, 15% product update (distinct skus of 10,000)';
 
 const startedAt = Date.now();
@@ -107,11 +116,15 @@ const cpuOrZero = (pid: number | undefined, reaped = false) => {
 
 type Snapshot = Map<string, number>;
 
-/** CPU seconds so far per process: each web and worker, redis, postgres (postmaster + reaped backends + live children), this client. */
-function snapshot(processes: PlatformProcess[], redisPid: number, postmaster: number): Snapshot {
+/**
+ * CPU seconds so far per process: each web and worker, redis (each master of a cluster as
+ * `redis-<n>`), postgres (postmaster + reaped backends + live children), this client.
+ */
+function snapshot(processes: PlatformProcess[], redisPids: number[], postmaster: number): Snapshot {
   const s: Snapshot = new Map();
   for (const p of processes) s.set(p.name, cpuOrZero(p.pid));
-  s.set('redis', cpuOrZero(redisPid));
+  for (const [i, pid] of redisPids.entries())
+    s.set(redisPids.length === 1 ? 'redis' : `redis-${i + 1}`, cpuOrZero(pid));
   s.set(
     'postgres',
     cpuOrZero(postmaster, true) + pgrepChildren(postmaster).reduce((n, pid) => n + cpuOrZero(pid), 0),
@@ -180,13 +193,30 @@ async function main(): Promise<void> {
     const postmaster = Number(
       readFileSync(path.join(dir, 'pg', 'data', 'postmaster.pid'), 'utf8').split('\n')[0],
     );
-    const redis = new RedisServer('redis', await freePort(), path.join(dir, 'redis'), 'everysec');
-    await redis.start();
-    cleanup.push(() => redis.stop());
+    const cluster =
+      redisTopology === 'cluster'
+        ? await RedisCluster.create(path.join(dir, 'redis-cluster'), {
+            masters: clusterMasters,
+            replicas: 0,
+            fsync: 'everysec',
+            nodeTimeoutMs: 5000,
+          })
+        : undefined;
+    const redis =
+      cluster?.nodes[0] ?? new RedisServer('redis', await freePort(), path.join(dir, 'redis'), 'everysec');
+    if (cluster) {
+      cleanup.push(() => cluster.stop());
+      await cluster.start();
+    } else {
+      cleanup.push(() => redis.stop());
+      await redis.start();
+    }
+    const redisPids = () => cluster?.pids() ?? [redis.child!.pid!];
     const platformEnv: Record<string, string> = {
       NODE_ENV: 'production',
       DATABASE_URL: pg.url('stockflow'),
       REDIS_URL: `redis://127.0.0.1:${redis.port}`,
+      ...(cluster ? { REDIS_CLUSTER_NODES: cluster.addresses } : {}),
       QUEUE_PREFIX: 'stockflow',
       ...benchLimits(),
     };
@@ -211,7 +241,10 @@ async function main(): Promise<void> {
        select 'receipt', sku, 'default', 1000000, 'received', 0, 0 from products`,
     );
     await pg.query('stockflow', 'vacuum analyze');
-    say(`postgres :${pg.port}, redis :${redis.port}; migrated, ${skuCount} skus seeded with stock`);
+    say(
+      `postgres :${pg.port}, ${cluster ? `Redis Cluster ${cluster.addresses} (${clusterMasters} masters)` : `redis :${redis.port}`}; ` +
+        `migrated, ${skuCount} skus seeded with stock`,
+    );
 
     const random = seededRandom(seed);
     const next = createMix(random);
@@ -250,12 +283,12 @@ async function main(): Promise<void> {
           say(`${label}: ${webs} web, ${workers} worker process(es) ready; warming up`);
           await drive(client(), next, warmup, `${label} warm-up`);
           const measured = client();
-          const before = snapshot(processes, redis.child!.pid!, postmaster);
+          const before = snapshot(processes, redisPids(), postmaster);
           const busy0 = machineBusySeconds();
           const t0 = Date.now();
           await drive(measured, next, jobs, label);
           const seconds = (Date.now() - t0) / 1000;
-          const after = snapshot(processes, redis.child!.pid!, postmaster);
+          const after = snapshot(processes, redisPids(), postmaster);
           const machineBusy = (machineBusySeconds() - busy0) / seconds;
           points.push(
             measure(label, workers, webs, seconds, machineBusy, measured.operations, before, after),
@@ -287,13 +320,13 @@ async function main(): Promise<void> {
     const projection = project(points);
     console.log(
       `\nprojection: Postgres ${(projection.postgresCpuPerJob * 1000).toFixed(2)} ms CPU per job = ${projection.jobsPerPostgresCore} jobs/s per core; ` +
-        `one Redis (one thread) ${projection.redisCeilingJobsPerSecond} jobs/s at ${70} % of a core`,
+        `${cluster ? 'the busiest cluster master' : 'one Redis'} (one thread) ${projection.redisCeilingJobsPerSecond} jobs/s at ${70} % of a core`,
     );
     for (const row of projection.primaries)
       console.log(
         `  ${String(row.cores).padStart(2)}-core primary: Postgres alone ${row.postgresJobsPerSecond} jobs/s = ` +
           `${row.postgresMovementsPerDay.toLocaleString('en')} movements/day or ${row.postgresOrdersPerDay.toLocaleString('en')} orders/day; ` +
-          `with one Redis ${row.jobsPerSecond} jobs/s (limit ${row.limit})`,
+          `with ${cluster ? 'the cluster' : 'one Redis'} ${row.jobsPerSecond} jobs/s (limit ${row.limit})`,
       );
     const pointOf = (w: number, web = webCounts[0]!) => points.find((p) => p.workers === w && p.webs === web);
     const top = points.at(-1)!;
@@ -309,6 +342,8 @@ async function main(): Promise<void> {
       ` p99_ms_top=${top.p99Ms} jobs_per_pg_core=${projection.jobsPerPostgresCore} saturated=${saturated}`;
     const result: ScaleResult = {
       kind: 'scale',
+      redis: redisTopology,
+      ...(cluster ? { redisMasters: clusterMasters } : {}),
       at: new Date().toISOString(),
       quick,
       machineCores,
@@ -318,7 +353,7 @@ async function main(): Promise<void> {
       projection,
       line,
     };
-    say(`wrote ${writeResult('scale', result)}`);
+    say(`wrote ${writeResult(cluster ? 'scale-cluster' : 'scale', result)}`);
     console.log(line);
   } finally {
     for (const step of cleanup.reverse()) await step().catch(() => undefined);
@@ -378,6 +413,9 @@ function measure(
       (os.cpus().length / ([...delta.values()].reduce((a, b) => a + b, 0) / operations.length)).toFixed(1),
     ),
   };
+  const masters = [...delta].filter(([k]) => /^redis-\d+$/.test(k)).map(([, v]) => v);
+  if (masters.length > 0)
+    point.redisBusiestPer1000 = Number(((Math.max(...masters) * 1000) / operations.length).toFixed(3));
   say(
     `${label}: ${point.rate} jobs/s (${point.dedicatedRate} on a machine of its own), e2e p50 ${point.p50Ms} ms p99 ${point.p99Ms} ms; cores used ` +
       Object.entries(cores)

@@ -18,6 +18,7 @@ export const benchmarks: { name: string; command: string }[] = [
   { name: 'images', command: 'npm run bench:images' },
   { name: 'reports', command: 'npm run bench:reports' },
   { name: 'scale', command: 'npm run bench:scale' },
+  { name: 'scale-cluster', command: 'BENCH_SCALE_REDIS=cluster npm run bench:scale' },
   { name: 'faults', command: 'npm run test:faults' },
 ];
 
@@ -146,7 +147,10 @@ function benchSection(r: BenchResult): Section {
   };
 }
 
-function scaleSection(r: ScaleResult): Section {
+/** The scale curve of one run: `id` is its result file's name (`scale`, or `scale-cluster` on a Redis Cluster). */
+function scaleSection(r: ScaleResult, id: string): Section {
+  const onCluster = r.redis === 'cluster';
+  const redisName = onCluster ? `a Redis Cluster of ${r.redisMasters ?? 3} masters` : 'one Redis';
   const webs = [...new Set(r.points.map((p) => p.webs))];
   const workers = [...new Set(r.points.map((p) => p.workers))];
   const classes = [...new Set(r.points.flatMap((p) => Object.keys(p.cpuPer1000)))];
@@ -164,8 +168,8 @@ function scaleSection(r: ScaleResult): Section {
   const top = r.points.at(-1);
   const p = r.projection;
   return {
-    id: 'scale',
-    heading: 'Scale curve: worker and web processes against one Postgres and one Redis',
+    id,
+    heading: `Scale curve: worker and web processes against one Postgres and ${redisName}`,
     headline: top
       ? `${num(r.points[0]!.rate, 1)} jobs/s with 1 worker, ${num(top.rate, 1)} with ${top.workers} workers and ${top.webs} web ` +
         `(efficiency ${num(top.efficiency, 2)}, e2e p99 ${num(top.p99Ms)} ms); limit: ${r.saturated}; ` +
@@ -208,14 +212,14 @@ function scaleSection(r: ScaleResult): Section {
         },
       },
       {
-        caption: `Projection: ${(p.postgresCpuPerJob * 1000).toFixed(2)} ms of Postgres CPU per job = ${p.jobsPerPostgresCore} jobs/s per core; one Redis ≤ ${p.redisCeilingJobsPerSecond} jobs/s`,
+        caption: `Projection: ${(p.postgresCpuPerJob * 1000).toFixed(2)} ms of Postgres CPU per job = ${p.jobsPerPostgresCore} jobs/s per core; ${onCluster ? 'its busiest master' : 'one Redis'} ≤ ${p.redisCeilingJobsPerSecond} jobs/s`,
         table: {
           head: [
             'primary cores',
             'Postgres alone: jobs/s',
             'movements/day',
             'orders/day',
-            'with one Redis: jobs/s',
+            `with ${redisName}: jobs/s`,
             'limit',
             'movements/day',
             'orders/day',
@@ -239,7 +243,7 @@ function scaleSection(r: ScaleResult): Section {
     ],
     charts: [
       {
-        id: 'scale-rate',
+        id: `${id}-rate`,
         title: 'jobs/s by worker processes',
         xLabel: 'worker processes',
         discrete: true,
@@ -253,7 +257,7 @@ function scaleSection(r: ScaleResult): Section {
         },
       },
       {
-        id: 'scale-efficiency',
+        id: `${id}-efficiency`,
         title: 'efficiency by worker processes',
         xLabel: 'worker processes',
         discrete: true,
@@ -262,7 +266,7 @@ function scaleSection(r: ScaleResult): Section {
         series: series((pt) => pt.efficiency),
       },
       {
-        id: 'scale-p99',
+        id: `${id}-p99`,
         title: 'end-to-end p99 (ms) by worker processes',
         xLabel: 'worker processes',
         discrete: true,
@@ -271,7 +275,7 @@ function scaleSection(r: ScaleResult): Section {
         series: series((pt) => pt.p99Ms),
       },
       {
-        id: 'scale-cpu',
+        id: `${id}-cpu`,
         title: `CPU seconds per 1000 jobs by process (${top?.webs ?? 1} web)`,
         xLabel: 'worker processes',
         discrete: true,
@@ -347,7 +351,7 @@ export function sectionsOf(results: Map<string, AnyResult>): { sections: Section
   for (const { name, command } of benchmarks) {
     const r = results.get(name);
     if (!r) missing.push(command);
-    else if (r.kind === 'scale') sections.push(scaleSection(r));
+    else if (r.kind === 'scale') sections.push(scaleSection(r, name));
     else if (r.kind === 'faults') sections.push(faultsSection(r));
     else sections.push(benchSection(r));
   }

@@ -54,10 +54,15 @@ export interface ScalePoint {
    * measured rate is what was left over; this one is what the processes' own cost sets.
    */
   dedicatedRate: number;
+  /** On a Redis Cluster: CPU seconds per 1000 jobs of its busiest master (its queues' slots cap the rate). */
+  redisBusiestPer1000?: number;
 }
 
 export interface ScaleResult {
   kind: 'scale';
+  /** The Redis of the run: one server, or a Redis Cluster of `redisMasters` masters (BENCH_SCALE_REDIS). */
+  redis?: 'single' | 'cluster';
+  redisMasters?: number;
   at: string;
   quick: boolean;
   machineCores: number;

@@ -42,7 +42,10 @@ export function project(points: ScalePoint[]): ScaleProjection {
   // over every configuration is robust to one noisy run.
   const perJob = (k: string) => median(points.map((p) => (p.cpuPer1000[k] ?? 0) / 1000));
   const postgres = perJob('postgres');
-  const redis = perJob('redis');
+  // On a cluster the busiest master binds first (each queue lives on one), not the masters' sum.
+  const redis = points.some((p) => p.redisBusiestPer1000 !== undefined)
+    ? median(points.map((p) => (p.redisBusiestPer1000 ?? 0) / 1000))
+    : perJob('redis');
   const jobsPerPostgresCore = postgres > 0 ? 1 / postgres : Number.POSITIVE_INFINITY;
   const redisCeiling = redis > 0 ? utilisationCeiling / redis : Number.POSITIVE_INFINITY;
   const perDay = (jobsPerSecond: number) => (jobsPerSecond * 86_400) / peakToAverage;
@@ -66,7 +69,7 @@ export function project(points: ScalePoint[]): ScaleProjection {
     redisCeilingJobsPerSecond: Math.round(redisCeiling),
     primaries,
     assumptions: [
-      'Postgres is the shared bottleneck: web and worker processes scale out on other hosts, so only Postgres and Redis are single instances (one Redis caps the rate too; a Redis Cluster spreads the queues, one slot each, leaving Postgres)',
+      'Postgres is the shared bottleneck: web and worker processes scale out on other hosts, so only Postgres and Redis are single instances (one Redis caps the rate too; on a Redis Cluster its busiest master does, each queue living in one slot)',
       `Postgres is CPU-bound and linear in jobs: CPU per job as measured here (the median over the configurations), no lock contention (distinct skus), disks and WAL fsync keep up`,
       `a sustained load uses at most ${utilisationCeiling * 100} % of a resource's CPU; Redis is one thread, so one core whatever the machine`,
       `a day's volume is ${peakToAverage}× thinner than its busiest hour (the capacity must carry the peak)`,

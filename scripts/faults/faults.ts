@@ -1,9 +1,11 @@
 import path from 'node:path';
+import { redisKeys } from '../../src/redis-keys.js';
 import type { FaultWindow } from './checker.js';
 import type { Client } from './client.js';
 import type { PlatformProcess } from './platform.js';
 import type { PostgresCluster } from './postgres-cluster.js';
 import type { WebhookReceiver } from './receiver.js';
+import type { RedisCluster } from './redis-cluster.js';
 import { RedisServer, Sentinels } from './redis-servers.js';
 import type { TcpProxy } from './tcp-proxy.js';
 
@@ -11,11 +13,14 @@ import type { TcpProxy } from './tcp-proxy.js';
 export interface Rig {
   dir: string;
   pg: PostgresCluster;
-  /** The queue Redis the platform uses now (after a failover: the promoted one). */
+  /** The queue Redis the platform uses now (after a failover: the promoted one). On the cluster topology: its first node. */
   redis: RedisServer;
   redisNodes: RedisServer[];
   sentinels?: Sentinels;
-  redisProxy: TcpProxy;
+  /** The proxy in front of the single Redis (none on the cluster topology). */
+  redisProxy?: TcpProxy;
+  /** TOPOLOGY=cluster: the Redis Cluster the platform uses (REDIS_CLUSTER_NODES). */
+  cluster?: RedisCluster;
   supplierProxy: TcpProxy;
   webs: PlatformProcess[];
   workers: PlatformProcess[];
@@ -36,6 +41,8 @@ export interface Fault {
   name: string;
   /** Faults that need Redis Sentinel run after the rig moved to it. */
   sentinel?: boolean;
+  /** The Redis topology a fault needs (TOPOLOGY); without one it runs on either. */
+  topology?: 'single' | 'cluster';
   run(rig: Rig): Promise<FaultWindow>;
 }
 
@@ -62,14 +69,29 @@ export function burst(rig: Rig, count: number, options: { wait: boolean; web?: n
   }
 }
 
+/** A short-lived admin connection to the queue Redis of the rig (its cluster on the cluster topology). */
+function queueRedis<T>(
+  rig: Rig,
+  use: (r: import('ioredis').Redis | import('ioredis').Cluster) => Promise<T>,
+) {
+  return rig.cluster ? rig.cluster.admin(use) : rig.redis.admin(use);
+}
+
+/** A queue's key as the platform names it (hash-tagged on the cluster: src/redis-keys.ts). */
+export function queueKey(rig: Rig, queue: string, suffix: string): string {
+  const keys = redisKeys({
+    QUEUE_PREFIX: rig.queuePrefix,
+    REDIS_CLUSTER_NODES: rig.cluster ? [{ host: '127.0.0.1', port: rig.cluster.nodes[0]!.port }] : undefined,
+  });
+  return `${keys.queuePrefix(queue as Parameters<typeof keys.queuePrefix>[0])}:${queue}:${suffix}`;
+}
+
 export async function activeJobs(rig: Rig, queues: string[]): Promise<number> {
-  return rig.redis
-    .admin(async (r) => {
-      let n = 0;
-      for (const queue of queues) n += await r.llen(`${rig.queuePrefix}:${queue}:active`);
-      return n;
-    })
-    .catch(() => -1);
+  return queueRedis(rig, async (r) => {
+    let n = 0;
+    for (const queue of queues) n += await r.llen(queueKey(rig, queue, 'active'));
+    return n;
+  }).catch(() => -1);
 }
 
 /** Polls until at least `min` jobs of these queues are active (at most `ms`); resolves with the count. */
@@ -100,20 +122,18 @@ const queueNames = [
  * `from`, read from each queue's event stream (`<prefix>:<queue>:events`, `stalled` entries).
  */
 export async function stalledSince(rig: Rig, from: number): Promise<string> {
-  return rig.redis
-    .admin(async (r) => {
-      const counts: string[] = [];
-      for (const queue of queueNames) {
-        const entries = (await r.xrange(`${rig.queuePrefix}:${queue}:events`, `${from}-0`, '+')) as [
-          string,
-          string[],
-        ][];
-        const n = entries.filter(([, fields]) => fields[0] === 'event' && fields[1] === 'stalled').length;
-        if (n > 0) counts.push(`${n} ${queue}`);
-      }
-      return counts.length ? counts.join(', ') : '0';
-    })
-    .catch(() => 'unknown (Redis unreachable)');
+  return queueRedis(rig, async (r) => {
+    const counts: string[] = [];
+    for (const queue of queueNames) {
+      const entries = (await r.xrange(queueKey(rig, queue, 'events'), `${from}-0`, '+')) as [
+        string,
+        string[],
+      ][];
+      const n = entries.filter(([, fields]) => fields[0] === 'event' && fields[1] === 'stalled').length;
+      if (n > 0) counts.push(`${n} ${queue}`);
+    }
+    return counts.length ? counts.join(', ') : '0';
+  }).catch(() => 'unknown (Redis unreachable)');
 }
 
 export const faults: Fault[] = [
@@ -211,12 +231,13 @@ export const faults: Fault[] = [
   },
   {
     name: 'redis-stall',
+    topology: 'single',
     async run(rig) {
       const ms = rig.short ? 20_000 : 60_000;
       const at = Date.now();
-      rig.redisProxy.freeze();
+      rig.redisProxy!.freeze();
       await sleep(ms);
-      rig.redisProxy.thaw();
+      rig.redisProxy!.thaw();
       const window = windowOf('redis-stall', 'jobs', at, Date.now());
       window.notes.push(`every platform connection to Redis stalled for ${ms / 1000} s`);
       return window;
@@ -224,6 +245,7 @@ export const faults: Fault[] = [
   },
   {
     name: 'redis-kill-always',
+    topology: 'single',
     async run(rig) {
       await rig.redis.setFsync('always');
       await sleep(2000);
@@ -237,6 +259,7 @@ export const faults: Fault[] = [
   },
   {
     name: 'redis-crash-everysec',
+    topology: 'single',
     async run(rig) {
       await rig.redis.setFsync('everysec');
       rig.redis.startSampling();
@@ -255,6 +278,7 @@ export const faults: Fault[] = [
   {
     name: 'sentinel-failover',
     sentinel: true,
+    topology: 'single',
     async run(rig) {
       const sentinels = rig.sentinels!;
       const masterPort = await sentinels.masterPort();

@@ -52,6 +52,8 @@ export class RedisServer {
     readonly dir: string,
     private fsync: 'always' | 'everysec',
     private readonly replicaOf?: number,
+    /** Further `redis-server` arguments (a cluster node's `--cluster-enabled yes`, …). */
+    private readonly extraArgs: string[] = [],
   ) {
     this.log = createWriteStream(path.join(dir, '..', `${name}.log`), { flags: 'a' });
   }
@@ -63,6 +65,7 @@ export class RedisServer {
       ...['--appendonly', 'yes', '--appendfsync', this.fsync, '--save', ''],
       ...['--maxmemory-policy', 'noeviction', '--protected-mode', 'no'],
       ...(this.replicaOf ? ['--replicaof', '127.0.0.1', String(this.replicaOf)] : []),
+      ...this.extraArgs,
     ];
     const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout.pipe(this.log, { end: false });

@@ -9,11 +9,13 @@ import { writeResult } from '../bench/results.js';
 import { startMockSupplier } from '../mock-supplier.js';
 import { checkHistory, type FaultWindow } from './checker.js';
 import { Client } from './client.js';
+import { clusterFaults } from './cluster-faults.js';
 import { addSentinels, burst, type Fault, faults, type Rig, stalledSince, whenActive } from './faults.js';
 import { createLoad, hotSku, locations, runAtRate, seededRandom, spreadSkus } from './load.js';
 import { PlatformProcess, readProcfile } from './platform.js';
 import { createPostgresCluster } from './postgres-cluster.js';
 import { startWebhookReceiver } from './receiver.js';
+import { RedisCluster } from './redis-cluster.js';
 import { RedisServer, type Sentinels } from './redis-servers.js';
 import { latencies, report, timeline } from './report.js';
 import { startTcpProxy } from './tcp-proxy.js';
@@ -26,7 +28,10 @@ import { startTcpProxy } from './tcp-proxy.js';
  * after another while it runs, and then lets the history checker judge. The last line printed is
  * machine-readable. Settings (environment): SEED (fixes the load and the schedule), REPEAT (each
  * fault N times), SHORT=1 (short fault windows), FAULT_RATE (operations/s, default 20), FAULTS
- * (a comma-separated subset), KEEP=1 (keep the run directory; it is kept anyway when a check fails).
+ * (a comma-separated subset), KEEP=1 (keep the run directory; it is kept anyway when a check fails),
+ * TOPOLOGY=cluster (the platform on a Redis Cluster of 3 masters with a replica each, through
+ * REDIS_CLUSTER_NODES: the single-Redis faults give way to the cluster's, `cluster-master-kill` and
+ * `cluster-node-stall`; default `single`).
  */
 
 const run = promisify(execFile);
@@ -52,7 +57,13 @@ const settings = {
   rate: Number(process.env.FAULT_RATE ?? (process.env.SHORT === '1' ? 10 : 20)),
   only: process.env.FAULTS?.split(',').filter(Boolean),
   keep: process.env.KEEP === '1',
+  topology: process.env.TOPOLOGY ?? 'single',
 };
+if (settings.topology !== 'single' && settings.topology !== 'cluster') {
+  console.error(`TOPOLOGY must be single or cluster, not ${settings.topology}`);
+  process.exit(2);
+}
+const allFaults = [...faults, ...clusterFaults];
 
 async function main(): Promise<number> {
   const startedAt = Date.now();
@@ -68,7 +79,7 @@ async function main(): Promise<number> {
     console.log(`[faults +${((Date.now() - startedAt) / 1000).toFixed(0)}s] ${text}`);
   };
   note(
-    `seed ${settings.seed}, repeat ${settings.repeat}, short ${settings.short}, rate ${settings.rate}/s; run directory ${dir}`,
+    `seed ${settings.seed}, repeat ${settings.repeat}, short ${settings.short}, rate ${settings.rate}/s, topology ${settings.topology}; run directory ${dir}`,
   );
 
   const cleanup: (() => Promise<unknown>)[] = [];
@@ -78,15 +89,33 @@ async function main(): Promise<number> {
     const pg = await createPostgresCluster(path.join(dir, 'pg'), await freePort());
     await pg.start();
     cleanup.push(() => pg.stop().catch(() => undefined));
-    const redis = new RedisServer('redis-a', await freePort(), path.join(dir, 'redis-a'), 'always');
-    await redis.start();
-    const redisNodes = [redis];
+    // TOPOLOGY=cluster: 3 masters with a replica each (AOF always), no proxy: a cluster client
+    // connects to the addresses the nodes announce. `cluster-node-timeout` 3 s, as the sentinels' down-after.
+    const cluster =
+      settings.topology === 'cluster'
+        ? await RedisCluster.create(path.join(dir, 'redis-cluster'), {
+            masters: 3,
+            replicas: 1,
+            fsync: 'always',
+            nodeTimeoutMs: 3000,
+          })
+        : undefined;
+    if (cluster) {
+      cleanup.push(() => cluster.stop());
+      await cluster.start();
+    }
+    const redis =
+      cluster?.nodes[0] ?? new RedisServer('redis-a', await freePort(), path.join(dir, 'redis-a'), 'always');
+    const redisNodes = cluster ? [...cluster.nodes] : [redis];
     let sentinelsOf: () => Sentinels | undefined = () => undefined;
-    cleanup.push(async () => {
-      await sentinelsOf()?.stop();
-      for (const node of redisNodes) await node.stop().catch(() => undefined);
-    });
-    const redisProxy = await startTcpProxy(redis.port);
+    if (!cluster) {
+      await redis.start();
+      cleanup.push(async () => {
+        await sentinelsOf()?.stop();
+        for (const node of redisNodes) await node.stop().catch(() => undefined);
+      });
+    }
+    const redisProxy = cluster ? undefined : await startTcpProxy(redis.port);
     const receiver = await startWebhookReceiver();
     const supplierKey = `supplier-${randomBytes(6).toString('hex')}`;
     const supplier = await startMockSupplier({ apiKey: supplierKey });
@@ -95,17 +124,22 @@ async function main(): Promise<number> {
     cleanup.push(
       () => supplier.close(),
       () => receiver.close(),
-      () => redisProxy.close(),
+      async () => redisProxy?.close(),
       () => supplierProxy.close(),
     );
-    note(`postgres :${pg.port} (max_connections 100), redis :${redis.port} behind proxy :${redisProxy.port}`);
+    note(
+      cluster
+        ? `postgres :${pg.port} (max_connections 100), Redis Cluster ${cluster.addresses} (3 masters, a replica each)`
+        : `postgres :${pg.port} (max_connections 100), redis :${redis.port} behind proxy :${redisProxy!.port}`,
+    );
 
     // --- The release step and an admin key, as an operator runs them.
     const inboundSecret = `whsec_${randomBytes(32).toString('base64')}`;
     const env: Record<string, string> = {
       NODE_ENV: 'production',
       DATABASE_URL: pg.url('stockflow'),
-      REDIS_URL: `redis://127.0.0.1:${redisProxy.port}`,
+      REDIS_URL: `redis://127.0.0.1:${redisProxy?.port ?? redis.port}`,
+      ...(cluster ? { REDIS_CLUSTER_NODES: cluster.addresses } : {}),
       QUEUE_PREFIX: 'stockflow',
       SECRETS_KEY: randomBytes(32).toString('base64'),
       INBOUND_WEBHOOK_SECRET: inboundSecret,
@@ -261,6 +295,7 @@ async function main(): Promise<number> {
       redis,
       redisNodes,
       redisProxy,
+      cluster,
       supplierProxy,
       webs,
       workers,
@@ -410,7 +445,8 @@ async function main(): Promise<number> {
     await writeFile(path.join(dir, 'report.txt'), `${text}\n`);
     // For `npm run bench:report`: the load over time with each fault and its recovery.
     const lat = latencies(client.operations);
-    writeResult('faults', {
+    // The cluster topology's run has a file of its own: the report's fault timeline stays the single Redis's.
+    writeResult(settings.topology === 'cluster' ? 'faults-cluster' : 'faults', {
       kind: 'faults',
       at: new Date().toISOString(),
       seed: settings.seed,
@@ -477,7 +513,11 @@ async function undelivered(
 
 /** The faults in a seeded order, each REPEAT times; those on Sentinel come last (a topology change). */
 function buildSchedule(random: () => number): Fault[] {
-  const chosen = faults.filter((f) => !settings.only || settings.only.includes(f.name));
+  const chosen = allFaults.filter(
+    (f) =>
+      (!settings.only || settings.only.includes(f.name)) &&
+      (f.topology ?? settings.topology) === settings.topology,
+  );
   const plain = chosen.filter((f) => !f.sentinel);
   const list: Fault[] = [];
   for (let r = 0; r < settings.repeat; r++) {

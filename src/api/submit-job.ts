@@ -35,8 +35,13 @@ export function isRedisUnavailable(error: unknown, redis: RedisClient): boolean 
   return (
     error.name === 'MaxRetriesPerRequestError' ||
     error.name === 'ReplyError' ||
+    error.name === 'ClusterAllFailedError' ||
     ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTCONN'].includes(code) ||
-    /Connection is closed|Stream isn't writeable|enableOfflineQueue|Command timed out/.test(error.message)
+    /Connection is closed|Stream isn't writeable|enableOfflineQueue|Command timed out/.test(error.message) ||
+    // A Redis Cluster in a failover: the slot's master gone, redirections exhausted, no node reachable.
+    /Too many Cluster redirections|None of startup nodes is available|Node is disconnected|Cluster is disconnect/.test(
+      error.message,
+    )
   );
 }
 

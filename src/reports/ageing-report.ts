@@ -1,20 +1,12 @@
 import type { Knex } from 'knex';
 import { z } from 'zod';
 import { reportCursor } from '../schemas/fields.js';
-import { type DayPart, dayParts, layersAfter, loadLayerCurrencies, loadLayers } from './fifo-layers.js';
-import {
-  dayOf,
-  type FoldedState,
-  foldMovements,
-  loadStates,
-  pendingMovements,
-  type SkuFilter,
-  skuCondition,
-} from './ledger-replay.js';
+import { type DayPart, dayParts, layersAfter, loadLayers } from './fifo-layers.js';
+import { dayOf, type FoldedState, type SkuFilter, skuCondition } from './ledger-replay.js';
 import { filterParams } from './params.js';
 import { defineReport, inMemoryRows, type KeyPart } from './report.js';
 import { type AgeBucket, ageBucketOf, ageBuckets, ageDays, ageLayers, type Layer } from './rules.js';
-import { currenciesOf } from './stock-valuation.js';
+import { liveStates } from './stock-valuation.js';
 import { currentCost, levelKey, shownMoney, type ValueState } from './valuation.js';
 
 const textKey = z.string().max(200);
@@ -69,20 +61,10 @@ interface Live {
   folded: { states: Map<string, FoldedState>; layers: Map<string, Layer[]>; currencies: Map<string, string> };
 }
 
-/**
- * The levels whose folded layers do not tell the answer: skus with movements not compacted yet
- * (folded in memory on top of their layers) and skus whose product changed currency since their
- * layers were counted.
- */
+/** The live levels (stock-valuation.ts, liveStates) with their layers now and as folded. */
 async function liveLevels(db: Knex, filter: SkuFilter): Promise<Live> {
-  const pending = await pendingMovements(db, filter);
-  const [where, bindings] = skuCondition(filter);
-  const { rows: moved } = await db.raw<{ rows: { sku: string }[] }>(
-    `select sku from stock_fifo_recount where ${where}`,
-    bindings,
-  );
-  const skus = [...new Set([...pending.map((m) => m.sku), ...moved.map((r) => r.sku)])];
-  if (skus.length === 0) {
+  const live = await liveStates(db, filter);
+  if (live.skus.length === 0) {
     const none = new Map();
     return {
       states: none,
@@ -91,16 +73,12 @@ async function liveLevels(db: Knex, filter: SkuFilter): Promise<Live> {
       folded: { states: none, layers: none, currencies: none },
     };
   }
-  const foldedStates = new Map((await loadStates(db, { skus })).map((s) => [levelKey(s.sku, s.location), s]));
-  const foldedLayers = await loadLayers(db, { skus });
-  const fold = await foldMovements(db, pending);
-  const states = new Map(foldedStates);
-  for (const [key, s] of fold.states) states.set(key, s);
+  const foldedLayers = await loadLayers(db, { skus: live.skus });
   return {
-    states,
-    layers: await layersAfter(db, foldedLayers, pending, states),
-    currencies: await currenciesOf(db, { skus }),
-    folded: { states: foldedStates, layers: foldedLayers, currencies: await loadLayerCurrencies(db, skus) },
+    states: live.states,
+    layers: await layersAfter(db, foldedLayers, live.pending, live.states),
+    currencies: live.currencies,
+    folded: { ...live.folded, layers: foldedLayers },
   };
 }
 

@@ -12,7 +12,7 @@ import {
   windowParams,
 } from './params.js';
 import { cursorRows, defineReport, inMemoryRows, type KeyPart } from './report.js';
-import { gradeAbc } from './rules.js';
+import { type AbcGrade, gradeAbc } from './rules.js';
 import { shownMoney } from './valuation.js';
 
 const textKey = z.string().max(200);
@@ -225,17 +225,6 @@ async function unitsPerSku(
   return map;
 }
 
-/** Products of a filter with their price (for revenue) and the stock they have now. */
-/** Each product's price (revenue is net units × the current price). */
-async function productPrices(db: Knex, filter: SkuFilter) {
-  const [where, bindings] = skuCondition(filter);
-  const { rows } = await db.raw<{ rows: { sku: string; currency: string; price: number }[] }>(
-    `select sku, price_currency as currency, price_amount as price from products where ${where}`,
-    bindings,
-  );
-  return rows;
-}
-
 /** In sku order, after `after`, at most `limit` (all without). */
 async function productsWithStock(
   db: Knex,
@@ -243,17 +232,23 @@ async function productsWithStock(
   location: string | undefined,
   page: { after?: KeyPart[]; limit?: number } = {},
 ) {
-  const [where, bindings] = skuCondition(filter, 'p.sku');
+  const [where, bindings] = skuCondition(filter);
+  // The page of products first (an index range in key order), then each one's levels.
   const { rows } = await db.raw<{
     rows: { sku: string; currency: string; price: number; on_hand: number; available: number }[];
   }>(
-    `select p.sku, p.price_currency as currency, p.price_amount as price,
-            coalesce(sum(l.on_hand), 0)::bigint as on_hand,
-            coalesce(sum(greatest(0, l.on_hand - l.reserved - l.safety_stock)), 0)::bigint as available
-     from products p left join inventory_levels l on l.sku = p.sku and (?::text is null or l.location = ?)
-     where ${where} and p.sku collate "C" > ? group by p.sku order by p.sku collate "C"
-     ${page.limit !== undefined ? `limit ${Number(page.limit)}` : ''}`,
-    [location ?? null, location ?? null, ...bindings, page.after?.[0] ?? ''],
+    `select p.sku, p.currency, p.price, coalesce(l.on_hand, 0)::bigint as on_hand,
+            coalesce(l.available, 0)::bigint as available
+     from (
+       select sku, price_currency as currency, price_amount as price from products
+       where ${where} and sku collate "C" > ? order by sku collate "C"
+       ${page.limit !== undefined ? `limit ${Number(page.limit)}` : ''}
+     ) p left join lateral (
+       select sum(l.on_hand) as on_hand, sum(greatest(0, l.on_hand - l.reserved - l.safety_stock)) as available
+       from inventory_levels l where l.sku = p.sku and (?::text is null or l.location = ?)
+     ) l on true
+     order by p.sku collate "C"`,
+    [...bindings, page.after?.[0] ?? '', location ?? null, location ?? null],
   );
   return rows;
 }
@@ -315,7 +310,7 @@ interface AbcRow {
   revenue: number;
   share: number;
   cumulativeShare: number;
-  grade: string;
+  grade: AbcGrade;
 }
 
 export const abc = defineReport({
@@ -347,35 +342,96 @@ export const abc = defineReport({
   ],
   async run(db, query, page) {
     const filter = filterOf(query.sku);
-    const units = await unitsPerSku(db, windowOf(query), filter, query.location, salesKinds);
+    // Grades rank every sku that sold; the rest (no net sales: U) are needed for the page only.
+    const sold = await netSalesPerSku(db, windowOf(query), filter, query.location);
+    const products = await abcPage(db, filter, page);
+    const soldSkus = new Set(sold.map((s) => s.sku));
     const byCurrency = new Map<string, { key: string; amount: number; units: number; revenue: number }[]>();
-    for (const p of await productPrices(db, filter)) {
-      const net =
-        (units.get(`${p.sku}\u0000sale`)?.out ?? 0) +
-        (units.get(`${p.sku}\u0000commit`)?.out ?? 0) -
-        (units.get(`${p.sku}\u0000return`)?.in ?? 0);
+    const add = (p: { sku: string; currency: string; price: number }, net: number) => {
       const revenue = net * p.price;
       const list = byCurrency.get(p.currency) ?? [];
       list.push({ key: p.sku, units: net, revenue, amount: query.basis === 'units' ? net : revenue });
       byCurrency.set(p.currency, list);
-    }
-    const rows = [...byCurrency].flatMap(([currency, items]) =>
-      gradeAbc(items).map((g) => ({
-        sku: g.key,
-        currency,
-        units: g.units,
-        revenue: g.revenue,
-        share: g.share,
-        cumulativeShare: g.cumulativeShare,
-        grade: g.grade,
-      })),
+    };
+    for (const s of sold) add(s, s.net);
+    // With nothing sold a sku adds nothing to the total and ranks after every sku that sold: grading
+    // the page's ones beside those gives them what grading every product would.
+    for (const p of products.rows) if (!soldSkus.has(p.sku)) add(p, 0);
+    const graded = new Map(
+      [...byCurrency].flatMap(([currency, items]) =>
+        gradeAbc(items).map((g): [string, AbcRow] => [
+          g.key,
+          {
+            sku: g.key,
+            currency,
+            units: g.units,
+            revenue: g.revenue,
+            share: g.share,
+            cumulativeShare: g.cumulativeShare,
+            grade: g.grade,
+          },
+        ]),
+      ),
     );
-    const grades = Object.fromEntries(
-      ['A', 'B', 'C', 'U'].map((g) => [g, rows.filter((r) => r.grade === g).length]),
-    );
-    return { rows: inMemoryRows(rows, (r) => [r.currency, r.sku], page.after), summary: { grades } };
+    const counts: Record<AbcGrade, number> = { A: 0, B: 0, C: 0, U: 0 };
+    for (const s of sold) counts[graded.get(s.sku)!.grade] += 1;
+    counts.U = products.count - counts.A - counts.B - counts.C;
+    const rows = products.rows.map((p) => graded.get(p.sku)!);
+    return {
+      rows: inMemoryRows(rows, (r) => [r.currency, r.sku], undefined, { sorted: true }),
+      summary: { grades: counts },
+    };
   },
 });
+
+/**
+ * Net units sold (sale and commit out, less returns) per sku over a window, with its product's
+ * price: the skus with any, summed in SQL from the daily rollups and the rows not compacted yet.
+ */
+async function netSalesPerSku(
+  db: Knex,
+  window: Window,
+  filter: SkuFilter,
+  location: string | undefined,
+): Promise<{ sku: string; currency: string; price: number; net: number }[]> {
+  const { fromDay, toDay } = daysOf(window);
+  const [where, bindings] = skuCondition(filter);
+  const loc = location ?? null;
+  const net = `case kind when 'return' then -units_in else units_out end`;
+  const { rows } = await db.raw<{ rows: { sku: string; currency: string; price: number; net: number }[] }>(
+    `select s.sku, p.price_currency as currency, p.price_amount as price, s.net from (
+       select sku, sum(${net})::bigint as net from (
+         select sku, kind, units_in, units_out from stock_daily
+         where kind = any(?) and day >= ?::date and day < ?::date and (?::text is null or location = ?) and ${where}
+         union all
+         select sku, kind, greatest(delta, 0), greatest(-delta, 0) from stock_rollup_pending
+         where created_at >= ?::date and created_at < ?::date and kind = any(?) and (?::text is null or location = ?)
+           and ${where}
+       ) r group by sku
+     ) s join products p on p.sku = s.sku
+     where s.net <> 0`,
+    [salesKinds, fromDay, toDay, loc, loc, ...bindings, fromDay, toDay, salesKinds, loc, loc, ...bindings],
+  );
+  return rows.map((r) => ({ ...r, net: Number(r.net) }));
+}
+
+/** The products of a filter in the abc key order (currency, sku) after `after`, and how many there are. */
+async function abcPage(db: Knex, filter: SkuFilter, page: { after?: KeyPart[]; limit?: number }) {
+  const [where, bindings] = skuCondition(filter);
+  const after = page.after ?? ['', ''];
+  const { rows } = await db.raw<{ rows: { sku: string; currency: string; price: number }[] }>(
+    `select sku, price_currency as currency, price_amount as price from products
+     where ${where} and (price_currency collate "C", sku collate "C") > (?, ?)
+     order by price_currency collate "C", sku collate "C"
+     ${page.limit !== undefined ? `limit ${Number(page.limit)}` : ''}`,
+    [...bindings, after[0]!, after[1]!],
+  );
+  const { rows: count } = await db.raw<{ rows: { n: number }[] }>(
+    `select count(*)::int as n from products where ${where}`,
+    bindings,
+  );
+  return { rows, count: count[0]!.n };
+}
 
 async function sellThroughRows(
   db: Knex,

@@ -1,12 +1,13 @@
 import type { Knex } from 'knex';
 import { writeLayers } from './fifo-layers.js';
 import { dayOf, type Fold, foldMovements, loadStates, monthOf, pendingMovements } from './ledger-replay.js';
-import { currenciesOf } from './stock-valuation.js';
+import { currenciesOf, writeValueTotals } from './stock-valuation.js';
 import { levelKey, type ValuedMovement } from './valuation.js';
 
 /**
  * Compaction: folds the ledger rows the rollup trigger queued (`stock_rollup_pending`) into the
- * daily rollups, the level states, the month snapshots and the FIFO layers (fifo-layers.ts), and
+ * daily rollups, the level states and their totals (stock-valuation.ts), the month snapshots and the
+ * FIFO layers (fifo-layers.ts), and
  * deletes them, all in one transaction, so a reader sees every movement exactly once: folded, or still pending. Runs as the
  * `maintenance.compact-reports` scheduler; one run at a time (an advisory lock: a second one returns
  * at once). A run takes whole skus (every pending row of each), at most `maxSkus`, so a transfer's
@@ -44,12 +45,10 @@ export async function compactRollups(
     await writeFold(trx, fold);
     const after = new Map(before);
     for (const [key, s] of fold.states) after.set(key, s);
-    await writeLayers(trx, {
-      folded: pending,
-      before,
-      after,
-      currencies: await currenciesOf(trx, { skus: layered }),
-    });
+    const currencies = await currenciesOf(trx, { skus: layered });
+    // Before writeLayers: it records the currency each sku is now counted under.
+    await writeValueTotals(trx, { before, after, currencies });
+    await writeLayers(trx, { folded: pending, before, after, currencies });
     await refreshMonthEnds(trx, fold);
     await closeMonths(trx);
     return { movements: pending.length, skus: skus.length, rebuilt: fold.rebuilt.size, skipped: false };

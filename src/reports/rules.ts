@@ -1,6 +1,6 @@
 /** Pure rules of the reports besides valuation: ABC grades and FIFO ageing (docs/reports.md). */
 
-type AbcGrade = 'A' | 'B' | 'C' | 'U';
+export type AbcGrade = 'A' | 'B' | 'C' | 'U';
 
 /** Cumulative shares where grade A ends and grade B ends. */
 const abcCutoffs = { a: 0.8, b: 0.95 } as const;

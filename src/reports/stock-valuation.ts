@@ -1,5 +1,7 @@
 import type { Knex } from 'knex';
+import { loadLayerCurrencies } from './fifo-layers.js';
 import {
+  type FoldedState,
   foldMovements,
   ledgerMovements,
   loadSnapshotsBefore,
@@ -140,40 +142,83 @@ export function valuationTotals(levels: LevelValue[]): ValueTotal[] {
 }
 
 /**
- * One page of the current valuation and the totals, without reading every level: the page and the
- * totals come from the folded states in SQL, and the movements not compacted yet are folded in
- * memory and replace their skus' levels (in the page) and contributions (in the totals).
+ * The levels whose folded state does not tell the answer, as they are now: skus with movements not
+ * compacted yet (folded in memory on top of their states) and skus whose product changed currency
+ * since they were counted (stock_fifo_recount). With their folded states and the currency the
+ * maintained sums (stock_value_totals, stock_fifo_days) count them under, so a reader takes their
+ * folded part out and puts their part now in. Shared by the valuation and the ageing report.
+ */
+export async function liveStates(
+  db: Knex,
+  filter: SkuFilter,
+): Promise<{
+  pending: ValuedMovement[];
+  skus: string[];
+  states: Map<string, FoldedState>;
+  currencies: Map<string, string>;
+  folded: { states: Map<string, FoldedState>; currencies: Map<string, string> };
+}> {
+  const pending = await pendingMovements(db, filter);
+  const [where, bindings] = skuCondition(filter);
+  const { rows: moved } = await db.raw<{ rows: { sku: string }[] }>(
+    `select sku from stock_fifo_recount where ${where}`,
+    bindings,
+  );
+  const skus = [...new Set([...pending.map((m) => m.sku), ...moved.map((r) => r.sku)])];
+  if (skus.length === 0) {
+    const none = new Map();
+    return { pending, skus, states: none, currencies: none, folded: { states: none, currencies: none } };
+  }
+  const foldedStates = new Map((await loadStates(db, { skus })).map((s) => [levelKey(s.sku, s.location), s]));
+  const fold = await foldMovements(db, pending);
+  const states = new Map(foldedStates);
+  for (const [key, s] of fold.states) states.set(key, s);
+  return {
+    pending,
+    skus,
+    states,
+    currencies: await currenciesOf(db, { skus }),
+    folded: { states: foldedStates, currencies: await loadLayerCurrencies(db, skus) },
+  };
+}
+
+/**
+ * One page of the current valuation and the totals, without reading every level: the page is an
+ * index range of the folded states, the totals the maintained sums per currency and location
+ * (stock_value_totals; with a sku filter, the filtered states summed); the live levels (movements
+ * not compacted yet, a changed currency) replace their skus' levels in the page and their folded
+ * part in the totals.
  */
 export async function currentValuationPage(
   db: Knex,
   query: { filter: SkuFilter; location?: string },
   page: { after?: [string, string]; limit: number },
 ): Promise<{ levels: LevelValue[]; totals: ValueTotal[] }> {
-  const fold = await foldMovements(db, await pendingMovements(db, query.filter));
-  const touched = [...new Set([...fold.states.values()].map((s) => s.sku))];
-  const currencies = touched.length ? await currenciesOf(db, { skus: touched }) : new Map<string, string>();
+  const live = await liveStates(db, query.filter);
   const inFilter = (s: { location: string }) => query.location === undefined || s.location === query.location;
   const [where, bindings] = skuCondition(query.filter, 's.sku');
   const loc = query.location ?? null;
+  const filtered = query.filter.sku !== undefined || query.filter.skuPrefix !== undefined;
   const { rows: totalRows } = await db.raw<{ rows: ValueTotal[] }>(
-    `select p.price_currency as currency, s.location, sum(s.units)::bigint as units, sum(s.value) as value
-     from stock_value_state s join products p on p.sku = s.sku
-     where ${where} and (?::text is null or s.location = ?) group by 1, 2`,
-    [...bindings, loc, loc],
+    filtered
+      ? `select c.currency, s.location, sum(s.units)::bigint as units, sum(s.value) as value
+         from stock_value_state s join stock_fifo_currency c on c.sku = s.sku
+         where ${where} and (?::text is null or s.location = ?) group by 1, 2`
+      : `select currency, location, units, value::float8 as value from stock_value_totals
+         where ?::text is null or location = ?`,
+    filtered ? [...bindings, loc, loc] : [loc, loc],
   );
-  // Replace the folded contribution of every touched sku by what the fold says now.
   const adjust = new Map<string, ValueTotal>(totalRows.map((t) => [`${t.currency}\u0000${t.location}`, t]));
-  const change = (s: { sku: string; location: string; units: number; value: number }, sign: number) => {
+  const change = (currency: string, s: { location: string; units: number; value: number }, sign: number) => {
     if (!inFilter(s)) return;
-    const currency = currencies.get(s.sku) ?? 'XXX';
     const key = `${currency}\u0000${s.location}`;
     const t = adjust.get(key) ?? { currency, location: s.location, units: 0, value: 0 };
     t.units += sign * s.units;
     t.value += sign * s.value;
     adjust.set(key, t);
   };
-  if (touched.length) for (const s of await loadStates(db, { skus: touched })) change(s, -1);
-  for (const s of fold.states.values()) change(s, 1);
+  for (const s of live.folded.states.values()) change(live.folded.currencies.get(s.sku) ?? 'XXX', s, -1);
+  for (const s of live.states.values()) change(live.currencies.get(s.sku) ?? 'XXX', s, 1);
   const byLocation = [...adjust.values()]
     .filter((t) => t.units !== 0 || t.value !== 0)
     .map((t) => ({
@@ -190,16 +235,53 @@ export async function currentValuationPage(
      where ${where} and (?::text is null or s.location = ?) and (s.units <> 0 or s.value <> 0)
        and (s.sku collate "C", s.location collate "C") > (?, ?) and not (s.sku = any(?))
      order by s.sku collate "C", s.location collate "C" limit ?`,
-    [...bindings, loc, loc, after[0], after[1], touched, page.limit],
+    [...bindings, loc, loc, after[0], after[1], live.skus, page.limit],
   );
-  const fromFold = [...fold.states.values()]
+  const fromLive = [...live.states.values()]
     .filter(
       (s) =>
         inFilter(s) &&
         (s.units !== 0 || s.value !== 0) &&
         (s.sku > after[0] || (s.sku === after[0] && s.location > after[1])),
     )
-    .map((s) => levelValue(s, currencies));
-  const levels = [...rows, ...fromFold].sort(byLevel).slice(0, page.limit);
+    .map((s) => levelValue(s, live.currencies));
+  const levels = [...rows, ...fromLive].sort(byLevel).slice(0, page.limit);
   return { levels, totals: valuationTotals(byLocation) };
+}
+
+/**
+ * Compaction's part of stock_value_totals: the folded states of the levels it touched summed per
+ * currency and location, their part before taken out (under the currency they were counted in,
+ * stock_fifo_currency: call before writeLayers records the new one) and their part after put in,
+ * summed in numeric so what is added and later taken back cancels exactly.
+ */
+export async function writeValueTotals(
+  db: Knex,
+  input: {
+    before: Map<string, FoldedState>;
+    after: Map<string, FoldedState>;
+    currencies: Map<string, string>;
+  },
+): Promise<void> {
+  const skus = [...new Set([...input.after.values()].map((s) => s.sku))];
+  if (skus.length === 0) return;
+  const counted = await loadLayerCurrencies(db, skus);
+  const parts = [
+    ...[...input.before.values()].map((s) => ({ currency: counted.get(s.sku) ?? 'XXX', s, sign: -1 })),
+    ...[...input.after.values()].map((s) => ({ currency: input.currencies.get(s.sku) ?? 'XXX', s, sign: 1 })),
+  ];
+  await db.raw(
+    `insert into stock_value_totals (currency, location, units, value)
+     select currency, location, sum(units), sum(value::numeric)
+     from unnest(?::text[], ?::text[], ?::bigint[], ?::float8[]) as p (currency, location, units, value)
+     group by 1, 2
+     on conflict (currency, location) do update set units = stock_value_totals.units + excluded.units,
+       value = stock_value_totals.value + excluded.value`,
+    [
+      parts.map((p) => p.currency),
+      parts.map((p) => p.s.location),
+      parts.map((p) => p.sign * p.s.units),
+      parts.map((p) => p.sign * p.s.value),
+    ],
+  );
 }

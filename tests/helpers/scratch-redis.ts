@@ -1,10 +1,10 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { Cluster } from 'ioredis';
+import { clusterPorts } from '../../scripts/faults/redis-cluster.js';
 import type { RedisClient } from '../../src/connections.js';
 import { waitForOutput } from './context.js';
 
@@ -30,29 +30,9 @@ export interface ScratchCluster {
   nodes: string;
   /** Each node's port and process, masters first (as `redis-cli --cluster create` assigns them). */
   servers: { port: number; child: ChildProcess }[];
+  /** Starts a killed node again from its node file: it rejoins the cluster (a replica, if it was replaced). */
+  restart(port: number): Promise<void>;
   stop(): Promise<void>;
-}
-
-/** Whether a port (and its cluster bus port, +10000) can be listened on at 127.0.0.1. */
-async function canListen(port: number): Promise<boolean> {
-  const server = net.createServer();
-  const ok = await new Promise<boolean>((resolve) => {
-    server.once('error', () => resolve(false));
-    server.listen(port, '127.0.0.1', () => resolve(true));
-  });
-  if (ok) await new Promise((resolve) => server.close(resolve));
-  return ok;
-}
-
-/** `count` ports on 127.0.0.1 free a moment ago, each with its cluster bus port (+10000) free too. */
-async function clusterPorts(count: number): Promise<number[]> {
-  const ports: number[] = [];
-  while (ports.length < count) {
-    const port = 20_000 + Math.floor(Math.random() * 30_000);
-    if (ports.includes(port) || ports.includes(port + 10_000) || ports.includes(port - 10_000)) continue;
-    if ((await canListen(port)) && (await canListen(port + 10_000))) ports.push(port);
-  }
-  return ports;
 }
 
 const exited = (child: ChildProcess) =>
@@ -79,13 +59,12 @@ export async function startScratchCluster(
     await rm(dir, { recursive: true, force: true });
   };
   try {
-    for (const port of ports) {
-      const child = await startScratchRedis(port, [
+    const startNode = (port: number) =>
+      startScratchRedis(port, [
         ...['--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`],
         ...['--cluster-node-timeout', '2000', '--dir', dir],
       ]);
-      servers.push({ port, child });
-    }
+    for (const port of ports) servers.push({ port, child: await startNode(port) });
     const addresses = ports.map((port) => `127.0.0.1:${port}`);
     await run('redis-cli', [
       '--cluster',
@@ -103,7 +82,13 @@ export async function startScratchCluster(
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
     }
-    return { nodes: addresses.join(','), servers, stop };
+    const restart = async (port: number) => {
+      const server = servers.find((s) => s.port === port);
+      if (!server) throw new Error(`no cluster node on ${port}`);
+      await exited(server.child);
+      server.child = await startNode(port);
+    };
+    return { nodes: addresses.join(','), servers, restart, stop };
   } catch (error) {
     await stop();
     throw error;

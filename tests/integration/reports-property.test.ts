@@ -1,9 +1,9 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { ageingAnswer } from '../../src/reports/ageing-report.js';
-import { movements, sellThrough } from '../../src/reports/flow-reports.js';
+import { abc, movements, sellThrough } from '../../src/reports/flow-reports.js';
 import { compactAllPending } from '../../src/reports/rollups.js';
-import { ageBuckets, ageLayers } from '../../src/reports/rules.js';
+import { ageBuckets, ageLayers, gradeAbc } from '../../src/reports/rules.js';
 import {
   currentValuationPage,
   type LevelValue,
@@ -248,6 +248,62 @@ it('every report at random instants equals a naive replay of the ledger (backdat
               .map((r) => [r.sku, { sold: r.sold, returned: r.returned }]),
           ),
         );
+        // ABC grades over the whole history: every product of the prefix graded as a whole (the
+        // report ranks the skus that sold in SQL and grades the page's others beside them), whole
+        // and in pages of 2.
+        const { rows: priced } = await ctx.api.db.raw<{
+          rows: { sku: string; currency: string; price: number }[];
+        }>(`select sku, price_currency as currency, price_amount as price from products where sku like ?`, [
+          `${prefix}%`,
+        ]);
+        const net = new Map(ledger.map((r) => [r.sku, r.sold - r.returned]));
+        const wantAbc = ['EUR', 'USD']
+          .flatMap((currency) =>
+            gradeAbc(
+              priced
+                .filter((p) => p.currency === currency)
+                .map((p) => {
+                  const units = net.get(p.sku) ?? 0;
+                  return { key: p.sku, units, revenue: units * p.price, amount: units * p.price };
+                }),
+            ).map((g) => ({
+              sku: g.key,
+              currency,
+              units: g.units,
+              revenue: g.revenue,
+              share: g.share,
+              cumulativeShare: g.cumulativeShare,
+              grade: g.grade,
+            })),
+          )
+          .sort((a, b) => (a.currency + a.sku < b.currency + b.sku ? -1 : 1));
+        const abcRows = async (page: { after?: string[]; limit?: number }) =>
+          ctx.api.db.transaction(async (trx) => {
+            const { rows: pages, summary } = await abc.run(
+              trx,
+              {
+                from: '2025-12-31T00:00:00Z',
+                to: '2026-06-30T00:00:00Z',
+                sku: { skuPrefix: prefix },
+                basis: 'revenue',
+              },
+              page,
+            );
+            const all: unknown[] = [];
+            for await (const batch of pages) all.push(...batch);
+            return { all, summary };
+          });
+        const whole = await abcRows({});
+        expect(whole.all).toEqual(wantAbc);
+        expect(whole.summary).toEqual({
+          grades: Object.fromEntries(
+            ['A', 'B', 'C', 'U'].map((g) => [g, wantAbc.filter((r) => r.grade === g).length]),
+          ),
+        });
+        const first = wantAbc[0]!;
+        expect((await abcRows({ after: [first.currency, first.sku], limit: 2 })).all).toEqual(
+          wantAbc.slice(1, 3),
+        );
       },
     ),
     // Runs share one database: shrinking would replay dozens of runs over it, so report the first failure.
@@ -400,6 +456,35 @@ it('ageing equals a FIFO replay of the ledger by hand (backdated inflows, stock 
               await check({ skuPrefix: prefix }, 'north');
               // Every level of the database: the sums per currency and day.
               await check({}, undefined);
+              // The valuation's totals over every level of the database (the sums per currency and
+              // location kept by compaction, corrected for what is pending and changed currency),
+              // and for one location.
+              const levels = new Set(ledger.map((m) => levelKey(m.sku, m.location)));
+              for (const location of [undefined, 'north']) {
+                const want = new Map<string, { units: number; value: number }>();
+                for (const key of levels) {
+                  const [sku, at] = key.split('\u0000') as [string, string];
+                  if (location !== undefined && at !== location) continue;
+                  const state = replay.state(sku, at);
+                  for (const l of [at, null]) {
+                    const k = `${currency.get(sku)}|${l}`;
+                    const t = want.get(k) ?? { units: 0, value: 0 };
+                    t.units += state.units;
+                    t.value += state.value;
+                    want.set(k, t);
+                  }
+                }
+                const { totals } = await currentValuationPage(trx, { filter: {}, location }, { limit: 1 });
+                const got = new Map(totals.map((t) => [`${t.currency}|${t.location}`, t]));
+                for (const [k, w] of want) {
+                  if (w.units === 0 && Math.abs(w.value) < 1e-6) continue;
+                  expect(got.get(k)?.units, k).toBe(w.units);
+                  expect(Math.abs(got.get(k)!.value - w.value), k).toBeLessThanOrEqual(
+                    1e-6 * Math.max(1, Math.abs(w.value)),
+                  );
+                }
+                for (const k of got.keys()) expect(want.has(k), k).toBe(true);
+              }
             },
             { isolationLevel: 'repeatable read' },
           );
