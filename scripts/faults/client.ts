@@ -110,14 +110,22 @@ export class Client {
     }
   }
 
-  /** A read, retried like a mutation (reads need no key beyond the API key). */
+  /**
+   * A read, retried like a mutation (reads need no key beyond the API key): on no answer, a 5xx or
+   * a 429 (the checker's reads can outrun the key's RATE_LIMIT_PER_SECOND), after its Retry-After.
+   */
   async read(path: string): Promise<Answer | undefined> {
     const deadline = Date.now() + this.options.giveUpMs;
     for (let attempt = 0; Date.now() < deadline && !this.stopping; attempt++) {
       const web = this.rotate++ % this.options.webs.length;
       const { answer } = await this.call(web, 'GET', path, { timeoutMs: 10_000 });
-      if (answer && answer.status < 500) return answer;
-      await sleep(Math.min(200 * 2 ** attempt, 2000));
+      if (answer && answer.status < 500 && answer.status !== 429) return answer;
+      const retryAfter = Number(answer?.headers.get('retry-after'));
+      await sleep(
+        Number.isFinite(retryAfter) && retryAfter > 0
+          ? Math.min(retryAfter * 1000, 5000)
+          : Math.min(200 * 2 ** attempt, 2000),
+      );
     }
     return undefined;
   }

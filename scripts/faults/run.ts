@@ -349,6 +349,7 @@ async function main(): Promise<number> {
 
     const schedule = buildSchedule(seededRandom(settings.seed + 2));
     const windows: FaultWindow[] = [];
+    const feed = { after: endpointAfterSeq };
     let onSentinels = false;
     for (const fault of schedule) {
       if (fault.sentinel && !onSentinels) {
@@ -361,7 +362,7 @@ async function main(): Promise<number> {
       const window = await fault.run(rig);
       windows.push(window);
       for (const text of window.notes) note(`  ${text}`);
-      await settle(client, window);
+      await settle(client, window, () => deliveredBefore(get, feed, receiver.receipts, window.healedAt));
       window.notes.push(`${await stalledSince(rig, window.at)} jobs stalled and were taken over`);
     }
 
@@ -531,14 +532,47 @@ function buildSchedule(random: () => number): Fault[] {
   return list;
 }
 
-/** Waits until every job acknowledged before the fault has ended (at most 45 s), then a little more. */
-async function settle(client: Client, window: FaultWindow): Promise<void> {
+/**
+ * Whether every event (webhook.* aside) that occurred before `before` has reached the receiver
+ * with a 2xx. `feed.after` moves past the events found delivered, so each call reads on from there.
+ */
+async function deliveredBefore(
+  get: (p: string) => Promise<unknown>,
+  feed: { after: number },
+  receipts: { webhookId: string; status: number }[],
+  before: number,
+): Promise<boolean> {
+  const ok = new Set(receipts.filter((r) => r.status === 200).map((r) => r.webhookId));
+  let after = feed.after;
+  let allSoFar = true;
+  for (;;) {
+    const page = (await get(`/api/pms/events?after=${after}&limit=1000`)) as {
+      items: { id: string; seq: number; type: string; occurredAt: string }[];
+      nextAfter: number;
+    };
+    for (const e of page.items) {
+      const due = Date.parse(e.occurredAt) < before && !e.type.startsWith('webhook.');
+      if (due && !ok.has(e.id)) allSoFar = false;
+      if (allSoFar) feed.after = e.seq;
+    }
+    if (page.items.length === 0 || page.nextAfter === after) return allSoFar;
+    after = page.nextAfter;
+  }
+}
+
+/**
+ * Lets a fault recover before the next one starts, so that each recovery the checker measures is
+ * its own: waits (at most 45 s) until every operation begun before the fault was healed has ended
+ * (refused, failed or completed: its job followed to its end) and, for a webhook fault, every event
+ * written before the heal has reached the receiver; then a little more. Without it the next fault
+ * (a Redis stall of 60 s, a crash) began 3 s after a receiver's outage ended and held its
+ * deliveries back, and the receiver's recovery read 78-80 s.
+ */
+async function settle(client: Client, window: FaultWindow, webhooksDelivered: () => Promise<boolean>) {
   const until = Date.now() + 45_000;
   while (Date.now() < until) {
-    const open = client.operations.filter(
-      (op) => op.ack && op.ack.at < window.at && op.outcome === undefined,
-    );
-    if (open.length === 0) break;
+    const open = client.operations.filter((op) => op.startedAt < window.healedAt && op.outcome === undefined);
+    if (open.length === 0 && (window.measure !== 'webhooks' || (await webhooksDelivered()))) break;
     await sleep(500);
   }
   await sleep(3000);

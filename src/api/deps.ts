@@ -14,7 +14,6 @@ import { createHorizonTracker, type HorizonTracker } from '../events/horizon.js'
 import { createHorizonPositions, type HorizonPositions } from '../events/horizon-positions.js';
 import { createLiveHub, type LiveHub } from '../events/live-hub.js';
 import type { Logger } from '../log.js';
-import { alertRules } from '../ops/alerts.js';
 import { createLatencyRecorder, type LatencyRecorder } from '../ops/latency-windows.js';
 import {
   collectAlerts,
@@ -31,6 +30,7 @@ import {
 import { type FinishedListener, finishedChannel, listenForFinished } from '../queues/finished-signal.js';
 import { closeQueues, createQueues, type Queues } from '../queues/queues.js';
 import { redisKeys } from '../redis-keys.js';
+import { alertRules } from '../schemas/alerts.js';
 import { type SecretBox, secretBoxFromConfig } from '../secrets.js';
 import { apiKeysChangedChannel, createKeyVerifier, type KeyVerifier } from './auth.js';
 import { createRateLimits, type RateLimits } from './rate-limits.js';

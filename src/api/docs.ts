@@ -3,7 +3,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance, RouteOptions } from 'fastify';
 import { jsonSchemaTransform, jsonSchemaTransformObject } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { eventTypes } from '../events/catalogue.js';
+import { eventTypes } from '../schemas/event-types.js';
 import { assignScope } from './auth.js';
 import { problemSchema } from './problems.js';
 import { jobHandleSchema } from './submit-job.js';

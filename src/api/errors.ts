@@ -12,7 +12,7 @@ import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import FindMyWay from 'find-my-way';
 import { isServiceUnavailable } from '../db/knex.js';
 import { type FieldError, HttpProblem, type Problem } from '../errors/http-problem.js';
-import { unknownEventType } from '../events/type-patterns.js';
+import { unknownEventType } from '../schemas/type-patterns.js';
 import { problem, sendProblem } from './problems.js';
 
 const methods = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
@@ -112,7 +112,7 @@ function validationProblem(error: ValidationError): Problem {
       path: v.instancePath.slice(1).replaceAll('/', '.'),
       message: v.message ?? 'is invalid',
     } satisfies FieldError,
-    // A zod custom issue's own params (see src/events/type-patterns.ts).
+    // A zod custom issue's own params (see src/schemas/type-patterns.ts).
     params: (v.params as { params?: { code?: string; suggestions?: string[] } }).params,
   }));
   const errors = issues.map((i) => i.field);

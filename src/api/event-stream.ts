@@ -11,8 +11,8 @@ import { ackConsumer, type ConsumerOwner, getConsumerPosition } from '../events/
 import { assertNotAhead, assertRetained } from '../events/event-log.js';
 import { lastDrawnSeq } from '../events/horizon.js';
 import type { Subscription } from '../events/live-hub.js';
-import { typePatternSchema, unknownEventType, unknownTypeSuggestions } from '../events/type-patterns.js';
 import type { LogEvent } from '../schemas/events.js';
+import { typePatternSchema, unknownEventType, unknownTypeSuggestions } from '../schemas/type-patterns.js';
 import { allows } from './auth.js';
 import type { ApiDeps } from './deps.js';
 

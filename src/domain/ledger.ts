@@ -1,19 +1,6 @@
 import type { Knex } from 'knex';
 import { cursors } from '../schemas/fields.js';
-import type { Movement, MovementKind } from '../schemas/inventory.js';
-
-export interface NewMovement {
-  kind: MovementKind;
-  sku: string;
-  location: string;
-  delta: number;
-  reason: string;
-  reference?: string | null;
-  note?: string | null;
-  reservationId?: string | null;
-  /** What one unit received cost (minor units); none: it comes in at the current average. */
-  unitCost?: number | null;
-}
+import type { Movement, MovementKind, NewMovement } from '../schemas/inventory.js';
 
 interface MovementRow {
   id: number;

@@ -1,8 +1,8 @@
 import type { Knex } from 'knex';
 import { isPgError, pgErrorCodes } from '../db/knex.js';
 import { DomainError } from '../errors/domain-error.js';
-import type { EventType } from '../events/catalogue.js';
 import { appendEvent } from '../events/outbox.js';
+import type { EventType } from '../schemas/event-types.js';
 import type { Location, LocationFields } from '../schemas/locations.js';
 
 interface LocationRow {

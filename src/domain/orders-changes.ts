@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import { DomainError } from '../errors/domain-error.js';
-import type { EventType } from '../events/catalogue.js';
+import type { EventType } from '../schemas/event-types.js';
 import type { Movement } from '../schemas/inventory.js';
 import type { Order, OrderAction } from '../schemas/orders.js';
 import { toMovement } from './ledger.js';

@@ -1,21 +1,14 @@
 import type { Knex } from 'knex';
 import { DomainError } from '../errors/domain-error.js';
 import { appendEvents } from '../events/outbox.js';
-import type { OrderChange } from '../schemas/orders.js';
+import type { NewMovement } from '../schemas/inventory.js';
+import type { OrderChange, ReturnInput } from '../schemas/orders.js';
 import { lockLevels } from './inventory/lock.js';
 import { assertKnown } from './inventory/planner.js';
-import { insertMovements, type NewMovement } from './ledger.js';
+import { insertMovements } from './ledger.js';
 import { linesBySku, orderEvent, saveChange, updateLines } from './orders-changes.js';
 import { type LockedOrder, lockOrder } from './orders-read.js';
 import { assertTransition } from './orders-status.js';
-
-export interface ReturnInput {
-  orderNumber: string;
-  lines: { sku: string; quantity: number }[];
-  restock: boolean;
-  location?: string;
-  note?: string;
-}
 
 interface Part {
   sku: string;

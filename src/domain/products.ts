@@ -1,8 +1,8 @@
 import type { Knex } from 'knex';
 import { isPgError, pgErrorCodes } from '../db/knex.js';
 import { DomainError } from '../errors/domain-error.js';
-import type { EventType } from '../events/catalogue.js';
 import { appendEvent } from '../events/outbox.js';
+import type { EventType } from '../schemas/event-types.js';
 import { cursors } from '../schemas/fields.js';
 import type { Product, ProductFields, ProductStatus } from '../schemas/products.js';
 import { checkPublishRules } from './publish-rules.js';

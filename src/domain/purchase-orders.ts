@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 import { DomainError } from '../errors/domain-error.js';
-import type { EventType } from '../events/catalogue.js';
 import { appendEvent } from '../events/outbox.js';
+import type { EventType } from '../schemas/event-types.js';
 import { cursors } from '../schemas/fields.js';
 import type {
   PurchaseOrder,

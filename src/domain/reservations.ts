@@ -1,13 +1,14 @@
 import type { Knex } from 'knex';
 import { DomainError } from '../errors/domain-error.js';
-import type { EventType } from '../events/catalogue.js';
 import { appendEvent, appendEvents } from '../events/outbox.js';
+import type { EventType } from '../schemas/event-types.js';
 import type { Movement } from '../schemas/inventory.js';
 import type {
   AllocationRule,
   Reservation,
   ReservationOwner,
   ReservationStatus,
+  ReserveInput,
 } from '../schemas/reservations.js';
 import type { Allocation } from './allocation.js';
 import { lockLevels } from './inventory/lock.js';
@@ -70,13 +71,6 @@ const reservationEvent = (type: EventType, reservation: Reservation) => ({
   aggregate: { type: 'reservation', id: reservation.id },
   data: { reservation },
 });
-
-export interface ReserveInput {
-  reference: string;
-  lines: { sku: string; quantity: number; location?: string }[];
-  ttlSeconds: number;
-  owner?: ReservationOwner;
-}
 
 /** A reservation decided (`decide`, src/domain/inventory/planner.ts), before it is written. */
 export interface PlannedReservation {

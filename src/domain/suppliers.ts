@@ -1,9 +1,9 @@
 import type { Knex } from 'knex';
 import { isPgError, pgErrorCodes } from '../db/knex.js';
 import { DomainError } from '../errors/domain-error.js';
-import type { EventType } from '../events/catalogue.js';
-import { urlForEvents } from '../events/event-urls.js';
 import { appendEvent } from '../events/outbox.js';
+import type { EventType } from '../schemas/event-types.js';
+import { urlForEvents } from '../schemas/event-urls.js';
 import type { Supplier, SupplierFields } from '../schemas/suppliers.js';
 
 export interface SupplierRow {

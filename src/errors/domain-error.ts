@@ -49,9 +49,41 @@ export class DomainError extends UnrecoverableError {
   }
 }
 
-/** The shape a job's failure takes in its data and in the job status API. */
+/** The shape a job's failure takes in the job status API. */
 export interface JobFailure {
   code: string;
   message: string;
   details: Record<string, unknown>;
+}
+
+/**
+ * A domain failure as BullMQ stores it, in the job's `failedReason`: `<code>: <message> <details>`
+ * (details as JSON, `{}` when there are none), readable in Bull Board. It is written by the one
+ * Redis command that fails the job, so a job is never failed without its code: a write of its own
+ * before the failure could be lost while the failure, written after it, was kept (Redis restarted
+ * from an `everysec` AOF that missed its last second, a failover that had not replicated it).
+ */
+export const failedReasonOf = (failure: JobFailure): string =>
+  `${failure.code}: ${failure.message} ${JSON.stringify(failure.details)}`;
+
+/**
+ * The domain failure in a `failedReason` written by `failedReasonOf`, or undefined for any other
+ * reason (a crash's message, a job stalled too often). The details are the first ` {` from which
+ * the rest is one JSON object: a message cannot end the reason, since `{}` always follows it.
+ */
+export function failureFromReason(reason: string | undefined): JobFailure | undefined {
+  const head = /^([a-z][a-z0-9_]*): /.exec(reason ?? '');
+  if (!reason || !head) return undefined;
+  const rest = reason.slice(head[0].length);
+  for (let at = rest.indexOf(' {'); at !== -1; at = rest.indexOf(' {', at + 1)) {
+    let details: unknown;
+    try {
+      details = JSON.parse(rest.slice(at + 1));
+    } catch {
+      continue;
+    }
+    if (details && typeof details === 'object' && !Array.isArray(details))
+      return { code: head[1]!, message: rest.slice(0, at), details: details as Record<string, unknown> };
+  }
+  return undefined;
 }

@@ -3,7 +3,20 @@ import { EventsPrunedError } from '../errors/events-pruned-error.js';
 import { PositionAheadError } from '../errors/position-ahead-error.js';
 import type { LogEvent } from '../schemas/events.js';
 import { lastDrawnSeq } from './horizon.js';
-import { whereTypeMatches } from './type-patterns.js';
+
+/** Adds `type` conditions for the patterns (src/schemas/type-patterns.ts) to a query (no patterns or `*`: no condition). */
+function whereTypeMatches(builder: Knex.QueryBuilder, patterns: readonly string[] | undefined): void {
+  if (!patterns || patterns.length === 0 || patterns.includes('*')) return;
+  const exact = patterns.filter((p) => !p.endsWith('.*'));
+  // Patterns allow no LIKE metacharacters except `_`, which is escaped.
+  const prefixes = patterns
+    .filter((p) => p.endsWith('.*'))
+    .map((p) => `${p.slice(0, -1).replaceAll('_', '\\_')}%`);
+  builder.where((w) => {
+    if (exact.length > 0) w.orWhereIn('type', exact);
+    for (const prefix of prefixes) w.orWhere('type', 'like', prefix);
+  });
+}
 
 interface EventRow {
   seq: number;

@@ -2,9 +2,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Knex } from 'knex';
 import type { Logger } from '../log.js';
 import type { LogEvent } from '../schemas/events.js';
+import { matchesType } from '../schemas/type-patterns.js';
 import { readEventPage } from './event-log.js';
 import type { HorizonTracker } from './horizon.js';
-import { matchesType } from './type-patterns.js';
 
 /**
  * Live fan-out of the event log inside one web process. The log is the source of truth: the hub

@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
-import { type EventType, urlPathsOfType } from './catalogue.js';
-import { redactUrlsAt } from './event-urls.js';
+import { type EventType, urlPathsOfType } from '../schemas/event-types.js';
+import { redactUrlsAt } from '../schemas/event-urls.js';
 
 export interface NewEvent {
   /** `aggregate.verb`, past tense: `product.created`, `product.published`; declared in the catalogue. */

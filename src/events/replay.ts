@@ -1,10 +1,10 @@
 import type { Knex } from 'knex';
 import { ReplayRangeError } from '../errors/replay-range-error.js';
+import { matchesType } from '../schemas/type-patterns.js';
 import { prunedThroughSeq, readEventPage } from './event-log.js';
 import { inventoryLevelsProjection } from './inventory-projection.js';
 import { productsProjection } from './product-projection.js';
 import type { Projection, ProjectionDifference, ReplayScope } from './projections.js';
-import { matchesType } from './type-patterns.js';
 
 export interface ReplayReport {
   /** The scratch schema; it exists afterwards only with `keep`. */

@@ -2,11 +2,12 @@ import type { Knex } from 'knex';
 import type { Config } from '../config.js';
 import type { RedisClient } from '../connections.js';
 import { setJobContext } from '../db/job-context.js';
-import { urlForEvents } from '../events/event-urls.js';
 import { appendEvent } from '../events/outbox.js';
 import { queueNames } from '../queues/job.js';
 import type { Queues } from '../queues/queues.js';
 import { redisKeys } from '../redis-keys.js';
+import type { Alert, AlertRule } from '../schemas/alerts.js';
+import { urlForEvents } from '../schemas/event-urls.js';
 import { cursors } from '../schemas/fields.js';
 import { failuresInLastMinute } from './failure-counts.js';
 import { readRouteLatencies } from './latency-windows.js';
@@ -21,38 +22,9 @@ import { oldestWaitingSince } from './metrics.js';
  * (`alert.opened`, `alert.resolved`), so they reach webhooks and streams like any other.
  */
 
-export const alertRules = [
-  'queue_backlog',
-  'queue_oldest_waiting',
-  'job_failures',
-  'route_latency',
-  'webhook_endpoint_disabled',
-  'stock_below_safety',
-] as const;
-export type AlertRule = (typeof alertRules)[number];
-
-/** A condition that holds now. */
-export interface Firing {
-  rule: AlertRule;
-  subject: string;
-  labels: Record<string, string>;
-  value: number;
-  threshold: number;
-  details?: Record<string, unknown>;
-}
-
-export interface Alert {
-  id: string;
-  rule: AlertRule;
-  subject: string;
-  labels: Record<string, string>;
-  state: 'open' | 'resolved';
-  value: number;
-  threshold: number;
-  details: Record<string, unknown>;
-  openedAt: string;
-  resolvedAt: string | null;
-}
+/** A condition that holds now: what its alert will say. */
+export type Firing = Pick<Alert, 'rule' | 'subject' | 'labels' | 'value' | 'threshold'> &
+  Partial<Pick<Alert, 'details'>>;
 
 interface AlertRow {
   id: string;
@@ -80,6 +52,13 @@ const toAlert = (row: AlertRow): Alert => ({
   openedAt: row.opened_at.toISOString(),
   resolvedAt: row.resolved_at?.toISOString() ?? null,
 });
+
+/** The alert of a row just opened or resolved, announced by its event in the same transaction. */
+async function announce(trx: Knex, type: 'alert.opened' | 'alert.resolved', row: AlertRow): Promise<Alert> {
+  const alert = toAlert(row);
+  await appendEvent(trx, { type, aggregate: { type: 'alert', id: alert.id }, data: { alert } });
+  return alert;
+}
 
 export interface AlertSettings {
   holdDownMs: number;
@@ -261,13 +240,7 @@ export async function evaluateAlerts(
           last_true_at: now,
         })
         .returning('*')) as AlertRow[];
-      const alert = toAlert(row!);
-      await appendEvent(trx, {
-        type: 'alert.opened',
-        aggregate: { type: 'alert', id: alert.id },
-        data: { alert },
-      });
-      opened.push(alert);
+      opened.push(await announce(trx, 'alert.opened', row!));
     }
     for (const [key, pending] of pendingByKey) {
       if (!firing.has(key)) {
@@ -280,13 +253,7 @@ export async function evaluateAlerts(
         .where({ id: row.id })
         .update({ state: 'resolved', resolved_at: now })
         .returning('*')) as AlertRow[];
-      const alert = toAlert(done!);
-      await appendEvent(trx, {
-        type: 'alert.resolved',
-        aggregate: { type: 'alert', id: alert.id },
-        data: { alert },
-      });
-      resolved.push(alert);
+      resolved.push(await announce(trx, 'alert.resolved', done!));
     }
     return { skipped: false, opened, resolved, open: openByKey.size + opened.length - resolved.length };
   });

@@ -12,7 +12,7 @@ import {
 } from '../schemas/inventory.js';
 import { type Location, locationCodeSchema, locationFields } from '../schemas/locations.js';
 import { skuSchema, versionSchema } from '../schemas/products.js';
-import { type Reservation, ttlSecondsSchema } from '../schemas/reservations.js';
+import { type Reservation, reservePayload, ttlSecondsSchema } from '../schemas/reservations.js';
 import { defineJob, defineScheduler, type Scheduler } from './job.js';
 
 export const transferPayload = z
@@ -30,16 +30,6 @@ export const safetyStockPayload = z.object({
   sku: skuSchema,
   location: locationCodeSchema,
   safetyStock: onHandSchema,
-});
-
-export const reservePayload = z.object({
-  /** What the stock is held for, e.g. an order id or URI. */
-  reference: referenceSchema,
-  lines: z
-    .array(z.object({ sku: skuSchema, quantity: quantitySchema, location: locationCodeSchema.optional() }))
-    .min(1, 'needs at least 1 line')
-    .max(1000, 'at most 1000 lines'),
-  ttlSeconds: ttlSecondsSchema.default(900),
 });
 
 export const reservationRefPayload = z.object({ reservationId: z.uuid() });

@@ -1,5 +1,5 @@
 import type { Job } from 'bullmq';
-import type { JobFailure } from '../errors/domain-error.js';
+import { failureFromReason, type JobFailure } from '../errors/domain-error.js';
 import type { JobData } from './job.js';
 import { type Queues, queueOfJobId } from './queues.js';
 
@@ -37,7 +37,8 @@ function publicState(state: string): JobStatusState {
 /** A failure the PMS may read: the domain error a worker recorded, or a generic one (internals stay in logs). */
 function failureOf(job: Job<JobData>): JobFailure {
   return (
-    job.data.failure ?? {
+    job.data.failure ??
+    failureFromReason(job.failedReason) ?? {
       code: 'job_failed',
       message: `The job failed after ${job.attemptsMade} attempt(s); operators can see why in the queue dashboard`,
       details: {},

@@ -82,7 +82,10 @@ export interface JobMeta {
 export interface JobData<Payload = unknown> {
   payload: Payload;
   meta: JobMeta;
-  /** Written by the worker when a domain rule fails the job, so the status API can show the code. */
+  /**
+   * Compatibility: where workers of earlier releases wrote a domain failure, in a write of its own
+   * before failing the job. Workers now leave it in the job's `failedReason` (`failedReasonOf`).
+   */
   failure?: JobFailure;
 }
 

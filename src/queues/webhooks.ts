@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import { typePatternSchema } from '../events/type-patterns.js';
 import { instantSchema } from '../schemas/fields.js';
+import { typePatternSchema } from '../schemas/type-patterns.js';
 import { backoffTypes } from './backoff.js';
 import { defineJob } from './job.js';
 

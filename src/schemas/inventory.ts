@@ -128,6 +128,28 @@ export const movementSchema = z
   .meta({ id: 'Movement' });
 export type Movement = z.output<typeof movementSchema>;
 
+/**
+ * A ledger row as the domain appends it (`insertMovements`, src/domain/ledger.ts): the trigger fills
+ * in the figures after it, the id, the actor and the job.
+ */
+const newMovementSchema = movementSchema
+  .pick({
+    kind: true,
+    sku: true,
+    location: true,
+    delta: true,
+    reference: true,
+    note: true,
+    reservationId: true,
+  })
+  .partial({ reference: true, note: true, reservationId: true })
+  .extend({
+    reason: z.string(),
+    /** What one unit received cost (minor units); none: it comes in at the current average. */
+    unitCost: unitCostSchema.nullish(),
+  });
+export type NewMovement = z.input<typeof newMovementSchema>;
+
 /** A level's figures. Available = on_hand − reserved − safety_stock, never below 0. */
 export const levelFigures = {
   onHand: z.number().int(),

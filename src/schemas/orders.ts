@@ -1,7 +1,8 @@
 import { iso31661 } from 'iso-3166';
 import { z } from 'zod';
 import { codeSchema } from './fields.js';
-import { movementSchema, quantitySchema } from './inventory.js';
+import { movementSchema, noteSchema, quantitySchema } from './inventory.js';
+import { locationCodeSchema } from './locations.js';
 import { currencySchema, skuSchema } from './products.js';
 import { reservationSchema, ttlSecondsSchema } from './reservations.js';
 
@@ -100,6 +101,32 @@ export const createOrderPayload = z.object({ ...orderFields, holdSeconds: ttlSec
 export type CreateOrderInput = z.output<typeof createOrderPayload>;
 
 export const orderRefPayload = z.object({ orderNumber: orderNumberSchema });
+
+const returnFields = {
+  lines: linesOf(quantityLineSchema),
+  /** true: the units go back on hand (return movements); false: the return is only recorded. */
+  restock: z.boolean(),
+  /** Where restocked units go; left out: back where they were committed from. */
+  location: locationCodeSchema.optional(),
+  note: noteSchema.optional(),
+};
+const locationOnlyWithRestock = {
+  check: (r: { restock: boolean; location?: string }) => r.restock || r.location === undefined,
+  issue: {
+    path: ['location'],
+    message: 'only with restock: true',
+    when: (payload: z.core.ParsePayload) => typeof payload.value === 'object' && payload.value !== null,
+  },
+};
+export const returnBody = z
+  .object(returnFields)
+  .refine(locationOnlyWithRestock.check, locationOnlyWithRestock.issue)
+  .meta({ example: { lines: [{ sku: 'TSHIRT-RED-M', quantity: 1 }], restock: true } });
+export const returnPayload = z
+  .object({ orderNumber: orderNumberSchema, ...returnFields })
+  .refine(locationOnlyWithRestock.check, locationOnlyWithRestock.issue);
+/** What the domain's `returnOrder` takes: a return job's payload. */
+export type ReturnInput = z.output<typeof returnPayload>;
 
 const int = z.number().int();
 const at = '2026-12-02T10:00:00.000Z';

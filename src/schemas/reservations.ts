@@ -1,4 +1,7 @@
 import { z } from 'zod';
+import { quantitySchema, referenceSchema } from './inventory.js';
+import { locationCodeSchema } from './locations.js';
+import { skuSchema } from './products.js';
 
 export const ttlSecondsSchema = z.number().int('must be whole seconds').min(1).max(604_800);
 
@@ -40,3 +43,19 @@ export const reservationSchema = z
   })
   .meta({ id: 'Reservation' });
 export type Reservation = z.output<typeof reservationSchema>;
+
+/** What `POST /api/pms/reservations` (job reservation.create) takes; ttlSeconds defaults to 900. */
+export const reservePayload = z.object({
+  /** What the stock is held for, e.g. an order id or URI. */
+  reference: referenceSchema,
+  lines: z
+    .array(z.object({ sku: skuSchema, quantity: quantitySchema, location: locationCodeSchema.optional() }))
+    .min(1, 'needs at least 1 line')
+    .max(1000, 'at most 1000 lines'),
+  ttlSeconds: ttlSecondsSchema.default(900),
+});
+/**
+ * What the domain's `createReservation` takes: a reservation job's payload, or an order's hold with
+ * its owner (set by the order's own code, never by a request).
+ */
+export type ReserveInput = z.output<typeof reservePayload> & { owner?: ReservationOwner };

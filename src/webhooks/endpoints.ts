@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
-import type { EventType } from '../events/catalogue.js';
 import { lastDrawnSeq } from '../events/horizon.js';
 import { appendEvent } from '../events/outbox.js';
+import type { EventType } from '../schemas/event-types.js';
+import type { EndpointFields } from '../schemas/webhook-endpoints.js';
 import type { WebhookEndpoint } from '../schemas/webhooks.js';
 import type { SecretBox } from '../secrets.js';
 import { generateSecret } from './signing.js';
@@ -32,13 +33,6 @@ export interface EndpointRow {
   version: number;
   created_at: Date;
   updated_at: Date;
-}
-
-export interface EndpointFields {
-  url: string;
-  eventTypes: string[];
-  description?: string | null;
-  rateLimitPerSecond?: number | null;
 }
 
 /** Why the circuit breaker (or the receiver) turned an endpoint off. */

@@ -2,9 +2,9 @@ import type { Knex } from 'knex';
 import type { Config } from '../config.js';
 import { horizonFor } from '../events/horizon.js';
 import { readAtCursor } from '../events/outbox-cursor.js';
-import { matchesType } from '../events/type-patterns.js';
 import { addFollowUps, type FollowUp, followUpJobId } from '../queues/follow-ups.js';
 import type { Queues } from '../queues/queues.js';
+import { matchesType } from '../schemas/type-patterns.js';
 import { queueDeliveryJobs, takeHeldDeliveries } from './delivery-jobs.js';
 
 /**

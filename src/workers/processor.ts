@@ -4,7 +4,7 @@ import type { ReadCache } from '../cache/read-cache.js';
 import type { Config } from '../config.js';
 import type { RedisClient } from '../connections.js';
 import type { Db } from '../db/knex.js';
-import { DomainError } from '../errors/domain-error.js';
+import { DomainError, failedReasonOf } from '../errors/domain-error.js';
 import type { Logger } from '../log.js';
 import { recordFailure } from '../ops/failure-counts.js';
 import type { Metrics } from '../ops/metrics.js';
@@ -53,12 +53,14 @@ export type QueueHandlers<Q extends QueueName> = { [N in JobNamesOf<Q>]: Handler
 
 /**
  * What BullMQ stores for a job that broke a domain rule: `failedReason` carries the code, message
- * and details, and no stack trace (a broken rule is an answer, not a crash), so Bull Board shows
- * the rule, not our call stack. Still an UnrecoverableError: never retried. Crashes keep theirs.
+ * and details (`failedReasonOf`: the status API reads the code there, written with the failure
+ * itself), and no stack trace (a broken rule is an answer, not a crash), so Bull Board shows the
+ * rule, not our call stack. Still an UnrecoverableError: never retried. Crashes keep theirs.
  */
 export function domainFailureForQueue(error: DomainError): UnrecoverableError {
-  const details = Object.keys(error.details).length > 0 ? ` ${JSON.stringify(error.details)}` : '';
-  const failure = new UnrecoverableError(`${error.code}: ${error.message}${details}`);
+  const failure = new UnrecoverableError(
+    failedReasonOf({ code: error.code, message: error.message, details: error.details }),
+  );
   failure.name = 'DomainError';
   // BullMQ appends `stack` to the job's stacktrace when it is set.
   failure.stack = '';
@@ -67,8 +69,8 @@ export function domainFailureForQueue(error: DomainError): UnrecoverableError {
 
 /**
  * Wraps a queue's handlers into a BullMQ processor: re-parses the payload (it may have been queued
- * by older code), logs with the request id carried from the API, and records a domain error's
- * code on the job before BullMQ fails it without retry (see domainFailureForQueue). Any other
+ * by older code), logs with the request id carried from the API, and hands a domain error to
+ * BullMQ as the failure it stores with its code (see domainFailureForQueue), never retried. Any other
  * error is rethrown for retry.
  * After the handler's transaction has committed and before the job completes, its follow-up jobs
  * are queued (src/queues/follow-ups.ts) and the read cache forgets what the job changed (a failure
@@ -141,10 +143,6 @@ export function createProcessor<Q extends QueueName>(
       const final = await countFailure(deps, job, queue, error);
       recordRun(final ? 'failed' : 'retried', error instanceof DomainError ? error.code : null);
       if (error instanceof DomainError) {
-        await job.updateData({
-          ...job.data,
-          failure: { code: error.code, message: error.message, details: error.details },
-        });
         log.info(
           { code: error.code, ms: Math.round(performance.now() - started) },
           'job failed a domain rule',

@@ -16,10 +16,10 @@ import { openPostgres, openRedis } from '../../src/connections.js';
 import { createApiKey } from '../../src/db/api-keys.js';
 import type { Db } from '../../src/db/knex.js';
 import { describeDrift, findDrift } from '../../src/domain/reconcile.js';
-import { checkEventData } from '../../src/events/catalogue.js';
 import { createLogger } from '../../src/log.js';
 import type { QueueName } from '../../src/queues/job.js';
 import { getJobStatus, type JobStatus } from '../../src/queues/job-status.js';
+import { checkEventData } from '../../src/schemas/event-types.js';
 import { parseQueueList, startWorkers, stopWorkers } from '../../src/workers/queue-workers.js';
 import { cloneTemplate, dropDatabase, openConnections, testDatabaseUrl } from './databases.js';
 

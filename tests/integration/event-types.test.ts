@@ -2,7 +2,7 @@ import type { AddressInfo } from 'node:net';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { eventTypes } from '../../src/events/catalogue.js';
+import { eventTypes } from '../../src/schemas/event-types.js';
 import { checkWrittenEvents, createTestContext, json, type TestContext } from '../helpers/context.js';
 
 let ctx: TestContext;

@@ -1,8 +1,7 @@
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { recordRetryDelaysMs } from '../../src/queues/backoff.js';
-import { createTestContext, json, type TestContext } from '../helpers/context.js';
+import { json, type TestContext } from '../helpers/context.js';
+import { type HeldRequest, startWebhookTest, type WebhookTest } from '../helpers/held-receiver.js';
 import { lockRow, terminateWaiting } from '../helpers/pg-blocking.js';
 import { until } from '../helpers/until.js';
 
@@ -13,72 +12,40 @@ import { until } from '../helpers/until.js';
  * operator or a failover does) while it waits.
  */
 
-interface Hook {
-  eventId: string;
-  answer(status: number): void;
-}
-
+let t: WebhookTest;
 let ctx: TestContext;
-let server: http.Server;
-let origin: string;
-const hooks: Hook[] = [];
+/** Every request, held until the test answers it. */
+let hooks: HeldRequest[];
 
 beforeAll(async () => {
-  // Every request is held until the test answers it.
-  server = http.createServer((req, res) => {
-    req.resume();
-    req.on('end', () => {
-      hooks.push({
-        eventId: String(req.headers['webhook-id']),
-        answer: (status) => res.writeHead(status).end(),
-      });
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  ctx = await createTestContext({
+  t = await startWebhookTest({
     workers: ['products', 'maintenance', 'webhooks'],
     env: {
-      WEBHOOK_ALLOW_PRIVATE_TARGETS: 'true',
       WEBHOOK_RETRY_SCHEDULE: '100ms',
-      WEBHOOK_RELAY_INTERVAL_MS: '100',
       // The record waits on the test's lock for as long as the test needs, on a loaded machine too.
       DATABASE_WORKER_LOCK_TIMEOUT_MS: '0',
       DATABASE_WORKER_STATEMENT_TIMEOUT_MS: '0',
       DATABASE_API_IDLE_IN_TRANSACTION_TIMEOUT_MS: '0',
     },
   });
-  const res = await ctx.request({
-    method: 'POST',
-    url: '/api/webhooks/endpoints',
-    key: ctx.adminKey,
-    payload: { url: `${origin}/hooks`, eventTypes: ['product.created'] },
-  });
-  expect(res.statusCode, res.body).toBe(201);
+  ({ ctx } = t);
+  hooks = t.receiver.requests;
+  await t.endpointFor('/hooks', ['product.created']);
 });
 afterAll(async () => {
-  await ctx?.close();
-  server?.closeAllConnections();
-  server?.close();
+  await t?.close();
 });
 
 /** A product's creation, and its delivery's first POST, held open at the receiver. */
 async function heldDelivery(sku: string) {
-  const res = await ctx.request({
-    method: 'POST',
-    url: '/api/pms/products',
-    headers: { prefer: 'wait=10' },
-    payload: { sku, name: sku, price: { amount: 100, currency: 'EUR' } },
-  });
-  expect(res.statusCode, res.body).toBe(201);
-  const event = await ctx.api.db('events').where({ aggregate_id: sku, type: 'product.created' }).first();
+  const eventId = await t.createProduct(sku);
   const hook = await until(
     'the first POST',
-    () => hooks.find((h) => h.eventId === event.id),
+    () => hooks.find((h) => h.eventId === eventId),
     (h) => h !== undefined,
   );
-  const delivery = await ctx.api.db('webhook_deliveries').where({ event_id: event.id }).first();
-  return { eventId: event.id as string, hook: hook!, delivery };
+  const delivery = await ctx.api.db('webhook_deliveries').where({ event_id: eventId }).first();
+  return { eventId, hook: hook!, delivery };
 }
 
 const lockDelivery = (deliveryId: string) => lockRow(ctx.api.db, 'webhook_deliveries', deliveryId);

@@ -1,7 +1,6 @@
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { createTestContext, json, type TestContext } from '../helpers/context.js';
+import { json, type TestContext } from '../helpers/context.js';
+import { startWebhookTest, type WebhookTest } from '../helpers/held-receiver.js';
 import { lockRow, terminateWaiting } from '../helpers/pg-blocking.js';
 import { until } from '../helpers/until.js';
 
@@ -11,63 +10,35 @@ import { until } from '../helpers/until.js';
  * Postgres restart just after a receiver's outage held two deliveries back 30 s).
  */
 
+let t: WebhookTest;
 let ctx: TestContext;
-let server: http.Server;
-let origin: string;
-const posts: string[] = [];
 
 beforeAll(async () => {
-  server = http.createServer((req, res) => {
-    req.resume();
-    req.on('end', () => {
-      posts.push(String(req.headers['webhook-id']));
-      res.writeHead(200).end();
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   // The webhooks worker starts once the delivery is queued and its row held.
-  ctx = await createTestContext({
+  t = await startWebhookTest({
+    // Every POST answered 200 at once.
+    respond: () => 200,
     workers: ['products', 'maintenance'],
     env: {
-      WEBHOOK_ALLOW_PRIVATE_TARGETS: 'true',
       WEBHOOK_RETRY_SCHEDULE: '30s',
       WEBHOOK_RETRY_JITTER: '0',
-      WEBHOOK_RELAY_INTERVAL_MS: '100',
       // The claim waits on the test's lock for as long as the test needs, on a loaded machine too.
       DATABASE_WORKER_LOCK_TIMEOUT_MS: '0',
       DATABASE_WORKER_STATEMENT_TIMEOUT_MS: '0',
     },
   });
-  const res = await ctx.request({
-    method: 'POST',
-    url: '/api/webhooks/endpoints',
-    key: ctx.adminKey,
-    payload: { url: `${origin}/hooks`, eventTypes: ['product.created'] },
-  });
-  expect(res.statusCode, res.body).toBe(201);
+  ({ ctx } = t);
+  await t.endpointFor('/hooks', ['product.created']);
 });
 afterAll(async () => {
-  await ctx?.close();
-  server?.closeAllConnections();
-  server?.close();
+  await t?.close();
 });
 
 it('a claim cut off by Postgres spends no attempt: the first POST follows at once and is attempt 1', async () => {
-  const created = await ctx.request({
-    method: 'POST',
-    url: '/api/pms/products',
-    headers: { prefer: 'wait=10' },
-    payload: { sku: 'CLAIM-1', name: 'CLAIM-1', price: { amount: 100, currency: 'EUR' } },
-  });
-  expect(created.statusCode, created.body).toBe(201);
-  const event = await ctx.api
-    .db('events')
-    .where({ aggregate_id: 'CLAIM-1', type: 'product.created' })
-    .first();
+  const eventId = await t.createProduct('CLAIM-1');
   const delivery = await until(
     'the delivery queued by the relay',
-    () => ctx.api.db('webhook_deliveries').where({ event_id: event.id }).first(),
+    () => ctx.api.db('webhook_deliveries').where({ event_id: eventId }).first(),
     (row) => row?.job_id != null,
   );
   const lock = await lockRow(ctx.api.db, 'webhook_deliveries', delivery.id);
@@ -79,7 +50,7 @@ it('a claim cut off by Postgres spends no attempt: the first POST follows at onc
   // Within the 30 s a spent attempt would wait for its retry.
   const job = await ctx.waitForJob(delivery.job_id, 15_000);
   expect(job).toMatchObject({ state: 'completed', result: { outcome: 'delivered', attempt: 1 } });
-  expect(posts.filter((id) => id === event.id)).toHaveLength(1);
+  expect(t.receiver.requests.filter((r) => r.eventId === eventId)).toHaveLength(1);
   const detail = json(
     await ctx.request({ method: 'GET', url: `/api/webhooks/deliveries/${delivery.id}`, key: ctx.adminKey }),
   );

@@ -1,8 +1,7 @@
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { appendEvents } from '../../src/events/outbox.js';
-import { createTestContext, json, type TestContext } from '../helpers/context.js';
+import { json, type TestContext } from '../helpers/context.js';
+import { type HeldRequest, startWebhookTest, type WebhookTest } from '../helpers/held-receiver.js';
 import { until } from '../helpers/until.js';
 
 /**
@@ -11,65 +10,37 @@ import { until } from '../helpers/until.js';
  * which BullMQ takes first (src/queues/webhooks.ts, `deliveryPriority`).
  */
 
-interface Receipt {
-  path: string;
-  eventId: string;
-  status: number;
-}
-
 const backlog = 200;
+let t: WebhookTest;
 let ctx: TestContext;
-let server: http.Server;
-let origin: string;
 /** Every request, in the order the receiver got them. */
-const receipts: Receipt[] = [];
+let receipts: HeldRequest[];
 
 beforeAll(async () => {
-  // A slow receiver: every answer after 50 ms, so two workers drain the backlog in 5 s at best.
-  server = http.createServer((req, res) => {
-    req.resume();
-    req.on('end', () => {
-      const receipt = { path: req.url ?? '', eventId: String(req.headers['webhook-id']), status: 200 };
-      // The flaky endpoint fails each event's first attempt.
-      if (receipt.path === '/flaky' && !receipts.some((r) => r.eventId === receipt.eventId))
-        receipt.status = 500;
-      receipts.push(receipt);
-      setTimeout(() => res.writeHead(receipt.status).end(), 50);
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   // The webhooks worker starts once the backlog is queued.
-  ctx = await createTestContext({
+  t = await startWebhookTest({
+    // The flaky endpoint fails each event's first attempt.
+    respond: (receipt, earlier) =>
+      receipt.path === '/flaky' && !earlier.some((r) => r.eventId === receipt.eventId) ? 500 : 200,
+    // A slow receiver: every answer after 50 ms, so two workers drain the backlog in 5 s at best.
+    delayMs: 50,
     workers: ['inventory', 'maintenance'],
     env: {
-      WEBHOOK_ALLOW_PRIVATE_TARGETS: 'true',
       WEBHOOK_RETRY_SCHEDULE: '1s',
       WEBHOOK_RETRY_JITTER: '0',
-      WEBHOOK_RELAY_INTERVAL_MS: '100',
       WORKER_CONCURRENCY_WEBHOOKS: '2',
     },
   });
+  ({ ctx } = t);
+  receipts = t.receiver.requests;
 });
 afterAll(async () => {
-  await ctx?.close();
-  server?.closeAllConnections();
-  server?.close();
+  await t?.close();
 });
 
-async function endpointFor(path: string, eventTypes: string[]): Promise<void> {
-  const res = await ctx.request({
-    method: 'POST',
-    url: '/api/webhooks/endpoints',
-    key: ctx.adminKey,
-    payload: { url: `${origin}${path}`, eventTypes },
-  });
-  expect(res.statusCode, res.body).toBe(201);
-}
-
 it("runs a delivery's retry when it is due, ahead of a backlog of fresh deliveries", async () => {
-  await endpointFor('/flaky', ['location.created']);
-  await endpointFor('/slow', ['location.updated']);
+  await t.endpointFor('/flaky', ['location.created']);
+  await t.endpointFor('/slow', ['location.updated']);
   // The flaky delivery's event first, then the backlog's: the relay queues them in this order.
   const created = await ctx.request({
     method: 'POST',

@@ -1,7 +1,6 @@
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { createTestContext, json, type TestContext } from '../helpers/context.js';
+import { json, type TestContext } from '../helpers/context.js';
+import { type HeldRequest, startWebhookTest, type WebhookTest } from '../helpers/held-receiver.js';
 import { until } from '../helpers/until.js';
 
 /**
@@ -9,79 +8,34 @@ import { until } from '../helpers/until.js';
  * attempt, a delivery whose job Redis lost, a delivery whose job is alive and only waiting.
  */
 
-interface Hook {
-  eventId: string;
-  endpoint: string;
-  answer(status: number): void;
-}
-
+let t: WebhookTest;
 let ctx: TestContext;
-let server: http.Server;
-let origin: string;
-const hooks: Hook[] = [];
+let hooks: HeldRequest[];
 /** What each path answers; `hold` keeps the request open until the test answers it. */
 const behaviour = new Map<string, (nth: number) => number | 'hold'>();
 
 beforeAll(async () => {
-  server = http.createServer((req, res) => {
-    req.resume();
-    req.on('end', () => {
-      const endpoint = req.url ?? '';
-      const nth = hooks.filter((h) => h.endpoint === endpoint).length;
-      const hook: Hook = {
-        eventId: String(req.headers['webhook-id']),
-        endpoint,
-        // A 503 asks for the next attempt in a minute: its job then waits, delayed (alive).
-        answer: (status) => res.writeHead(status, status === 503 ? { 'retry-after': '60' } : {}).end(),
-      };
-      hooks.push(hook);
-      const status = behaviour.get(endpoint)?.(nth) ?? 200;
-      if (status !== 'hold') hook.answer(status);
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  ctx = await createTestContext({
+  t = await startWebhookTest({
+    respond: (hook, earlier) =>
+      behaviour.get(hook.path)?.(earlier.filter((h) => h.path === hook.path).length) ?? 200,
+    // A 503 asks for the next attempt in a minute: its job then waits, delayed (alive).
+    headers: (status): Record<string, string> => (status === 503 ? { 'retry-after': '60' } : {}),
     workers: ['products', 'maintenance', 'webhooks'],
     env: {
-      WEBHOOK_ALLOW_PRIVATE_TARGETS: 'true',
       // Two attempts, 100 ms apart; an attempt takes at most 1 s, so the sweep waits 1.5 s.
       WEBHOOK_RETRY_SCHEDULE: '100ms',
       WEBHOOK_RETRY_JITTER: '0',
       WEBHOOK_TIMEOUT_MS: '1000',
-      WEBHOOK_RELAY_INTERVAL_MS: '100',
       WEBHOOK_SWEEP_INTERVAL_MS: '200',
       WEBHOOK_SWEEP_AFTER_MS: '1500',
     },
   });
+  ({ ctx } = t);
+  hooks = t.receiver.requests;
 });
 afterAll(async () => {
-  await ctx?.close();
-  server.closeAllConnections();
-  server.close();
+  await t?.close();
 });
-
-async function endpointFor(path: string, eventTypes: string[]): Promise<string> {
-  const res = await ctx.request({
-    method: 'POST',
-    url: '/api/webhooks/endpoints',
-    key: ctx.adminKey,
-    payload: { url: `${origin}${path}`, eventTypes },
-  });
-  expect(res.statusCode, res.body).toBe(201);
-  return json(res).id;
-}
-
-async function createProduct(sku: string): Promise<string> {
-  const res = await ctx.request({
-    method: 'POST',
-    url: '/api/pms/products',
-    headers: { prefer: 'wait=10' },
-    payload: { sku, name: 'Sweep', price: { amount: 500, currency: 'EUR' } },
-  });
-  expect(res.statusCode, res.body).toBe(201);
-  return (await ctx.api.db('events').where({ aggregate_id: sku, type: 'product.created' }).first()).id;
-}
 
 const delivery = (endpointId: string, eventId: string) =>
   ctx.api.db('webhook_deliveries').where({ endpoint_id: endpointId, event_id: eventId }).first();
@@ -89,11 +43,11 @@ const delivery = (endpointId: string, eventId: string) =>
 it('a manual retry racing the last automatic attempt can never turn delivered into failed', async () => {
   // Automatic attempt 1 fails, attempt 2 (the last) hangs; the manual retry's attempt succeeds.
   behaviour.set('/race', (nth) => (nth === 0 ? 500 : nth === 1 ? 'hold' : 200));
-  const endpointId = await endpointFor('/race', ['product.*']);
-  const eventId = await createProduct('RACE-1');
+  const endpointId = await t.endpointFor('/race', ['product.*']);
+  const eventId = await t.createProduct('RACE-1');
   const [, held] = await until(
     'two automatic attempts',
-    () => hooks.filter((h) => h.endpoint === '/race'),
+    () => hooks.filter((h) => h.path === '/race'),
     (list) => list.length === 2,
   );
   const row = await delivery(endpointId, eventId);
@@ -139,12 +93,12 @@ it('a manual retry racing the last automatic attempt can never turn delivered in
 it('re-enqueues a pending delivery whose job was lost, once, and leaves live jobs alone', async () => {
   behaviour.set('/lost', () => 200);
   behaviour.set('/waiting', () => 503);
-  const lostEndpoint = await endpointFor('/lost', ['product.*']);
-  const waitingEndpoint = await endpointFor('/waiting', ['product.*']);
+  const lostEndpoint = await t.endpointFor('/lost', ['product.*']);
+  const waitingEndpoint = await t.endpointFor('/waiting', ['product.*']);
 
   // The job is removed from Redis before any worker can take it: a delivery left pending.
   await ctx.api.queues.webhooks.pause();
-  const eventId = await createProduct('LOST-1');
+  const eventId = await t.createProduct('LOST-1');
   const lost = await until(
     'the delivery row',
     () => delivery(lostEndpoint, eventId),
@@ -175,7 +129,7 @@ it('re-enqueues a pending delivery whose job was lost, once, and leaves live job
   );
   await ctx.api.db('webhook_deliveries').where({ id: waiting.id }).update({ attempt_started_at: null });
   await new Promise((r) => setTimeout(r, 1000));
-  expect(hooks.filter((h) => h.endpoint === '/lost')).toHaveLength(1);
+  expect(hooks.filter((h) => h.path === '/lost')).toHaveLength(1);
   expect(await delivery(waitingEndpoint, eventId)).toMatchObject({
     enqueue_count: 0,
     job_id: waiting.job_id,

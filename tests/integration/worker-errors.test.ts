@@ -1,4 +1,6 @@
+import { type Job, UnrecoverableError, Worker } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openRedis } from '../../src/connections.js';
 import { createTestContext, json, type TestContext } from '../helpers/context.js';
 
 let ctx: TestContext;
@@ -60,6 +62,72 @@ describe('error classification', () => {
     expect(status.error?.details.issues).toEqual(
       expect.arrayContaining([expect.objectContaining({ path: 'price' })]),
     );
+  });
+
+  // The fault suite's full run: Redis restarted from an everysec AOF that missed its last second
+  // kept the failure of four jobs (written by the command that failed them, after the restart)
+  // and lost the code written just before it: the status API answered job_failed for a domain rule.
+  it('keeps a domain failure in the one write that fails the job: its data stays as it was queued', async () => {
+    const first = await ctx.request({
+      method: 'POST',
+      url: '/api/pms/products',
+      headers: { prefer: 'wait=10' },
+      payload: lamp('E-4'),
+    });
+    expect(first.statusCode, first.body).toBe(201);
+    const taken = await ctx.request({
+      method: 'POST',
+      url: '/api/pms/products',
+      headers: { prefer: 'wait=10' },
+      payload: lamp('E-4'),
+    });
+    expect(taken.statusCode, taken.body).toBe(409);
+    expect(json(taken)).toMatchObject({ code: 'sku_taken', details: { sku: 'E-4' } });
+    const jobId = json(taken).jobId as string;
+    const job = await ctx.api.queues.products.getJob(jobId);
+    // Nothing but the failure itself was written for it: no write of its own to lose.
+    expect(job?.data).toEqual({ payload: expect.objectContaining({ sku: 'E-4' }), meta: expect.any(Object) });
+    expect(job?.failedReason).toMatch(/^sku_taken: .*E-4.* \{"sku":"E-4"\}$/);
+    const status = json(await ctx.request({ method: 'GET', url: `/api/jobs/${jobId}` }));
+    expect(status).toMatchObject({
+      state: 'failed',
+      error: { code: 'sku_taken', message: json(taken).detail, details: { sku: 'E-4' } },
+    });
+  });
+
+  it('still reads the failure a worker of the last release wrote in the job data', async () => {
+    const failure = {
+      code: 'version_conflict',
+      message: 'written by the last release',
+      details: { version: 3 },
+    };
+    // On the orders queue, which no worker of this file runs: the test takes the job and fails it.
+    const queue = ctx.api.queues.orders;
+    await queue.add(
+      'order.confirm',
+      { payload: {}, meta: { actor: 'old-release' }, failure },
+      { jobId: 'orders-old-failure', attempts: 1 },
+    );
+    const redis = await openRedis(ctx.config, 'worker');
+    const worker = new Worker(queue.name, null, {
+      connection: redis,
+      prefix: queue.opts.prefix,
+      autorun: false,
+    });
+    try {
+      const job = (await worker.getNextJob('old-release-token', { block: false })) as Job;
+      expect(job.id).toBe('orders-old-failure');
+      await job.moveToFailed(
+        new UnrecoverableError('version_conflict: written by the last release'),
+        'old-release-token',
+        false,
+      );
+    } finally {
+      await worker.close();
+      redis.disconnect();
+    }
+    const status = json(await ctx.request({ method: 'GET', url: `/api/jobs/orders-old-failure` }));
+    expect(status).toMatchObject({ state: 'failed', error: failure });
   });
 });
 

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { z } from 'zod';
-import { eventTypes, urlPathsOfType } from '../../src/events/catalogue.js';
+import { eventTypes, urlPathsOfType } from '../../src/schemas/event-types.js';
 import {
   eventUrlSchema,
   invalidUrlForEvents,
@@ -10,7 +10,7 @@ import {
   schemaLeaves,
   type UrlPath,
   urlForEvents,
-} from '../../src/events/event-urls.js';
+} from '../../src/schemas/event-urls.js';
 
 /**
  * Events reach every pms key, the streams and `*` webhook subscribers: no event may carry a URL's

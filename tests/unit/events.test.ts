@@ -5,10 +5,10 @@ import { parseConfig, parseDuration } from '../../src/config.js';
 import { ConfigError } from '../../src/errors/config-error.js';
 import { RetryLaterError } from '../../src/errors/retry-later-error.js';
 import { SignatureError } from '../../src/errors/signature-error.js';
-import { closestTypes, matchesType, typeListQuerySchema } from '../../src/events/type-patterns.js';
 import { parseRetryAfter } from '../../src/outbound/http.js';
 import { attemptsFor, backoffStrategy, retryDelayMs } from '../../src/queues/backoff.js';
 import { followUpJobId } from '../../src/queues/follow-ups.js';
+import { closestTypes, matchesType, typeListQuerySchema } from '../../src/schemas/type-patterns.js';
 import { routes } from '../../src/webhooks/relay.js';
 import { generateSecret, signatureHeaders, verifySignature } from '../../src/webhooks/signing.js';
 

@@ -8,8 +8,7 @@ import {
 } from '../../src/domain/orders-status.js';
 import { ConfigError } from '../../src/errors/config-error.js';
 import { DomainError } from '../../src/errors/domain-error.js';
-import { returnBody } from '../../src/queues/orders.js';
-import { createOrderBody, orderActions, orderStatuses } from '../../src/schemas/orders.js';
+import { createOrderBody, orderActions, orderStatuses, returnBody } from '../../src/schemas/orders.js';
 import { generateSecret } from '../../src/webhooks/signing.js';
 
 describe('order transition table', () => {

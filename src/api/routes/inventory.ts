@@ -4,12 +4,7 @@ import { z } from 'zod';
 import { listMovements } from '../../domain/ledger.js';
 import { getStockAsOf } from '../../domain/levels.js';
 import { getReservation } from '../../domain/reservations.js';
-import {
-  inventoryJobs,
-  reservePayload,
-  safetyStockPayload,
-  transferPayload,
-} from '../../queues/inventory.js';
+import { inventoryJobs, safetyStockPayload, transferPayload } from '../../queues/inventory.js';
 import { cursors, instantSchema } from '../../schemas/fields.js';
 import {
   adjustPayload,
@@ -21,7 +16,7 @@ import {
 } from '../../schemas/inventory.js';
 import { locationCodeSchema } from '../../schemas/locations.js';
 import { skuSchema } from '../../schemas/products.js';
-import { reservationSchema, ttlSecondsSchema } from '../../schemas/reservations.js';
+import { reservationSchema, reservePayload, ttlSecondsSchema } from '../../schemas/reservations.js';
 import type { ApiDeps } from '../deps.js';
 import { problem, sendProblem } from '../problems.js';
 import { lsnHeaders, lsnQuery, readMayLag } from '../replica-reads.js';

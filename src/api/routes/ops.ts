@@ -2,8 +2,8 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { cacheNames } from '../../cache/read-cache.js';
-import { alertSchema } from '../../events/catalogue.js';
-import { alertRules, listAlerts } from '../../ops/alerts.js';
+import { listAlerts } from '../../ops/alerts.js';
+import { alertAnswerSchema, alertRules } from '../../schemas/alerts.js';
 import { cursors } from '../../schemas/fields.js';
 import type { ApiDeps } from '../deps.js';
 
@@ -97,7 +97,7 @@ export function registerOpsRoutes(root: FastifyInstance, deps: ApiDeps): void {
         }),
         response: {
           200: z.object({
-            items: z.array(z.object({ ...alertSchema.shape, rule: z.enum(alertRules) })),
+            items: z.array(alertAnswerSchema),
             nextCursor: z.string().nullable(),
           }),
         },

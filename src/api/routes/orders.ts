@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { getOrder, listOrders } from '../../domain/orders-read.js';
-import { fulfillBody, orderJobs, returnBody } from '../../queues/orders.js';
+import { fulfillBody, orderJobs } from '../../queues/orders.js';
 import { cursors, instantSchema } from '../../schemas/fields.js';
 import {
   createOrderBody,
@@ -11,6 +11,7 @@ import {
   orderNumberSchema,
   orderSchema,
   orderStatuses,
+  returnBody,
 } from '../../schemas/orders.js';
 import type { ApiDeps } from '../deps.js';
 import { problem, sendProblem } from '../problems.js';

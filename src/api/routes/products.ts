@@ -24,6 +24,15 @@ function versionFromIfMatch(header: string | undefined): number | undefined {
   return digits === undefined ? undefined : Number(digits);
 }
 
+/** The payload of a change its path names alone (archive, publish): the sku and the If-Match version. */
+const productRef = (request: {
+  params: { sku: string };
+  headers: { 'if-match'?: string | undefined };
+}): z.input<typeof productRefPayload> => ({
+  sku: request.params.sku,
+  expectedVersion: versionFromIfMatch(request.headers['if-match']),
+});
+
 function expectedVersion(header: string | undefined, body: number | undefined): number | undefined {
   const fromHeader = versionFromIfMatch(header);
   if (fromHeader !== undefined && body !== undefined && fromHeader !== body) {
@@ -109,11 +118,7 @@ export function registerProductRoutes(root: FastifyInstance, deps: ApiDeps): voi
         response: { ...accepted, 200: productSchema },
       },
     },
-    (request, reply) =>
-      submitJob(deps, request, reply, productJobs.archive, {
-        sku: request.params.sku,
-        expectedVersion: versionFromIfMatch(request.headers['if-match']),
-      }),
+    (request, reply) => submitJob(deps, request, reply, productJobs.archive, productRef(request)),
   );
 
   app.post(
@@ -128,11 +133,7 @@ export function registerProductRoutes(root: FastifyInstance, deps: ApiDeps): voi
         response: { ...accepted, 200: productSchema },
       },
     },
-    (request, reply) =>
-      submitJob(deps, request, reply, productJobs.publish, {
-        sku: request.params.sku,
-        expectedVersion: versionFromIfMatch(request.headers['if-match']),
-      } satisfies z.input<typeof productRefPayload>),
+    (request, reply) => submitJob(deps, request, reply, productJobs.publish, productRef(request)),
   );
 
   app.get(

@@ -2,10 +2,9 @@ import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { HttpProblem } from '../../errors/http-problem.js';
-import { typePatternSchema } from '../../events/type-patterns.js';
 import { refuseUrl } from '../../outbound/address-guard.js';
 import { replayRange, webhookJobs } from '../../queues/webhooks.js';
-import { httpUrlSchema } from '../../schemas/fields.js';
+import { type EndpointFields, endpointFieldsSchema } from '../../schemas/webhook-endpoints.js';
 import {
   webhookAttemptSchema,
   webhookDeliverySchema,
@@ -16,7 +15,6 @@ import { queueDeliveryJobs, requeueDeliveries } from '../../webhooks/delivery-jo
 import {
   createEndpoint,
   deleteEndpoint,
-  type EndpointFields,
   enableEndpoint,
   getEndpointRow,
   listEndpoints,
@@ -31,21 +29,6 @@ import { jobHandleSchema, queueNamedJobs, submitJob } from '../submit-job.js';
 
 /** The previous secret keeps signing this long after a rotation. */
 const rotationOverlapMs = 24 * 3_600_000;
-
-const endpointBody = z
-  .object({
-    url: httpUrlSchema,
-    eventTypes: z.array(typePatternSchema).min(1).max(100),
-    description: z.string().max(1000).nullish(),
-    rateLimitPerSecond: z.number().int().min(1).max(10_000).nullish(),
-  })
-  .meta({
-    example: {
-      url: 'https://pms.example.com/hooks',
-      eventTypes: ['product.*', 'stock.moved'],
-      description: 'PMS',
-    },
-  });
 
 const idParams = z.object({ id: z.uuid() });
 const notFound = (id: string) => new HttpProblem(404, 'not_found', `Webhook endpoint ${id} does not exist`);
@@ -75,7 +58,7 @@ export function registerWebhookRoutes(root: FastifyInstance, deps: ApiDeps): voi
       schema: {
         tags,
         summary: 'Register an endpoint; the answer carries its signing secret, shown only this once',
-        body: endpointBody,
+        body: endpointFieldsSchema,
         response: { 201: webhookEndpointSchema.extend({ secret: z.string() }) },
       },
     },
@@ -131,7 +114,7 @@ export function registerWebhookRoutes(root: FastifyInstance, deps: ApiDeps): voi
         tags,
         summary: 'Replace url, event types, description and rate limit',
         params: idParams,
-        body: endpointBody,
+        body: endpointFieldsSchema,
         response: { 200: webhookEndpointSchema },
       },
     },

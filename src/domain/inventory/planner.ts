@@ -1,9 +1,9 @@
 import { DomainError } from '../../errors/domain-error.js';
-import type { AdjustReason, MovementKind } from '../../schemas/inventory.js';
+import type { AdjustReason, MovementKind, NewMovement } from '../../schemas/inventory.js';
+import type { ReserveInput } from '../../schemas/reservations.js';
 import { type Allocation, allocate, type Candidate, type RequestLine } from '../allocation.js';
-import type { NewMovement } from '../ledger.js';
 import { availableOf, type LevelKey, type LevelRow, levelKey } from '../levels.js';
-import type { PlannedReservation, ReserveInput } from '../reservations.js';
+import type { PlannedReservation } from '../reservations.js';
 import type { LockedLevel } from './lock.js';
 
 /**

@@ -1,8 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
-import type { Reservation } from '../../schemas/reservations.js';
+import type { Reservation, ReserveInput } from '../../schemas/reservations.js';
 import { type LevelKey, levelKey } from '../levels.js';
-import type { ReserveInput } from '../reservations.js';
 import { type LockedLevel, lockCandidateLevels, lockLevels } from './lock.js';
 import {
   assertKnown,

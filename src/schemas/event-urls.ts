@@ -51,7 +51,7 @@ function asParserReadsIt(url: string): string {
 export const isUrlForEvents = (url: string) => url === invalidUrlForEvents || urlForEvents(url) === url;
 
 /**
- * A URL field of an event's `data` (src/events/catalogue.ts). The outbox redacts every field
+ * A URL field of an event's `data` (src/schemas/event-types.ts). The outbox redacts every field
  * declared with it; use it as it is (`.optional()` and `.nullable()` around it are fine), since the
  * outbox finds these fields by this schema's identity.
  */

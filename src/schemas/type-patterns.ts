@@ -1,7 +1,6 @@
 import { distance } from 'fastest-levenshtein';
-import type { Knex } from 'knex';
 import { z } from 'zod';
-import { eventTypeNames } from './catalogue.js';
+import { eventTypeNames } from './event-types.js';
 
 /** The `code` of a pattern that matches no declared event type (422 at the API). */
 export const unknownEventType = 'unknown_event_type';
@@ -68,18 +67,4 @@ export function matchesType(patterns: readonly string[], type: string): boolean 
   return patterns.some(
     (p) => p === '*' || p === type || (p.endsWith('.*') && type.startsWith(p.slice(0, -1))),
   );
-}
-
-/** Adds `type` conditions for the patterns to a query (no patterns or `*`: no condition). */
-export function whereTypeMatches(builder: Knex.QueryBuilder, patterns: readonly string[] | undefined): void {
-  if (!patterns || patterns.length === 0 || patterns.includes('*')) return;
-  const exact = patterns.filter((p) => !p.endsWith('.*'));
-  // Patterns allow no LIKE metacharacters except `_`, which is escaped.
-  const prefixes = patterns
-    .filter((p) => p.endsWith('.*'))
-    .map((p) => `${p.slice(0, -1).replaceAll('_', '\\_')}%`);
-  builder.where((w) => {
-    if (exact.length > 0) w.orWhereIn('type', exact);
-    for (const prefix of prefixes) w.orWhere('type', 'like', prefix);
-  });
 }

@@ -1,11 +1,12 @@
 import { z } from 'zod';
-import { deletedImageSchema, imageSchema, imageVersionSchema } from '../schemas/images.js';
-import { levelSchema, movementSchema } from '../schemas/inventory.js';
-import { locationSchema } from '../schemas/locations.js';
-import { productSchema } from '../schemas/products.js';
-import { reservationSchema } from '../schemas/reservations.js';
-import { webhookEndpointSchema } from '../schemas/webhooks.js';
+import { alertSchema } from './alerts.js';
 import { eventUrlSchema, type UrlPath, urlPathsOf } from './event-urls.js';
+import { deletedImageSchema, imageSchema, imageVersionSchema } from './images.js';
+import { levelSchema, movementSchema } from './inventory.js';
+import { locationSchema } from './locations.js';
+import { productSchema } from './products.js';
+import { reservationSchema } from './reservations.js';
+import { webhookEndpointSchema } from './webhooks.js';
 
 /**
  * Every event type the platform writes, declared once: its name, what it means, and the schema of
@@ -135,19 +136,6 @@ const stockState = z.looseObject({
   /** What crossed: a ledger movement, or a new safety stock. */
   cause: z.enum(['movement', 'safety_stock']),
   movementId: z.number().int().nullable(),
-});
-/** An alert as `alert.opened` / `alert.resolved` carry it and `GET /api/ops/alerts` lists it. */
-export const alertSchema = z.looseObject({
-  id: z.string(),
-  rule: z.string(),
-  subject: z.string(),
-  labels: z.record(z.string(), z.string()),
-  state: z.enum(['open', 'resolved']),
-  value: z.number(),
-  threshold: z.number(),
-  details: z.record(z.string(), z.unknown()),
-  openedAt: z.string(),
-  resolvedAt: z.string().nullable(),
 });
 /** What the rules put in an alert's `details` (src/ops/alerts.ts); the endpoint's URL redacted. */
 const alertDetails = z
