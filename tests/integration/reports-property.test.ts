@@ -4,12 +4,7 @@ import { ageingAnswer } from '../../src/reports/ageing-report.js';
 import { abc, movements, sellThrough } from '../../src/reports/flow-reports.js';
 import { compactAllPending } from '../../src/reports/rollups.js';
 import { ageBuckets, ageLayers, gradeAbc } from '../../src/reports/rules.js';
-import {
-  currentValuationPage,
-  type LevelValue,
-  type ValueTotal,
-  valueLevels,
-} from '../../src/reports/stock-valuation.js';
+import { currentValuationPage } from '../../src/reports/stock-valuation.js';
 import {
   byLedgerTime,
   createReplay,
@@ -17,9 +12,20 @@ import {
   shownMoney,
   type ValuedMovement,
 } from '../../src/reports/valuation.js';
-import { valuationAtPage } from '../../src/reports/valuation-at.js';
 import { createTestContext, type TestContext } from '../helpers/context.js';
-import { type PlantedMovement, plantMovements, plantProducts } from '../helpers/ledger-plant.js';
+import { plantMovements, plantProducts } from '../helpers/ledger-plant.js';
+import {
+  busyDay,
+  dayMs,
+  expectAbcWindowEqualsLedger,
+  expectValuationEqualsReplay,
+  keepLevelsNonNegative,
+  locations,
+  naiveReplay,
+  op,
+  start,
+  toMovements,
+} from '../helpers/ledger-random.js';
 
 let ctx: TestContext;
 
@@ -31,106 +37,8 @@ afterAll(async () => {
   await ctx?.close();
 });
 
-const locations = ['default', 'north', 'south'];
-const start = Date.parse('2026-01-01T00:00:00Z');
-const dayMs = 86_400_000;
-const busyDay = 40 * dayMs;
-
-const op = fc.record({
-  sku: fc.integer({ min: 0, max: 3 }),
-  from: fc.integer({ min: 0, max: 2 }),
-  to: fc.integer({ min: 0, max: 2 }),
-  kind: fc.constantFrom('receipt', 'receipt', 'sale', 'sale', 'return', 'adjustment', 'count', 'transfer'),
-  quantity: fc.integer({ min: 1, max: 40 }),
-  cost: fc.option(fc.integer({ min: 1, max: 5000 }), { nil: null, freq: 3 }),
-  // Anywhere in about five months: later batches land before rows already folded (backdated); or on
-  // one busy day, so `?at=` inside it replays part of a day over the day snapshots of many levels.
-  at: fc.oneof(
-    fc.integer({ min: 0, max: 150 * dayMs }),
-    fc.integer({ min: busyDay, max: busyDay + dayMs - 1 }),
-  ),
-});
-
-/** A batch of planted movements, each level ending at 0 units or more. */
-function toMovements(run: number, batch: number, ops: OpValue[]) {
-  const planted: PlantedMovement[] = [];
-  ops.forEach((o, i) => {
-    const sku = `R${run}-S${o.sku}`;
-    const createdAt = new Date(start + o.at);
-    if (o.kind === 'transfer') {
-      if (o.from === o.to) return;
-      const jobId = `job-${run}-${batch}-${i}`;
-      planted.push(
-        { sku, location: locations[o.from]!, kind: 'transfer_out', delta: -o.quantity, jobId, createdAt },
-        { sku, location: locations[o.to]!, kind: 'transfer_in', delta: o.quantity, jobId, createdAt },
-      );
-      return;
-    }
-    const sign =
-      o.kind === 'sale' || (o.kind !== 'receipt' && o.kind !== 'return' && o.quantity % 3 === 0) ? -1 : 1;
-    planted.push({
-      sku,
-      location: locations[o.from]!,
-      kind: o.kind as PlantedMovement['kind'],
-      delta: sign * o.quantity,
-      unitCost: o.kind === 'receipt' ? o.cost : null,
-      createdAt,
-    });
-  });
-  return planted;
-}
-type OpValue = {
-  sku: number;
-  from: number;
-  to: number;
-  kind: string;
-  quantity: number;
-  cost: number | null;
-  at: number;
-};
-
 const ledgerSums = new Map<string, number>();
-
-/** Appends a receipt to every level the batch would leave below zero. */
-function keepLevelsNonNegative(planted: PlantedMovement[]): PlantedMovement[] {
-  const extra: PlantedMovement[] = [];
-  for (const m of planted)
-    ledgerSums.set(levelKey(m.sku, m.location), (ledgerSums.get(levelKey(m.sku, m.location)) ?? 0) + m.delta);
-  for (const [key, sum] of ledgerSums) {
-    if (sum >= 0) continue;
-    const [sku, location] = key.split('\u0000') as [string, string];
-    extra.push({
-      sku,
-      location,
-      kind: 'receipt',
-      delta: -sum,
-      unitCost: 100,
-      createdAt: new Date(start + 151 * dayMs),
-    });
-    ledgerSums.set(key, 0);
-  }
-  return [...planted, ...extra];
-}
-
-async function naive(prefix: string, at?: Date) {
-  const { rows } = await ctx.api.db.raw<{ rows: ValuedMovement[] }>(
-    `select id, sku, location, kind, delta, unit_cost as "unitCost", job_id as "jobId", created_at as "createdAt"
-     from stock_movements where sku like ? and (?::timestamptz is null or created_at <= ?)`,
-    [`${prefix}%`, at ?? null, at ?? null],
-  );
-  const replay = createReplay();
-  const sums = new Map<string, { in: number; out: number }>();
-  for (const m of rows.sort(byLedgerTime)) {
-    replay.apply(m);
-    const day = m.createdAt.toISOString().slice(0, 10);
-    const key = [day, m.location, m.kind].join('|');
-    const s = sums.get(key) ?? { in: 0, out: 0 };
-    if (m.delta > 0) s.in += m.delta;
-    else s.out -= m.delta;
-    sums.set(key, s);
-  }
-  return { states: replay.states, sums };
-}
+const naive = (prefix: string, at?: Date) => naiveReplay(ctx.api.db, prefix, at);
 
 let run = 0;
 
@@ -162,49 +70,10 @@ it('every report at random instants equals a naive replay of the ledger (backdat
           [0, 1, 2, 3].map((i) => `${prefix}S${i}`),
         );
         for (const [index, [ops, compact]] of batches.entries()) {
-          await plantMovements(ctx.api.db, keepLevelsNonNegative(toMovements(run, index, ops)));
+          await plantMovements(ctx.api.db, keepLevelsNonNegative(ledgerSums, toMovements(run, index, ops)));
           if (compact) await compactAllPending(ctx.api.db);
           for (const at of [undefined, ...instants.map((i) => new Date(start + i))]) {
-            const expected = (await naive(prefix, at)).states;
-            const got = await valueLevels(ctx.api.db, { at, filter: { skuPrefix: prefix } });
-            const want = [...expected]
-              .filter(([, s]) => s.units !== 0 || s.value !== 0)
-              .map(([key, s]) => ({ key, units: s.units, value: s.value }))
-              .sort((a, b) => (a.key < b.key ? -1 : 1));
-            expect(
-              got.map((l) => ({ key: levelKey(l.sku, l.location), units: l.units, value: l.value })),
-            ).toEqual(want);
-            // The valuation as the API pages it (pages of 3), with its totals: as of `at` its own
-            // page path (snapshots, rollups, the day of `at` replayed), now the folded states.
-            const paged: LevelValue[] = [];
-            let after: [string, string] | undefined;
-            let totals: ValueTotal[] = [];
-            for (;;) {
-              const page = at
-                ? await valuationAtPage(
-                    ctx.api.db,
-                    { at, filter: { skuPrefix: prefix } },
-                    { after, limit: 3 },
-                  )
-                : await currentValuationPage(
-                    ctx.api.db,
-                    { filter: { skuPrefix: prefix } },
-                    { after, limit: 3 },
-                  );
-              paged.push(...page.levels);
-              totals = page.totals;
-              if (page.levels.length < 3) break;
-              const last = page.levels[2]!;
-              after = [last.sku, last.location];
-            }
-            expect(paged).toEqual(got);
-            const sum = got.reduce((v, l) => v + l.value, 0);
-            const overall = totals.find((t) => t.location === null)?.value ?? 0;
-            expect(Math.abs(overall - sum)).toBeLessThan(1e-6 * Math.max(1, Math.abs(sum)));
-            for (const t of totals.filter((t) => t.location !== null)) {
-              const own = got.filter((l) => l.location === t.location);
-              expect(t.units).toBe(own.reduce((n, l) => n + l.units, 0));
-            }
+            await expectValuationEqualsReplay(ctx.api.db, prefix, at);
           }
         }
         // Units per day × location × kind, over the whole history.
@@ -324,35 +193,7 @@ it('every report at random instants equals a naive replay of the ledger (backdat
         // rollups; with a location the daily rollups only): each sku's net units against the ledger.
         const from = new Date(start + window.from);
         const to = new Date(from.getTime() + window.length);
-        const { rows: sold } = await ctx.api.db.raw<{ rows: { sku: string; net: number }[] }>(
-          `select sku, sum(case kind when 'return' then -greatest(delta, 0) else greatest(-delta, 0) end)::int as net
-           from stock_movements
-           where sku like ? and kind in ('sale', 'commit', 'return') and (?::text is null or location = ?)
-             and created_at >= date_trunc('day', ?::timestamptz at time zone 'UTC') at time zone 'UTC'
-             and created_at < date_trunc('day', ?::timestamptz at time zone 'UTC' + interval '1 day' - interval '1 microsecond') at time zone 'UTC'
-           group by sku`,
-          [`${prefix}%`, window.location ?? null, window.location ?? null, from, to],
-        );
-        const windowNet = new Map(sold.map((r) => [r.sku, r.net]));
-        const windowAbc = await ctx.api.db.transaction(async (trx) => {
-          const { rows: pages } = await abc.run(
-            trx,
-            {
-              from: from.toISOString(),
-              to: to.toISOString(),
-              location: window.location,
-              sku: { skuPrefix: prefix },
-              basis: 'units',
-            },
-            {},
-          );
-          const all: { sku: string; units: number }[] = [];
-          for await (const batch of pages) all.push(...(batch as { sku: string; units: number }[]));
-          return all;
-        });
-        expect(new Map(windowAbc.map((r) => [r.sku, r.units]))).toEqual(
-          new Map(priced.map((p) => [p.sku, windowNet.get(p.sku) ?? 0])),
-        );
+        await expectAbcWindowEqualsLedger(ctx.api.db, prefix, { from, to, location: window.location });
       },
     ),
     // Runs share one database: shrinking would replay dozens of runs over it, so report the first failure.
@@ -414,7 +255,7 @@ it('ageing equals a FIFO replay of the ledger by hand (backdated inflows, stock 
             sku: m.sku.replace(/^R/, 'A'),
             createdAt: new Date(now - (m.createdAt.getTime() - start)),
           }));
-          const kept = keepLevelsNonNegative(planted).map((m) =>
+          const kept = keepLevelsNonNegative(ledgerSums, planted).map((m) =>
             m.createdAt.getTime() > now ? { ...m, createdAt: new Date(now - 1000) } : m,
           );
           await plantMovements(ctx.api.db, kept);
