@@ -18,9 +18,10 @@ interface MigrationModule {
 
 /**
  * A knex migration source that imports `db/migrations/*.{ts,js}` itself, so the same migrations
- * run under vitest, tsx and compiled `dist/` alike (knex's own loader cannot import `.ts`).
+ * run under vitest, tsx and compiled `dist/` alike (knex's own loader cannot import `.ts`). Tests of an
+ * upgrade roll a migration back through it (`db.migrate.down({ migrationSource })`).
  */
-const migrationSource: Knex.MigrationSource<string> = {
+export const migrationSource: Knex.MigrationSource<string> = {
   async getMigrations() {
     const files = await readdir(migrationsDir);
     return files.filter((f) => /^\d+_[\w-]+\.(ts|js)$/.test(f) && !f.endsWith('.d.ts')).sort();

@@ -126,7 +126,7 @@ export async function loadSnapshotsBefore(
 
 /**
  * Whether the day snapshots (stock_value_days) give every level's state at the start of `day`: they
- * are complete from a first day on (db/migrations/20261207020000_report_value_days.ts).
+ * are complete from a first day on (db/migrations/20261207020000_report_days_weeks.ts).
  */
 export async function daySnapshotsCover(db: Knex, day: string): Promise<boolean> {
   const { rows } = await db.raw<{ rows: unknown[] }>(
