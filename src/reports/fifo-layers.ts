@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import { type FoldedState, type SkuFilter, skuCondition } from './ledger-replay.js';
+import { addToTotals, type FoldedState, type SkuFilter, skuCondition } from './ledger-replay.js';
 import { coversOnTop, type Layer, newestCovering } from './rules.js';
 import { currentCost, levelKey, type ValuedMovement, type ValueState } from './valuation.js';
 
@@ -165,19 +165,11 @@ export async function writeLayers(
     );
   }
   if (parts.length > 0) {
-    await db.raw(
-      `insert into stock_fifo_days (currency, day, units, value)
-       select currency, day, sum(units), sum(value::numeric)
-       from unnest(?::text[], ?::date[], ?::bigint[], ?::float8[]) as p (currency, day, units, value)
-       group by 1, 2
-       on conflict (currency, day) do update set units = stock_fifo_days.units + excluded.units,
-         value = stock_fifo_days.value + excluded.value`,
-      [
-        parts.map((p) => p.currency),
-        parts.map((p) => p.day),
-        parts.map((p) => p.units),
-        parts.map((p) => p.value),
-      ],
+    await addToTotals(
+      db,
+      'stock_fifo_days',
+      { column: 'day', type: 'date' },
+      parts.map((p) => ({ currency: p.currency, key: p.day, units: p.units, value: p.value })),
     );
     await db.raw(`delete from stock_fifo_days where units = 0 and value = 0`);
   }

@@ -278,3 +278,31 @@ export async function foldMovements(db: Knex, movements: ValuedMovement[]): Prom
   });
   return { states, applied, rebuilt, restarted };
 }
+
+/**
+ * Adds signed parts (units, value) into a totals table keyed by currency and one more text or date
+ * column, summed in numeric so a part added and later taken back cancels exactly. Compaction keeps
+ * stock_value_totals (per location) and stock_fifo_days (per receipt day) this way.
+ */
+export async function addToTotals(
+  db: Knex,
+  table: 'stock_value_totals' | 'stock_fifo_days',
+  key: { column: 'location' | 'day'; type: 'text' | 'date' },
+  parts: { currency: string; key: string; units: number; value: number }[],
+): Promise<void> {
+  if (parts.length === 0) return;
+  await db.raw(
+    `insert into ${table} (currency, ${key.column}, units, value)
+     select currency, k, sum(units), sum(value::numeric)
+     from unnest(?::text[], ?::${key.type}[], ?::bigint[], ?::float8[]) as p (currency, k, units, value)
+     group by 1, 2
+     on conflict (currency, ${key.column}) do update set units = ${table}.units + excluded.units,
+       value = ${table}.value + excluded.value`,
+    [
+      parts.map((p) => p.currency),
+      parts.map((p) => p.key),
+      parts.map((p) => p.units),
+      parts.map((p) => p.value),
+    ],
+  );
+}

@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import { loadLayerCurrencies } from './fifo-layers.js';
 import {
+  addToTotals,
   type FoldedState,
   foldMovements,
   ledgerMovements,
@@ -270,18 +271,15 @@ export async function writeValueTotals(
     ...[...input.before.values()].map((s) => ({ currency: counted.get(s.sku) ?? 'XXX', s, sign: -1 })),
     ...[...input.after.values()].map((s) => ({ currency: input.currencies.get(s.sku) ?? 'XXX', s, sign: 1 })),
   ];
-  await db.raw(
-    `insert into stock_value_totals (currency, location, units, value)
-     select currency, location, sum(units), sum(value::numeric)
-     from unnest(?::text[], ?::text[], ?::bigint[], ?::float8[]) as p (currency, location, units, value)
-     group by 1, 2
-     on conflict (currency, location) do update set units = stock_value_totals.units + excluded.units,
-       value = stock_value_totals.value + excluded.value`,
-    [
-      parts.map((p) => p.currency),
-      parts.map((p) => p.s.location),
-      parts.map((p) => p.sign * p.s.units),
-      parts.map((p) => p.sign * p.s.value),
-    ],
+  await addToTotals(
+    db,
+    'stock_value_totals',
+    { column: 'location', type: 'text' },
+    parts.map((p) => ({
+      currency: p.currency,
+      key: p.s.location,
+      units: p.sign * p.s.units,
+      value: p.sign * p.s.value,
+    })),
   );
 }
