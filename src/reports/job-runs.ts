@@ -20,28 +20,35 @@ export interface JobRun {
  * keeps finished jobs only for a while and by count, not by window). Attempts finishing in the same
  * tick share one insert, made after the job's own transaction and never holding the job up; a
  * failed insert is logged and its rows lost, which costs the report a few attempts, not the job.
+ * The insert commits asynchronously (`synchronous_commit = off`): it does not wait for its WAL to
+ * reach the disk, which would add a flush to every group-commit batch (the inventory worker's
+ * throughput is bounded by its commits' flushes); a Postgres crash may lose the last fraction of
+ * a second of these rows, never a job's own writes.
  */
 export function createJobRunLog(db: Knex, log: Logger) {
   let buffered: JobRun[] = [];
   const flush = () => {
     const runs = buffered;
     buffered = [];
-    db.raw(
-      `insert into job_runs (queue, name, job_id, attempt, outcome, error_code, wait_ms, run_ms, finished_at)
+    db.transaction(async (trx) => {
+      await trx.raw('set local synchronous_commit = off');
+      await trx.raw(
+        `insert into job_runs (queue, name, job_id, attempt, outcome, error_code, wait_ms, run_ms, finished_at)
        select * from unnest(?::text[], ?::text[], ?::text[], ?::int[], ?::text[], ?::text[], ?::int[], ?::int[],
                             ?::timestamptz[])`,
-      [
-        runs.map((r) => r.queue),
-        runs.map((r) => r.name),
-        runs.map((r) => r.jobId),
-        runs.map((r) => r.attempt),
-        runs.map((r) => r.outcome),
-        runs.map((r) => r.errorCode),
-        runs.map((r) => r.waitMs),
-        runs.map((r) => r.runMs),
-        runs.map((r) => r.finishedAt),
-      ] as Knex.RawBinding[],
-    ).catch((err: unknown) => log.warn({ err, runs: runs.length }, 'could not record job runs'));
+        [
+          runs.map((r) => r.queue),
+          runs.map((r) => r.name),
+          runs.map((r) => r.jobId),
+          runs.map((r) => r.attempt),
+          runs.map((r) => r.outcome),
+          runs.map((r) => r.errorCode),
+          runs.map((r) => r.waitMs),
+          runs.map((r) => r.runMs),
+          runs.map((r) => r.finishedAt),
+        ] as Knex.RawBinding[],
+      );
+    }).catch((err: unknown) => log.warn({ err, runs: runs.length }, 'could not record job runs'));
   };
   return {
     record(run: JobRun): void {
