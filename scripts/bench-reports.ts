@@ -10,7 +10,7 @@ import { createDb } from '../src/db/knex.js';
 import { ensureDatabase, migrateLatest } from '../src/db/migrate.js';
 import { runEntry } from '../src/entry.js';
 import { createLogger } from '../src/log.js';
-import { compactAllPending } from '../src/reports/rollups.js';
+import { compactAllPending, compactRollups } from '../src/reports/rollups.js';
 import { byLedgerTime, createReplay, type ValuedMovement } from '../src/reports/valuation.js';
 import { startWorkers, stopWorkers } from '../src/workers/queue-workers.js';
 import { type BenchCase, writeBenchResult } from './bench/results.js';
@@ -22,7 +22,8 @@ import { benchLimits, deleteScratchKeys, dropScratchDatabase } from './bench/scr
  * times every report over a month and a year (p50/p99 over BENCH_ITERATIONS requests, through the
  * HTTP API) beside the same question as plain SQL over the raw ledger; `?at=` valuation; a CSV
  * export of about a million rows (first byte, rows, memory growth); and inventory.adjust
- * throughput through group commit with the rollup trigger on and off, in the same run.
+ * throughput through group commit with reports on (the rollup trigger, and compaction running as its
+ * scheduler runs it: every REPORTS_COMPACT_INTERVAL_MS) and off (neither), in the same run.
  * Settings: BENCH_ROWS, BENCH_ITERATIONS (20), BENCH_GC_JOBS (3000), BENCH_GC_ROUNDS (4: on and off
  * each, alternating which goes first), BENCH_DATABASE_URL (a scratch
  * database: dropped and created again). Last line: report_p99_ms=… valuation_at_p99_ms=… gc_ratio=…
@@ -150,6 +151,40 @@ async function timeIt(
     times.push(performance.now() - t);
   }
   return { p50: ms(pct(times, 0.5)), p99: ms(pct(times, 0.99)) };
+}
+
+/** The scheduler's defaults (the bench's own config holds compaction off while it times the reports). */
+const compaction = parseConfig({ ...env, DATABASE_URL: databaseUrl });
+
+/**
+ * Runs compaction while `work` runs, as the maintenance scheduler does: a run starts every
+ * REPORTS_COMPACT_INTERVAL_MS, or at once after one that took longer. Answers the result of
+ * `work` and how many runs folded how many movements.
+ */
+async function whileCompacting<T>(db: Knex, work: Promise<T>) {
+  let stop: () => void = () => undefined;
+  const stopped = new Promise<void>((resolve) => {
+    stop = resolve;
+  });
+  let running = true;
+  const runs = { count: 0, movements: 0 };
+  const loop = (async () => {
+    while (running) {
+      const started = performance.now();
+      const { movements } = await compactRollups(db, { maxSkus: compaction.REPORTS_COMPACT_MAX_SKUS });
+      runs.count++;
+      runs.movements += movements;
+      const wait = compaction.REPORTS_COMPACT_INTERVAL_MS - (performance.now() - started);
+      if (wait > 0) await Promise.race([new Promise((r) => setTimeout(r, wait)), stopped]);
+    }
+  })();
+  try {
+    return { result: await work, runs };
+  } finally {
+    running = false;
+    stop();
+    await loop;
+  }
 }
 
 /** inventory.adjust jobs through the worker's group commit; jobs per second. */
@@ -288,12 +323,13 @@ runEntry(async () => {
     `CSV export: ${lines - 1} rows in ${ms((performance.now() - csvStarted) / 1000)} s, first byte ${ms(firstByte)} ms, process grew ${Math.round((rssPeak - rssBefore) / 1024 / 1024)} MB`,
   );
 
-  // Group commit with the rollup trigger on and off, alternating (the machine is shared).
+  // Group commit with reports on (trigger and compaction) and off, alternating (the machine is shared).
   const workerDb = await openPostgres(config, 'worker');
   const redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
   const workers = await startWorkers(sharedWorkerDeps(api, { redis, db: workerDb }), ['inventory']);
   const on: number[] = [];
   const off: number[] = [];
+  const compactions: string[] = [];
   await groupCommitThroughput(api.queues.inventory, 'warm');
   // Rounds alternate which goes first, so a load that rises or falls during the run favours neither.
   const rollups = (on: boolean) =>
@@ -301,18 +337,19 @@ runEntry(async () => {
   for (let round = 0; round < gcRounds; round++) {
     for (const withRollups of round % 2 === 0 ? [true, false] : [false, true]) {
       await rollups(withRollups);
-      const rate = await groupCommitThroughput(
-        api.queues.inventory,
-        `${withRollups ? 'on' : 'off'}-${round}`,
-      );
-      (withRollups ? on : off).push(rate);
+      const run = groupCommitThroughput(api.queues.inventory, `${withRollups ? 'on' : 'off'}-${round}`);
+      if (withRollups) {
+        const { result, runs } = await whileCompacting(scripts, run);
+        on.push(result);
+        compactions.push(`${runs.count} runs, ${runs.movements} movements`);
+      } else off.push(await run);
     }
   }
   await rollups(true);
   const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
   const ratio = mean(on) / mean(off);
   log(
-    `group commit, ${gcJobs} inventory.adjust jobs: rollups on ${on.map(Math.round).join(', ')} jobs/s, off ${off.map(Math.round).join(', ')} jobs/s`,
+    `group commit, ${gcJobs} inventory.adjust jobs: reports on ${on.map(Math.round).join(', ')} jobs/s (compaction every ${compaction.REPORTS_COMPACT_INTERVAL_MS} ms: ${compactions.join('; ')}), off ${off.map(Math.round).join(', ')} jobs/s`,
   );
   await stopWorkers(workers, 10_000);
   await redis.quit();
