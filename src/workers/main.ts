@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import { openReadCache } from '../cache/read-cache.js';
 import { parseConfig } from '../config.js';
 import { checkPostgresRoom, checkRedisDurability, openPostgres, openRedis } from '../connections.js';
-import { onShutdownSignal, runEntry } from '../entry.js';
+import { closeWithin, onShutdownSignal, runEntry } from '../entry.js';
 import { createLogger } from '../log.js';
 import { collectCache, collectPool, collectRedisSettings, createMetrics } from '../ops/metrics.js';
 import { closeQueues, createQueues } from '../queues/queues.js';
@@ -49,9 +49,13 @@ runEntry(async () => {
     log.info({ signal }, 'stopping workers: no new jobs, waiting for active ones');
     const graceful = await stopWorkers(workers, config.SHUTDOWN_TIMEOUT_MS);
     metricsServer?.server.close();
-    await cache.close();
-    await closeQueues(queues);
-    await redis.quit();
+    // Bounded: on a wedged cluster connection a quit can wait forever (src/workers/watchdog.ts).
+    const closing = (async () => {
+      await cache.close();
+      await closeQueues(queues);
+      await redis.quit();
+    })();
+    if (!(await closeWithin(closing, config.SHUTDOWN_TIMEOUT_MS))) redis.disconnect();
     await db.destroy();
     if (graceful) log.info('workers stopped');
     else

@@ -1,4 +1,5 @@
 import { type Job, Worker } from 'bullmq';
+import { closeWithin } from '../entry.js';
 import { failImageJobWithoutRun } from '../images/image-failures.js';
 import { backoffStrategy } from '../queues/backoff.js';
 import { publishFinished } from '../queues/finished-signal.js';
@@ -128,16 +129,19 @@ export async function startWorkers(deps: WorkerDeps, queues: QueueName[]): Promi
     workers,
     boundMs: config.WORKER_WATCHDOG_MS,
     log,
-    replace(index, reason) {
-      const stuck = workers[index]!;
-      const queue = queues[index]!;
+    async runnable(worker) {
+      const queue = deps.queues[worker.name as QueueName];
+      return (await queue.isPaused()) ? 0 : queue.getJobCountByTypes('waiting', 'prioritized');
+    },
+    replace(stuck, reason) {
+      const queue = stuck.name as QueueName;
       stuck.off('closing', onClosing);
-      workers[index] = build(queue);
       deps.metrics.workerRecreated.inc({ queue, reason });
       // Its active jobs may still finish; if not, they are taken over once their locks expire.
       void stopWorkers([stuck], config.SHUTDOWN_TIMEOUT_MS).catch((err: unknown) =>
         log.error({ err, queue }, 'closing a stuck worker failed'),
       );
+      return build(queue);
     },
   });
   return workers;
@@ -145,17 +149,21 @@ export async function startWorkers(deps: WorkerDeps, queues: QueueName[]): Promi
 
 /**
  * Stops taking jobs and lets active ones finish, for at most `timeoutMs`; then closes by force
- * (those jobs are picked up again by another worker once their lock expires). Resolves true
- * when every active job finished in time.
+ * (those jobs are picked up again by another worker once their lock expires). A forced close can
+ * itself hang (a cluster blocking connection waiting for a `ready` that never comes: ./watchdog.ts);
+ * after another `timeoutMs` each worker's own blocking connection is dropped and the close left
+ * behind, so a shutdown always ends. Resolves true when every active job finished in time.
  */
 export async function stopWorkers(workers: Worker[], timeoutMs: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const graceful = Promise.all(workers.map((w) => w.close())).then(() => true);
-  const timedOut = new Promise<boolean>((resolve) => {
-    timer = setTimeout(() => resolve(false), timeoutMs);
-  });
-  const finished = await Promise.race([graceful, timedOut]);
-  clearTimeout(timer);
-  if (!finished) await Promise.all(workers.map((w) => w.close(true)));
-  return finished;
+  if (await closeWithin(Promise.all(workers.map((w) => w.close())), timeoutMs)) return true;
+  if (await closeWithin(Promise.all(workers.map((w) => w.close(true))), timeoutMs)) return false;
+  for (const worker of workers) {
+    // The blocking client is the worker's own duplicate; the shared connection stays up.
+    const blocking = (worker.backend as { blockingClient?: Promise<{ disconnect(): void }> }).blockingClient;
+    void blocking?.then(
+      (client) => client.disconnect(),
+      () => undefined,
+    );
+  }
+  return false;
 }

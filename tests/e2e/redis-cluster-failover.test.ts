@@ -1,8 +1,8 @@
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { keySlot, redisKeys } from '../../src/redis-keys.js';
-import { createTestContext, json, type TestContext } from '../helpers/context.js';
-import { type ScratchCluster, startScratchCluster } from '../helpers/scratch-redis.js';
+import { json } from '../helpers/context.js';
+import { useScratchCluster } from '../helpers/scratch-redis.js';
 import { until } from '../helpers/until.js';
 
 /**
@@ -12,21 +12,9 @@ import { until } from '../helpers/until.js';
  * after the kill completes, once (a replica promoted with writes it never received would lose
  * them, as with Sentinel: docs/reliability.md).
  */
-let cluster: ScratchCluster;
-let ctx: TestContext;
-
-beforeAll(async () => {
-  cluster = await startScratchCluster({ replicas: 1 });
-  ctx = await createTestContext({ env: { REDIS_CLUSTER_NODES: cluster.nodes }, workers: ['products'] });
-}, 60_000);
-
-afterAll(async () => {
-  try {
-    await ctx?.close();
-  } finally {
-    await cluster?.stop();
-  }
-});
+// A worker whose fetch loop hangs after the failover (src/workers/watchdog.ts) is replaced
+// within 3 s instead of the default 20.
+const rig = useScratchCluster({ env: { WORKER_WATCHDOG_MS: '3000' }, workers: ['products'] });
 
 async function onNode<T>(port: number, use: (r: Redis) => Promise<T>): Promise<T> {
   const redis = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0 });
@@ -68,7 +56,7 @@ async function submit(sku: string): Promise<string> {
   const accepted = await until(
     `submit ${sku}`,
     async () => {
-      const res = await ctx.request({
+      const res = await rig.ctx.request({
         method: 'POST',
         url: '/api/pms/products',
         headers: { 'idempotency-key': sku },
@@ -85,15 +73,15 @@ async function submit(sku: string): Promise<string> {
 }
 
 it('follows a killed master to its promoted replica: every acknowledged job completes once', async () => {
-  const slot = keySlot(`${redisKeys(ctx.config).queuePrefix('products')}:products:wait`);
-  const anyPort = cluster.servers[0]!.port;
+  const slot = keySlot(`${redisKeys(rig.ctx.config).queuePrefix('products')}:products:wait`);
+  const anyPort = rig.cluster.servers[0]!.port;
   const nodes = await clusterNodes(anyPort);
   const master = nodes.find((n) => n.flags.includes('master') && n.owns(slot))!;
   const replica = nodes.find((n) => n.masterId === master.id)!;
   expect(replica).toBeDefined();
 
   const before = await Promise.all(Array.from({ length: 20 }, (_, i) => submit(`CF-A-${i}`)));
-  for (const id of before) expect((await ctx.waitForJob(id)).state).toBe('completed');
+  for (const id of before) expect((await rig.ctx.waitForJob(id)).state).toBe('completed');
   // The replica has every write (offsets equal) before the kill: what it takes over is complete.
   await until(
     'the replica is in sync',
@@ -107,7 +95,7 @@ it('follows a killed master to its promoted replica: every acknowledged job comp
     50,
   );
 
-  cluster.servers.find((s) => s.port === master.port)!.child.kill('SIGKILL');
+  rig.cluster.servers.find((s) => s.port === master.port)!.child.kill('SIGKILL');
   await until(
     'the replica is promoted',
     async () => (await clusterNodes(replica.port)).find((n) => n.id === replica.id)!.flags,
@@ -125,10 +113,11 @@ it('follows a killed master to its promoted replica: every acknowledged job comp
   expect(answers.filter((a) => a.status !== 202 && a.status !== 503)).toEqual([]);
   for (const refused of answers.filter((a) => a.status === 503))
     expect(refused.type).toContain('application/problem+json');
-  for (const id of [...before, ...after]) expect((await ctx.waitForJob(id, 30_000)).state).toBe('completed');
-  const created = await ctx.api.db('products').where('sku', 'like', 'CF-%').count<{ count: string }[]>();
+  for (const id of [...before, ...after])
+    expect((await rig.ctx.waitForJob(id, 30_000)).state).toBe('completed');
+  const created = await rig.ctx.api.db('products').where('sku', 'like', 'CF-%').count<{ count: string }[]>();
   expect(Number(created[0]!.count)).toBe(40);
-  const events = await ctx.api
+  const events = await rig.ctx.api
     .db('events')
     .where('aggregate_id', 'like', 'CF-%')
     .count<{ count: string }[]>();

@@ -1,8 +1,7 @@
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { publishFinished } from '../../src/queues/finished-signal.js';
-import { createTestContext, type TestContext } from '../helpers/context.js';
-import { type ScratchCluster, startScratchCluster } from '../helpers/scratch-redis.js';
+import { useScratchCluster } from '../helpers/scratch-redis.js';
 import { until } from '../helpers/until.js';
 
 /**
@@ -12,25 +11,11 @@ import { until } from '../helpers/until.js';
  * with every channel subscribed there. No workers: this is about the subscriber alone
  * (tests/e2e/redis-cluster-failover.test.ts follows the queues through a failover).
  */
-let cluster: ScratchCluster;
-let ctx: TestContext;
-
-beforeAll(async () => {
-  cluster = await startScratchCluster({ replicas: 1 });
-  ctx = await createTestContext({ env: { REDIS_CLUSTER_NODES: cluster.nodes } });
-}, 60_000);
-
-afterAll(async () => {
-  try {
-    await ctx?.close();
-  } finally {
-    await cluster?.stop();
-  }
-});
+const rig = useScratchCluster();
 
 /** The node the web process's pub/sub connection is on (ioredis names it `ioredis-cluster(subscriber):<ours>`). */
 async function subscriberNode(): Promise<number | undefined> {
-  for (const { port, child } of cluster.servers) {
+  for (const { port, child } of rig.cluster.servers) {
     if (child.exitCode !== null || child.signalCode !== null) continue;
     const redis = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0 });
     try {
@@ -46,9 +31,9 @@ async function subscriberNode(): Promise<number | undefined> {
 
 /** Whether a finished-job signal published now reaches the web process's listener (within 1.5 s). */
 async function signalArrives(jobId: string): Promise<boolean> {
-  const watch = ctx.api.finished.watch(jobId);
+  const watch = rig.ctx.api.finished.watch(jobId);
   try {
-    await publishFinished(ctx.api.redis, ctx.config.QUEUE_PREFIX, jobId);
+    await publishFinished(rig.ctx.api.redis, rig.ctx.config.QUEUE_PREFIX, jobId);
     const from = Date.now();
     await watch.next(3000);
     return Date.now() - from < 1500;
@@ -61,7 +46,7 @@ it('moves the pub/sub subscriber off a killed node: finished-job signals arrive 
   const port = await subscriberNode();
   expect(port).toBeDefined();
   expect(await signalArrives('CP-before')).toBe(true);
-  const victim = cluster.servers.find((s) => s.port === port)!.child;
+  const victim = rig.cluster.servers.find((s) => s.port === port)!.child;
   const gone = new Promise((resolve) => victim.once('exit', resolve));
   victim.kill('SIGKILL');
   await gone;
@@ -77,8 +62,8 @@ it('moves the pub/sub subscriber off a killed node: finished-job signals arrive 
   expect(moved).toBeDefined();
   expect(moved).not.toBe(port);
   // The killed node back, so the context's clean-up finds every node of the cluster it knows.
-  await cluster.restart(port!);
-  for (const { port: node } of cluster.servers)
+  await rig.cluster.restart(port!);
+  for (const { port: node } of rig.cluster.servers)
     await until(
       `node ${node} sees the cluster whole`,
       async () => {

@@ -4,9 +4,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { Cluster } from 'ioredis';
+import { afterAll, beforeAll } from 'vitest';
 import { clusterPorts } from '../../scripts/faults/redis-cluster.js';
 import type { RedisClient } from '../../src/connections.js';
-import { waitForOutput } from './context.js';
+import { type ContextOptions, createTestContext, type TestContext, waitForOutput } from './context.js';
 
 const run = promisify(execFile);
 
@@ -100,4 +101,28 @@ export async function keysMatching(redis: RedisClient, pattern: string): Promise
   if (!(redis instanceof Cluster)) return redis.keys(pattern);
   const perMaster = await Promise.all(redis.nodes('master').map((node) => node.keys(pattern)));
   return perMaster.flat();
+}
+
+/**
+ * A test file's scratch cluster (3 masters, a replica each) and a test context on it, opened
+ * before its tests and closed after them (the context first, so nothing is left talking to
+ * stopped nodes). `env` adds settings beside REDIS_CLUSTER_NODES. Read `ctx` and `cluster` in tests.
+ */
+export function useScratchCluster(options: ContextOptions = {}) {
+  const rig = {} as { cluster: ScratchCluster; ctx: TestContext };
+  beforeAll(async () => {
+    rig.cluster = await startScratchCluster({ replicas: 1 });
+    rig.ctx = await createTestContext({
+      ...options,
+      env: { REDIS_CLUSTER_NODES: rig.cluster.nodes, ...options.env },
+    });
+  }, 60_000);
+  afterAll(async () => {
+    try {
+      await rig.ctx?.close();
+    } finally {
+      await rig.cluster?.stop();
+    }
+  });
+  return rig;
 }
