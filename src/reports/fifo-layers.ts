@@ -3,6 +3,9 @@ import { addToTotals, type FoldedState, type SkuFilter, skuCondition } from './l
 import { coversOnTop, type Layer, newestCovering } from './rules.js';
 import { currentCost, levelKey, type ValuedMovement, type ValueState } from './valuation.js';
 
+/** A row of stock_fifo_layers. */
+type LayerRow = { sku: string; location: string; day: string; units: number };
+
 /**
  * FIFO layers (the newest inflows covering each level's units, per UTC day) and their sums per
  * currency and day: kept by compaction for the levels it folds, read by the `ageing` report, which
@@ -15,9 +18,15 @@ const reservedOnly = new Set(['reserve', 'release']);
 /** The folded layers of the filtered skus, by levelKey, newest first. */
 export async function loadLayers(
   db: Knex,
-  filter: SkuFilter | { skus: string[] },
+  filter: SkuFilter | { skus: string[] } | { levels: { sku: string; location: string }[] },
 ): Promise<Map<string, Layer[]>> {
-  const [where, bindings] = skuCondition(filter);
+  const [where, bindings]: [string, Knex.RawBinding[]] =
+    'levels' in filter
+      ? [
+          `(sku, location) in (select * from unnest(?::text[], ?::text[]))`,
+          [filter.levels.map((l) => l.sku), filter.levels.map((l) => l.location)],
+        ]
+      : skuCondition(filter);
   const { rows } = await db.raw<{ rows: { sku: string; location: string; day: string; units: number }[] }>(
     `select sku, location, day::text as day, units from stock_fifo_layers where ${where}
      order by sku, location, day desc`,
@@ -121,6 +130,22 @@ export const dayParts = (currency: string, layers: Layer[], state: ValueState, s
     }));
 
 /**
+ * A level's old parts (taken out) and new parts (added), less every pair that would cancel: the
+ * same currency, day, units and value (computed alike from the same figures, so equal to the bit).
+ * Most of a level's days are untouched by a fold; sending them only to cancel was most of the cost.
+ */
+function withoutCancelling(out: DayPart[], added: DayPart[]): DayPart[] {
+  const taken = new Map(out.map((p) => [`${p.currency}|${p.day}`, p]));
+  const kept: DayPart[] = [];
+  for (const p of added) {
+    const match = taken.get(`${p.currency}|${p.day}`);
+    if (match && match.units === -p.units && match.value === -p.value) taken.delete(`${p.currency}|${p.day}`);
+    else kept.push(p);
+  }
+  return [...taken.values(), ...kept];
+}
+
+/**
  * Compaction's part: the layers of the levels a fold touched, from their folded layers before it, the
  * movements folded and the states after; and their sums per currency and day (the old part taken
  * out, the new one added, summed in numeric so they cancel exactly).
@@ -136,32 +161,50 @@ export async function writeLayers(
 ): Promise<void> {
   const skus = [...new Set([...input.after.values()].map((s) => s.sku))];
   if (skus.length === 0) return;
-  const old = await loadLayers(db, { skus });
+  const old = await loadLayers(db, { levels: [...input.after.values()] });
   const oldCurrencies = await loadLayerCurrencies(db, skus);
   const next = await layersAfter(db, old, input.folded, input.after, { foldedOnly: true });
   const parts: DayPart[] = [];
-  const rows: { sku: string; location: string; day: string; units: number }[] = [];
+  // Only the layer rows that differ: a fold mostly adds to or eats into a level's newest days.
+  const gone: LayerRow[] = [];
+  const written: LayerRow[] = [];
   for (const [key, state] of input.after) {
     const before = input.before.get(key);
     const oldLayers = old.get(key) ?? [];
-    if (before && oldLayers.length > 0) {
-      parts.push(...dayParts(oldCurrencies.get(state.sku) ?? 'XXX', oldLayers, before, -1));
-    }
     const layers = next.get(key) ?? [];
-    parts.push(...dayParts(input.currencies.get(state.sku) ?? 'XXX', layers, state, 1));
-    for (const l of layers) rows.push({ sku: state.sku, location: state.location, ...l });
+    parts.push(
+      ...withoutCancelling(
+        before && oldLayers.length > 0
+          ? dayParts(oldCurrencies.get(state.sku) ?? 'XXX', oldLayers, before, -1)
+          : [],
+        dayParts(input.currencies.get(state.sku) ?? 'XXX', layers, state, 1),
+      ),
+    );
+    const held = new Map(oldLayers.map((l) => [l.day, l.units]));
+    for (const l of layers) {
+      if (held.get(l.day) !== l.units) written.push({ sku: state.sku, location: state.location, ...l });
+      held.delete(l.day);
+    }
+    for (const day of held.keys()) gone.push({ sku: state.sku, location: state.location, day, units: 0 });
   }
-  // Levels a fold did not reach keep their layers (a level of a rebuilt sku is in `after` too).
-  await db.raw(
-    `delete from stock_fifo_layers l using unnest(?::text[], ?::text[]) as t (sku, location)
-     where l.sku = t.sku and l.location = t.location`,
-    [[...input.after.values()].map((s) => s.sku), [...input.after.values()].map((s) => s.location)],
-  );
-  if (rows.length > 0) {
+  if (gone.length > 0) {
+    await db.raw(
+      `delete from stock_fifo_layers l using unnest(?::text[], ?::text[], ?::date[]) as t (sku, location, day)
+       where l.sku = t.sku and l.location = t.location and l.day = t.day`,
+      [gone.map((r) => r.sku), gone.map((r) => r.location), gone.map((r) => r.day)],
+    );
+  }
+  if (written.length > 0) {
     await db.raw(
       `insert into stock_fifo_layers (sku, location, day, units)
-       select * from unnest(?::text[], ?::text[], ?::date[], ?::bigint[])`,
-      [rows.map((r) => r.sku), rows.map((r) => r.location), rows.map((r) => r.day), rows.map((r) => r.units)],
+       select * from unnest(?::text[], ?::text[], ?::date[], ?::bigint[])
+       on conflict (sku, location, day) do update set units = excluded.units`,
+      [
+        written.map((r) => r.sku),
+        written.map((r) => r.location),
+        written.map((r) => r.day),
+        written.map((r) => r.units),
+      ],
     );
   }
   if (parts.length > 0) {

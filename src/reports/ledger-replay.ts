@@ -207,8 +207,10 @@ const isBefore = (m: ValuedMovement, at: Date, id: number) =>
   m.createdAt.getTime() < at.getTime() || (m.createdAt.getTime() === at.getTime() && m.id < id);
 
 export interface Fold {
-  /** Every level touched, as folded after the movements (keyed by `levelKey`). */
+  /** Every level of the skus folded, as folded after the movements (keyed by `levelKey`). */
   states: Map<string, FoldedState>;
+  /** The keys of the levels whose state the fold changed: those moved, and those a rebuilt sku restarted. */
+  changed: Set<string>;
   /** The movements applied, in ledger time order, each with its value. */
   applied: { movement: ValuedMovement; value: number; after: FoldedState }[];
   /** Skus rebuilt from a period snapshot (a movement landed before what was folded), by month. */
@@ -276,7 +278,10 @@ export async function foldMovements(db: Knex, movements: ValuedMovement[]): Prom
     states.set(levelKey(movement.sku, movement.location), after);
     return { movement, value, after };
   });
-  return { states, applied, rebuilt, restarted };
+  const changed = new Set(
+    [...applied.map((a) => a.after), ...restarted].map((s) => levelKey(s.sku, s.location)),
+  );
+  return { states, changed, applied, rebuilt, restarted };
 }
 
 /**
