@@ -68,7 +68,10 @@ export async function closeWithin(closing: Promise<unknown>, ms: number): Promis
   const timedOut = new Promise<boolean>((resolve) => {
     timer = setTimeout(() => resolve(false), ms);
   });
-  const done = await Promise.race([closing.then(() => true), timedOut]);
+  const closed = closing.then(() => true);
+  // Once the bound has run out nobody awaits it: a later rejection must not go unhandled.
+  closed.catch(() => undefined);
+  const done = await Promise.race([closed, timedOut]);
   clearTimeout(timer);
   return done;
 }
