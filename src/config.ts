@@ -262,8 +262,9 @@ const envSchema = z.object({
   /** How often workers look for active jobs whose lock expired (default: 5 s, or the lock duration if shorter). */
   WORKER_STALLED_INTERVAL_MS: integer(100, 600_000).optional(),
   /**
-   * Watchdog: a worker whose blocking Redis connection has not been ready for this long (or whose
-   * fetch loop stopped) is closed and recreated (stockflow_worker_recreated_total).
+   * Watchdog: a worker whose blocking Redis connection has not been ready for this long, whose
+   * fetch loop stopped, or that started no job for this long while jobs were ready and it had a free
+   * slot, is replaced by a new one (stockflow_worker_recreated_total).
    */
   WORKER_WATCHDOG_MS: integer(1000, 3_600_000).default(20_000),
   WORKER_CONCURRENCY_WEBHOOKS: integer(1, 500).default(20),

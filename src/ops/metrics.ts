@@ -25,7 +25,7 @@ export interface Metrics {
   webhookAttempts: Counter<'outcome'>;
   webhookAttemptDuration: Histogram<'outcome'>;
   webhookDeliveries: Counter<'outcome'>;
-  /** Workers the watchdog closed and recreated (src/workers/watchdog.ts), by queue and reason. */
+  /** Workers the watchdog replaced (src/workers/watchdog.ts), by queue and reason. */
   workerRecreated: Counter<'queue' | 'reason'>;
 }
 
@@ -118,7 +118,7 @@ export function createMetrics(): Metrics {
     }),
     workerRecreated: new Counter({
       name: 'stockflow_worker_recreated_total',
-      help: 'Workers closed and recreated by the watchdog (blocking connection not ready, or fetch loop stopped), by queue and reason',
+      help: 'Workers replaced by the watchdog (blocking connection not ready, fetch loop stopped, or no progress with jobs ready), by queue and reason',
       labelNames: ['queue', 'reason'],
       registers,
     }),
