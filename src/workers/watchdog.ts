@@ -73,9 +73,8 @@ export function watchWorkers(options: {
     const started = entry.started;
     entry.started = false;
     if (started || entry.active.size >= worker.concurrency || worker.isPaused()) return undefined;
-    // Asked only of a worker that started nothing since the last check: an idle queue costs one
-    // count per check; a busy one none.
-    // A count that does not answer (the link stalled) proves nothing: the other states cover it.
+    // Asked only of a worker that started nothing since the last check (an idle queue costs one
+    // count per check, a busy one none). A count that does not answer proves nothing.
     const runnable = await Promise.race([
       options.runnable(worker).catch(() => 0),
       delay(Math.min(boundMs, 1000), 0, { ref: false }),
