@@ -16,6 +16,7 @@ import { openPostgres, openRedis } from '../../src/connections.js';
 import { createApiKey } from '../../src/db/api-keys.js';
 import type { Db } from '../../src/db/knex.js';
 import { describeDrift, findDrift } from '../../src/domain/reconcile.js';
+import { closeWithin } from '../../src/entry.js';
 import { createLogger } from '../../src/log.js';
 import type { QueueName } from '../../src/queues/job.js';
 import { getJobStatus, type JobStatus } from '../../src/queues/job-status.js';
@@ -180,7 +181,8 @@ export async function createTestContext(options: ContextOptions = {}): Promise<T
         for (const child of children) child.kill('SIGKILL');
       }
       await stopWorkers(workerGroups.flat(), 10_000);
-      await Promise.all(workerConnections.map((r) => r.quit()));
+      // Bounded as the worker process bounds it: a wedged cluster connection's quit may never answer.
+      for (const redis of workerConnections) if (!(await closeWithin(redis.quit(), 5000))) redis.disconnect();
       if (workerDb) await (await workerDb).destroy();
       // Ledger = levels, after every test file: whatever the tests did, no level may drift.
       const drift = await findDrift(api.db);
