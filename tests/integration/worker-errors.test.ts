@@ -68,19 +68,17 @@ describe('error classification', () => {
   // kept the failure of four jobs (written by the command that failed them, after the restart)
   // and lost the code written just before it: the status API answered job_failed for a domain rule.
   it('keeps a domain failure in the one write that fails the job: its data stays as it was queued', async () => {
-    const first = await ctx.request({
-      method: 'POST',
-      url: '/api/pms/products',
-      headers: { prefer: 'wait=10' },
-      payload: lamp('E-4'),
-    });
+    // The same product twice: the second job fails on the domain rule.
+    const create = () =>
+      ctx.request({
+        method: 'POST',
+        url: '/api/pms/products',
+        headers: { prefer: 'wait=10' },
+        payload: lamp('E-4'),
+      });
+    const first = await create();
     expect(first.statusCode, first.body).toBe(201);
-    const taken = await ctx.request({
-      method: 'POST',
-      url: '/api/pms/products',
-      headers: { prefer: 'wait=10' },
-      payload: lamp('E-4'),
-    });
+    const taken = await create();
     expect(taken.statusCode, taken.body).toBe(409);
     expect(json(taken)).toMatchObject({ code: 'sku_taken', details: { sku: 'E-4' } });
     const jobId = json(taken).jobId as string;
