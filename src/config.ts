@@ -344,6 +344,9 @@ const envSchema = z.object({
   /** How often new ledger rows are folded into the report rollups (docs/reports.md), and how many skus a run takes. */
   REPORTS_COMPACT_INTERVAL_MS: integer(100, 600_000).default(2000),
   REPORTS_COMPACT_MAX_SKUS: integer(1, 1_000_000).default(2000),
+  /** Compaction gives way while this many inventory jobs are ready (0: never), up to a lag (rollups.ts). */
+  REPORTS_COMPACT_YIELD_READY: integer(0, 1_000_000).default(100),
+  REPORTS_COMPACT_MAX_LAG_MS: integer(1000, 3_600_000).default(30_000),
   /** Days of sales the auto reorder point averages over, unless a rule names its own window. */
   REORDER_DEMAND_WINDOW_DAYS: integer(1, 365).default(28),
   /** A new draft purchase order is sent this long after its creation (lines added meanwhile go with it). */

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { Config } from '../config.js';
 import { DomainError } from '../errors/domain-error.js';
+import type { CompactionRun } from '../reports/rollups.js';
 import { defineJob, defineScheduler, type Scheduler } from './job.js';
 
 /** How long applied-job records are kept: twice the job retention, so no retry of a job can outlive its record. */
@@ -65,10 +66,15 @@ export const maintenanceJobs = {
     payload: z.object({ top: z.number().int().min(0).max(100_000) }),
     options: { attempts: 1, removeOnComplete: { count: 10 }, removeOnFail: { count: 10 } },
   }),
-  compactReports: defineJob<{ movements: number; skus: number; rebuilt: number; skipped: boolean }>()({
+  compactReports: defineJob<CompactionRun>()({
     name: 'maintenance.compact-reports',
     queue: 'maintenance',
-    payload: z.object({ maxSkus: z.number().int().min(1).max(1_000_000).default(2000) }),
+    // Defaults for a scheduler template written before the pacing settings.
+    payload: z.object({
+      maxSkus: z.number().int().min(1).max(1_000_000).default(2000),
+      yieldAtReady: z.number().int().min(0).max(1_000_000).default(100),
+      maxLagMs: z.number().int().min(1000).max(3_600_000).default(30_000),
+    }),
     // Every few seconds: the next run is the retry.
     options: { attempts: 1, removeOnComplete: true, removeOnFail: { count: 100 } },
   }),
@@ -96,6 +102,8 @@ export const maintenanceSchedulers = (
     | 'JOB_RUNS_RETENTION_DAYS'
     | 'REPORTS_COMPACT_INTERVAL_MS'
     | 'REPORTS_COMPACT_MAX_SKUS'
+    | 'REPORTS_COMPACT_YIELD_READY'
+    | 'REPORTS_COMPACT_MAX_LAG_MS'
   >,
 ): Scheduler[] => [
   defineScheduler(maintenanceJobs.pruneAppliedJobs, {
@@ -130,7 +138,11 @@ export const maintenanceSchedulers = (
   defineScheduler(maintenanceJobs.compactReports, {
     id: 'compact-reports',
     every: config.REPORTS_COMPACT_INTERVAL_MS,
-    payload: { maxSkus: config.REPORTS_COMPACT_MAX_SKUS },
+    payload: {
+      maxSkus: config.REPORTS_COMPACT_MAX_SKUS,
+      yieldAtReady: config.REPORTS_COMPACT_YIELD_READY,
+      maxLagMs: config.REPORTS_COMPACT_MAX_LAG_MS,
+    },
   }),
   // Keeps the jobs report's record (job_runs) bounded.
   defineScheduler(maintenanceJobs.pruneJobRuns, {

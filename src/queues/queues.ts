@@ -33,6 +33,11 @@ export function createQueues(connection: RedisClient, config: QueueSettings): Qu
   return Object.fromEntries(entries) as Queues;
 }
 
+/** Jobs of `queue` ready to run now: waiting or prioritized; 0 while the queue is paused. */
+export async function readyJobs(queue: Queue): Promise<number> {
+  return (await queue.isPaused()) ? 0 : queue.getJobCountByTypes('waiting', 'prioritized');
+}
+
 export async function closeQueues(queues: Queues): Promise<void> {
   await Promise.all(Object.values(queues).map((queue) => queue.close()));
 }

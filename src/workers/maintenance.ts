@@ -2,8 +2,9 @@ import { pruneAppliedJobs } from '../db/applied-jobs.js';
 import { pruneEvents } from '../events/event-log.js';
 import { runAlertEvaluation } from '../ops/alerts.js';
 import { appliedJobsRetentionSeconds, refuseInsideRetention } from '../queues/maintenance.js';
+import { readyJobs } from '../queues/queues.js';
 import { pruneJobRuns } from '../reports/job-runs.js';
-import { compactRollups } from '../reports/rollups.js';
+import { compactPaced } from '../reports/rollups.js';
 import { sweepDeliveries } from '../webhooks/delivery-sweep.js';
 import { relayOutbox } from '../webhooks/relay.js';
 import type { QueueHandlers } from './processor.js';
@@ -36,5 +37,6 @@ export const maintenanceHandlers = {
   },
   'maintenance.warm-cache': ({ deps }, payload) => deps.cache.warm(payload.top),
   'maintenance.evaluate-alerts': ({ deps }) => runAlertEvaluation(deps),
-  'maintenance.compact-reports': ({ deps }, payload) => compactRollups(deps.db, payload),
+  'maintenance.compact-reports': ({ deps }, payload) =>
+    compactPaced(deps.db, { ...payload, inventoryReady: () => readyJobs(deps.queues.inventory) }),
 } satisfies QueueHandlers<'maintenance'>;

@@ -4,6 +4,7 @@ import { failImageJobWithoutRun } from '../images/image-failures.js';
 import { backoffStrategy } from '../queues/backoff.js';
 import { publishFinished } from '../queues/finished-signal.js';
 import { type JobData, type QueueName, queueNames } from '../queues/job.js';
+import { readyJobs } from '../queues/queues.js';
 import { redisKeys } from '../redis-keys.js';
 import { imageHandlers } from './images.js';
 import { inboundHandlers } from './inbound.js';
@@ -129,10 +130,7 @@ export async function startWorkers(deps: WorkerDeps, queues: QueueName[]): Promi
     workers,
     boundMs: config.WORKER_WATCHDOG_MS,
     log,
-    async runnable(worker) {
-      const queue = deps.queues[worker.name as QueueName];
-      return (await queue.isPaused()) ? 0 : queue.getJobCountByTypes('waiting', 'prioritized');
-    },
+    runnable: (worker) => readyJobs(deps.queues[worker.name as QueueName]),
     replace(stuck, reason) {
       const queue = stuck.name as QueueName;
       stuck.off('closing', onClosing);
