@@ -4,13 +4,13 @@ import { expect } from 'vitest';
 export type Answer = any;
 
 /** A GET of a path of a listening app, over a real socket. */
-export type Get = (path: string) => Promise<Response>;
+export type Get = (path: string, headers?: Record<string, string>) => Promise<Response>;
 
 /** GETs of the app listening at `base`, with `key` as the Bearer token. */
 export const getWithKey =
   (base: string, key: string): Get =>
-  (path) =>
-    fetch(`${base}${path}`, { headers: { authorization: `Bearer ${key}` } });
+  (path, headers = {}) =>
+    fetch(`${base}${path}`, { headers: { authorization: `Bearer ${key}`, ...headers } });
 
 /**
  * Every page of a report's JSON answer to `path` (its query without limit or cursor): pages of
