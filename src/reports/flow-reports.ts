@@ -107,7 +107,7 @@ async function* movementRows(
               where created_at >= ? and created_at < ? and (?::text is null or location = ?) and ${skuWhere}`;
     bindings = [window.from, window.to, loc, loc, ...skuBindings];
   } else {
-    const { fromDay, toDay } = daysOf(window);
+    const { fromDay, toDay, fromStart, toStart } = daysOf(window);
     const bucketOf = (day: string) =>
       query.bucket === 'week' ? `date_trunc('week', ${day})::date::text` : `${day}::text`;
     const table = perSku || query.sku ? 'stock_daily' : 'stock_daily_totals';
@@ -119,15 +119,15 @@ async function* movementRows(
               select ${bucketOf(`(created_at at time zone 'UTC')::date`)}, location, kind, ${skuColumn},
                 greatest(delta, 0), greatest(-delta, 0), 0, 0, 1
               from stock_rollup_pending
-              where created_at >= ?::date and created_at < ?::date and (?::text is null or location = ?) and ${skuWhere}`;
+              where created_at >= ? and created_at < ? and (?::text is null or location = ?) and ${skuWhere}`;
     bindings = [
       fromDay,
       toDay,
       loc,
       loc,
       ...(table === 'stock_daily' ? skuBindings : []),
-      fromDay,
-      toDay,
+      fromStart,
+      toStart,
       loc,
       loc,
       ...skuBindings,
@@ -208,7 +208,7 @@ async function unitsPerSku(
   location: string | undefined,
   kinds: string[],
 ): Promise<Map<string, { in: number; out: number }>> {
-  const { fromDay, toDay } = daysOf(window);
+  const { fromDay, toDay, fromStart, toStart } = daysOf(window);
   const [where, bindings] = skuCondition(filter);
   const loc = location ?? null;
   const { rows } = await db.raw<{
@@ -219,10 +219,10 @@ async function unitsPerSku(
        where day >= ?::date and day < ?::date and kind = any(?) and (?::text is null or location = ?) and ${where}
        union all
        select sku, kind, greatest(delta, 0), greatest(-delta, 0) from stock_rollup_pending
-       where created_at >= ?::date and created_at < ?::date and kind = any(?) and (?::text is null or location = ?)
+       where created_at >= ? and created_at < ? and kind = any(?) and (?::text is null or location = ?)
          and ${where}
      ) r group by sku, kind`,
-    [fromDay, toDay, kinds, loc, loc, ...bindings, fromDay, toDay, kinds, loc, loc, ...bindings],
+    [fromDay, toDay, kinds, loc, loc, ...bindings, fromStart, toStart, kinds, loc, loc, ...bindings],
   );
   const map = new Map<string, { in: number; out: number }>();
   for (const r of rows) {
@@ -401,7 +401,7 @@ async function netSalesPerSku(
   filter: SkuFilter,
   location: string | undefined,
 ): Promise<{ sku: string; currency: string; price: number; net: number }[]> {
-  const { fromDay, toDay } = daysOf(window);
+  const { fromDay, toDay, fromStart, toStart } = daysOf(window);
   // Whole weeks [fromWeek, toWeek): the Monday on or after the start, the Monday on or before the end.
   const firstMonday = weekOf(fromDay) === fromDay ? fromDay : nextWeek(weekOf(fromDay));
   const lastMonday = weekOf(toDay);
@@ -424,7 +424,7 @@ async function netSalesPerSku(
          union all
          select sku, case kind when 'return' then -greatest(delta, 0) else greatest(-delta, 0) end
          from stock_rollup_pending
-         where created_at >= ?::date and created_at < ?::date and kind = any(?) and (?::text is null or location = ?)
+         where created_at >= ? and created_at < ? and kind = any(?) and (?::text is null or location = ?)
            and ${where}
        ) r group by sku
      ) s join products p on p.sku = s.sku
@@ -445,8 +445,8 @@ async function netSalesPerSku(
       loc,
       loc,
       ...bindings,
-      fromDay,
-      toDay,
+      fromStart,
+      toStart,
       salesKinds,
       loc,
       loc,

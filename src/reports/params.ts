@@ -72,13 +72,20 @@ export function checkWindow(query: { from?: string; to?: string }, ctx: z.Refine
   }
 }
 
-/** Whole UTC days covering a window: day buckets are whole days (from rounds down, to up). */
-export function daysOf(window: Window): { fromDay: string; toDay: string } {
+/**
+ * Whole UTC days covering a window: day buckets are whole days (from rounds down, to up). The days
+ * (`YYYY-MM-DD`) bind to date columns; the instants they start at (`fromStart`, `toStart`) to
+ * timestamptz ones: Postgres compares a timestamptz with a date at the date's midnight in the
+ * session's TimeZone, not UTC's.
+ */
+export function daysOf(window: Window): { fromDay: string; toDay: string; fromStart: Date; toStart: Date } {
   const start = Math.floor(window.from.getTime() / dayMs) * dayMs;
   const end = Math.ceil(window.to.getTime() / dayMs) * dayMs;
   return {
     fromDay: new Date(start).toISOString().slice(0, 10),
     toDay: new Date(end).toISOString().slice(0, 10),
+    fromStart: new Date(start),
+    toStart: new Date(end),
   };
 }
 

@@ -105,9 +105,10 @@ async function closeMonths(db: Knex): Promise<void> {
       ).rows[0]!.first;
   while (period && Date.parse(`${nextMonth(period)}T00:00:00Z`) + monthCloseGraceMs < Date.now()) {
     const end = nextMonth(period);
+    // The instant the month ends (UTC): a `?::date` would end it at midnight in the session's TimeZone.
     const { rows: waiting } = await db.raw<{ rows: unknown[] }>(
-      `select 1 from stock_rollup_pending where created_at < ?::date limit 1`,
-      [end],
+      `select 1 from stock_rollup_pending where created_at < ? limit 1`,
+      [new Date(`${end}T00:00:00Z`)],
     );
     if (waiting.length > 0) return;
     await db.raw(

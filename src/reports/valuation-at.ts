@@ -99,7 +99,8 @@ export async function valuationAtPage(
      ) s join products p on p.sku = s.sku
      where ${where} and (?::text is null or s.location = ?) and not (s.sku = any(?))
      group by 1, 2`,
-    [month, month, dayStart, ...bindings, loc, loc, touched],
+    // The day as text: a Date bound to `?::date` is sent in the Node process's zone (its day may be the one before).
+    [month, month, dayOf(at), ...bindings, loc, loc, touched],
   );
   const [ledgerWhere, ledgerBindings] = skuCondition(filter);
   const { rows: movedToday } = await db.raw<{ rows: { sku: string }[] }>(

@@ -22,7 +22,13 @@ import type { QueueName } from '../../src/queues/job.js';
 import { getJobStatus, type JobStatus } from '../../src/queues/job-status.js';
 import { checkEventData } from '../../src/schemas/event-types.js';
 import { parseQueueList, startWorkers, stopWorkers } from '../../src/workers/queue-workers.js';
-import { cloneTemplate, dropDatabase, openConnections, testDatabaseUrl } from './databases.js';
+import {
+  cloneTemplate,
+  dropDatabase,
+  openConnections,
+  setDatabaseTimeZone,
+  testDatabaseUrl,
+} from './databases.js';
 
 /** The SECRETS_KEY of every test context (tests of rotation make their own). */
 export const testSecretsKey = Buffer.alloc(32, 7).toString('base64');
@@ -68,6 +74,11 @@ export interface ContextOptions {
    * template; its owner drops it.
    */
   databaseUrl?: string;
+  /**
+   * The session TimeZone of every connection to the database unless it sets its own (`ALTER DATABASE
+   * … SET timezone`, before the context connects): the app's pools, its workers, spawned processes.
+   */
+  timeZone?: string;
 }
 
 export async function createTestContext(options: ContextOptions = {}): Promise<TestContext> {
@@ -76,9 +87,11 @@ export async function createTestContext(options: ContextOptions = {}): Promise<T
     ? new URL(options.databaseUrl).pathname.slice(1)
     : `stockflow_test_${id}`;
   if (!options.databaseUrl) await cloneTemplate(inject('templateDatabase'), database);
+  const databaseUrl = options.databaseUrl ?? testDatabaseUrl(database);
+  if (options.timeZone) await setDatabaseTimeZone(databaseUrl, options.timeZone);
   const env: Record<string, string> = {
     NODE_ENV: 'test',
-    DATABASE_URL: options.databaseUrl ?? testDatabaseUrl(database),
+    DATABASE_URL: databaseUrl,
     DATABASE_POOL_MAX: '10',
     REDIS_URL: process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379',
     // The redis-cluster project of vitest.config.ts runs its files on the scratch cluster of global-setup.ts.

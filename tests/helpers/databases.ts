@@ -10,14 +10,27 @@ export function testDatabaseUrl(database: string): string {
   return url.toString();
 }
 
-export async function adminQuery(sql: string, params: unknown[] = []): Promise<pg.QueryResult> {
-  const client = new pg.Client({ connectionString: testDatabaseUrl('postgres') });
+export function adminQuery(sql: string, params: unknown[] = []): Promise<pg.QueryResult> {
+  return queryOnce(testDatabaseUrl('postgres'), sql, params);
+}
+
+async function queryOnce(url: string, sql: string, params: unknown[] = []): Promise<pg.QueryResult> {
+  const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
     return await client.query(sql, params);
   } finally {
     await client.end();
   }
+}
+
+/** The session TimeZone every new connection to the database of `url` gets unless it sets its own. */
+export async function setDatabaseTimeZone(url: string, timeZone: string): Promise<void> {
+  const name = decodeURIComponent(new URL(url).pathname.slice(1));
+  await queryOnce(
+    url,
+    `alter database ${pg.escapeIdentifier(name)} set timezone = ${pg.escapeLiteral(timeZone)}`,
+  );
 }
 
 /** Clones the run's template into a fresh database for one test file. */

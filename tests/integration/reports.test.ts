@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compactAllPending } from '../../src/reports/rollups.js';
 import { createProducts, createTestContext, type TestContext } from '../helpers/context.js';
 import { plantProducts } from '../helpers/ledger-plant.js';
+import { type Answer, everyPage } from '../helpers/report-pages.js';
 
 let ctx: TestContext;
 let base: string;
@@ -17,8 +18,6 @@ afterAll(async () => {
   await ctx?.close();
 });
 
-// biome-ignore lint/suspicious/noExplicitAny: report answers are checked by the assertions themselves
-type Answer = any;
 const read = async (response: Promise<Response> | Response): Promise<Answer> => (await response).json();
 
 const get = (path: string, headers: Record<string, string> = {}, key: string | null = ctx.pmsKey) =>
@@ -161,17 +160,11 @@ describe('the boundary, over a socket', () => {
     ]) {
       const whole = await read(get(`/api/pms/reports/${query}`));
       expect(whole.items.length, query).toBeGreaterThanOrEqual(2);
-      const paged: unknown[] = [];
-      let cursor: string | null = null;
-      do {
-        const body: { items: unknown[]; nextCursor: string | null } = await read(
-          get(`/api/pms/reports/${query}&limit=1${cursor ? `&cursor=${cursor}` : ''}`),
-        );
-        expect(body.items.length).toBeLessThanOrEqual(1);
-        paged.push(...body.items);
-        cursor = body.nextCursor;
-      } while (cursor);
-      expect(paged, query).toEqual(whole.items);
+      const pages = await everyPage((path) => get(path), `/api/pms/reports/${query}`, 1);
+      expect(
+        pages.flatMap((p) => p.items),
+        query,
+      ).toEqual(whole.items);
     }
   });
 
