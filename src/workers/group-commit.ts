@@ -232,6 +232,8 @@ interface Pending<I> extends Waiting {
 
 class GroupCommit<I> {
   private waiting: Pending<I>[] = [];
+  /** Each job id waiting or in a running batch, with what its run will answer. */
+  private readonly inFlight = new Map<string, Promise<unknown>>();
   /** Keys of the batches running now: a job on one of them waits for the next round. */
   private readonly busy = new Map<string, number>();
   private running = 0;
@@ -242,8 +244,24 @@ class GroupCommit<I> {
     private readonly options: GroupCommitOptions,
   ) {}
 
-  /** Applies the job once, alone or in a batch; resolves with its result or rejects with its error. */
+  /**
+   * Applies the job once, alone or in a batch; resolves with its result or rejects with its error.
+   * The same job given again while its run is waiting or running (BullMQ hands it out a second time
+   * when its lock was lost, a Redis failover say) shares that run: two runs of one id in one batch
+   * would both win their claim in its one statement, and apply twice.
+   */
   run<R>(item: OnceJob<I, R> & { job: Pick<Job, 'attemptsMade'> }): Promise<R> {
+    const id = item.job.id!;
+    const current = this.inFlight.get(id);
+    if (current) return current as Promise<R>;
+    const run = this.start(item);
+    this.inFlight.set(id, run);
+    const done = () => this.inFlight.delete(id);
+    run.then(done, done);
+    return run;
+  }
+
+  private start<R>(item: OnceJob<I, R> & { job: Pick<Job, 'attemptsMade'> }): Promise<R> {
     const lines = this.batch.lines(item.input);
     if (item.job.attemptsMade > 0 || lines > this.options.maxLines)
       return applyJob(this.db, this.batch, item);

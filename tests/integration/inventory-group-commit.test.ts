@@ -1,5 +1,9 @@
+import type { Job } from 'bullmq';
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
+import { sharedWorkerDeps } from '../../src/api/deps.js';
+import type { JobData } from '../../src/queues/job.js';
+import { inventoryHandlers } from '../../src/workers/inventory.js';
 import { createProducts, createTestContext, json, type TestContext } from '../helpers/context.js';
 import { until } from '../helpers/until.js';
 
@@ -270,4 +274,35 @@ describe('group commit', () => {
     );
     expect(rows.map((r) => r.job_id)).toEqual([ids[0], ids[1], ids[4]]);
   }, 60_000);
+
+  it('a job given twice while its first run waits (its lock lost, BullMQ hands it out again) applies once, and both runs answer its one result', async () => {
+    const ctx = await context({ INVENTORY_GROUP_COMMIT: 'true' });
+    const deps = sharedWorkerDeps(ctx.api, { redis: ctx.api.redis });
+    const run = (id: string, delta: number) => {
+      const job = { id, queueName: 'inventory', name: 'inventory.adjust', attemptsMade: 0 } as Job<JobData>;
+      const payload = { movements: [{ sku: 'A', location: 'default', delta, reason: 'found' as const }] };
+      return inventoryHandlers['inventory.adjust'](
+        { deps, job, meta: { actor: 'test' }, log: ctx.api.log },
+        payload,
+      );
+    };
+    // The first job holds sku A in a running batch; both deliveries of the second wait behind it,
+    // so they would go out together in the next batch.
+    const [, first, again] = await Promise.all([
+      run('inventory-twice-0', 1),
+      run('inventory-twice-1', 2),
+      run('inventory-twice-1', 2),
+    ]);
+    expect(again).toEqual(first);
+    const rows = await ctx.api
+      .db('stock_movements')
+      .where({ job_id: 'inventory-twice-1' })
+      .select('id', 'delta');
+    expect(rows).toEqual([{ id: first.movements[0]!.id, delta: 2 }]);
+    expect(
+      await ctx.api.db('inventory_levels').where({ sku: 'A', location: 'default' }).first('on_hand'),
+    ).toEqual({
+      on_hand: 3,
+    });
+  });
 });
