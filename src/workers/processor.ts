@@ -21,7 +21,7 @@ import {
 } from '../queues/job.js';
 import type { Queues } from '../queues/queues.js';
 import { redisKeys } from '../redis-keys.js';
-import { createJobRunLog } from '../reports/job-runs.js';
+import type { JobRunLog } from '../reports/job-runs.js';
 import type { SecretBox } from '../secrets.js';
 
 export interface WorkerDeps {
@@ -75,15 +75,15 @@ export function domainFailureForQueue(error: DomainError): UnrecoverableError {
  * After the handler's transaction has committed and before the job completes, its follow-up jobs
  * are queued (src/queues/follow-ups.ts) and the read cache forgets what the job changed (a failure
  * there fails the attempt: its retry is a no-op that queues and invalidates again). Durations,
- * waits and outcomes go to the process's metrics.
+ * waits and outcomes go to the process's metrics, and each attempt to `runs` (the jobs report).
  */
 export function createProcessor<Q extends QueueName>(
   deps: WorkerDeps,
   queue: Q,
   handlers: QueueHandlers<Q>,
+  runs: JobRunLog,
 ): Processor<JobData> {
   const byName = handlers as unknown as Record<string, Handler<AnyJob>>;
-  const runs = createJobRunLog(deps.db, deps.log);
   return async (job) => {
     const meta: JobMeta = job.data.meta ?? { actor: 'unknown' };
     const log = deps.log.child({

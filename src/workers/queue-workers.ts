@@ -6,6 +6,7 @@ import { publishFinished } from '../queues/finished-signal.js';
 import { type JobData, type QueueName, queueNames } from '../queues/job.js';
 import { readyJobs } from '../queues/queues.js';
 import { redisKeys } from '../redis-keys.js';
+import { createJobRunLog, type JobRunLog } from '../reports/job-runs.js';
 import { imageHandlers } from './images.js';
 import { inboundHandlers } from './inbound.js';
 import { inventoryHandlers } from './inventory.js';
@@ -82,6 +83,9 @@ class PoolWorker extends Worker<JobData> {
   }
 }
 
+/** The job-run log of each worker started here, flushed when it stops. */
+const runLogs = new WeakMap<Worker, JobRunLog>();
+
 /**
  * Starts one BullMQ Worker per queue, each with its configured concurrency. A job whose worker
  * died is taken over within lockDuration + stalledInterval (WORKER_LOCK_DURATION_MS +
@@ -99,10 +103,11 @@ export async function startWorkers(deps: WorkerDeps, queues: QueueName[]): Promi
     stopKeeping();
     stopWatching();
   };
+  const runs = createJobRunLog(deps.db, deps.log);
   const build = (queue: QueueName) => {
     const worker = new PoolWorker(
       queue,
-      createProcessor(deps, queue, handlersByQueue[queue] as QueueHandlers<typeof queue>),
+      createProcessor(deps, queue, handlersByQueue[queue] as QueueHandlers<typeof queue>, runs),
       {
         connection: deps.redis,
         prefix: redisKeys(config).queuePrefix(queue),
@@ -112,6 +117,7 @@ export async function startWorkers(deps: WorkerDeps, queues: QueueName[]): Promi
         settings: { backoffStrategy: backoffStrategy(config) },
       },
     );
+    runLogs.set(worker, runs);
     const unrun = beforeFailingUnrun[queue];
     if (unrun) worker.beforeFailingUnrun = (job) => unrun(deps, job);
     // The finished signal only wakes `Prefer: wait` requests early; losing one costs latency, not correctness.
@@ -153,8 +159,19 @@ export async function startWorkers(deps: WorkerDeps, queues: QueueName[]): Promi
  * behind, so a shutdown always ends. Resolves true when every active job finished in time.
  */
 export async function stopWorkers(workers: Worker[], timeoutMs: number): Promise<boolean> {
-  if (await closeWithin(Promise.all(workers.map((w) => w.close())), timeoutMs)) return true;
-  if (await closeWithin(Promise.all(workers.map((w) => w.close(true))), timeoutMs)) return false;
+  // The attempts that finished while closing go to the jobs report before the pools close.
+  const flushRuns = () =>
+    closeWithin(
+      Promise.all([...new Set(workers.map((w) => runLogs.get(w)))].map((r) => r?.flush())),
+      timeoutMs,
+    );
+  if (await closeWithin(Promise.all(workers.map((w) => w.close())), timeoutMs)) {
+    await flushRuns();
+    return true;
+  }
+  const forced = await closeWithin(Promise.all(workers.map((w) => w.close(true))), timeoutMs);
+  await flushRuns();
+  if (forced) return false;
   for (const worker of workers) {
     // The blocking client is the worker's own duplicate; the shared connection stays up.
     const blocking = (worker.backend as { blockingClient?: Promise<{ disconnect(): void }> }).blockingClient;
