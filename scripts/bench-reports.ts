@@ -164,7 +164,8 @@ const compaction = parseConfig({ ...env, DATABASE_URL: databaseUrl });
  * a backlog of inventory jobs, `compactPaced`) every REPORTS_COMPACT_INTERVAL_MS, or at once after
  * one that took longer; then on until nothing is pending, which is the cost a deferred run only
  * moved. Answers the result of `work`, the runs (how many folded how many movements, how many gave
- * way) and how long the catch-up after `work` took.
+ * way) and the catch-up: how long the runs after `work` took (their own time, not the scheduler's
+ * waits between them).
  */
 async function whileCompacting<T>(db: Knex, inventory: import('bullmq').Queue, work: Promise<T>) {
   let done = false;
@@ -172,9 +173,9 @@ async function whileCompacting<T>(db: Knex, inventory: import('bullmq').Queue, w
   const runs = { count: 0, movements: 0, deferred: 0 };
   let catchUpMs = 0;
   const loop = (async () => {
-    let workEnded = 0;
     for (;;) {
       const started = performance.now();
+      const after = done;
       const run = await compactPaced(db, {
         maxSkus: compaction.REPORTS_COMPACT_MAX_SKUS,
         yieldAtReady: compaction.REPORTS_COMPACT_YIELD_READY,
@@ -184,13 +185,10 @@ async function whileCompacting<T>(db: Knex, inventory: import('bullmq').Queue, w
       runs.count++;
       runs.movements += run.movements;
       if (run.deferred) runs.deferred++;
-      if (done && !workEnded) workEnded = started;
-      if (done && run.skus === 0 && !run.skipped && !run.deferred) {
-        catchUpMs = performance.now() - workEnded;
-        return;
-      }
+      if (after) catchUpMs += performance.now() - started;
+      if (after && run.skus === 0 && !run.skipped && !run.deferred) return;
       const wait = compaction.REPORTS_COMPACT_INTERVAL_MS - (performance.now() - started);
-      // The end of `work` cuts a wait short: the catch-up is timed from there.
+      // The end of `work` cuts a wait short: the catch-up starts at once.
       if (wait > 0)
         await new Promise<void>((resolve) => {
           wake = resolve;
@@ -363,7 +361,7 @@ runEntry(async () => {
         // The same jobs with the catch-up's time added: the cost deferring moved, not removed.
         onWithCatchUp.push(gcJobs / (gcJobs / result + catchUpMs / 1000));
         compactions.push(
-          `${runs.count} runs (${runs.deferred} gave way), ${runs.movements} movements, caught up ${ms(catchUpMs / 1000)} s after`,
+          `${runs.count} runs (${runs.deferred} gave way), ${runs.movements} movements, catch-up runs ${Math.round(catchUpMs)} ms`,
         );
       } else off.push(await run);
     }
