@@ -161,7 +161,7 @@ export interface CompactionRun {
 }
 
 /**
- * The scheduled run: gives way to a backlog of inventory jobs. Folding costs about 0.3 ms of CPU per
+ * The scheduled run: gives way to a backlog of inventory jobs. Folding costs 0.15 to 0.3 ms of CPU per
  * movement, spent in the worker and Postgres the inventory jobs need; under a burst it would take
  * that from them, and reports stay exact with rows pending (they fold them as they read), so the run
  * waits while `inventoryReady()` jobs are at least `yieldAtReady` (0: never) — but not once the
