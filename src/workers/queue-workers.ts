@@ -159,26 +159,21 @@ export async function startWorkers(deps: WorkerDeps, queues: QueueName[]): Promi
  * behind, so a shutdown always ends. Resolves true when every active job finished in time.
  */
 export async function stopWorkers(workers: Worker[], timeoutMs: number): Promise<boolean> {
+  const graceful = await closeWithin(Promise.all(workers.map((w) => w.close())), timeoutMs);
+  const closed = graceful || (await closeWithin(Promise.all(workers.map((w) => w.close(true))), timeoutMs));
+  if (!closed) {
+    for (const worker of workers) {
+      // The blocking client is the worker's own duplicate; the shared connection stays up.
+      const blocking = (worker.backend as { blockingClient?: Promise<{ disconnect(): void }> })
+        .blockingClient;
+      void blocking?.then(
+        (client) => client.disconnect(),
+        () => undefined,
+      );
+    }
+  }
   // The attempts that finished while closing go to the jobs report before the pools close.
-  const flushRuns = () =>
-    closeWithin(
-      Promise.all([...new Set(workers.map((w) => runLogs.get(w)))].map((r) => r?.flush())),
-      timeoutMs,
-    );
-  if (await closeWithin(Promise.all(workers.map((w) => w.close())), timeoutMs)) {
-    await flushRuns();
-    return true;
-  }
-  const forced = await closeWithin(Promise.all(workers.map((w) => w.close(true))), timeoutMs);
-  await flushRuns();
-  if (forced) return false;
-  for (const worker of workers) {
-    // The blocking client is the worker's own duplicate; the shared connection stays up.
-    const blocking = (worker.backend as { blockingClient?: Promise<{ disconnect(): void }> }).blockingClient;
-    void blocking?.then(
-      (client) => client.disconnect(),
-      () => undefined,
-    );
-  }
-  return false;
+  const logs = new Set(workers.map((w) => runLogs.get(w)));
+  await closeWithin(Promise.all([...logs].map((log) => log?.flush())), timeoutMs);
+  return graceful;
 }
